@@ -1,0 +1,93 @@
+"""sd_notify over a real AF_UNIX datagram socket (filesystem path and abstract namespace)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from relay.systemd import SystemdNotifier
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(2)
+    yield path, sock
+    sock.close()
+
+
+def receive(sock: socket.socket) -> dict[str, str]:
+    data = sock.recv(4096).decode()
+    return dict(line.split("=", 1) for line in data.split("\n"))
+
+
+def test_ready_with_status(notify_socket):
+    path, sock = notify_socket
+    notifier = SystemdNotifier.from_environment({"NOTIFY_SOCKET": path})
+    assert notifier.enabled
+    assert notifier.ready("serving 3 listeners")
+    assert receive(sock) == {"READY": "1", "STATUS": "serving 3 listeners"}
+
+
+def test_reloading_carries_monotonic_usec_then_ready(notify_socket):
+    path, sock = notify_socket
+    notifier = SystemdNotifier(path)
+    before = time.monotonic_ns() // 1000
+    assert notifier.reloading()
+    message = receive(sock)
+    after = time.monotonic_ns() // 1000
+    assert message["RELOADING"] == "1"
+    assert before <= int(message["MONOTONIC_USEC"]) <= after
+    notifier.ready()
+    assert receive(sock) == {"READY": "1"}
+
+
+def test_stopping_status_and_watchdog(notify_socket):
+    path, sock = notify_socket
+    notifier = SystemdNotifier(path)
+    notifier.stopping("drained")
+    assert receive(sock) == {"STOPPING": "1", "STATUS": "drained"}
+    notifier.status("draining\n12 allocations left")
+    assert receive(sock) == {"STATUS": "draining 12 allocations left"}
+    notifier.watchdog()
+    assert receive(sock) == {"WATCHDOG": "1"}
+
+
+def test_abstract_namespace_socket():
+    name = f"bbb-turn-relay-test-{uuid.uuid4().hex}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(2)
+    try:
+        notifier = SystemdNotifier.from_environment({"NOTIFY_SOCKET": "@" + name})
+        assert notifier.ready()
+        assert receive(sock) == {"READY": "1"}
+    finally:
+        sock.close()
+
+
+def test_noop_without_notify_socket():
+    notifier = SystemdNotifier.from_environment({})
+    assert not notifier.enabled
+    assert notifier.ready() is False
+    assert notifier.watchdog_interval() is None
+
+
+def test_missing_socket_returns_false_instead_of_raising(tmp_path):
+    notifier = SystemdNotifier(str(tmp_path / "gone.sock"))
+    assert notifier.ready() is False
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec():
+    env = {"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
+    assert SystemdNotifier.from_environment(env).watchdog_interval() == 15.0
+    # A watchdog meant for another PID (e.g. inherited by a worker) is not ours to feed.
+    env["WATCHDOG_PID"] = str(os.getpid() + 1)
+    assert SystemdNotifier.from_environment(env).watchdog_interval() is None
+    assert SystemdNotifier.from_environment({"WATCHDOG_USEC": "abc"}).watchdog_interval() is None
