@@ -1,0 +1,242 @@
+"""Admin HTTP endpoint on a real socket: routes, drain/reload, limits and hostile requests."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+
+import pytest
+
+from relay.admin import AdminServer
+from relay.control import RelayControl
+from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+async def request(port: int, method: str, path: str, host: str = "127.0.0.1", body: bytes | None = None):
+    """A real stdlib HTTP client, run in a thread so the server's loop keeps going."""
+
+    def call():
+        connection = http.client.HTTPConnection(host, port, timeout=5)
+        try:
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(call)
+
+
+async def raw(port: int, data: bytes, host: str = "127.0.0.1", close_write: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(data)
+    await writer.drain()
+    if close_write and writer.can_write_eof():
+        writer.write_eof()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+class Harness:
+    def __init__(self, **kwargs) -> None:
+        self.stats = RelayStats()
+        self.control = RelayControl(3600)
+        self.registry = build_registry(
+            RelayCollector(self.stats.snapshot, lambda: self.control.draining), process_metrics=False
+        )
+        self.render = lambda: render_metrics(self.registry)
+        kwargs.setdefault("host", "127.0.0.1")
+        self.server = AdminServer(self.control, lambda: self.render(), port=0, **kwargs)
+
+    async def __aenter__(self) -> Harness:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.server.close()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+def test_metrics_health_and_readiness_through_a_drain():
+    async def scenario():
+        async with Harness() as h:
+            h.stats.allocations = 7
+            status, headers, body = await request(h.port, "GET", "/metrics")
+            assert status == 200
+            assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert b"turn_allocations 7.0" in body and b"turn_draining 0.0" in body
+
+            assert (await request(h.port, "GET", "/healthz"))[:1] == (200,)
+            status, _, body = await request(h.port, "GET", "/readyz")
+            assert (status, body) == (503, b"starting\n")
+            h.control.mark_ready()
+            status, _, body = await request(h.port, "GET", "/readyz?verbose=1")
+            assert (status, body) == (200, b"ready\n")
+
+            status, _, body = await request(h.port, "POST", "/drain")
+            assert (status, body) == (202, b"draining\n")
+            assert h.control.draining and h.control.drain_source == "admin /drain"
+            status, _, body = await request(h.port, "POST", "/drain")
+            assert (status, body) == (202, b"already draining\n")
+            status, _, body = await request(h.port, "GET", "/readyz")
+            assert (status, body) == (503, b"draining\n")
+            assert b"turn_draining 1.0" in (await request(h.port, "GET", "/metrics"))[2]
+            assert (await request(h.port, "GET", "/healthz"))[0] == 200
+            h.control.request_stop("test")
+            assert (await request(h.port, "GET", "/readyz"))[2] == b"stopping\n"
+
+    run(scenario())
+
+
+def test_reload_success_and_failure():
+    async def scenario():
+        async with Harness() as h:
+            calls = []
+            h.control.on_reload(lambda: calls.append(1))
+            assert (await request(h.port, "POST", "/reload"))[:1] == (200,)
+            assert calls == [1]
+
+            def failing() -> None:
+                raise ValueError("cert: /etc/relay/cert.pem: no such file")
+
+            h.control.on_reload(failing)
+            status, _, body = await request(h.port, "POST", "/reload", body=b"ignored body")
+            assert status == 500
+            assert b"cert: /etc/relay/cert.pem: no such file" in body
+
+    run(scenario())
+
+
+def test_head_not_found_and_wrong_method():
+    async def scenario():
+        async with Harness() as h:
+            get_length = int((await request(h.port, "GET", "/metrics"))[1]["Content-Length"])
+            status, headers, body = await request(h.port, "HEAD", "/metrics")
+            assert (status, body) == (200, b"")
+            assert int(headers["Content-Length"]) == get_length > 0
+            assert (await request(h.port, "GET", "/nope"))[0] == 404
+            status, headers, _ = await request(h.port, "GET", "/drain")
+            assert (status, headers["Allow"]) == (405, "POST")
+            status, headers, _ = await request(h.port, "POST", "/metrics")
+            assert (status, headers["Allow"]) == (405, "GET, HEAD")
+            assert not h.control.draining
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"garbage\r\n\r\n", 400),
+        (b"GET /metrics\r\n\r\n", 400),
+        (b"GET metrics HTTP/1.1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
+        (b"GET /healthz HTTP/1.1\r\nNoColonHere\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\n Folded: x\r\n\r\n", 400),
+        (b"POST /drain HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /drain HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413),
+        (b"POST /drain HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x", 400),  # cut short, then EOF
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) + b"\r\n\r\n", 400),
+    ],
+)
+def test_hostile_requests_get_clear_errors_and_do_not_drain(data, expected):
+    async def scenario():
+        async with Harness() as h:
+            answer = await raw(h.port, data)
+            assert status_of(answer) == expected
+            assert b"Connection: close" in answer
+            assert not h.control.draining
+            assert (await request(h.port, "GET", "/healthz"))[0] == 200  # still serving
+
+    run(scenario())
+
+
+def test_slow_client_times_out():
+    async def scenario():
+        async with Harness(request_timeout=0.2) as h:
+            answer = await raw(h.port, b"GET /healthz HTTP/1.1\r\n", close_write=False)
+            assert status_of(answer) == 408
+
+    run(scenario())
+
+
+def test_connection_limit():
+    async def scenario():
+        async with Harness(max_connections=1, request_timeout=2) as h:
+            reader, writer = await asyncio.open_connection("127.0.0.1", h.port)  # holds the only slot
+            writer.write(b"GET /healthz HTTP/1.1\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            assert status_of(await raw(h.port, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
+            writer.write(b"\r\n")
+            assert status_of(await reader.read()) == 200
+            writer.close()
+
+    run(scenario())
+
+
+def test_metrics_failure_is_a_500_and_the_server_survives():
+    async def scenario():
+        async with Harness() as h:
+
+            def broken() -> bytes:
+                raise RuntimeError("collector bug")
+
+            h.render = broken
+            assert (await request(h.port, "GET", "/metrics"))[0] == 500
+            h.render = lambda: b"ok_metric 1\n"
+            assert (await request(h.port, "GET", "/metrics"))[2] == b"ok_metric 1\n"
+
+    run(scenario())
+
+
+def _non_loopback_address() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # no packet is sent; picks the outgoing interface
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_control_endpoints_refuse_non_loopback_clients():
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+
+    async def scenario():
+        async with Harness(host="0.0.0.0") as h:
+            status, _, body = await request(h.port, "POST", "/drain", host=address)
+            assert status == 403 and b"loopback" in body
+            assert (await request(h.port, "POST", "/reload", host=address))[0] == 403
+            assert not h.control.draining
+            assert (await request(h.port, "GET", "/metrics", host=address))[0] == 200  # remote scrape is fine
+            assert (await request(h.port, "POST", "/drain", host="127.0.0.1"))[0] == 202
+
+    run(scenario())
+
+
+def test_port_in_use_is_reported():
+    async def scenario():
+        async with Harness() as h:
+            other = AdminServer(h.control, bytes, "127.0.0.1", h.port)
+            with pytest.raises(OSError):
+                await other.start()
+
+    run(scenario())
