@@ -47,6 +47,8 @@ class RelayConfig:
     nonce_secret: bytes | None = None
     nonce_lifetime: int = 600  # seconds; older nonces get 438 Stale Nonce
     unauthenticated_rate: float = 10.0  # 401 responses per source IP per second
+    unauthenticated_burst: float = 20.0  # ... with bursts this large (many users behind one school NAT)
+    rest_ms_timestamp_ttl: int = 86400  # legacy BBB usernames carry a creation time in ms: valid this long
     software: str | None = None  # SOFTWARE attribute; None = do not announce
     fingerprint: bool = True
 
@@ -60,6 +62,7 @@ class RelayConfig:
     total_quota: int = 0
     user_quota: int = 0
     max_bps: int = 0  # per allocation, bytes per second, each direction
+    max_permissions: int = 100  # peer IPs per allocation (508 beyond)
 
     # Lifetimes (seconds), RFC 8656 defaults.
     default_lifetime: int = 600
