@@ -43,6 +43,7 @@ class RelayConfig:
     # Authentication: TURN REST API shared secrets (all accepted, for rotation) and/or static users.
     auth_secrets: tuple[str, ...] = ()
     static_users: tuple[tuple[str, str], ...] = ()  # (username, password)
+    auth_secret_file: str | None = None  # one secret per line; config_loader merges it into auth_secrets
     # Key for stateless nonces; instances sharing it accept each other's nonces. None = random per start.
     nonce_secret: bytes | None = None
     nonce_lifetime: int = 600  # seconds; older nonces get 438 Stale Nonce
@@ -80,6 +81,7 @@ class RelayConfig:
     admin_host: str = "127.0.0.1"
     admin_port: int = 9641  # /metrics, /healthz, /readyz, POST /drain
     drain_timeout: int = 3600  # seconds a drain waits for allocations before exiting anyway
+    drain_min_allocations: int = 0  # a drain ends once allocations fall to this many (coturn's option)
     workers: int = 0  # 0 = one per CPU core
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
