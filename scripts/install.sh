@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything on a fresh Debian machine (Python 3.11+, Node 20+), idempotently:
+#   the Python virtualenv (.venv) from the pinned requirements, the pinned CDK CLI (npm ci), and with
+#   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--test-tools" ]]; then
+  packages=(coturn chromium shellcheck iproute2 openssl)
+  missing=()
+  for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip check >/dev/null
+npm ci --no-audit --no-fund --loglevel=error

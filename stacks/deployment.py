@@ -1,0 +1,69 @@
+"""Builds the CDK App for one deployment: reads the config first, then composes the stacks.
+
+`app.py` and the tests both call `build_app`, so `python app.py` and `cdk synth` produce the same
+templates: cdk.json's context is loaded here explicitly (the CLI passes it in `CDK_CONTEXT_JSON` too,
+and its values, including `-c` overrides, win).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.config import Config, load_config
+from stacks.network import NetworkStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+# What the CLI sets by default; set here too so that `python app.py` writes the very same templates.
+CLI_DEFAULTS = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": False,  # cdk.json: "versionReporting": false
+}
+
+
+def effective_context(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    context = dict(CLI_DEFAULTS)
+    context.update(cdk_json_context())
+    context.update(json.loads(os.environ.get("CDK_CONTEXT_JSON", "{}")))
+    context.update(overrides or {})
+    return context
+
+
+def build_app(
+    *, context: Mapping[str, Any] | None = None, outdir: str | None = None, nag: bool = True
+) -> tuple[cdk.App, Config]:
+    """Validate the configuration (raising ConfigError before any construct exists), then build the app."""
+    merged = effective_context(context)
+    config = load_config(merged)
+    # Run alone, `python app.py` writes where the CLI would (the CLI sets CDK_OUTDIR itself).
+    app = cdk.App(context=merged, outdir=outdir or os.environ.get("CDK_OUTDIR") or str(ROOT / "cdk.out"))
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    compose(app, config)
+    return app, config
+
+
+def compose(app: cdk.App, config: Config) -> None:
+    """The deployment's stacks and how they depend on each other (explicit keyword arguments only)."""
+    env = cdk.Environment(region=config.environment.region)
+    name = config.prefix
+    tags = {"bbb-on-aws:environment": config.environment.name}
+
+    def stack_props(part: str, description: str) -> dict[str, Any]:
+        return {"stack_name": f"{name}-{part}", "env": env, "description": f"BigBlueButton on AWS ({name}): "
+                + description, "tags": tags, "termination_protection": config.is_production_like}
+
+    NetworkStack(app, f"{name}-network", config=config, **stack_props("network", "VPC, NAT, flow logs"))

@@ -1,0 +1,52 @@
+"""The app's entry points: `npx cdk synth` and `python app.py` agree, and bad config stops synth early."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def templates(folder):
+    return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.template.json"))}
+
+
+def test_python_app_alone_writes_the_same_templates_as_the_cli(tmp_path):
+    alone, cli = tmp_path / "alone", tmp_path / "cli"
+    first = run([sys.executable, "app.py"], {"CDK_OUTDIR": str(alone)})
+    assert first.returncode == 0, first.stderr
+    second = run(["npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(cli)])
+    assert second.returncode == 0, second.stderr
+    assert templates(alone) and templates(alone) == templates(cli)
+
+
+def test_cli_override_with_a_bad_value_fails_synth_naming_the_key(tmp_path):
+    result = run(["npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(tmp_path),
+                  "-c", "deployment.environment.stage=production"])
+    assert result.returncode != 0
+    assert "deployment.environment.stage: 'production' is not allowed; use one of 'dev', 'stage', 'prod'" in (
+        result.stdout + result.stderr)
+    assert not list(tmp_path.glob("*.template.json"))
+
+
+def test_app_reports_every_problem_and_builds_nothing(tmp_path):
+    bad = {"deployment.operatorEmail": "nobody", "deployment.network.vpcCidr": "10.0.0.0/8",
+           "deployment.tunr": "typo"}
+    result = run([sys.executable, "app.py"], {"CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps(bad)})
+    assert result.returncode == 1
+    assert "deployment.operatorEmail: 'nobody' must be an e-mail address" in result.stderr
+    assert "deployment.network.vpcCidr: '10.0.0.0/8' must have a prefix length between /16 and /28" in result.stderr
+    assert "deployment.tunr: unknown key; did you mean 'turn'?" in result.stderr
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
