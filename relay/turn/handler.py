@@ -1,0 +1,530 @@
+"""The TURN request handler: parse, authenticate, decide, encode (RFC 8489, RFC 8656, RFC 6156).
+
+`TurnCore.handle()` takes one STUN request with the time and returns the response bytes (or None when
+the request must be dropped silently). It never touches sockets itself: relay sockets come from the
+`RelayBinder` it is given and responses go back to the caller. Time comes in as two numbers: `now`
+(monotonic seconds, for lifetimes) and `wall` (unix seconds, for nonces and credential expiry).
+
+Security rules enforced here:
+  * nothing is stored for a source before it returns a valid nonce (401/438 come from stateless
+    nonces; the only per-source structure is the constant-size 401 limiter);
+  * answers to unauthenticated requests are small (no SOFTWARE, short reasons) and rate limited
+    per source on UDP;
+  * every peer address is normalised and checked by the peer policy before a permission or channel
+    exists, so the packet path only needs "is there a permission".
+
+Send indications and ChannelData never come here: see relay.server.forwarding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from relay.auth import Authenticator, AuthFailure, Credential
+from relay.config import RelayConfig
+from relay.nonce import Nonces, NonceStatus
+from relay.peers import PeerPolicy
+from relay.quotas import QuotaBackend, SourceLimiter, TokenBucket
+from relay.stun.attributes import Address
+from relay.stun.constants import (
+    CHANNEL_MAX,
+    CHANNEL_MIN,
+    FAMILY_IPV4,
+    FAMILY_IPV6,
+    REASONS,
+    TRANSPORT_UDP,
+    Attr,
+    ErrorCode,
+    MessageClass,
+    Method,
+)
+from relay.stun.integrity import verify_fingerprint, verify_integrity
+from relay.stun.message import Message, StunDecodeError, decode, encode
+from relay.turn.allocation import Allocation, Channel, Origin, RelayBinder, RelayEndpoint
+from relay.turn.table import AllocationTable
+
+_log = logging.getLogger("relay.turn")
+
+CHANNEL_COOLDOWN = 300.0  # RFC 8656 section 12: no rebinding of a number/peer for 5 minutes
+RESERVATION_LIFETIME = 30.0  # RFC 8656 section 7.2: hold an EVEN-PORT R reservation ~30 s
+
+_METHOD_LABELS = {
+    Method.BINDING: "binding",
+    Method.ALLOCATE: "allocate",
+    Method.REFRESH: "refresh",
+    Method.CREATE_PERMISSION: "create_permission",
+    Method.CHANNEL_BIND: "channel_bind",
+}
+_TURN_METHODS = frozenset((Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND))
+
+
+def _family_of(host: str) -> int:
+    return FAMILY_IPV6 if ":" in host else FAMILY_IPV4
+
+
+class _Reject(Exception):
+    """Control flow inside one request (an error response to send); never escapes `handle`."""
+
+    def __init__(self, code: int, extra: tuple[tuple[int, Any], ...] = ()) -> None:
+        self.code = code
+        self.extra = extra
+
+
+class TurnCore:
+    """One process's TURN server logic and its allocation table."""
+
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        auth: Authenticator,
+        nonces: Nonces,
+        peers: PeerPolicy,
+        quota: QuotaBackend,
+        binder: RelayBinder,
+        stats: Any,
+        limiter: SourceLimiter | None = None,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        self.nonces = nonces
+        self.peers = peers
+        self.quota = quota
+        self.binder = binder
+        self.stats = stats
+        self.limiter = limiter
+        self.draining = draining
+        self.table = AllocationTable()
+        self.reservations: dict[bytes, tuple[RelayEndpoint, float]] = {}
+        self.realm = config.realm
+        self.max_permissions = config.max_permissions
+
+    # --- entry point -----------------------------------------------------------------------------
+
+    def handle(self, data: bytes, origin: Origin, client: Address, now: float, wall: float) -> bytes | None:
+        """Process one STUN message from `client`; return the response to send, or None."""
+        try:
+            message = decode(data)
+        except StunDecodeError:
+            self._count_malformed(origin)
+            return None
+        if message.message_class != MessageClass.REQUEST:
+            return None  # responses and indications other than Send are not for a server
+        if verify_fingerprint(message) is False:
+            self._count_malformed(origin)
+            return None
+        method = message.method
+        label = _METHOD_LABELS.get(method, "other")
+        try:
+            if method == Method.BINDING:
+                response = self._binding(message, origin, client, wall)
+            elif method in _TURN_METHODS:
+                response = self._turn_request(message, origin, client, now, wall)
+            else:
+                response = self._unauthenticated_error(message, origin, client, wall, ErrorCode.BAD_REQUEST)
+        except Exception:  # a bug must cost one request, never the listener
+            _log.exception("request handling failed", extra={"method": label})
+            self.stats.count_request(label, "server_error")
+            return self._encode_error(message, ErrorCode.SERVER_ERROR, None)
+        if response is not None:
+            result = "success" if (response[0] & 0x01, response[1] & 0x10) == (1, 0) else "client_error"
+            self.stats.count_request(label, result)
+        return response
+
+    # --- encoding --------------------------------------------------------------------------------
+
+    def _encode(self, request: Message, cls: MessageClass, attrs: list[tuple[int, Any]], key: bytes | None) -> bytes:
+        if key is not None and self.config.software:
+            attrs.append((Attr.SOFTWARE, self.config.software))
+        message = Message(request.method, cls, request.transaction_id, attrs)
+        return encode(message, integrity_key=key, fingerprint=self.config.fingerprint)
+
+    def _encode_error(
+        self, request: Message, code: int, key: bytes | None, extra: tuple[tuple[int, Any], ...] = ()
+    ) -> bytes:
+        attrs: list[tuple[int, Any]] = [(Attr.ERROR_CODE, (code, REASONS.get(code, "Error")))]
+        attrs.extend(extra)
+        return self._encode(request, MessageClass.ERROR, attrs, key)
+
+    def _bump(self, name: str) -> None:
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    def _count_malformed(self, origin: Origin) -> None:
+        self._bump(f"malformed_{origin.transport}")
+
+    def _limited(self, origin: Origin, client: Address, wall: float) -> bool:
+        """UDP answers to unauthenticated requests are rate limited per source (reflection)."""
+        if self.limiter is None or origin.transport != "udp":
+            return False
+        if self.limiter.allow(client[0], wall):
+            return False
+        self.stats.rate_limited += 1
+        return True
+
+    def _unauthenticated_error(
+        self, request: Message, origin: Origin, client: Address, wall: float, code: int, challenge: bool = False
+    ) -> bytes | None:
+        if self._limited(origin, client, wall):
+            return None
+        extra: tuple[tuple[int, Any], ...] = ()
+        if challenge:
+            extra = ((Attr.REALM, self.realm), (Attr.NONCE, self.nonces.issue(client, wall)))
+        return self._encode_error(request, code, None, extra)
+
+    # --- Binding ---------------------------------------------------------------------------------
+
+    def _binding(self, request: Message, origin: Origin, client: Address, wall: float) -> bytes | None:
+        if self._limited(origin, client, wall):
+            return None
+        if request.unknown_required:
+            return self._encode_error(
+                request, ErrorCode.UNKNOWN_ATTRIBUTE, None, ((Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),)
+            )
+        return self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, client)], None)
+
+    # --- authentication --------------------------------------------------------------------------
+
+    def _turn_request(self, request: Message, origin: Origin, client: Address, now: float, wall: float) -> bytes | None:
+        if request.integrity_offset < 0:
+            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True)
+        malformed = {Attr.USERNAME, Attr.REALM, Attr.NONCE} & set(request.malformed)
+        username, realm, nonce = request.get(Attr.USERNAME), request.get(Attr.REALM), request.get(Attr.NONCE)
+        if malformed or username is None or realm is None or nonce is None:
+            self.stats.auth_failures_malformed += 1
+            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.BAD_REQUEST)
+        status = self.nonces.check(nonce, client, wall)
+        if status is not NonceStatus.VALID:
+            self.stats.auth_failures_stale_nonce += 1
+            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.STALE_NONCE, challenge=True)
+        if realm != self.realm:
+            self.stats.auth_failures_wrong_realm += 1
+            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True)
+
+        allocation = self.table.get(origin.key, client)
+        verify = lambda key: verify_integrity(request, key)  # noqa: E731
+        if allocation is not None and username == allocation.username:
+            if not verify(allocation.key):
+                self.stats.auth_failures_bad_integrity += 1
+                return self._unauthenticated_error(
+                    request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True
+                )
+            key = allocation.key
+            credential = Credential(allocation.username, allocation.key, allocation.quota_user)
+        else:
+            outcome = self.auth.authenticate(
+                username, verify, wall, check_expiry=request.method == Method.ALLOCATE and allocation is None
+            )
+            if isinstance(outcome, AuthFailure):
+                self._bump(f"auth_failures_{outcome.value}")
+                return self._unauthenticated_error(
+                    request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True
+                )
+            credential, key = outcome, outcome.key
+            if allocation is not None:
+                # RFC 8656: requests on an allocation must use the credentials that created it.
+                return self._encode_error(request, ErrorCode.WRONG_CREDENTIALS, key)
+
+        # Authenticated from here on: every response carries MESSAGE-INTEGRITY.
+        if request.unknown_required:
+            return self._encode_error(
+                request, ErrorCode.UNKNOWN_ATTRIBUTE, key, ((Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),)
+            )
+        if request.malformed:
+            return self._encode_error(request, ErrorCode.BAD_REQUEST, key)
+        try:
+            if request.method == Method.ALLOCATE:
+                return self._allocate(request, origin, client, credential, now)
+            if allocation is None:
+                return self._encode_error(request, ErrorCode.ALLOCATION_MISMATCH, key)
+            if request.method == Method.REFRESH:
+                return self._refresh(request, allocation, now)
+            if request.method == Method.CREATE_PERMISSION:
+                return self._create_permission(request, allocation, now)
+            return self._channel_bind(request, allocation, now)
+        except _Reject as reject:
+            return self._encode_error(request, reject.code, key, reject.extra)
+
+    # --- Allocate (RFC 8656 section 7.2) ---------------------------------------------------------
+
+    def _allocate(self, request: Message, origin: Origin, client: Address, credential: Credential, now: float) -> bytes:
+        existing = self.table.get(origin.key, client)
+        if existing is not None:
+            if existing.allocate_tid == request.transaction_id:
+                return existing.allocate_response  # a retransmission: same answer
+            raise _Reject(ErrorCode.ALLOCATION_MISMATCH)
+        if self.draining():
+            raise _Reject(ErrorCode.FORBIDDEN)
+        transport = request.get(Attr.REQUESTED_TRANSPORT)
+        if transport is None:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        if transport != TRANSPORT_UDP:
+            raise _Reject(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL)
+        dont_fragment = request.has(Attr.DONT_FRAGMENT)
+        if dont_fragment and not self.binder.dont_fragment:
+            raise _Reject(ErrorCode.UNKNOWN_ATTRIBUTE, ((Attr.UNKNOWN_ATTRIBUTES, (int(Attr.DONT_FRAGMENT),)),))
+        token = request.get(Attr.RESERVATION_TOKEN)
+        requested_family = request.get(Attr.REQUESTED_ADDRESS_FAMILY)
+        additional_family = request.get(Attr.ADDITIONAL_ADDRESS_FAMILY)
+        even_port = request.get(Attr.EVEN_PORT)
+        if token is not None and (
+            even_port is not None or requested_family is not None or additional_family is not None
+        ):
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        if requested_family is not None and additional_family is not None:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        reserved_endpoint: RelayEndpoint | None = None
+        if token is not None:
+            held = self.reservations.get(token)
+            if held is None or held[1] <= now:
+                raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+            reserved_endpoint = held[0]
+            family = reserved_endpoint.family
+        else:
+            family = FAMILY_IPV4 if requested_family is None else requested_family
+            if family not in (FAMILY_IPV4, FAMILY_IPV6) or not self.binder.supports(family):
+                raise _Reject(ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED)
+        if additional_family is not None and (additional_family != FAMILY_IPV6 or even_port):
+            raise _Reject(ErrorCode.BAD_REQUEST)  # only IPv6 may be added; no reservation with dual
+        lifetime_requested = request.get(Attr.LIFETIME, self.config.default_lifetime)
+        lifetime = max(self.config.default_lifetime, min(lifetime_requested, self.config.max_lifetime))
+
+        refused = self.quota.try_acquire(credential.quota_user)
+        if refused is not None:
+            kind = "total" if refused == ErrorCode.INSUFFICIENT_CAPACITY else "user"
+            self._bump(f"quota_rejections_{kind}")
+            raise _Reject(refused)
+
+        relays: dict[int, RelayEndpoint] = {}
+        new_token: bytes | None = None
+        address_error: tuple[int, int, str] | None = None
+        try:
+            if reserved_endpoint is not None:
+                del self.reservations[token]
+                relays[family] = reserved_endpoint
+            else:
+                bound = self.binder.bind(family, even_port=even_port is not None, reserve_next=bool(even_port))
+                if bound is None:
+                    raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+                relays[family], reserved = bound
+                if reserved is not None:
+                    new_token = os.urandom(8)
+                    self.reservations[new_token] = (reserved, now + RESERVATION_LIFETIME)
+            if additional_family is not None:
+                if not self.binder.supports(FAMILY_IPV6):
+                    address_error = (FAMILY_IPV6, ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED, "")
+                else:
+                    extra = self.binder.bind(FAMILY_IPV6)
+                    if extra is None:
+                        address_error = (FAMILY_IPV6, ErrorCode.INSUFFICIENT_CAPACITY, "")
+                    else:
+                        relays[FAMILY_IPV6] = extra[0]
+            if dont_fragment:
+                for endpoint in relays.values():
+                    endpoint.set_dont_fragment()
+        except _Reject:
+            for endpoint in relays.values():
+                endpoint.close()
+            self.quota.release(credential.quota_user)
+            raise
+
+        allocation = Allocation(
+            seq=self.table.next_seq(),
+            origin=origin,
+            client=client,
+            username=credential.username,
+            key=credential.key,
+            quota_user=credential.quota_user,
+            relays=relays,
+            expires=now + lifetime,
+        )
+        allocation.dont_fragment = dont_fragment
+        if self.config.max_bps:
+            rate = float(self.config.max_bps)
+            allocation.bucket_from_client = TokenBucket(rate, rate, now)
+            allocation.bucket_to_client = TokenBucket(rate, rate, now)
+        attrs: list[tuple[int, Any]] = [(Attr.XOR_RELAYED_ADDRESS, e.advertised) for e in relays.values()]
+        attrs.append((Attr.LIFETIME, lifetime))
+        if new_token is not None:
+            attrs.append((Attr.RESERVATION_TOKEN, new_token))
+        attrs.append((Attr.XOR_MAPPED_ADDRESS, client))
+        if address_error is not None:
+            attrs.append((Attr.ADDRESS_ERROR_CODE, (*address_error[:2], REASONS[address_error[1]])))
+        response = self._encode(request, MessageClass.SUCCESS, attrs, credential.key)
+        allocation.allocate_tid = request.transaction_id
+        allocation.allocate_response = response
+        self.table.add(allocation)
+        for endpoint in relays.values():
+            endpoint.attach(allocation)
+        self.stats.allocations += 1
+        self.stats.allocations_created += 1
+        return response
+
+    # --- Refresh (RFC 8656 section 7.3) ----------------------------------------------------------
+
+    def _refresh(self, request: Message, allocation: Allocation, now: float) -> bytes:
+        family = request.get(Attr.REQUESTED_ADDRESS_FAMILY)
+        if family is not None and family not in allocation.relays:
+            raise _Reject(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH)
+        requested = request.get(Attr.LIFETIME, self.config.default_lifetime)
+        if requested == 0:
+            if family is not None and len(allocation.relays) > 1:
+                self._drop_family(allocation, family)
+            else:
+                self.delete(allocation)
+            return self._encode(request, MessageClass.SUCCESS, [(Attr.LIFETIME, 0)], allocation.key)
+        lifetime = min(requested, self.config.max_lifetime)
+        allocation.expires = now + lifetime
+        self.table.schedule(allocation, allocation.expires)
+        return self._encode(request, MessageClass.SUCCESS, [(Attr.LIFETIME, lifetime)], allocation.key)
+
+    def _drop_family(self, allocation: Allocation, family: int) -> None:
+        endpoint = allocation.relays.pop(family)
+        endpoint.close()
+        if family == FAMILY_IPV4:
+            allocation.send_v4 = None
+        else:
+            allocation.send_v6 = None
+        for host in [h for h in allocation.permissions if _family_of(h) == family]:
+            del allocation.permissions[host]
+            allocation.sync_channels_for_host(host)
+
+    # --- peers -----------------------------------------------------------------------------------
+
+    def _check_peer(self, allocation: Allocation, peer: Address) -> Address:
+        """Normalise and vet one XOR-PEER-ADDRESS: 403 if the policy denies it, 443 if the allocation has
+        no relay of its family. The policy goes first so denied addresses get 403 whatever their form."""
+        decision = self.peers.check(peer[0])
+        if not decision.allowed:
+            self.stats.denied_peers += 1
+            raise _Reject(ErrorCode.FORBIDDEN)
+        host = decision.address
+        if _family_of(host) not in allocation.relays:
+            raise _Reject(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH)
+        return host, peer[1]
+
+    def _grant_permission(self, allocation: Allocation, host: str, now: float) -> None:
+        fresh = host not in allocation.permissions
+        expires = now + self.config.permission_lifetime
+        allocation.permissions[host] = expires
+        self.table.schedule(allocation, expires)
+        if fresh:
+            allocation.sync_channels_for_host(host)
+
+    # --- CreatePermission (RFC 8656 section 9.2) -------------------------------------------------
+
+    def _create_permission(self, request: Message, allocation: Allocation, now: float) -> bytes:
+        peers = request.get_all(Attr.XOR_PEER_ADDRESS)
+        if not peers:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        hosts = {self._check_peer(allocation, peer)[0] for peer in peers}  # all or nothing
+        if len(set(allocation.permissions) | hosts) > self.max_permissions:
+            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+        for host in hosts:
+            self._grant_permission(allocation, host, now)
+        return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
+
+    # --- ChannelBind (RFC 8656 section 11.2) -----------------------------------------------------
+
+    def _channel_bind(self, request: Message, allocation: Allocation, now: float) -> bytes:
+        number = request.get(Attr.CHANNEL_NUMBER)
+        peer = request.get(Attr.XOR_PEER_ADDRESS)
+        if number is None or peer is None or not CHANNEL_MIN <= number <= CHANNEL_MAX or peer[1] == 0:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        peer = self._check_peer(allocation, peer)
+        bound = allocation.channels.get(number)
+        if bound is not None and bound.peer != peer:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        by_peer = allocation.channel_by_peer.get(peer)
+        if by_peer is not None and by_peer.number != number:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        cooling = allocation.cooldown_numbers.get(number)
+        if cooling is not None and cooling[1] > now and cooling[0] != peer:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        cooling_peer = allocation.cooldown_peers.get(peer)
+        if cooling_peer is not None and cooling_peer[1] > now and cooling_peer[0] != number:
+            raise _Reject(ErrorCode.BAD_REQUEST)
+        if peer[0] not in allocation.permissions and len(allocation.permissions) >= self.max_permissions:
+            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+        expires = now + self.config.channel_lifetime
+        if bound is None:
+            channel = Channel(number, peer, expires)
+            allocation.channels[number] = channel
+            allocation.channel_by_peer[peer] = channel
+            allocation.cooldown_numbers.pop(number, None)
+            allocation.cooldown_peers.pop(peer, None)
+        else:
+            channel = bound
+            channel.expires = expires
+        self.table.schedule(allocation, expires)
+        self._grant_permission(allocation, peer[0], now)
+        allocation.sync_channel(channel)
+        return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def delete(self, allocation: Allocation) -> None:
+        """End an allocation: close its relay sockets, give back its quota."""
+        if allocation.closed:
+            return
+        allocation.closed = True
+        self.table.remove(allocation)
+        for endpoint in allocation.relays.values():
+            endpoint.close()
+        allocation.channel_out.clear()
+        allocation.channel_in.clear()
+        allocation.permissions.clear()
+        self.quota.release(allocation.quota_user)
+        self.stats.allocations -= 1
+
+    def tick(self, now: float) -> None:
+        """Expire whatever is due: call about once a second (the packet path never checks times)."""
+        for allocation in self.table.due(now):
+            if allocation.expires <= now:
+                self.delete(allocation)
+                continue
+            for number, channel in [(n, c) for n, c in allocation.channels.items() if c.expires <= now]:
+                del allocation.channels[number]
+                allocation.channel_by_peer.pop(channel.peer, None)
+                allocation.sync_channel(channel)
+                until = channel.expires + CHANNEL_COOLDOWN
+                allocation.cooldown_numbers[number] = (channel.peer, until)
+                allocation.cooldown_peers[channel.peer] = (number, until)
+            for host in [h for h, expires in allocation.permissions.items() if expires <= now]:
+                del allocation.permissions[host]
+                allocation.sync_channels_for_host(host)
+                for peer in [p for p in allocation.data_heads if p[0] == host]:
+                    del allocation.data_heads[peer]
+            for number in [n for n, (_, until) in allocation.cooldown_numbers.items() if until <= now]:
+                peer = allocation.cooldown_numbers.pop(number)[0]
+                if allocation.cooldown_peers.get(peer, (None,))[0] == number:
+                    del allocation.cooldown_peers[peer]
+            self.table.schedule(allocation, allocation.next_deadline())
+        for token in [t for t, (_, until) in self.reservations.items() if until <= now]:
+            self.reservations.pop(token)[0].close()
+
+    def close_origin(self, origin: Origin) -> None:
+        """A TCP/TLS connection closed: its allocations end with it (RFC 8656 section 3.1)."""
+        for allocation in list(self.table.origin_index(origin.key).values()):
+            self.delete(allocation)
+        self.table.forget_origin(origin.key)
+
+    def revalidate_peers(self) -> int:
+        """After the peer lists changed: withdraw permissions and channels the policy now denies."""
+        revoked = 0
+        for allocation in self.table:
+            for host in [h for h in allocation.permissions if not self.peers.allows(h)]:
+                del allocation.permissions[host]
+                allocation.sync_channels_for_host(host)
+                revoked += 1
+        return revoked
+
+    def shutdown(self) -> None:
+        for allocation in self.table:
+            self.delete(allocation)
+        for endpoint, _ in self.reservations.values():
+            endpoint.close()
+        self.reservations.clear()

@@ -1,0 +1,273 @@
+"""Helpers for the relay tests: credentials, request builders, fakes for the pure core, and a small
+blocking TURN client over real sockets (UDP or TCP) used by the I/O and security tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.auth import rest_password
+from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long_term_key, verify_integrity
+from relay.stun.attributes import Address
+from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
+
+REALM = "relay.test"
+SECRET = "test-shared-secret"
+
+
+def rest_credentials(user: str = "alice", secret: str = SECRET, expiry: int | None = None) -> tuple[str, str]:
+    expiry = int(time.time()) + 3600 if expiry is None else expiry
+    username = f"{expiry}:{user}"
+    return username, rest_password(secret, username)
+
+
+def request(method: int, *attributes: tuple[int, Any], tid: bytes | None = None) -> Message:
+    return Message(method, MessageClass.REQUEST, tid or os.urandom(12), list(attributes))
+
+
+def indication(method: int, *attributes: tuple[int, Any]) -> Message:
+    return Message(method, MessageClass.INDICATION, os.urandom(12), list(attributes))
+
+
+@dataclass
+class Session:
+    """Client-side long-term credential state: realm and nonce learnt from 401/438."""
+
+    username: str
+    password: str
+    realm: str = REALM
+    nonce: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return long_term_key(self.username, self.realm, self.password)
+
+    def sign(self, message: Message) -> bytes:
+        message.attributes += [(Attr.USERNAME, self.username), (Attr.REALM, self.realm), (Attr.NONCE, self.nonce)]
+        return encode(message, integrity_key=self.key, fingerprint=True)
+
+
+# --- fakes for the pure core -------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class FakeEndpoint:
+    family: int
+    advertised: Address
+    sent: list[tuple[bytes, Address]] = field(default_factory=list)
+    allocation: Any = None
+    closed: bool = False
+    dont_fragment: bool = False
+
+    def sendto(self, data: bytes, address: Address) -> int:
+        self.sent.append((bytes(data), address))
+        return len(data)
+
+    def attach(self, allocation: Any) -> None:
+        self.allocation = allocation
+
+    def set_dont_fragment(self) -> bool:
+        self.dont_fragment = True
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeBinder:
+    dont_fragment: bool = True
+    families: tuple[int, ...] = (FAMILY_IPV4, FAMILY_IPV6)
+    free_ports: int = 1000
+    next_port: int = 50000
+    endpoints: list[FakeEndpoint] = field(default_factory=list)
+
+    def supports(self, family: int) -> bool:
+        return family in self.families
+
+    def bind(self, family: int, *, even_port: bool = False, reserve_next: bool = False):
+        need = 2 if reserve_next else 1
+        if self.free_ports < need:
+            return None
+        self.free_ports -= need
+        if even_port and self.next_port % 2:
+            self.next_port += 1
+        host = "203.0.113.10" if family == FAMILY_IPV4 else "2001:db8::10"
+        endpoint = FakeEndpoint(family, (host, self.next_port))
+        self.next_port += 1
+        reserved = None
+        if reserve_next:
+            reserved = FakeEndpoint(family, (host, self.next_port))
+            self.next_port += 1
+            self.endpoints.append(reserved)
+        self.endpoints.append(endpoint)
+        return endpoint, reserved
+
+
+@dataclass(eq=False)
+class FakeOrigin:
+    transport: str = "udp"
+    local: Address = ("10.0.0.5", 3478)
+    stream: bool = False
+    to_clients: list[tuple[Address, bytes]] = field(default_factory=list)
+
+    @property
+    def key(self) -> int:
+        return id(self)
+
+    def sender(self, client: Address):
+        return lambda data: self.to_clients.append((client, bytes(data)))
+
+
+# --- a blocking TURN client over real sockets --------------------------------------------------
+
+
+class TurnClient:
+    """Minimal TURN client for tests: one UDP socket or one TCP/TLS connection to the relay."""
+
+    def __init__(
+        self,
+        server: Address,
+        username: str,
+        password: str,
+        *,
+        transport: str = "udp",
+        timeout: float = 2.0,
+        tls_context: ssl.SSLContext | None = None,
+        proxy_header: bytes = b"",
+        bind: str | None = None,
+    ) -> None:
+        self.server = server
+        self.session = Session(username, password)
+        self.transport = transport
+        self.timeout = timeout
+        family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+        if transport == "udp":
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.bind((bind or ("::1" if family == socket.AF_INET6 else "127.0.0.1"), 0))
+            self.sock.connect(server)
+        else:
+            raw = socket.create_connection(server, timeout=timeout)
+            if proxy_header:
+                raw.sendall(proxy_header)
+            self.sock = tls_context.wrap_socket(raw, server_hostname="localhost") if tls_context else raw
+        self.sock.settimeout(timeout)
+        self._buffer = b""
+        self.pending: list[bytes] = []  # non-response frames seen while waiting for a response
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> TurnClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # framing
+    def send_raw(self, data: bytes) -> None:
+        if self.transport == "udp":
+            self.sock.send(data)
+        else:
+            self.sock.sendall(data)
+
+    def recv_frame(self, timeout: float | None = None) -> bytes:
+        self.sock.settimeout(self.timeout if timeout is None else timeout)
+        if self.transport == "udp":
+            return self.sock.recv(65535)
+        while True:
+            frame = self._take_frame()
+            if frame is not None:
+                return frame
+            chunk = self.sock.recv(65535)
+            if not chunk:
+                raise ConnectionError("relay closed the connection")
+            self._buffer += chunk
+
+    def _take_frame(self) -> bytes | None:
+        buf = self._buffer
+        if len(buf) < 4:
+            return None
+        if buf[0] & 0xC0 == 0x40:
+            length = int.from_bytes(buf[2:4], "big")
+            total = 4 + length + (-length % 4)
+            if len(buf) < total:
+                return None
+            self._buffer = buf[total:]
+            return buf[: 4 + length]
+        total = 20 + int.from_bytes(buf[2:4], "big")
+        if len(buf) < total:
+            return None
+        self._buffer = buf[total:]
+        return buf[:total]
+
+    def transact(self, message: Message, *, sign: bool = True) -> Message:
+        wire = self.session.sign(message) if sign else encode(message, fingerprint=True)
+        self.send_raw(wire)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            frame = self.recv_frame(max(0.01, deadline - time.monotonic()))
+            if len(frame) >= 20 and frame[0] & 0xC0 == 0 and frame[8:20] == message.transaction_id:
+                return decode(frame)
+            self.pending.append(frame)
+
+    def request(self, method: int, *attributes: tuple[int, Any]) -> Message:
+        """Send a signed request, learning realm/nonce from 401/438 and retrying once as a browser does."""
+        response = None
+        for _ in range(3):
+            response = self.transact(request(method, *attributes))
+            error = response.get(Attr.ERROR_CODE)
+            challenged = response.message_class == MessageClass.ERROR and error and error[0] in (401, 438)
+            if challenged and response.get(Attr.NONCE):
+                self.session.nonce = response.get(Attr.NONCE)
+                self.session.realm = response.get(Attr.REALM, self.session.realm)
+                continue
+            break
+        assert response is not None
+        return response
+
+    def verified(self, response: Message) -> bool:
+        return verify_integrity(response, self.session.key)
+
+    # TURN operations
+    def allocate(self, *attributes: tuple[int, Any]) -> Message:
+        attrs = attributes or ((Attr.REQUESTED_TRANSPORT, 17),)
+        return self.request(Method.ALLOCATE, *attrs)
+
+    def relayed(self, response: Message) -> Address:
+        return response.get(Attr.XOR_RELAYED_ADDRESS)
+
+    def create_permission(self, *peers: Address) -> Message:
+        return self.request(Method.CREATE_PERMISSION, *((Attr.XOR_PEER_ADDRESS, p) for p in peers))
+
+    def channel_bind(self, number: int, peer: Address) -> Message:
+        return self.request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, number), (Attr.XOR_PEER_ADDRESS, peer))
+
+    def refresh(self, lifetime: int | None = None) -> Message:
+        attrs = () if lifetime is None else ((Attr.LIFETIME, lifetime),)
+        return self.request(Method.REFRESH, *attrs)
+
+    def send_indication(self, peer: Address, data: bytes) -> None:
+        message = indication(Method.SEND, (Attr.XOR_PEER_ADDRESS, peer), (Attr.DATA, data))
+        self.send_raw(encode(message))
+
+    def channel_data(self, number: int, data: bytes) -> None:
+        frame = number.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+        if self.transport != "udp":
+            frame += b"\x00" * (-len(data) % 4)
+        self.send_raw(frame)
+
+    def receive_data(self, timeout: float | None = None) -> tuple[Address | None, int | None, bytes]:
+        """The next relayed payload: (peer, None, data) for a Data indication, (None, channel, data)
+        for ChannelData."""
+        frame = self.pending.pop(0) if self.pending else self.recv_frame(timeout)
+        if frame[0] & 0xC0 == 0x40:
+            length = int.from_bytes(frame[2:4], "big")
+            return None, int.from_bytes(frame[:2], "big"), frame[4 : 4 + length]
+        message = decode(frame)
+        assert (message.method, message.message_class) == (Method.DATA, MessageClass.INDICATION), message
+        return message.get(Attr.XOR_PEER_ADDRESS), None, message.get(Attr.DATA)
