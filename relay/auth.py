@@ -126,9 +126,7 @@ class Authenticator:
         cached = self._cache.get(username)
         if cached is not None:
             return [cached.key]
-        return [
-            long_term_key(username, self.realm, rest_password(secret, username)) for secret in self._secrets
-        ]
+        return [long_term_key(username, self.realm, rest_password(secret, username)) for secret in self._secrets]
 
     def authenticate(
         self, username: str, verify: Verifier, now: float, *, check_expiry: bool = True

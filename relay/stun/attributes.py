@@ -278,9 +278,7 @@ ATTRIBUTES: dict[int, AttributeSpec] = {
     ),
     Attr.PRIORITY: AttributeSpec("PRIORITY", *_u32_priority),
     Attr.USE_CANDIDATE: AttributeSpec("USE-CANDIDATE", _flag_decode, _flag_encode),
-    Attr.ADDITIONAL_ADDRESS_FAMILY: AttributeSpec(
-        "ADDITIONAL-ADDRESS-FAMILY", _family_decode, _family_encode
-    ),
+    Attr.ADDITIONAL_ADDRESS_FAMILY: AttributeSpec("ADDITIONAL-ADDRESS-FAMILY", _family_decode, _family_encode),
     Attr.ADDRESS_ERROR_CODE: AttributeSpec("ADDRESS-ERROR-CODE", _address_error_decode, _address_error_encode),
     Attr.SOFTWARE: AttributeSpec("SOFTWARE", *_software),
     Attr.ALTERNATE_SERVER: AttributeSpec("ALTERNATE-SERVER", decode_address, encode_address),

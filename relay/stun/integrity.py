@@ -68,9 +68,7 @@ def saslprep(text: str) -> str:
     through unchanged without the table walk."""
     if text.isascii() and text.isprintable():
         return text
-    mapped = "".join(
-        " " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch)
-    )
+    mapped = "".join(" " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch))
     normalised = unicodedata.normalize("NFKC", mapped)
     prohibited = (
         stringprep.in_table_c12,
