@@ -6,85 +6,26 @@ import ipaddress
 from dataclasses import replace
 
 import pytest
-from relay_testkit import REALM, SECRET, FakeBinder, FakeOrigin, Session, request, rest_credentials
+from relay_testkit import (
+    CLIENT,
+    PEER,
+    REALM,
+    SECRET,
+    WALL,
+    FakeBinder,
+    FakeOrigin,
+    Session,
+    error_of,
+    request,
+    rest_credentials,
+)
+from relay_testkit import CoreHarness as Harness
 
-from relay.auth import Authenticator
 from relay.config import RelayConfig
-from relay.metrics import RelayStats
-from relay.nonce import Nonces
-from relay.peers import PeerPolicy
-from relay.quotas import AllocationQuota, SourceLimiter
+from relay.quotas import SourceLimiter
 from relay.stun import Attr, Message, MessageClass, Method, decode, encode, verify_integrity
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
-from relay.turn.handler import CHANNEL_COOLDOWN, TurnCore
-
-WALL = 1_900_000_000.0
-CLIENT = ("198.51.100.20", 40000)
-PEER = ("52.1.2.3", 6000)
-
-
-class Harness:
-    def __init__(self, config: RelayConfig | None = None, *, binder: FakeBinder | None = None, limiter=None):
-        self.config = config or RelayConfig(realm=REALM, auth_secrets=(SECRET,))
-        self.binder = binder or FakeBinder()
-        self.stats = RelayStats()
-        self.quota = AllocationQuota(self.config.total_quota, self.config.user_quota)
-        self.draining = False
-        self.peers = PeerPolicy(self.config.allowed_peers, self.config.denied_peers)
-        self.core = TurnCore(
-            self.config,
-            auth=Authenticator(REALM, self.config.auth_secrets, self.config.static_users),
-            nonces=Nonces(b"nonce-secret", self.config.nonce_lifetime),
-            peers=self.peers,
-            quota=self.quota,
-            binder=self.binder,
-            stats=self.stats,
-            limiter=limiter,
-            draining=lambda: self.draining,
-        )
-        self.origin = FakeOrigin()
-        self.now = 100.0
-        self.wall = WALL
-        self.session = Session(*rest_credentials(expiry=int(WALL) + 3600))
-        self.nonces: dict = {}
-
-    def raw(self, data: bytes, client=CLIENT, origin=None) -> Message | None:
-        out = self.core.handle(data, origin or self.origin, client, self.now, self.wall)
-        return None if out is None else decode(out)
-
-    def send(self, message: Message, *, sign: bool = True, session: Session | None = None, client=CLIENT, retry=True):
-        """Sign with the session's nonce for this address (learnt from a 401 first); on 438, like a
-        client, take the fresh nonce and retry once (unless `retry` is False)."""
-        session = session or self.session
-        if not sign:
-            return self.raw(encode(message), client)
-        slot = (id(session), client)
-        if slot not in self.nonces:
-            self.nonces[slot] = self.raw(encode(request(message.method)), client).get(Attr.NONCE)
-        attributes = list(message.attributes)
-        session.nonce = self.nonces[slot]
-        response = self.raw(session.sign(message), client)
-        if retry and response is not None and error_of(response) == 438:
-            self.nonces[slot] = session.nonce = response.get(Attr.NONCE)
-            message.attributes = attributes
-            response = self.raw(session.sign(message), client)
-        return response
-
-    def allocate(self, *attrs, **kwargs) -> Message:
-        return self.send(request(Method.ALLOCATE, *(attrs or ((Attr.REQUESTED_TRANSPORT, 17),))), **kwargs)
-
-    def allocation(self, client=CLIENT):
-        return self.core.table.get(self.origin.key, client)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall += seconds
-        self.core.tick(self.now)
-
-
-def error_of(message: Message) -> int | None:
-    error = message.get(Attr.ERROR_CODE)
-    return error[0] if error else None
+from relay.turn.handler import CHANNEL_COOLDOWN
 
 
 @pytest.fixture
