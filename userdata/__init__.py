@@ -1,0 +1,1 @@
+"""User data for the BBB and TURN hosts: shell bootstraps, unit files and the renderer the stacks call."""

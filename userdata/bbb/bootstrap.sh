@@ -1,0 +1,87 @@
+#!/bin/bash
+# Bootstrap of a BigBlueButton 3.0 host: a server of the scalable fleet (role bbb) or the single-shape host
+# with Greenlight (role single). The user-data stub unpacked this bundle into /opt/bbb-on-aws and wrote
+# /etc/bbb-on-aws/params.env. Safe to run again: finished steps are skipped, and a host that is already
+# ready (serving meetings) is never restarted.
+# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
+set -euo pipefail
+umask 022
+BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
+BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
+# shellcheck source=/dev/null
+source "$BBB_ON_AWS_CONF/params.env"
+# shellcheck source=../common/lib.sh
+source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=lib.sh
+source "$BBB_ON_AWS_DIR/bbb/lib.sh"
+export HOME=${HOME:-/root} PATH="$PATH:/snap/bin"
+LOG_TAG=bbb-bootstrap
+
+# The one restart a bootstrap may do: after every setting is in place and before the host is ready.
+restart_bigbluebutton_once() {
+  if [[ -f $BBB_ON_AWS_STATE_DIR/ready ]]; then
+    log "this host is already serving meetings: not restarting BigBlueButton; changed settings take effect" \
+      "after 'bbb-conf --restart' in a maintenance window"
+    return 0
+  fi
+  systemctl daemon-reload
+  log "restarting BigBlueButton to apply the fleet settings"
+  bbb-conf --restart >>"$BBB_ON_AWS_LOG_DIR/bbb-conf.log" 2>&1 || die "bbb-conf --restart failed"
+}
+
+main() {
+  local single=0 fqdn asg turn_secret api_secret
+  require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN BBB_SECRET_ARN BBB_INSTALL_URL \
+    BBB_VERSION DNS_WAIT_SECONDS READY_WAIT_SECONDS CLUSTER_PROXY METRICS_NAMESPACE SYSTEM_LOG_GROUP \
+    APPLICATION_LOG_GROUP CW_AGENT_KEY_FINGERPRINT
+  [[ $ROLE == single ]] && single=1
+  [[ $ROLE == single ]] || require_params SPOOL_FILE_SYSTEM_ID SPOOL_ACCESS_POINT_ID SCALELITE_REF
+  log "bootstrap of a BigBlueButton host (role $ROLE, environment $ENV_NAME) starts"
+  mkdir -p "$BBB_ON_AWS_STATE_DIR" "$BBB_ON_AWS_LOG_DIR"
+  retry 3 10 apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+  apt_install bind9-dnsutils curl gnupg ca-certificates python3-yaml rsync >/dev/null
+
+  load_instance_identity
+  fqdn=$(bbb_fqdn "$INSTANCE_ID" "$DOMAIN" "$ROLE")
+  asg=$(autoscaling_group_name || true)
+  write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \
+    "AWS_REGION=$AWS_REGION" "FQDN=$fqdn" "ASG_NAME=$asg"
+
+  prepare_data_volume
+  wait_for_dns "$fqdn" "$PUBLIC_IPV4" "$DNS_WAIT_SECONDS" || exit 1
+
+  turn_secret=$(get_secret "$TURN_SECRET_ARN") || exit 1
+  api_secret=$(get_secret "$BBB_SECRET_ARN") || exit 1
+
+  if [[ ! -f $BBB_ON_AWS_STATE_DIR/bbb-installed ]]; then
+    run_bbb_install "$fqdn" "$OPERATOR_EMAIL" "turn.$DOMAIN" "$single"
+    touch "$BBB_ON_AWS_STATE_DIR/bbb-installed"
+  fi
+  apply_fleet_secret "$api_secret"
+  write_turn_stun_servers "$turn_secret" "$DOMAIN"
+  unset turn_secret api_secret
+
+  if [[ $ROLE == bbb ]]; then
+    install_efs_utils
+    mount_spool "$SPOOL_FILE_SYSTEM_ID" "$SPOOL_ACCESS_POINT_ID"
+    install_scalelite_transfer "$SCALELITE_REF"
+  fi
+  if [[ $CLUSTER_PROXY == 1 ]]; then
+    apply_cluster_proxy "bbb-proxy.$DOMAIN" "$fqdn"
+  fi
+
+  setup_host_logging bbb
+  if [[ -n $asg ]]; then
+    install_units "$BBB_ON_AWS_DIR/bbb/units" || true
+    systemctl daemon-reload
+    systemctl enable --now bbb-on-aws-meetings-metric.timer
+  else
+    log "not in an Auto Scaling group: the Meetings/Participants metrics are not published"
+  fi
+
+  restart_bigbluebutton_once
+  become_ready "$fqdn" "$READY_WAIT_SECONDS" || exit 1
+  log "bootstrap finished: https://$fqdn is ready"
+}
+
+main "$@"
