@@ -346,3 +346,130 @@ class TurnClient:
         message = decode(frame)
         assert (message.method, message.message_class) == (Method.DATA, MessageClass.INDICATION), message
         return message.get(Attr.XOR_PEER_ADDRESS), None, message.get(Attr.DATA)
+
+
+# --- an in-process relay on loopback -----------------------------------------------------------
+
+TEST_PORT_RANGE = (20000, 29999)  # below the kernel's ephemeral range, so tests never collide with it
+
+
+def loopback_config(**overrides: Any) -> RelayConfig:
+    """Listeners on ephemeral loopback ports; peers on 127.0.0.1 allowed explicitly (never by default)."""
+    import ipaddress
+
+    from relay.config import Listener
+
+    settings: dict[str, Any] = {
+        "realm": REALM,
+        "listeners": (Listener("udp", "127.0.0.1", 0), Listener("tcp", "127.0.0.1", 0)),
+        "relay_ip": "127.0.0.1",
+        "relay_ipv6": "::1",
+        "min_port": TEST_PORT_RANGE[0],
+        "max_port": TEST_PORT_RANGE[1],
+        "auth_secrets": (SECRET,),
+        "nonce_secret": b"test nonce secret",
+        "allowed_peers": (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")),
+        "unauthenticated_rate": 1000.0,
+        "unauthenticated_burst": 1000.0,
+    }
+    settings.update(overrides)
+    return RelayConfig(**settings)
+
+
+class RunningRelay:
+    """A `RelayServer` on its own event loop in a background thread, so blocking test clients can talk
+    to it from the test thread. `call(fn)` runs `fn()` on the relay's loop and returns its result."""
+
+    def __init__(self, config: RelayConfig, *, tls: Any = None, draining: Any = None, use_uvloop: bool = False):
+        import asyncio
+        import threading
+
+        from relay.server.app import RelayServer
+
+        self.config = config
+        self.stats = RelayStats()
+        self.draining = False
+        self.server = RelayServer(config, stats=self.stats, tls=tls, draining=draining or (lambda: self.draining))
+        if use_uvloop:
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._asyncio = asyncio
+
+    def __enter__(self) -> RunningRelay:
+        self._thread.start()
+        self._run(self.server.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._run(self.server.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+    def _run(self, coroutine: Any) -> Any:
+        return self._asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(15)
+
+    def call(self, function: Any) -> Any:
+        async def wrapper() -> Any:
+            return function()
+
+        return self._run(wrapper())
+
+    def address(self, transport: str) -> Address:
+        return self.server.address(transport)
+
+    def client(self, transport: str = "udp", user: str = "alice", **kwargs: Any) -> TurnClient:
+        username, password = rest_credentials(user)
+        return TurnClient(
+            self.address("tcp" if transport == "tcp-proxy" else transport),
+            username,
+            password,
+            transport="udp" if transport == "udp" else "tcp",
+            **kwargs,
+        )
+
+    @property
+    def allocations(self) -> int:
+        return self.call(lambda: self.server.allocation_count)
+
+
+class Peer:
+    """A UDP peer on loopback (what a BBB media server is to the relay)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(2.0)
+        self.address: Address = self.sock.getsockname()[:2]
+
+    def recv(self, timeout: float = 2.0) -> tuple[bytes, Address]:
+        self.sock.settimeout(timeout)
+        data, address = self.sock.recvfrom(65535)
+        return data, address[:2]
+
+    def nothing_received(self, wait: float = 0.3) -> bool:
+        self.sock.settimeout(wait)
+        try:
+            self.sock.recvfrom(65535)
+        except TimeoutError:
+            return True
+        return False
+
+    def send(self, data: bytes, address: Address) -> None:
+        self.sock.sendto(data, address)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -29,8 +29,23 @@ def make_cert(directory: Path, name: str, key_type: str = "ec") -> tuple[str, st
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     newkey = ["-newkey", "rsa:2048"] if key_type == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
     subprocess.run(
-        ["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST},IP:127.0.0.1"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *newkey,
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={HOST}",
+            "-addext",
+            f"subjectAltName=DNS:{HOST},IP:127.0.0.1",
+        ],
         check=True,
         capture_output=True,
     )
@@ -237,8 +252,19 @@ def test_load_errors_name_the_file_and_the_fix(tmp_path):
     not_pem.write_text("hello\n")
     encrypted = tmp_path / "enc.key"
     subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes256",
-         "-pass", "pass:secret", "-out", str(encrypted)],
+        [
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-aes256",
+            "-pass",
+            "pass:secret",
+            "-out",
+            str(encrypted),
+        ],
         check=True,
         capture_output=True,
     )

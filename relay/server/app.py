@@ -1,0 +1,250 @@
+"""`RelayServer`: builds the protocol core from a `RelayConfig`, opens the listeners and relay port
+pool, runs the expiry timer, and applies reloads. One instance per process (per worker later).
+
+    server = RelayServer(config, stats=RelayStats(), draining=lambda: control.draining)
+    await server.start()          # binds everything; raises OSError/ValueError with the reason
+    server.addresses              # [("udp", ("0.0.0.0", 3478)), ...] as actually bound
+    server.reload(new_config)     # SIGHUP: secrets, static users, peer lists, TLS, quotas
+    await server.close()          # ends every allocation and closes every socket
+
+Multi-worker notes: the allocation table, the port pool and the relay sockets belong to this process;
+the nonce secret must be shared (config.nonce_secret) so a retry landing on another worker still
+authenticates; quotas go through `QuotaBackend`, which a shared implementation can replace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+from relay.auth import Authenticator
+from relay.config import Listener, RelayConfig
+from relay.nonce import Nonces
+from relay.peers import PeerPolicy, parse_peer_list
+from relay.quotas import AllocationQuota, QuotaBackend, SourceLimiter
+from relay.server.forwarding import Forwarder
+from relay.server.relays import SocketBinder
+from relay.server.stream import UNALLOCATED_IDLE, StreamConnection
+from relay.server.udp import UdpListener
+from relay.stun.attributes import Address
+from relay.turn.handler import TurnCore
+
+_log = logging.getLogger("relay.server")
+TICK_INTERVAL = 1.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
+MAX_STREAM_CONNECTIONS = 20000
+
+
+def read_allowed_peers_file(path: str) -> tuple[Any, ...]:
+    """The BBB server list the host keeps fresh; a missing file is an error the operator must see."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(4_000_000)
+    except OSError as error:
+        raise ValueError(f"allowed-peers-file {path}: {error.strerror or error}") from None
+    return parse_peer_list(text, source=f"allowed-peers-file {path}")
+
+
+class RelayServer:
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        stats: Any,
+        draining: Any = lambda: False,
+        quota: QuotaBackend | None = None,
+        tls: Any = None,
+    ) -> None:
+        self.config = config
+        self.stats = stats
+        self._draining = draining
+        self._tls = tls
+        self.quota = quota if quota is not None else AllocationQuota(config.total_quota, config.user_quota)
+        self.auth = Authenticator(
+            config.realm,
+            config.auth_secrets,
+            config.static_users,
+            ms_timestamp_ttl=config.rest_ms_timestamp_ttl,
+        )
+        self.peers = PeerPolicy(
+            self._allowed_peers(config), config.denied_peers, allow_loopback=config.allow_loopback_peers
+        )
+        self.nonces = Nonces(config.nonce_secret or os.urandom(32), config.nonce_lifetime)
+        self.limiter = (
+            SourceLimiter(config.unauthenticated_rate, max(1.0, config.unauthenticated_burst))
+            if config.unauthenticated_rate > 0
+            else None
+        )
+        self.forwarder = Forwarder(stats)
+        self.core: TurnCore | None = None
+        self.udp: list[UdpListener] = []
+        self.stream_servers: list[tuple[str, asyncio.AbstractServer]] = []
+        self.connections: set[StreamConnection] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def _allowed_peers(config: RelayConfig) -> tuple[Any, ...]:
+        extra = read_allowed_peers_file(config.allowed_peers_file) if config.allowed_peers_file else ()
+        return tuple(config.allowed_peers) + tuple(extra)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        config = self.config
+        binder = SocketBinder(
+            loop,
+            self.forwarder,
+            relay_ip=config.relay_ip,
+            external_ip=config.external_ip,
+            relay_ipv6=config.relay_ipv6,
+            external_ipv6=config.external_ipv6,
+            min_port=config.min_port,
+            max_port=config.max_port,
+        )
+        self.core = TurnCore(
+            config,
+            auth=self.auth,
+            nonces=self.nonces,
+            peers=self.peers,
+            quota=self.quota,
+            binder=binder,
+            stats=self.stats,
+            limiter=self.limiter,
+            draining=self._draining,
+        )
+        try:
+            for listener in config.listeners:
+                await self._listen(listener)
+        except BaseException:
+            await self.close()
+            raise
+        self._timer = loop.call_later(TICK_INTERVAL, self._tick)
+
+    async def _listen(self, listener: Listener) -> None:
+        assert self.core is not None and self._loop is not None
+        if listener.transport == "udp":
+            udp = UdpListener.bind(
+                listener.host, listener.port, core=self.core, forwarder=self.forwarder, loop=self._loop
+            )
+            self.udp.append(udp)
+            _log.info("listening udp %s:%s", *udp.local)
+            return
+        ssl_context = None
+        if listener.transport == "tls":
+            if self._tls is None:
+                raise ValueError("a tls listener needs cert and pkey (no TLS context was configured)")
+            if listener.proxy_protocol:
+                raise ValueError(
+                    "PROXY protocol is supported on plain tcp listeners (TLS terminated by the load balancer); "
+                    "a tls listener cannot take it"
+                )
+            ssl_context = self._tls.listener_context
+        server = await self._loop.create_server(
+            lambda: self._connection(listener),
+            listener.host,
+            listener.port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
+            reuse_address=True,
+        )
+        self.stream_servers.append((listener.transport, server))
+        _log.info("listening %s %s", listener.transport, server.sockets[0].getsockname()[:2])
+
+    def _connection(self, listener: Listener) -> StreamConnection:
+        assert self.core is not None
+        connection = StreamConnection(
+            self.core,
+            self.forwarder,
+            listener.transport,
+            proxy_protocol=listener.proxy_protocol,
+            on_close=self._connection_closed,
+        )
+        self.connections.add(connection)
+        name = f"connections_{listener.transport}"
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+        if len(self.connections) > MAX_STREAM_CONNECTIONS:
+            asyncio.get_running_loop().call_soon(connection.close)
+        return connection
+
+    def _connection_closed(self, connection: StreamConnection) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            name = f"connections_{connection.transport_name}"
+            setattr(self.stats, name, getattr(self.stats, name) - 1)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        try:
+            if self.core is not None:
+                self.core.tick(now)
+            for connection in [c for c in self.connections if not c.has_allocation]:
+                if now - connection.opened_at > UNALLOCATED_IDLE and not connection.has_allocation:
+                    connection.close()
+        except Exception:
+            _log.exception("expiry tick failed")
+        finally:
+            if self._loop is not None:
+                self._timer = self._loop.call_later(TICK_INTERVAL, self._tick)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, server in self.stream_servers:
+            server.close()
+        for connection in list(self.connections):
+            connection.close()
+        if self.core is not None:
+            self.core.shutdown()
+        for udp in self.udp:
+            udp.close()
+        for _, server in self.stream_servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        self.udp.clear()
+        self.stream_servers.clear()
+        self._loop = None
+
+    # --- introspection ---------------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> list[tuple[str, Address]]:
+        bound: list[tuple[str, Address]] = [("udp", udp.local) for udp in self.udp]
+        for transport, server in self.stream_servers:
+            bound.extend((transport, s.getsockname()[:2]) for s in server.sockets)
+        return bound
+
+    def address(self, transport: str) -> Address:
+        return next(address for kind, address in self.addresses if kind == transport)
+
+    @property
+    def allocation_count(self) -> int:
+        return 0 if self.core is None else len(self.core.table)
+
+    # --- reload (SIGHUP) -------------------------------------------------------------------------
+
+    def reload(self, config: RelayConfig) -> None:
+        """Apply new secrets, static users, peer lists, TLS files and quota limits without dropping any
+        session. Validates everything first: on any error nothing changes and the error is raised."""
+        allowed = self._allowed_peers(config)
+        if self._tls is not None and config.cert_file and config.key_file:
+            self._tls.reload(config.cert_file, config.key_file)
+        self.auth.update(config.auth_secrets, config.static_users)
+        self.peers.update(allowed, config.denied_peers, allow_loopback=config.allow_loopback_peers)
+        if isinstance(self.quota, AllocationQuota):
+            self.quota.update(config.total_quota, config.user_quota)
+        revoked = self.core.revalidate_peers() if self.core is not None else 0
+        self.config = config
+        _log.info(
+            "reloaded: %d secrets, %d allowed peer networks, %d permissions revoked",
+            len(config.auth_secrets),
+            len(allowed),
+            revoked,
+        )

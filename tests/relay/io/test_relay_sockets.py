@@ -1,0 +1,282 @@
+"""The relay over real loopback sockets: UDP, TCP, TLS and PROXY v2 listeners, relay sockets, timers,
+reload and drain, driven by the test kit's blocking TURN client."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from relay_testkit import SECRET, Peer, RunningRelay, TurnClient, loopback_config, request, rest_credentials
+
+from relay.config import Listener
+from relay.stun import Attr, MessageClass, Method, decode, encode
+from relay.stun.constants import FAMILY_IPV6
+
+
+def ok(response) -> bool:
+    return response.message_class == MessageClass.SUCCESS
+
+
+def error_code(response) -> int | None:
+    error = response.get(Attr.ERROR_CODE)
+    return error[0] if error else None
+
+
+@pytest.fixture
+def relay():
+    with RunningRelay(loopback_config()) as running:
+        yield running
+
+
+def test_udp_binding(relay: RunningRelay) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(encode(request(Method.BINDING)), relay.address("udp"))
+        data, _ = sock.recvfrom(2048)
+        assert decode(data).get(Attr.XOR_MAPPED_ADDRESS) == ("127.0.0.1", sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_send_and_data_indications_and_channels(relay: RunningRelay, transport: str) -> None:
+    with relay.client(transport) as client, Peer() as peer:
+        response = client.allocate()
+        assert ok(response) and client.verified(response)
+        relayed = client.relayed(response)
+        assert relayed[0] == "127.0.0.1" and 20000 <= relayed[1] <= 29999
+        assert ok(client.create_permission(peer.address))
+        client.send_indication(peer.address, b"hello peer")
+        assert peer.recv() == (b"hello peer", relayed)
+        peer.send(b"hello client", relayed)
+        assert client.receive_data() == (peer.address, None, b"hello client")
+        # Channel: ChannelData both ways (padded on TCP, odd length on purpose).
+        assert ok(client.channel_bind(0x4001, peer.address))
+        client.channel_data(0x4001, b"abcde")
+        assert peer.recv() == (b"abcde", relayed)
+        peer.send(b"fghij", relayed)
+        assert client.receive_data() == (None, 0x4001, b"fghij")
+        if transport == "tcp":
+            # The stream stays framed: a STUN transaction right after padded ChannelData works.
+            assert ok(client.refresh(600))
+        stats = relay.call(relay.stats.snapshot)  # read on the relay's loop: counts are complete
+        assert (stats["packets_client_to_peer"], stats["packets_peer_to_client"]) == (2, 2)
+        assert stats["bytes_client_to_peer"] == len(b"hello peer") + 5
+
+
+def test_peer_without_permission_is_dropped(relay: RunningRelay) -> None:
+    with relay.client() as client, Peer() as peer, Peer("127.0.0.2") as stranger:
+        relayed = client.relayed(client.allocate())
+        client.create_permission(peer.address)
+        stranger.send(b"let me in", relayed)
+        peer.send(b"ok", relayed)
+        assert client.receive_data()[2] == b"ok"  # the stranger's datagram never arrived first
+
+
+def test_refresh_zero_releases_the_relay_port(relay: RunningRelay) -> None:
+    with relay.client() as client:
+        relayed = client.relayed(client.allocate())
+        assert relay.allocations == 1
+        assert client.refresh(0).get(Attr.LIFETIME) == 0
+        assert relay.allocations == 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(relayed)  # free again
+
+
+def test_closing_tcp_connection_ends_the_allocation(relay: RunningRelay) -> None:
+    client = relay.client("tcp")
+    assert ok(client.allocate())
+    assert relay.allocations == 1
+    client.close()
+    deadline = time.monotonic() + 3
+    while relay.allocations and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert relay.allocations == 0 and relay.call(lambda: relay.stats.connections_tcp) == 0
+
+
+def test_allocation_expires_through_the_timer() -> None:
+    with RunningRelay(loopback_config(default_lifetime=1, max_lifetime=1)) as relay, relay.client() as client:
+        assert client.allocate().get(Attr.LIFETIME) == 1
+        assert relay.allocations == 1
+        time.sleep(2.3)
+        assert relay.allocations == 0
+        assert error_code(client.refresh()) == 437
+
+
+def test_ipv6_allocation_over_ipv6_listener() -> None:
+    config = loopback_config(listeners=(Listener("udp", "::1", 0),))
+    with RunningRelay(config) as relay, relay.client() as client, Peer("::1") as peer:
+        response = client.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.REQUESTED_ADDRESS_FAMILY, FAMILY_IPV6))
+        relayed = client.relayed(response)
+        assert relayed[0] == "::1" and response.get(Attr.XOR_MAPPED_ADDRESS)[0] == "::1"
+        assert ok(client.channel_bind(0x4ABC, peer.address))
+        client.channel_data(0x4ABC, b"six")
+        assert peer.recv() == (b"six", relayed)
+        peer.send(b"back", relayed)
+        assert client.receive_data() == (None, 0x4ABC, b"back")
+        # An IPv4 peer on an IPv6-only allocation: 443.
+        assert error_code(client.create_permission(("127.0.0.1", 9))) == 443
+
+
+def test_dual_allocation_relays_both_families(relay: RunningRelay) -> None:
+    with relay.client() as client, Peer() as peer4, Peer("::1") as peer6:
+        response = client.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV6))
+        relayed4, relayed6 = response.get_all(Attr.XOR_RELAYED_ADDRESS)
+        assert ok(client.create_permission(peer4.address, peer6.address))
+        client.send_indication(peer4.address, b"four")
+        client.send_indication(peer6.address, b"six")
+        assert peer4.recv() == (b"four", relayed4)
+        assert peer6.recv() == (b"six", relayed6)
+
+
+def test_even_port_reservation_over_sockets(relay: RunningRelay) -> None:
+    with relay.client() as first, relay.client(user="bob") as second:
+        response = first.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.EVEN_PORT, True))
+        port = first.relayed(response)[1]
+        token = response.get(Attr.RESERVATION_TOKEN)
+        assert port % 2 == 0 and token
+        response = second.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.RESERVATION_TOKEN, token))
+        assert second.relayed(response)[1] == port + 1
+
+
+def _proxy_v2(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
+    addresses = (
+        socket.inet_aton(source[0]) + socket.inet_aton(destination[0]) + struct.pack("!HH", source[1], destination[1])
+    )
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses)) + addresses
+
+
+def test_proxy_protocol_v2_gives_the_real_client_address() -> None:
+    config = loopback_config(listeners=(Listener("tcp", "127.0.0.1", 0, proxy_protocol=True),))
+    with RunningRelay(config) as relay:
+        real_client = ("203.0.113.77", 51000)
+        header = _proxy_v2(real_client, ("10.0.0.5", 3479))
+        with relay.client("tcp", proxy_header=header) as client:
+            response = client.allocate()
+            assert ok(response)
+            assert response.get(Attr.XOR_MAPPED_ADDRESS) == real_client
+        # Without a valid header the connection is closed and counted as malformed.
+        with socket.create_connection(relay.address("tcp"), timeout=2) as raw:
+            raw.sendall(encode(request(Method.BINDING)))
+            assert raw.recv(100) == b""
+        assert relay.call(lambda: relay.stats.malformed_tcp) == 1
+
+
+def test_nonce_from_proxy_address_is_bound_to_it() -> None:
+    """A nonce issued to one PROXY-declared address does not authenticate another."""
+    config = loopback_config(listeners=(Listener("tcp", "127.0.0.1", 0, proxy_protocol=True),))
+    with RunningRelay(config) as relay:
+        header_a = _proxy_v2(("203.0.113.1", 1000), ("10.0.0.5", 3479))
+        header_b = _proxy_v2(("203.0.113.2", 1000), ("10.0.0.5", 3479))
+        with relay.client("tcp", proxy_header=header_a) as a, relay.client("tcp", proxy_header=header_b) as b:
+            challenge = a.transact(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17)), sign=False)
+            b.session.nonce = challenge.get(Attr.NONCE)
+            response = b.transact(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17)))
+            assert error_code(response) == 438
+
+
+def _make_cert(directory: Path) -> tuple[str, str]:
+    cert, key = directory / "relay.crt", directory / "relay.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make a certificate")
+def test_tls_listener(tmp_path: Path) -> None:
+    from relay.tls import ServerTls
+
+    cert, key = _make_cert(tmp_path)
+    config = loopback_config(listeners=(Listener("tls", "127.0.0.1", 0),), cert_file=cert, key_file=key)
+    client_context = ssl.create_default_context(cafile=cert)
+    with RunningRelay(config, tls=ServerTls(cert, key)) as relay, Peer() as peer:
+        username, password = rest_credentials()
+        with TurnClient(
+            relay.address("tls"), username, password, transport="tls", tls_context=client_context
+        ) as client:
+            assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+            relayed = client.relayed(client.allocate())
+            assert ok(client.channel_bind(0x4000, peer.address))
+            client.channel_data(0x4000, b"over tls")
+            assert peer.recv() == (b"over tls", relayed)
+            peer.send(b"back", relayed)
+            assert client.receive_data() == (None, 0x4000, b"back")
+
+
+def test_reload_rotates_secrets_and_peer_file_without_dropping_sessions(tmp_path: Path) -> None:
+    peers_file = tmp_path / "allowed-peers.conf"
+    peers_file.write_text("127.0.0.1\n")
+    config = loopback_config(allowed_peers=(), allowed_peers_file=str(peers_file))
+    with RunningRelay(config) as relay, relay.client() as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        assert ok(client.create_permission(peer.address))
+        # Rotation: add a new secret; a credential from the new one works, the old session keeps going.
+        relay.call(
+            lambda: relay.server.reload(
+                loopback_config(
+                    auth_secrets=(SECRET, "next-secret"), allowed_peers=(), allowed_peers_file=str(peers_file)
+                )
+            )
+        )
+        username, password = rest_credentials("carol", secret="next-secret")
+        with TurnClient(relay.address("udp"), username, password) as fresh:
+            assert ok(fresh.allocate())
+        client.send_indication(peer.address, b"still here")
+        assert peer.recv()[0] == b"still here"
+        # The peer list shrinks: the permission is revoked at once and new ones are refused.
+        peers_file.write_text("# nobody\n")
+        relay.call(lambda: relay.server.reload(loopback_config(allowed_peers=(), allowed_peers_file=str(peers_file))))
+        client.send_indication(peer.address, b"revoked")
+        peer.send(b"revoked too", relayed)
+        assert peer.nothing_received()
+        assert error_code(client.create_permission(peer.address)) == 403
+        # A broken file keeps the previous lists in force and reports the problem.
+        peers_file.write_text("not-an-address\n")
+        with pytest.raises(ValueError, match="allowed-peers-file"):
+            relay.call(
+                lambda: relay.server.reload(loopback_config(allowed_peers=(), allowed_peers_file=str(peers_file)))
+            )
+
+
+def test_drain_refuses_new_allocations_keeps_existing(relay: RunningRelay) -> None:
+    with relay.client() as client, relay.client(user="bob") as late, Peer() as peer:
+        assert ok(client.allocate())
+        relay.draining = True
+        assert error_code(late.allocate()) == 403
+        assert ok(client.create_permission(peer.address))
+        assert ok(client.refresh())
+
+
+def test_runs_on_uvloop() -> None:
+    pytest.importorskip("uvloop")
+    with RunningRelay(loopback_config(), use_uvloop=True) as relay, relay.client() as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.channel_bind(0x4000, peer.address)
+        client.channel_data(0x4000, b"uv")
+        assert peer.recv() == (b"uv", relayed)
+
+
+def test_advertised_external_ip_differs_from_bound_ip() -> None:
+    """EC2 1:1 NAT: sockets bind the private address, XOR-RELAYED-ADDRESS carries the public one."""
+    with RunningRelay(loopback_config(external_ip="198.51.100.200")) as relay, relay.client() as client:
+        relayed = client.relayed(client.allocate())
+        assert relayed[0] == "198.51.100.200"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, pytest.raises(OSError):
+            probe.bind(("127.0.0.1", relayed[1]))  # the real socket is on the private address
+
+
+def test_unspecified_relay_address_without_external_ip_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="external-ip"), RunningRelay(loopback_config(relay_ip="0.0.0.0")):
+        pass
+
+
+def test_allowed_networks_are_ipaddress_objects() -> None:
+    assert all(isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network) for n in loopback_config().allowed_peers)
