@@ -148,9 +148,7 @@ class RelayControl:
         self._wake()
 
     # --- asyncio helpers ----------------------------------------------------------------------
-    async def wait_for_exit(
-        self, active_allocations: Callable[[], int], poll_interval: float = 1.0
-    ) -> ExitReason:
+    async def wait_for_exit(self, active_allocations: Callable[[], int], poll_interval: float = 1.0) -> ExitReason:
         """Return once `exit_reason` is set; polls the allocation count every `poll_interval` s."""
         self._wakeup = asyncio.Event()
         try:

@@ -230,9 +230,7 @@ class SnapshotAggregator:
 class RelayCollector:
     """prometheus_client custom collector reading a snapshot at scrape time."""
 
-    def __init__(
-        self, snapshot: Callable[[], Mapping[str, int]], draining: Callable[[], bool] = lambda: False
-    ) -> None:
+    def __init__(self, snapshot: Callable[[], Mapping[str, int]], draining: Callable[[], bool] = lambda: False) -> None:
         self._snapshot = snapshot
         self._draining = draining
 
