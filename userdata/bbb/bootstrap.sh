@@ -17,18 +17,6 @@ source "$BBB_ON_AWS_DIR/bbb/lib.sh"
 export HOME=${HOME:-/root} PATH="$PATH:/snap/bin"
 LOG_TAG=bbb-bootstrap
 
-# The one restart a bootstrap may do: after every setting is in place and before the host is ready.
-restart_bigbluebutton_once() {
-  if [[ -f $BBB_ON_AWS_STATE_DIR/ready ]]; then
-    log "this host is already serving meetings: not restarting BigBlueButton; changed settings take effect" \
-      "after 'bbb-conf --restart' in a maintenance window"
-    return 0
-  fi
-  systemctl daemon-reload
-  log "restarting BigBlueButton to apply the fleet settings"
-  bbb-conf --restart >>"$BBB_ON_AWS_LOG_DIR/bbb-conf.log" 2>&1 || die "bbb-conf --restart failed"
-}
-
 main() {
   local single=0 fqdn asg turn_secret api_secret
   require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN BBB_SECRET_ARN BBB_INSTALL_URL \

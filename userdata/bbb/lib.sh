@@ -13,6 +13,8 @@ SPOOL_MOUNT=${SPOOL_MOUNT:-/mnt/scalelite-spool}
 RAP_SCRIPTS_DIR=${RAP_SCRIPTS_DIR:-/usr/local/bigbluebutton/core/scripts}
 GREENLIGHT_DIR=${GREENLIGHT_DIR:-/root/greenlight-v3}
 BBB_USER=${BBB_USER:-bigbluebutton}
+APT_ETC=${APT_ETC:-/etc/apt}
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
 BBB_GROUP=${BBB_GROUP:-bigbluebutton}
 # A stand-in for the TURN secret on bbb-install's command line: the real one is written by
 # write_turn_stun_servers, so it never appears in a process listing or in bbb-install's `set -x` log.
@@ -236,16 +238,17 @@ EOF
 
 # AWS's efs-utils apt repository (the one its efs-utils-installer.sh configures); not in Ubuntu's archive.
 install_efs_utils() {
-  local release keyring=/etc/apt/keyrings/efs-utils.gpg key
+  local release keyring="$APT_ETC/keyrings/efs-utils.gpg" key
   command -v mount.efs >/dev/null && return 0
-  release=$(. /etc/os-release && printf '%s' "$VERSION_ID")
+  # shellcheck source=/dev/null
+  release=$(. "$OS_RELEASE" && printf '%s' "$VERSION_ID")
   key=$(mktemp)
-  mkdir -p /etc/apt/keyrings
+  mkdir -p "$APT_ETC/keyrings" "$APT_ETC/sources.list.d"
   retry 5 5 curl -fsSL -o "$key" https://amazon-efs-utils.aws.com/efs-utils.gpg ||
     die "cannot download the efs-utils repository key"
   if grep -q 'BEGIN PGP' "$key"; then gpg --batch --yes --dearmor -o "$keyring" "$key"; else install -m 0644 "$key" "$keyring"; fi
   printf 'deb [signed-by=%s] https://amazon-efs-utils.aws.com/repo/deb/ubuntu/%s %s main\n' \
-    "$keyring" "$release" "$release" >/etc/apt/sources.list.d/efs-utils.list
+    "$keyring" "$release" "$release" >"$APT_ETC/sources.list.d/efs-utils.list"
   if ! retry 3 10 apt-get -o DPkg::Lock::Timeout=600 update -q || ! apt_install amazon-efs-utils; then
     die "cannot install amazon-efs-utils from AWS's repository"
   fi
@@ -326,6 +329,19 @@ apply_cluster_proxy() {
     "\"-Dgrails.cors.enabled=true -Dgrails.cors.allowCredentials=true -Dgrails.cors.allowedOrigins=https://$proxy,https://$fqdn\""
   set_kv "$DEFAULTS_DIR/bbb-graphql-server" HASURA_GRAPHQL_CORS_DOMAIN "\"https://$proxy\""
   log "cluster proxy settings applied for https://$proxy/$id/html5client"
+}
+
+# restart_bigbluebutton_once: the one restart a bootstrap may do, after every setting is in place and
+# before the host is ready; a host that already serves meetings is never restarted.
+restart_bigbluebutton_once() {
+  if [[ -f $BBB_ON_AWS_STATE_DIR/ready ]]; then
+    log "this host is already serving meetings: not restarting BigBlueButton; changed settings take effect" \
+      "after 'bbb-conf --restart' in a maintenance window"
+    return 0
+  fi
+  systemctl daemon-reload
+  log "restarting BigBlueButton to apply the fleet settings"
+  bbb-conf --restart >>"$BBB_ON_AWS_LOG_DIR/bbb-conf.log" 2>&1 || die "bbb-conf --restart failed"
 }
 
 # --- Readiness --------------------------------------------------------------------------------------------
