@@ -172,10 +172,7 @@ class AdminServer:
             if not exc.partial:
                 raise
             raise _BadRequest(400, "incomplete request") from None
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-            raise _BadRequest(400, "undecodable request") from None
+        text = head.decode("latin-1")  # decodes any byte; HTTP header bytes are latin-1 by definition
         request_line, *header_lines = text[:-4].split("\r\n")
         parts = request_line.split(" ")
         if len(parts) != 3 or not parts[0].isalpha() or not parts[1].startswith("/"):
