@@ -24,7 +24,7 @@ from typing import Any
 from relay.auth import Authenticator
 from relay.config import Listener, RelayConfig
 from relay.nonce import Nonces
-from relay.peers import PeerPolicy, parse_peer_list
+from relay.peers import PeerPolicy
 from relay.quotas import AllocationQuota, QuotaBackend, SourceLimiter
 from relay.server.forwarding import Forwarder
 from relay.server.relays import SocketBinder
@@ -37,16 +37,6 @@ _log = logging.getLogger("relay.server")
 TICK_INTERVAL = 1.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
 MAX_STREAM_CONNECTIONS = 20000
-
-
-def read_allowed_peers_file(path: str) -> tuple[Any, ...]:
-    """The BBB server list the host keeps fresh; a missing file is an error the operator must see."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(4_000_000)
-    except OSError as error:
-        raise ValueError(f"allowed-peers-file {path}: {error.strerror or error}") from None
-    return parse_peer_list(text, source=f"allowed-peers-file {path}")
 
 
 class RelayServer:
@@ -70,9 +60,9 @@ class RelayServer:
             config.static_users,
             ms_timestamp_ttl=config.rest_ms_timestamp_ttl,
         )
-        self.peers = PeerPolicy(
-            self._allowed_peers(config), config.denied_peers, allow_loopback=config.allow_loopback_peers
-        )
+        # `allowed_peers` already holds the networks of `allowed_peers_file` (relay.config_loader merges
+        # them, and reads the file again on every reload).
+        self.peers = PeerPolicy(config.allowed_peers, config.denied_peers, allow_loopback=config.allow_loopback_peers)
         self.nonces = Nonces(config.nonce_secret or os.urandom(32), config.nonce_lifetime)
         self.limiter = (
             SourceLimiter(config.unauthenticated_rate, max(1.0, config.unauthenticated_burst))
@@ -86,11 +76,6 @@ class RelayServer:
         self.connections: set[StreamConnection] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @staticmethod
-    def _allowed_peers(config: RelayConfig) -> tuple[Any, ...]:
-        extra = read_allowed_peers_file(config.allowed_peers_file) if config.allowed_peers_file else ()
-        return tuple(config.allowed_peers) + tuple(extra)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -232,15 +217,23 @@ class RelayServer:
 
     def reload(self, config: RelayConfig) -> None:
         """Apply new secrets, static users, peer lists, TLS files and quota limits without dropping any
-        session. Validates everything first: on any error nothing changes and the error is raised."""
-        allowed = self._allowed_peers(config)
+        session. The certificate is loaded first: if it is bad, it raises and nothing changes."""
+        allowed = config.allowed_peers
         if self._tls is not None and config.cert_file and config.key_file:
             self._tls.reload(config.cert_file, config.key_file)
         self.auth.update(config.auth_secrets, config.static_users)
         self.peers.update(allowed, config.denied_peers, allow_loopback=config.allow_loopback_peers)
         if isinstance(self.quota, AllocationQuota):
             self.quota.update(config.total_quota, config.user_quota)
-        revoked = self.core.revalidate_peers() if self.core is not None else 0
+        self.nonces.lifetime = float(config.nonce_lifetime)
+        if self.limiter is not None and config.unauthenticated_rate > 0:
+            self.limiter.rate = float(config.unauthenticated_rate)
+            self.limiter.burst = max(1.0, float(config.unauthenticated_burst))
+        revoked = 0
+        if self.core is not None:
+            self.core.config = config  # max_bps, max_permissions: for new allocations and permissions
+            self.core.max_permissions = config.max_permissions
+            revoked = self.core.revalidate_peers()
         self.config = config
         _log.info(
             "reloaded: %d secrets, %d allowed peer networks, %d permissions revoked",

@@ -10,6 +10,7 @@ import ssl
 import struct
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -212,38 +213,56 @@ def test_tls_listener(tmp_path: Path) -> None:
 
 
 def test_reload_rotates_secrets_and_peer_file_without_dropping_sessions(tmp_path: Path) -> None:
-    peers_file = tmp_path / "allowed-peers.conf"
+    """Reload the way the CLI does: load_config again (it re-reads the files), apply_reload, server.reload."""
+    from relay.config_loader import apply_reload, load_config
+
+    peers_file, secrets_file, conf = tmp_path / "allowed-peers.conf", tmp_path / "secrets", tmp_path / "relay.conf"
     peers_file.write_text("127.0.0.1\n")
-    config = loopback_config(allowed_peers=(), allowed_peers_file=str(peers_file))
-    with RunningRelay(config) as relay, relay.client() as client, Peer() as peer:
+    secrets_file.write_text(SECRET + "\n")
+    conf.write_text(
+        f"realm=relay.test\nuse-auth-secret\nauth-secret-file={secrets_file}\nallowed-peers-file={peers_file}\n"
+        "allow-loopback-peers\nrelay-ip=127.0.0.1\nmin-port=20000\nmax-port=29999\n"
+    )
+
+    def loaded():
+        result = load_config(["-c", str(conf)], {})
+        assert result.ok, result.report()
+        return result.config
+
+    def reload() -> None:
+        new, _ = apply_reload(relay.server.config, loaded())
+        # The loader accepts loopback entries only with allow-loopback-peers; this relay keeps loopback
+        # closed except for the listed addresses, as production keeps everything but the BBB servers closed.
+        new = replace(new, allow_loopback_peers=False)
+        relay.call(lambda: relay.server.reload(new))
+
+    initial = loaded()
+    assert "127.0.0.1/32" in [str(n) for n in initial.allowed_peers]
+    config = loopback_config(
+        auth_secrets=initial.auth_secrets, allowed_peers=initial.allowed_peers, allow_loopback_peers=False
+    )
+    with RunningRelay(config) as relay, relay.client() as client, Peer() as peer, Peer("127.0.0.2") as other:
         relayed = client.relayed(client.allocate())
         assert ok(client.create_permission(peer.address))
-        # Rotation: add a new secret; a credential from the new one works, the old session keeps going.
-        relay.call(
-            lambda: relay.server.reload(
-                loopback_config(
-                    auth_secrets=(SECRET, "next-secret"), allowed_peers=(), allowed_peers_file=str(peers_file)
-                )
-            )
-        )
-        username, password = rest_credentials("carol", secret="next-secret")
+        assert error_code(client.create_permission(other.address)) == 403  # loopback is not allowed wholesale
+        # Rotation: add a secret; credentials from the new one work, the old session keeps going.
+        secrets_file.write_text(f"{SECRET}\nnext-secret-abcdefgh\n")
+        reload()
+        username, password = rest_credentials("carol", secret="next-secret-abcdefgh")
         with TurnClient(relay.address("udp"), username, password) as fresh:
             assert ok(fresh.allocate())
         client.send_indication(peer.address, b"still here")
         assert peer.recv()[0] == b"still here"
-        # The peer list shrinks: the permission is revoked at once and new ones are refused.
-        peers_file.write_text("# nobody\n")
-        relay.call(lambda: relay.server.reload(loopback_config(allowed_peers=(), allowed_peers_file=str(peers_file))))
+        # The peer list changes: the old permission is revoked at once, the new peer is allowed.
+        peers_file.write_text("127.0.0.2  # the new BBB server\n")
+        reload()
         client.send_indication(peer.address, b"revoked")
         peer.send(b"revoked too", relayed)
         assert peer.nothing_received()
         assert error_code(client.create_permission(peer.address)) == 403
-        # A broken file keeps the previous lists in force and reports the problem.
-        peers_file.write_text("not-an-address\n")
-        with pytest.raises(ValueError, match="allowed-peers-file"):
-            relay.call(
-                lambda: relay.server.reload(loopback_config(allowed_peers=(), allowed_peers_file=str(peers_file)))
-            )
+        assert ok(client.create_permission(other.address))
+        client.send_indication(other.address, b"new server")
+        assert other.recv()[0] == b"new server"
 
 
 def test_drain_refuses_new_allocations_keeps_existing(relay: RunningRelay) -> None:

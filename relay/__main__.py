@@ -1,0 +1,7 @@
+"""`python -m relay -c FILE`: the same as the `bbb-turn-relay` console script."""
+
+from __future__ import annotations
+
+from relay.cli import main
+
+raise SystemExit(main())
