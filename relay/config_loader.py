@@ -1205,15 +1205,18 @@ def _read_secret_file(b: _Builder, entry: _Entry, path: str) -> str | None:
     if content is None:
         b.error(entry, f"{path}: {reason}")
         return None
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:  # pragma: no cover - it was just read
-        mode = 0
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        b.warn(entry, f"{path} is accessible to other users (mode {stat.S_IMODE(mode):o}); chmod 600 it")
     for line in content.splitlines():
         register_secret(line.strip())
     register_secret(content.strip())
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # it was readable a moment ago; a vanished file is reported at the next load
+        mode = 0
+    if mode & stat.S_IRWXO:
+        b.error(entry, f"{path} is readable by every user (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+        return None
+    if mode & stat.S_IRWXG:
+        b.warn(entry, f"{path} is accessible to its group (mode {stat.S_IMODE(mode):o}); chmod 600 it")
     return content
 
 

@@ -369,7 +369,7 @@ def test_secret_files_rotation_and_permissions(tmp_path):
     secrets.chmod(0o600)
     nonce = tmp_path / "nonce"
     nonce.write_text("n" * 64 + "\n")
-    nonce.chmod(0o644)
+    nonce.chmod(0o640)
     result = load(tmp_path, f"auth-secret-file={secrets}\nnonce-secret-file={nonce}\nstatic-auth-secret={SECRET}\n")
     assert result.ok, result.report()
     assert result.config is not None
@@ -377,9 +377,12 @@ def test_secret_files_rotation_and_permissions(tmp_path):
     assert result.config.nonce_secret == b"n" * 64
     assert result.config.auth_secret_file == str(secrets)
     assert messages(result.warnings) == [
-        f"{tmp_path / 'turnserver.conf'}:2: nonce-secret-file: {nonce} is accessible to other users (mode 644); "
+        f"{tmp_path / 'turnserver.conf'}:2: nonce-secret-file: {nonce} is accessible to its group (mode 640); "
         "chmod 600 it"
     ]
+    secrets.chmod(0o644)  # readable by everyone: refused, not just reported
+    result = load(tmp_path, f"auth-secret-file={secrets}\n")
+    assert messages(result.errors)[0].endswith(f"{secrets} is readable by every user (mode 644); chmod 600 it")
     empty = tmp_path / "empty"
     empty.write_text("# nothing\n")
     result = load(tmp_path, f"auth-secret-file={empty}\nnonce-secret=short\n")
