@@ -1,0 +1,56 @@
+"""Fixtures of the lifecycle tests: moto, the fake Scalelite/BBB server, the synthesized template."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+for path in (ROOT / "lambdas", HERE / "support"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_lambda_powertools.utilities import parameters  # noqa: E402
+from common import aws  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh fake AWS (moto) per test, with fake credentials and no cached clients or secrets."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        aws.reset()
+        parameters.clear_caches()
+        yield
+        aws.reset()
+        parameters.clear_caches()
+
+
+@pytest.fixture(scope="session")
+def lifecycle_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The test stack's template (nag off: a finding must not break the template tests)."""
+    import lc_test_stack  # CDK: imported only by the tests that need a synth
+
+    outdir = tmp_path_factory.mktemp("lifecycle-synth")
+    app, _stack = lc_test_stack.build(outdir, nag=False)
+    app.synth()
+    return json.loads((outdir / f"{lc_test_stack.STACK_NAME}.template.json").read_text())
