@@ -227,6 +227,7 @@ class TurnClient:
             self.sock.connect(server)
         else:
             raw = socket.create_connection(server, timeout=timeout)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as browsers do: no Nagle delays
             if proxy_header:
                 raw.sendall(proxy_header)
             self.sock = tls_context.wrap_socket(raw, server_hostname="localhost") if tls_context else raw

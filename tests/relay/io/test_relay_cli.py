@@ -35,6 +35,13 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Secret files must not be readable by others (the loader refuses them)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
     try:
@@ -50,7 +57,7 @@ class RelayProcess:
         self.port = free_port()
         self.admin_port = free_port()
         self.secret_file = tmp_path / "secrets"
-        self.secret_file.write_text(secret + "\n")
+        write_secret(self.secret_file, secret + "\n")
         self.config_file = tmp_path / "relay.conf"
         self.config_file.write_text(
             "\n".join(
@@ -134,7 +141,7 @@ def test_relay_process_lifecycle(tmp_path: Path) -> None:
             assert relay.metric('turn_packets_total{direction="client_to_peer"}') == 1
 
             # SIGHUP with a rotated secret file: new credentials work, the live session is untouched.
-            relay.secret_file.write_text("first-shared-secret-0123\nsecond-shared-secret-456\n")
+            write_secret(relay.secret_file, "first-shared-secret-0123\nsecond-shared-secret-456\n")
             relay.process.send_signal(signal.SIGHUP)
             time.sleep(0.5)
             with relay.client("second-shared-secret-456", user="bob") as rotated:

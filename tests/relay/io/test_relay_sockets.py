@@ -218,6 +218,7 @@ def test_reload_rotates_secrets_and_peer_file_without_dropping_sessions(tmp_path
 
     peers_file, secrets_file, conf = tmp_path / "allowed-peers.conf", tmp_path / "secrets", tmp_path / "relay.conf"
     peers_file.write_text("127.0.0.1\n")
+    secrets_file.touch(mode=0o600)
     secrets_file.write_text(SECRET + "\n")
     conf.write_text(
         f"realm=relay.test\nuse-auth-secret\nauth-secret-file={secrets_file}\nallowed-peers-file={peers_file}\n"
