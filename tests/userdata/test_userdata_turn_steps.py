@@ -139,13 +139,14 @@ def test_relay_conf_in_coturn_syntax(shell) -> None:
 def test_secrets_and_the_shared_nonce_key(shell) -> None:
     etc = shell.root / "relay-etc"
     etc.mkdir()
-    result = shell.run(f"write_relay_secrets {SECRET}", libs=TURN, env={"RELAY_ETC": str(etc), "RELAY_GROUP": "root"})
+    result = shell.run(f"write_relay_secrets {SECRET}", libs=TURN,
+                       env={"RELAY_ETC": str(etc), "RELAY_USER": "root", "RELAY_GROUP": "root"})
     assert result.returncode == 0, result.stderr
     assert (etc / "secret").read_text() == f"{SECRET}\n"
     expected = hmac.new(SECRET.encode(), b"bbb-on-aws relay nonce key v1", hashlib.sha256).hexdigest()
     assert (etc / "nonce-secret").read_text() == f"{expected}\n"
     for name in ("secret", "nonce-secret"):
-        assert oct((etc / name).stat().st_mode & 0o777) == "0o640"
+        assert oct((etc / name).stat().st_mode & 0o777) == "0o600"
     assert SECRET not in result.stderr + " ".join(" ".join(c) for c in shell.calls())
 
 

@@ -32,6 +32,8 @@ main() {
     "AWS_REGION=$AWS_REGION" "ASG_NAME=$asg"
 
   tune_kernel "$LOCAL_PORT_RANGE" "$MIN_PORT" "$MAX_PORT"
+  # A dedicated account: relay.conf is root-owned and group-readable (it holds no secret), the secret
+  # files belong to the account, mode 0600.
   getent group "$RELAY_GROUP" >/dev/null || groupadd --system "$RELAY_GROUP"
   id -u "$RELAY_USER" >/dev/null 2>&1 ||
     useradd --system --gid "$RELAY_GROUP" --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$RELAY_USER"

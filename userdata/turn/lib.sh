@@ -53,17 +53,18 @@ install_relay() {
 }
 
 # write_relay_secrets <turn secret>: the shared secret, and the nonce key derived from it with HMAC so every
-# relay of the fleet accepts the others' nonces without a second secret. Readable by the relay's group only.
+# relay of the fleet accepts the others' nonces without a second secret. Mode 0600, owned by the relay's
+# account (it runs unprivileged and refuses secret files others can read).
 write_relay_secrets() {
   local secret=$1 tmp
   tmp=$(mktemp)
   printf '%s\n' "$secret" >"$tmp"
-  install_if_changed "$tmp" "$RELAY_ETC/secret" 0640 "root:$RELAY_GROUP" || true
+  install_if_changed "$tmp" "$RELAY_ETC/secret" 0600 "$RELAY_USER:$RELAY_GROUP" || true
   printf '%s' "$secret" | python3 -c '
 import hashlib, hmac, sys
 key = sys.stdin.read().encode()
 print(hmac.new(key, b"bbb-on-aws relay nonce key v1", hashlib.sha256).hexdigest())' >"$tmp"
-  install_if_changed "$tmp" "$RELAY_ETC/nonce-secret" 0640 "root:$RELAY_GROUP" || true
+  install_if_changed "$tmp" "$RELAY_ETC/nonce-secret" 0600 "$RELAY_USER:$RELAY_GROUP" || true
   rm -f "$tmp"
 }
 
