@@ -1212,10 +1212,10 @@ def _read_secret_file(b: _Builder, entry: _Entry, path: str) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:  # it was readable a moment ago; a vanished file is reported at the next load
         mode = 0
+    # A warning, not an error: an operator's 0644 file must not stop a relay that ran before.
     if mode & stat.S_IRWXO:
-        b.error(entry, f"{path} is readable by every user (mode {stat.S_IMODE(mode):o}); chmod 600 it")
-        return None
-    if mode & stat.S_IRWXG:
+        b.warn(entry, f"{path} is readable by every user (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+    elif mode & stat.S_IRWXG:
         b.warn(entry, f"{path} is accessible to its group (mode {stat.S_IMODE(mode):o}); chmod 600 it")
     return content
 
