@@ -246,6 +246,13 @@ KEYS: tuple[KeySpec, ...] = (
     _k("max-bps", "value", "supported", "bytes per second per allocation and direction (0 = unlimited)"),
     _k("bps-capacity", "value", "error", "a server-wide bandwidth cap is not supported (0 is accepted)"),
     _k("max-permissions", "value", "supported", "peer IPs per allocation (default 100)", ours=True),
+    _k(
+        "legacy-channel-numbers",
+        "flag",
+        "supported",
+        "accept RFC 5766 channel numbers up to 0x7FFE (old non-browser clients)",
+        ours=True,
+    ),
     _k("max-allocate-lifetime", "value", "supported", "longest allocation lifetime in seconds (default 3600)"),
     _k("default-lifetime", "value", "supported", "allocation lifetime when none is requested (600)", ours=True),
     _k("channel-lifetime", "value", "supported", "channel binding lifetime in seconds (default 600)"),
@@ -920,11 +927,12 @@ def _separator(b: _Builder, entries: list[_Entry]) -> None:
         b.error(entry, f"{b.shown(entry)} is not supported: {KEY_INDEX[entry.key].text}")
 
 
-@_handles("fingerprint")
-def _fingerprint(b: _Builder, entries: list[_Entry]) -> None:
-    value = b.flag(entries[-1])
+@_handles("fingerprint", "legacy-channel-numbers")
+def _boolean_field(b: _Builder, entries: list[_Entry]) -> None:
+    entry = entries[-1]
+    value = b.flag(entry)
     if value is not None:
-        b.fields["fingerprint"] = value
+        b.fields[entry.key.replace("-", "_")] = value
 
 
 @_handles("stale-nonce")

@@ -468,7 +468,7 @@ def test_supported_scalar_keys(tmp_path):
         "channel-lifetime=300\npermission-lifetime=120\nstale-nonce=300\nunauthenticated-rate=5.5\n"
         "unauthenticated-burst=50\nrest-ms-timestamp-ttl=3600\ndrain-timeout=900\ndrain-min-allocations=2\n"
         "workers=4\nlog-level=debug\nlog-format=text\nadmin-listen=[::1]:9650\nsoftware-attribute\n"
-        "fingerprint=false\nrest-api-separator=:\nbps-capacity=0\n"
+        "fingerprint=false\nrest-api-separator=:\nbps-capacity=0\nlegacy-channel-numbers\n"
     )
     result = load(tmp_path, text)
     assert result.ok, result.report()
@@ -479,7 +479,7 @@ def test_supported_scalar_keys(tmp_path):
     assert (c.unauthenticated_rate, c.unauthenticated_burst, c.rest_ms_timestamp_ttl) == (5.5, 50.0, 3600)
     assert (c.drain_timeout, c.drain_min_allocations, c.workers) == (900, 2, 4)
     assert (c.log_level, c.log_format, c.admin_host, c.admin_port) == ("debug", "text", "::1", 9650)
-    assert (c.software, c.fingerprint) == ("bbb-turn-relay", False)
+    assert (c.software, c.fingerprint, c.legacy_channel_numbers) == ("bbb-turn-relay", False, True)
 
 
 def test_coturn_mapped_keys(tmp_path):
