@@ -48,6 +48,7 @@ from relay.turn.table import AllocationTable
 
 _log = logging.getLogger("relay.turn")
 
+CHANNEL_MAX_RFC5766 = 0x7FFE  # with config.legacy_channel_numbers
 CHANNEL_COOLDOWN = 300.0  # RFC 8656 section 12: no rebinding of a number/peer for 5 minutes
 RESERVATION_LIFETIME = 30.0  # RFC 8656 section 7.2: hold an EVEN-PORT R reservation ~30 s
 
@@ -432,7 +433,8 @@ class TurnCore:
     def _channel_bind(self, request: Message, allocation: Allocation, now: float) -> bytes:
         number = request.get(Attr.CHANNEL_NUMBER)
         peer = request.get(Attr.XOR_PEER_ADDRESS)
-        if number is None or peer is None or not CHANNEL_MIN <= number <= CHANNEL_MAX or peer[1] == 0:
+        highest = CHANNEL_MAX_RFC5766 if self.config.legacy_channel_numbers else CHANNEL_MAX
+        if number is None or peer is None or not CHANNEL_MIN <= number <= highest or peer[1] == 0:
             raise _Reject(ErrorCode.BAD_REQUEST)
         peer = self._check_peer(allocation, peer)
         bound = allocation.channels.get(number)

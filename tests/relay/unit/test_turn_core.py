@@ -409,6 +409,15 @@ def test_channel_number_range(h: Harness, number: int) -> None:
     assert error_of(_bind(h, number)) == 400
 
 
+def test_legacy_rfc5766_channel_numbers_only_when_enabled() -> None:
+    strict, legacy = Harness(), Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), legacy_channel_numbers=True))
+    for h in (strict, legacy):
+        h.allocate()
+    assert error_of(_bind(strict, 0x6374)) == 400
+    assert _bind(legacy, 0x6374).message_class == MessageClass.SUCCESS
+    assert error_of(_bind(legacy, 0x7FFF)) == 400
+
+
 def test_channel_bind_installs_fast_paths_and_permission(h: Harness) -> None:
     h.allocate()
     assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS

@@ -1,0 +1,76 @@
+"""Interop with coturn's own test client: `turnutils_uclient` against our relay, echoing through
+`turnutils_peer` (Debian's coturn package), with TURN REST API credentials (-W), UDP and TCP,
+channels and Send indications, EVEN-PORT/RESERVATION-TOKEN (uclient's RTP/RTCP pairs), client-to-client
+relaying, and a moderate load. Every packet sent must come back: no loss."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+
+import pytest
+from relay_testkit import SECRET, RunningRelay, loopback_config
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("turnutils_uclient") is None, reason="needs Debian's coturn package"),
+    pytest.mark.slow,
+]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def echo_peer():
+    port = _free_udp_port()
+    process = subprocess.Popen(
+        ["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    yield port
+    process.kill()
+    process.wait(5)
+
+
+CASES = {
+    # uclient pairs RTP/RTCP allocations with EVEN-PORT (R bit) + RESERVATION-TOKEN unless -c is given.
+    "udp-channels-rtcp-pairs": ["-m", "2", "-n", "60"],
+    "udp-send-indications-load": ["-s", "-c", "-m", "10", "-n", "100", "-z", "5"],
+    "tcp-channels": ["-t", "-c", "-m", "4", "-n", "60"],
+    "tcp-send-indications": ["-t", "-s", "-c", "-m", "4", "-n", "60"],
+    "udp-client-to-client": ["-y", "-c", "-m", "4", "-n", "60"],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_turnutils_uclient(echo_peer: int, case: str) -> None:
+    # coturn <= 4.6's uclient picks channel numbers from RFC 5766's range (up to 0x7FFE).
+    config = loopback_config(legacy_channel_numbers=True)
+    with RunningRelay(config) as relay:
+        transport = "tcp" if "-t" in CASES[case] else "udp"
+        command = [
+            "turnutils_uclient", "-W", SECRET, "-u", "uclient", "-e", "127.0.0.1", "-r", str(echo_peer),
+            "-p", str(relay.address(transport)[1]), "-l", "170", *CASES[case], "127.0.0.1",
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=90)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-2000:]
+        totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n", output)
+        assert totals, output[-2000:]
+        sent, received = map(int, totals[-1])
+        messages = int(CASES[case][CASES[case].index("-n") + 1])
+        sessions = int(re.findall(r"msz=(\d+)", output)[-1])  # clients, doubled by RTCP pairs without -c
+        assert sessions >= int(CASES[case][CASES[case].index("-m") + 1])
+        assert sent == received == messages * sessions, output[-2000:]
+        assert "Total lost packets 0 (0.000000%)" in output
+        stats = relay.call(relay.stats.snapshot)
+        assert stats["packets_client_to_peer"] == stats["packets_peer_to_client"] == sent
+        assert stats["auth_failures_bad_integrity"] == 0
+        if case == "udp-channels-rtcp-pairs":
+            assert stats["requests_channel_bind_success"] > 0
+        if "-s" in CASES[case]:
+            assert stats["requests_channel_bind_success"] == 0 and stats["requests_create_permission_success"] > 0
