@@ -32,7 +32,7 @@ from typing import Literal
 
 import tomllib
 
-Role = Literal["bbb", "turn"]
+Role = Literal["bbb", "turn", "proxy"]
 
 USERDATA_DIR = Path(__file__).resolve().parent
 REPO_DIR = USERDATA_DIR.parent
@@ -103,7 +103,6 @@ class HostParams:
     domain: str  # domain.name
     region: str
     bootstrap_bundle: S3Object  # the asset made from write_bundle(role, ...)
-    turn_secret_arn: str
     system_log_group: str
     application_log_group: str
     cloudwatch_agent_key_fingerprint: str = CLOUDWATCH_AGENT_KEY_FINGERPRINT
@@ -112,6 +111,7 @@ class HostParams:
 
 @dataclass(frozen=True, kw_only=True)
 class BbbParams(HostParams):
+    turn_secret_arn: str
     operator_email: str  # Let's Encrypt
     bbb_secret_arn: str  # the fleet-wide BBB API secret
     single: bool = False  # the single shape: this host is <domain> and runs Greenlight (bbb-install -g)
@@ -126,6 +126,7 @@ class BbbParams(HostParams):
 
 @dataclass(frozen=True, kw_only=True)
 class TurnParams(HostParams):
+    turn_secret_arn: str
     relay_wheel: S3Object  # the wheel asset
     relay_wheel_filename: str  # e.g. bbb_turn_relay-0.1.0-py3-none-any.whl (the asset key loses it)
     min_port: int = 49152
@@ -135,6 +136,13 @@ class TurnParams(HostParams):
     max_bps: int = 0
     drain_timeout_seconds: int = 3600
     allocations_metric: str = ALLOCATIONS_METRIC
+    ready_wait_seconds: int = 600
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyParams(HostParams):
+    """The optional cluster proxy host (seed 001), behind the load balancer bbb-proxy.<domain> points to."""
+
     ready_wait_seconds: int = 600
 
 
@@ -179,8 +187,8 @@ def _bundle_files(role: Role) -> Iterator[tuple[str, bytes, int]]:
 
 def bundle_bytes(role: Role) -> bytes:
     """The bootstrap bundle: common/ and <role>/ as a tar with fixed owners, modes and times."""
-    if role not in ("bbb", "turn"):
-        raise UserDataError([f"bundle role must be 'bbb' or 'turn', not {role!r}"])
+    if role not in ("bbb", "turn", "proxy"):
+        raise UserDataError([f"bundle role must be 'bbb', 'turn' or 'proxy', not {role!r}"])
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         directories: set[str] = set()
@@ -244,7 +252,6 @@ def _check_common(problems: list[str], params: HostParams) -> None:
     _check(problems, "region", params.region, "region")
     _check(problems, "bootstrap_bundle.bucket", params.bootstrap_bundle.bucket, "bucket")
     _check(problems, "bootstrap_bundle.key", params.bootstrap_bundle.key, "key")
-    _check(problems, "turn_secret_arn", params.turn_secret_arn, "secret_arn")
     _check(problems, "system_log_group", params.system_log_group, "log_group")
     _check(problems, "application_log_group", params.application_log_group, "log_group")
     _check(problems, "cloudwatch_agent_key_fingerprint", params.cloudwatch_agent_key_fingerprint, "fingerprint")
@@ -341,7 +348,6 @@ def _common_values(params: HostParams, role: str) -> dict[str, str | int]:
         "AWS_REGION": params.region,
         "BUNDLE_BUCKET": params.bootstrap_bundle.bucket,
         "BUNDLE_KEY": params.bootstrap_bundle.key,
-        "TURN_SECRET_ARN": params.turn_secret_arn,
         "SYSTEM_LOG_GROUP": params.system_log_group,
         "APPLICATION_LOG_GROUP": params.application_log_group,
         "METRICS_NAMESPACE": f"BBBOnAWS/{params.environment}",
@@ -356,6 +362,7 @@ def render_bbb_user_data(params: BbbParams) -> str:
         raise UserDataError([f"render_bbb_user_data takes BbbParams, not {type(params).__name__}"])
     problems: list[str] = []
     _check_common(problems, params)
+    _check(problems, "turn_secret_arn", params.turn_secret_arn, "secret_arn")
     _check(problems, "operator_email", params.operator_email, "email")
     _check(problems, "bbb_secret_arn", params.bbb_secret_arn, "secret_arn")
     _check(problems, "bbb_install_url", params.bbb_install_url, "https_url")
@@ -379,6 +386,7 @@ def render_bbb_user_data(params: BbbParams) -> str:
 
     values = _common_values(params, "single" if params.single else "bbb")
     values |= {
+        "TURN_SECRET_ARN": params.turn_secret_arn,
         "OPERATOR_EMAIL": params.operator_email,
         "BBB_SECRET_ARN": params.bbb_secret_arn,
         "BBB_INSTALL_URL": params.bbb_install_url,
@@ -403,6 +411,7 @@ def render_turn_user_data(params: TurnParams) -> str:
         raise UserDataError([f"render_turn_user_data takes TurnParams, not {type(params).__name__}"])
     problems: list[str] = []
     _check_common(problems, params)
+    _check(problems, "turn_secret_arn", params.turn_secret_arn, "secret_arn")
     _check(problems, "relay_wheel.bucket", params.relay_wheel.bucket, "bucket")
     _check(problems, "relay_wheel.key", params.relay_wheel.key, "key")
     _check(problems, "relay_wheel_filename", params.relay_wheel_filename, "wheel")
@@ -424,6 +433,7 @@ def render_turn_user_data(params: TurnParams) -> str:
 
     values = _common_values(params, "turn")
     values |= {
+        "TURN_SECRET_ARN": params.turn_secret_arn,
         "RELAY_WHEEL_BUCKET": params.relay_wheel.bucket,
         "RELAY_WHEEL_KEY": params.relay_wheel.key,
         "RELAY_WHEEL_FILENAME": params.relay_wheel_filename,
@@ -439,6 +449,17 @@ def render_turn_user_data(params: TurnParams) -> str:
     return _render("TURN relay host", "turn", "turn", values)
 
 
+def render_proxy_user_data(params: ProxyParams) -> str:
+    """User data of the optional cluster proxy host."""
+    if not isinstance(params, ProxyParams):
+        raise UserDataError([f"render_proxy_user_data takes ProxyParams, not {type(params).__name__}"])
+    problems: list[str] = []
+    _check_common(problems, params)
+    if problems:
+        raise UserDataError(problems)
+    return _render("cluster proxy host", "proxy", "proxy", _common_values(params, "proxy"))
+
+
 __all__ = [
     "BBB_INSTALL_URL",
     "CLOUDWATCH_AGENT_KEY_FINGERPRINT",
@@ -447,6 +468,7 @@ __all__ = [
     "BbbParams",
     "EfsSpool",
     "HostParams",
+    "ProxyParams",
     "S3Object",
     "TurnParams",
     "UserDataError",
@@ -456,6 +478,7 @@ __all__ = [
     "local_port_range",
     "relay_constraints",
     "render_bbb_user_data",
+    "render_proxy_user_data",
     "render_turn_user_data",
     "write_bundle",
 ]

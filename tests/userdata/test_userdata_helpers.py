@@ -119,7 +119,7 @@ def test_merge_is_deep_and_does_not_mutate() -> None:
 # --- CloudWatch agent -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ["bbb", "turn"])
+@pytest.mark.parametrize("role", ["bbb", "turn", "proxy"])
 def test_agent_config_ships_the_role_logs_to_the_stack_groups(role: str) -> None:
     config = cw_agent_config.agent_config(role, "/bbb/system", "/bbb/app", "BBBOnAWS/bbb")
     entries = config["logs"]["logs_collected"]["files"]["collect_list"]
@@ -137,8 +137,11 @@ def test_agent_config_ships_the_role_logs_to_the_stack_groups(role: str) -> None
             assert by_file[path]["log_group_name"] == "/bbb/app"
         assert "/var/bigbluebutton" in config["metrics"]["metrics_collected"]["disk"]["resources"]
         assert "--unit=bbb-graphql-*" in cw_agent_config.journal_units("bbb")
-    else:
+    elif role == "turn":
         assert "--unit=bbb-turn-relay" in cw_agent_config.journal_units("turn").split()
+    else:
+        assert by_file["/var/log/nginx/access.log"]["log_group_name"] == "/bbb/app"
+        assert "--unit=nginx" in cw_agent_config.journal_units("proxy").split()
 
 
 def test_agent_config_command_line() -> None:
@@ -152,7 +155,7 @@ def test_agent_config_command_line() -> None:
     result = subprocess.run([sys.executable, str(script), "--role", "turn"], capture_output=True, text=True)
     assert result.returncode == 2 and "are required" in result.stderr
     with pytest.raises(ValueError, match="role must be one of"):
-        cw_agent_config.agent_config("proxy", "s", "a", "n")
+        cw_agent_config.agent_config("gateway", "s", "a", "n")
 
 
 # --- STUN ping --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from userdata import render
 from userdata.render import (
     BbbParams,
     EfsSpool,
+    ProxyParams,
     S3Object,
     TurnParams,
     UserDataError,
@@ -26,6 +27,7 @@ from userdata.render import (
     local_port_range,
     relay_constraints,
     render_bbb_user_data,
+    render_proxy_user_data,
     render_turn_user_data,
     write_bundle,
 )
@@ -41,7 +43,6 @@ def common(**overrides: object) -> dict[str, object]:
         "domain": "bbb.example.com",
         "region": "eu-west-1",
         "bootstrap_bundle": S3Object("cdk-hnb659fds-assets-123456789012-eu-west-1", "0a1b2c3d.tar"),
-        "turn_secret_arn": TURN_ARN,
         "system_log_group": "/bbb/system",
         "application_log_group": "/bbb/application",
     }
@@ -50,7 +51,7 @@ def common(**overrides: object) -> dict[str, object]:
 
 
 def bbb_params(**overrides: object) -> BbbParams:
-    values = common(operator_email="ops@example.com", bbb_secret_arn=BBB_ARN,
+    values = common(turn_secret_arn=TURN_ARN, operator_email="ops@example.com", bbb_secret_arn=BBB_ARN,
                     spool=EfsSpool("fs-0123456789abcdef0", "fsap-0123456789abcdef0"))
     values.update(overrides)
     return BbbParams(**values)  # type: ignore[arg-type]
@@ -61,11 +62,16 @@ def single_params(**overrides: object) -> BbbParams:
 
 
 def turn_params(**overrides: object) -> TurnParams:
-    values = common(relay_wheel=S3Object("cdk-hnb659fds-assets-123456789012-eu-west-1", "9f8e7d.whl"),
+    values = common(turn_secret_arn=TURN_ARN,
+                    relay_wheel=S3Object("cdk-hnb659fds-assets-123456789012-eu-west-1", "9f8e7d.whl"),
                     relay_wheel_filename="bbb_turn_relay-0.1.0-py3-none-any.whl",
                     total_quota=10000, user_quota=16, drain_timeout_seconds=3600)
     values.update(overrides)
     return TurnParams(**values)  # type: ignore[arg-type]
+
+
+def proxy_params(**overrides: object) -> ProxyParams:
+    return ProxyParams(**common(**overrides))  # type: ignore[arg-type]
 
 
 def tokens(prefix: int) -> dict[str, object]:
@@ -74,7 +80,6 @@ def tokens(prefix: int) -> dict[str, object]:
     return {
         "region": f"${{Token[AWS.Region.{next(t)}]}}",
         "bootstrap_bundle": S3Object(f"${{Token[TOKEN.{next(t)}]}}", f"${{Token[TOKEN.{next(t)}]}}"),
-        "turn_secret_arn": f"${{Token[TOKEN.{next(t)}]}}",
         "system_log_group": f"${{Token[TOKEN.{next(t)}]}}",
         "application_log_group": f"${{Token[TOKEN.{next(t)}]}}",
     }
@@ -85,6 +90,7 @@ SHAPES = {
     "scalable+proxy": lambda **kw: render_bbb_user_data(bbb_params(cluster_proxy=True, **kw)),
     "single": lambda **kw: render_bbb_user_data(single_params(**kw)),
     "turn": lambda **kw: render_turn_user_data(turn_params(**kw)),
+    "proxy": lambda **kw: render_proxy_user_data(proxy_params(**kw)),
 }
 
 
@@ -117,7 +123,17 @@ def test_tokens_survive_inside_single_quotes(shape: str) -> None:
         assert f"'{token}'" in user_data
     env = params_env(user_data)
     assert env["AWS_REGION"] == "${Token[AWS.Region.7]}"
-    assert env["TURN_SECRET_ARN"] == "${Token[TOKEN.10]}"
+    assert env["BUNDLE_BUCKET"] == "${Token[TOKEN.8]}"
+    assert env["APPLICATION_LOG_GROUP"] == "${Token[TOKEN.11]}"
+
+
+@pytest.mark.parametrize("render_with_token", [
+    lambda arn: render_bbb_user_data(bbb_params(turn_secret_arn=arn, bbb_secret_arn=arn)),
+    lambda arn: render_turn_user_data(turn_params(turn_secret_arn=arn)),
+])
+def test_secret_arn_tokens_survive(render_with_token) -> None:
+    env = params_env(render_with_token("${Token[TOKEN.321]}"))
+    assert env["TURN_SECRET_ARN"] == "${Token[TOKEN.321]}"
 
 
 def test_scalable_parameters() -> None:
@@ -133,6 +149,14 @@ def test_scalable_parameters() -> None:
     assert env["BBB_VERSION"] == "jammy-300"
     assert env["BBB_INSTALL_URL"].endswith("/v3.0.x-release/bbb-install.sh")
     assert env["SCALELITE_REF"] == render.SCALELITE_REF
+
+
+def test_cluster_proxy_host_parameters() -> None:
+    env = params_env(render_proxy_user_data(proxy_params()))
+    assert env["ROLE"] == "proxy"
+    assert "TURN_SECRET_ARN" not in env and "BBB_SECRET_ARN" not in env  # the proxy needs no secret
+    with pytest.raises(UserDataError, match="takes ProxyParams"):
+        render_proxy_user_data(turn_params())  # type: ignore[arg-type]
 
 
 def test_single_and_proxy_parameters() -> None:
@@ -231,7 +255,7 @@ def test_wrong_parameter_type_is_a_clear_error() -> None:
 
 
 def test_bundle_is_deterministic_and_matches_the_stub(tmp_path: Path) -> None:
-    for role in ("bbb", "turn"):
+    for role in ("bbb", "turn", "proxy"):
         first, second = bundle_bytes(role), bundle_bytes(role)
         assert first == second
         path = write_bundle(role, tmp_path)
@@ -240,6 +264,7 @@ def test_bundle_is_deterministic_and_matches_the_stub(tmp_path: Path) -> None:
         assert hashlib.sha256(first).hexdigest() == bundle_sha256(role)
     assert bundle_sha256("bbb") in render_bbb_user_data(bbb_params())
     assert bundle_sha256("turn") in render_turn_user_data(turn_params())
+    assert bundle_sha256("proxy") in render_proxy_user_data(proxy_params())
 
 
 def test_bundle_contents() -> None:
@@ -257,8 +282,11 @@ def test_bundle_contents() -> None:
         names = set(tar.getnames())
     assert {"bbb/bootstrap.sh", "bbb/cluster_proxy.py", "common/lib.sh"} <= names
     assert not any(name.startswith("turn/") for name in names)
+    with tarfile.open(fileobj=io.BytesIO(bundle_bytes("proxy"))) as tar:
+        names = set(tar.getnames())
+    assert {"proxy/bootstrap.sh", "proxy/sync.sh", "proxy/units/bbb-on-aws-proxy-sync.timer"} <= names
     with pytest.raises(UserDataError):
-        bundle_bytes("proxy")  # type: ignore[arg-type]
+        bundle_bytes("gateway")  # type: ignore[arg-type]
 
 
 def test_relay_constraints_pin_the_relay_dependencies(tmp_path: Path) -> None:

@@ -12,15 +12,16 @@ import pytest
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 SCRIPTS = sorted(USERDATA.rglob("*.sh"))
 UNITS = sorted([*USERDATA.rglob("*.service"), *USERDATA.rglob("*.timer")])
-EXECUTABLES = {"bootstrap.sh", "peer_sync.sh", "publish_allocations.sh", "publish_meetings.sh"}
+EXECUTABLES = {"bootstrap.sh", "peer_sync.sh", "publish_allocations.sh", "publish_meetings.sh", "sync.sh"}
 
 
 def test_the_tree_has_the_expected_scripts_and_units() -> None:
     assert {p.relative_to(USERDATA).as_posix() for p in SCRIPTS} >= {
         "common/lib.sh", "bbb/lib.sh", "bbb/bootstrap.sh", "bbb/publish_meetings.sh",
         "turn/lib.sh", "turn/bootstrap.sh", "turn/peer_sync.sh", "turn/publish_allocations.sh",
+        "proxy/lib.sh", "proxy/bootstrap.sh", "proxy/sync.sh",
     }
-    assert len(UNITS) >= 8
+    assert len(UNITS) >= 10
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.relative_to(USERDATA).as_posix())
@@ -74,6 +75,7 @@ def test_relay_unit_is_hardened_and_matches_the_contract() -> None:
 def test_peer_sync_runs_every_20_seconds_and_metrics_every_60() -> None:
     peers = (USERDATA / "turn/units/bbb-turn-relay-peers.timer").read_text()
     assert "OnUnitActiveSec=20s" in peers
+    assert "OnUnitActiveSec=30s" in (USERDATA / "proxy/units/bbb-on-aws-proxy-sync.timer").read_text()
     for timer in ("turn/units/bbb-on-aws-allocations-metric.timer", "bbb/units/bbb-on-aws-meetings-metric.timer"):
         assert "OnUnitActiveSec=60s" in (USERDATA / timer).read_text()
 

@@ -1,4 +1,4 @@
-"""Print the CloudWatch agent configuration (JSON) for a BBB or TURN host.
+"""Print the CloudWatch agent configuration (JSON) for a BBB, TURN or cluster proxy host.
 
 Log streams are named `<instance id>/<file>` inside the two log groups the stack creates and passes in (the
 agent only creates streams, never groups, so retention and encryption stay the stack's). Host metrics are
@@ -39,13 +39,19 @@ ROLE_FILES = {
         # bbb-turn-relay and its timers, from the journal.
         ("/var/log/bbb-on-aws/journal.log", "journal"),
     ],
+    "proxy": [
+        ("/var/log/nginx/access.log", "nginx-access"),
+        ("/var/log/nginx/error.log", "nginx-error"),
+        ("/var/log/bbb-on-aws/journal.log", "journal"),
+    ],
 }
 # The units bbb-on-aws-journal-export.service copies to /var/log/bbb-on-aws/journal.log, per role.
 JOURNAL_UNITS = {
     "bbb": ["bbb-graphql-*", "bbb-webrtc-sfu", "bbb-webrtc-recorder", "bbb-pads", "bbb-on-aws-*"],
     "turn": ["bbb-turn-relay", "bbb-turn-relay-peers", "bbb-on-aws-*"],
+    "proxy": ["nginx", "bbb-on-aws-*"],
 }
-DISKS = {"bbb": ["/", "/var/bigbluebutton"], "turn": ["/"]}
+DISKS = {"bbb": ["/", "/var/bigbluebutton"], "turn": ["/"], "proxy": ["/"]}
 
 
 def _collect(files: list[tuple[str, str]], group: str) -> list[dict[str, Any]]:

@@ -234,7 +234,7 @@ install_units() {
   return "$changed"
 }
 
-# setup_host_logging <bbb|turn>: journal export to a file, log rotation, CloudWatch agent with the stack's
+# setup_host_logging <bbb|turn|proxy>: journal export to a file, log rotation, CloudWatch agent with the stack's
 # log groups and namespace.
 setup_host_logging() {
   local role=$1 config
