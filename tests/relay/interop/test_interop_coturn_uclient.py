@@ -13,10 +13,14 @@ import subprocess
 import pytest
 from relay_testkit import SECRET, RunningRelay, loopback_config
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("turnutils_uclient") is None, reason="needs Debian's coturn package"),
-    pytest.mark.slow,
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def coturn_tools() -> None:
+    missing = [tool for tool in ("turnutils_uclient", "turnutils_peer") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"the coturn interop test needs {', '.join(missing)} (apt-get install coturn)")
 
 
 def _free_udp_port() -> int:
