@@ -57,6 +57,7 @@ class Shell:
         full_env = {
             "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             "HOME": str(self.root),
+            "TMPDIR": str(self.root / "tmp"),
             "LANG": "C.UTF-8",
             "BBB_ON_AWS_DIR": str(USERDATA),
             "BBB_ON_AWS_CONF": str(self.root / "conf"),
@@ -74,7 +75,7 @@ class Shell:
 
 @pytest.fixture
 def shell(tmp_path: Path) -> Shell:
-    for sub in ("bin", "conf", "state", "log", "systemd"):
+    for sub in ("bin", "conf", "state", "log", "systemd", "tmp"):
         (tmp_path / sub).mkdir()
     # A virtual clock: `sleep N` advances it and `date +%s` reads it, so wait loops and their timeouts run in
     # milliseconds while their logic stays real.

@@ -237,7 +237,8 @@ def bbb_install_shim(shell, exit_code: int = 0) -> Path:
     record = shell.root / "bbb-install-run"
     fake = shell.root / "fake-bbb-install.sh"
     fake.write_text(f'printf "%s\\n" "$@" >{record}; echo "IP=$IP INTERNAL_IP=$INTERNAL_IP" >>{record}\n'
-                    f"echo 'bbb-install says hello'; exit {exit_code}\n")
+                    "echo '+ SECRET_KEY_BASE=0123generatedbygreenlight'; echo 'bbb-install says hello'\n"
+                    f"echo \"bbb-install: Let's Encrypt SSL request did not succeed - exiting\"; exit {exit_code}\n")
     shell.shim("curl", f'while [[ $# -gt 0 ]]; do [[ $1 == -o ]] && cp {fake} "$2"; shift; done')
     return record
 
@@ -254,7 +255,10 @@ def test_bbb_install_uses_our_turn_fleet_without_the_secret_on_its_command_line(
                 "turn.bbb.example.com:turn-secret-set-by-bbb-on-aws"] + (["-g"] if single else [])
     assert args[:-1] == expected
     assert args[-1] == "IP=203.0.113.10 INTERNAL_IP=10.1.0.23"
-    assert "bbb-install says hello" in (shell.root / "log" / "bbb-install.log").read_text()
+    install_log = shell.root / "log" / "bbb-install.log"
+    assert "bbb-install says hello" in install_log.read_text()
+    assert oct(install_log.stat().st_mode & 0o777) == "0o600"  # it holds bbb-install's traced secrets
+    assert "SECRET_KEY_BASE" not in result.stderr
     assert "is not pinned (sha256" in result.stderr
 
 
@@ -277,7 +281,9 @@ def test_failed_bbb_install_stops_the_bootstrap_with_its_log_tail(shell) -> None
            "PRIVATE_IPV4": "10.0.0.1"}
     result = shell.run(f"run_bbb_install {FQDN} ops@example.com turn.bbb.example.com 0", libs=BBB, env=env)
     assert result.returncode == 1
-    assert "bbb-install says hello" in result.stderr and "bbb-install failed" in result.stderr
+    assert "bbb-install: Let's Encrypt SSL request did not succeed" in result.stderr
+    assert "bbb-install failed" in result.stderr
+    assert "SECRET_KEY_BASE" not in result.stderr and "says hello" not in result.stderr
 
 
 def test_fleet_secret_goes_to_bbb_and_to_greenlight(shell) -> None:

@@ -128,6 +128,7 @@ def test_agent_config_ships_the_role_logs_to_the_stack_groups(role: str) -> None
     assert by_file["/var/log/bbb-on-aws/journal.log"]["log_group_name"] == "/bbb/app"
     assert all(e["log_stream_name"].startswith("{instance_id}/") for e in entries)
     assert len({e["log_stream_name"] for e in entries}) == len(entries)
+    assert "/var/log/bbb-on-aws/bbb-install.log" not in by_file  # traced secrets stay on the host
     assert config["metrics"]["namespace"] == "BBBOnAWS/bbb"
     assert config["metrics"]["append_dimensions"] == {"AutoScalingGroupName": "${aws:AutoScalingGroupName}"}
     if role == "bbb":

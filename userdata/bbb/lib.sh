@@ -103,7 +103,7 @@ bbb_fqdn() {
 zone_nameservers() {
   local name=$1 ns
   while [[ $name == *.* ]]; do
-    ns=$(dig +short +time=3 +tries=2 NS "$name" | sed -n 's/\.$//p' | sort)
+    ns=$(dig +short +time=3 +tries=2 NS "$name" | sed -n 's/\.$//p' | sort) || ns=""
     if [[ -n $ns ]]; then
       printf '%s\n' "$ns"
       return 0
@@ -124,7 +124,7 @@ wait_for_dns() {
     ok=1
     if servers=$(zone_nameservers "$fqdn"); then
       for server in $servers; do
-        answer=$(dig +short +time=3 +tries=1 A "$fqdn" "@$server" | sort | tr '\n' ' ')
+        answer=$(dig +short +time=3 +tries=1 A "$fqdn" "@$server" | sort | tr '\n' ' ') || answer="(no answer)"
         if [[ $answer != "$ip " ]]; then
           ok=0
           log "  $server answers '${answer% }' for $fqdn"
@@ -156,21 +156,32 @@ wait_for_dns() {
 # which this instance refuses.
 run_bbb_install() {
   local fqdn=$1 email=$2 turn_host=$3 single=$4 script args
-  script=$(mktemp /root/bbb-install.XXXXXX.sh)
-  retry 5 10 curl -fsSL -o "$script" "$BBB_INSTALL_URL" || die "cannot download bbb-install from $BBB_INSTALL_URL"
+  script=$(mktemp --suffix=.sh)
+  if ! retry 5 10 curl -fsSL -o "$script" "$BBB_INSTALL_URL"; then
+    rm -f "$script"
+    die "cannot download bbb-install from $BBB_INSTALL_URL"
+  fi
   if [[ -n ${BBB_INSTALL_SHA256:-} ]]; then
-    printf '%s  %s\n' "$BBB_INSTALL_SHA256" "$script" | sha256sum -c --quiet - ||
+    if ! printf '%s  %s\n' "$BBB_INSTALL_SHA256" "$script" | sha256sum -c --quiet - >/dev/null 2>&1; then
+      rm -f "$script"
       die "bbb-install.sh does not match the pinned SHA-256 $BBB_INSTALL_SHA256"
+    fi
   else
     log "bbb-install.sh is not pinned (sha256 $(sha256sum "$script" | cut -d' ' -f1)); set bbb_install_sha256 to pin"
   fi
   # -s before -c: bbb-install compares a -c host's DNS to this host when no -s was seen yet.
   args=(-v "$BBB_VERSION" -s "$fqdn" -e "$email" -c "$turn_host:$BBB_INSTALL_TURN_PLACEHOLDER")
   ((single)) && args+=(-g)
+  # bbb-install runs with `set -x`: its log holds Greenlight's and PostgreSQL's generated secrets, so it
+  # stays on the host, root-only, and is not shipped to CloudWatch. On failure only bbb-install's own
+  # messages ("bbb-install: ...") are repeated here.
+  touch "$BBB_ON_AWS_LOG_DIR/bbb-install.log"
+  chmod 0600 "$BBB_ON_AWS_LOG_DIR/bbb-install.log"
   log "running bbb-install ${args[*]} (output in $BBB_ON_AWS_LOG_DIR/bbb-install.log)"
   if ! IP=$PUBLIC_IPV4 INTERNAL_IP=$PRIVATE_IPV4 bash "$script" "${args[@]}" >>"$BBB_ON_AWS_LOG_DIR/bbb-install.log" 2>&1; then
-    tail -n 40 "$BBB_ON_AWS_LOG_DIR/bbb-install.log" >&2 || true
-    die "bbb-install failed; see $BBB_ON_AWS_LOG_DIR/bbb-install.log"
+    rm -f "$script"
+    tail -n 200 "$BBB_ON_AWS_LOG_DIR/bbb-install.log" | grep -E '^bbb-install: ' | tail -n 10 >&2 || true
+    die "bbb-install failed; see $BBB_ON_AWS_LOG_DIR/bbb-install.log on the host"
   fi
   rm -f "$script"
 }

@@ -22,7 +22,7 @@ SYSTEM_FILES = [
 ]
 ROLE_FILES = {
     "bbb": [
-        ("/var/log/bbb-on-aws/bbb-install.log", "bbb-install"),
+        # Not /var/log/bbb-on-aws/bbb-install.log: bbb-install traces (set -x) the secrets it generates.
         ("/var/log/bigbluebutton/bbb-web.log", "bbb-web"),
         ("/var/log/bbb-apps-akka/bbb-apps-akka.log", "bbb-apps-akka"),
         ("/var/log/bbb-fsesl-akka/bbb-fsesl-akka.log", "bbb-fsesl-akka"),
