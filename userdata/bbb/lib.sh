@@ -187,14 +187,22 @@ run_bbb_install() {
 }
 
 # apply_fleet_secret <secret>: the fleet-wide API secret (Scalelite and the handlers know it). On the single
-# host Greenlight was configured by bbb-install with the random secret, so it gets the new one too.
+# host Greenlight was configured by bbb-install with the random secret, so it gets the new one too. Values
+# are compared inside bash, so a re-run that changes nothing neither shows the secret to `ps` nor restarts
+# anything.
 apply_fleet_secret() {
-  local secret=$1
-  bbb-conf --setsecret "$secret" >/dev/null 2>&1 || die "bbb-conf --setsecret failed"
+  local secret=$1 current
+  current=$(bbb_api_secret || true)
+  if [[ $current != "$secret" ]]; then
+    bbb-conf --setsecret "$secret" >/dev/null 2>&1 || die "bbb-conf --setsecret failed"
+  fi
   if [[ -f $GREENLIGHT_DIR/.env ]]; then
-    set_kv "$GREENLIGHT_DIR/.env" BIGBLUEBUTTON_SECRET "$secret"
-    docker compose -f "$GREENLIGHT_DIR/docker-compose.yml" up -d --force-recreate >/dev/null 2>&1 ||
-      die "cannot restart Greenlight with the fleet secret"
+    current=$(sed -n 's/^BIGBLUEBUTTON_SECRET=//p' "$GREENLIGHT_DIR/.env" | tail -n 1)
+    if [[ $current != "$secret" ]]; then
+      set_kv "$GREENLIGHT_DIR/.env" BIGBLUEBUTTON_SECRET "$secret"
+      docker compose -f "$GREENLIGHT_DIR/docker-compose.yml" up -d --force-recreate >/dev/null 2>&1 ||
+        die "cannot restart Greenlight with the fleet secret"
+    fi
   fi
 }
 
