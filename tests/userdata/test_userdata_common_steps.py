@@ -78,7 +78,7 @@ def imds() -> Iterator[Imds]:
 
 
 def test_imdsv2_token_flow_and_identity(shell, imds: Imds) -> None:
-    result = shell.run('load_instance_identity; echo "$INSTANCE_ID $PUBLIC_IPV4 $PRIVATE_IPV4 $AWS_REGION"',
+    result = shell.run('load_instance_identity public; echo "$INSTANCE_ID $PUBLIC_IPV4 $PRIVATE_IPV4 $AWS_REGION"',
                        env={"IMDS_ENDPOINT": imds.endpoint})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["i-0abc123def4567890", "203.0.113.10", "10.1.0.23", "eu-west-1"]
@@ -99,9 +99,13 @@ def test_renewal_after_the_server_drops_the_token(shell, imds: Imds) -> None:
 
 def test_no_public_ip_is_a_clear_error(shell, imds: Imds) -> None:
     del imds.items["meta-data/public-ipv4"]
-    result = shell.run("load_instance_identity", env={"IMDS_ENDPOINT": imds.endpoint})
+    result = shell.run("load_instance_identity public", env={"IMDS_ENDPOINT": imds.endpoint})
     assert result.returncode == 1
     assert "no public IPv4: launch it in a public subnet" in result.stderr
+    result = shell.run('load_instance_identity private-only; echo "[$PUBLIC_IPV4] $PRIVATE_IPV4"',
+                       env={"IMDS_ENDPOINT": imds.endpoint})  # the cluster proxy lives in a private subnet
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] 10.1.0.23"
 
 
 def test_autoscaling_group_from_imds_tags_or_describe_tags(shell, imds: Imds) -> None:

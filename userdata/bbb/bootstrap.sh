@@ -29,7 +29,7 @@ main() {
   retry 3 10 apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
   apt_install bind9-dnsutils curl gnupg ca-certificates python3-yaml rsync >/dev/null
 
-  load_instance_identity
+  load_instance_identity public
   fqdn=$(bbb_fqdn "$INSTANCE_ID" "$DOMAIN" "$ROLE")
   asg=$(autoscaling_group_name || true)
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \

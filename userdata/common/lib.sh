@@ -68,17 +68,23 @@ imds_get() {
   return 1
 }
 
-# Sets INSTANCE_ID, PUBLIC_IPV4, PRIVATE_IPV4 and AWS_REGION (unless the renderer already set it).
+# load_instance_identity <public|private-only>: sets INSTANCE_ID, PUBLIC_IPV4, PRIVATE_IPV4 and AWS_REGION (unless
+# the renderer already set it). BBB and TURN hosts need a public IPv4; `private-only` hosts (the cluster
+# proxy) get an empty PUBLIC_IPV4.
 load_instance_identity() {
   INSTANCE_ID=$(imds_get meta-data/instance-id) || die "cannot read the instance id from IMDSv2"
   PRIVATE_IPV4=$(imds_get meta-data/local-ipv4) || die "cannot read the private IPv4 from IMDSv2"
-  PUBLIC_IPV4=$(imds_get meta-data/public-ipv4) ||
-    die "this instance has no public IPv4: launch it in a public subnet with a public IP"
+  if [[ $1 == private-only ]]; then
+    PUBLIC_IPV4=$(imds_get meta-data/public-ipv4 2>/dev/null || true)
+  else
+    PUBLIC_IPV4=$(imds_get meta-data/public-ipv4) ||
+      die "this instance has no public IPv4: launch it in a public subnet with a public IP"
+  fi
   if [[ -z ${AWS_REGION:-} ]]; then
     AWS_REGION=$(imds_get meta-data/placement/region) || die "cannot read the region from IMDSv2"
   fi
   export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
-  log "instance $INSTANCE_ID: public $PUBLIC_IPV4, private $PRIVATE_IPV4, region $AWS_REGION"
+  log "instance $INSTANCE_ID: public ${PUBLIC_IPV4:-none}, private $PRIVATE_IPV4, region $AWS_REGION"
 }
 
 # The instance's Auto Scaling group: instance metadata tags when enabled, else DescribeTags.

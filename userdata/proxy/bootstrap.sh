@@ -1,7 +1,7 @@
 #!/bin/bash
 # Bootstrap of the cluster proxy host (seed 001): nginx serving https://bbb-proxy.<domain>/bbb-<id>/html5client
 # for every registered BBB server. TLS ends at the load balancer bbb-proxy.<domain> points to; this host
-# listens on port 80 inside the VPC. Safe to run again.
+# (private subnet, no public IP) listens on port 80 for it. Safe to run again.
 # shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env
 set -euo pipefail
 umask 022
@@ -25,7 +25,7 @@ main() {
   retry 3 10 apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
   apt_install nginx curl gnupg ca-certificates >/dev/null
 
-  load_instance_identity
+  load_instance_identity private-only
   asg=$(autoscaling_group_name || true)
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PRIVATE_IPV4=$PRIVATE_IPV4" "AWS_REGION=$AWS_REGION" "ASG_NAME=$asg"
 

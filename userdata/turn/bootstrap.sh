@@ -26,7 +26,7 @@ main() {
   retry 3 10 apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
   apt_install python3-venv curl gnupg ca-certificates >/dev/null
 
-  load_instance_identity
+  load_instance_identity public
   asg=$(autoscaling_group_name) || die "cannot find this instance's Auto Scaling group (aws:autoscaling:groupName)"
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \
     "AWS_REGION=$AWS_REGION" "ASG_NAME=$asg"
