@@ -17,7 +17,10 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import Config, load_config
+from stacks.data import DataStack
+from stacks.email import EmailStack
 from stacks.network import NetworkStack
+from stacks.shared import SharedStack, ses_region
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,4 +69,22 @@ def compose(app: cdk.App, config: Config) -> None:
         return {"stack_name": f"{name}-{part}", "env": env, "description": f"BigBlueButton on AWS ({name}): "
                 + description, "tags": tags, "termination_protection": config.is_production_like}
 
-    NetworkStack(app, f"{name}-network", config=config, **stack_props("network", "VPC, NAT, flow logs"))
+    network = NetworkStack(app, f"{name}-network", config=config, **stack_props("network", "VPC, NAT, flow logs"))
+    shared = SharedStack(  # noqa: F841 (consumed by the frontend and fleets stacks)
+        app, f"{name}-shared", config=config,
+        **stack_props("shared", "certificate, operator topic, platform secrets, SES SMTP credentials"),
+    ).shared
+    # In the SES region (its own env), so that nothing crosses regions: it needs only config values.
+    EmailStack(app, f"{name}-email", config=config, **{
+        **stack_props("email", "SES domain identity, DKIM, MAIL FROM, DMARC"),
+        "env": cdk.Environment(region=ses_region(config)),
+    })
+    data = (  # noqa: F841 (consumed by the frontend and fleets stacks)
+        DataStack(
+            app, f"{name}-data", config=config, vpc=network.vpc,
+            application_subnets=network.application_subnets, database_subnets=network.database_subnets,
+            **stack_props("data", "recordings EFS, Aurora PostgreSQL, Valkey/Redis cache"),
+        ).data
+        if config.environment.type == "scalable"
+        else None
+    )

@@ -17,11 +17,19 @@ NAME_PROPERTIES = re.compile(
 )
 
 
+# Properties that match NAME_PROPERTIES but name no resource (a parameter group's engine family).
+NOT_NAMES = {"AWS::RDS::DBClusterParameterGroup": {"Family"}, "AWS::RDS::DBParameterGroup": {"Family"}}
+
+
 def physical_names(result):
     names = {}
     for stack, template in result.templates().items():
-        text = json.dumps(template)
-        for key, value in NAME_PROPERTIES.findall(text):
+        for resource in template.get("Resources", {}).values():
+            skip = NOT_NAMES.get(resource["Type"], set())
+            props = {k: v for k, v in resource.get("Properties", {}).items() if k not in skip}
+            for key, value in NAME_PROPERTIES.findall(json.dumps(props)):
+                names.setdefault((key, value), stack)
+        for key, value in NAME_PROPERTIES.findall(json.dumps(template.get("Outputs", {}))):
             names.setdefault((key, value), stack)
     return names
 

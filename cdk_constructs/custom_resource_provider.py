@@ -1,0 +1,61 @@
+"""A custom resource provider: one Python handler (lambda_defaults.PythonFunction) behind the CDK Provider
+framework, which reports to CloudFormation, retries and times out for the handler.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from cdk_constructs.lambda_defaults import PythonFunction
+from cdk_constructs.nag import acknowledge
+from stacks.config import Config
+from stacks.stage_rules import log_removal_policy, log_retention
+
+
+class PythonCustomResourceProvider(Construct):
+    """`service_token` for `CustomResource`s served by `lambdas/<folder>/index.on_event`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        folder: str,
+        description: str,
+        timeout: Duration | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = PythonFunction(
+            self, "Handler", config=config, folder=folder, description=description, handler="index.on_event",
+            timeout=timeout or Duration.minutes(5),
+        )
+        framework_logs = logs.LogGroup(
+            self, "FrameworkLogs", retention=log_retention(config), removal_policy=log_removal_policy(config)
+        )
+        framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        framework_logs.grant_write(framework_role)
+        self.provider = cr.Provider(
+            self, "Provider", on_event_handler=self.handler.function, log_group=framework_logs,
+            framework_on_event_role=framework_role,
+        )
+        handler_resource = self.handler.function.node.default_child
+        assert isinstance(handler_resource, CfnElement)
+        acknowledge(
+            framework_role,
+            f"IAM5[Resource::<{Stack.of(self).get_logical_id(handler_resource)}.Arn>:*]",
+            "The Provider framework invokes its one handler function, any version of it (CDK-generated grant)",
+        )
+        acknowledge(
+            self.handler,
+            "L1",
+            "Python 3.13 on purpose: AWS's public Powertools layer is pinned for python313 (lambda_defaults.py)",
+        )
+
+    @property
+    def service_token(self) -> str:
+        return self.provider.service_token
