@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import shlex
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -227,3 +228,67 @@ def test_the_stub_writes_params_verifies_and_unpacks_the_bundle(shell, tmp_path:
     assert result.returncode == 1
     assert "is not the bundle this user data was made for" in result.stdout
     assert "bootstrap-would-start" not in result.stdout
+
+
+# --- CloudWatch agent package verification (real gpg, a throw-away signing key) -------------------------
+
+
+@pytest.fixture
+def signed_agent(tmp_path: Path) -> Iterator[dict[str, str]]:
+    home = tmp_path / "signer"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home), "--passphrase", "", "--pinentry-mode", "loopback"]
+    subprocess.run([*gpg, "--quick-gen-key", "Agent Signer <signer@example.com>", "ed25519", "sign", "never"],
+                   check=True, capture_output=True)
+    listing = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True)
+    fingerprint = next(line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr"))
+    files = tmp_path / "served"
+    files.mkdir()
+    (files / "agent.deb").write_bytes(b"!<arch>\nnot really a deb, but signed\n")
+    subprocess.run([*gpg, "--armor", "--export", "-o", str(files / "agent.gpg")], check=True)
+    subprocess.run([*gpg, "--detach-sign", "-o", str(files / "agent.deb.sig"), str(files / "agent.deb")], check=True)
+    yield {"fingerprint": fingerprint, "files": str(files)}
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+def agent_shims(shell, files: str) -> None:
+    shell.shim("dpkg", '[[ $1 == --print-architecture ]] && echo amd64; exit 0')
+    shell.shim("curl", f"""
+        while [[ $# -gt 0 ]]; do case $1 in -o) out=$2; shift;; *) url=$1;; esac; shift; done
+        case $url in
+          *.deb.sig) cp {files}/agent.deb.sig "$out";;
+          *.deb) cp {files}/agent.deb "$out";;
+          *.gpg) cp {files}/agent.gpg "$out";;
+          *) exit 22;;
+        esac
+    """)
+
+
+def test_cloudwatch_agent_is_installed_only_when_its_signature_verifies(shell, signed_agent) -> None:
+    agent_shims(shell, signed_agent["files"])
+    result = shell.run(f"install_cloudwatch_agent {signed_agent['fingerprint']}", env={"AWS_REGION": "eu-west-1"})
+    assert result.returncode == 0, result.stderr
+    urls = [c[-1] for c in shell.calls("curl")]
+    assert urls[0] == ("https://amazoncloudwatch-agent-eu-west-1.s3.eu-west-1.amazonaws.com/ubuntu/amd64/latest/"
+                       "amazon-cloudwatch-agent.deb")
+    assert urls[2] == "https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg"
+    assert shell.calls("dpkg")[-1][:3] == ["dpkg", "-i", "-E"]
+
+
+def test_cloudwatch_agent_with_another_signing_key_is_refused(shell, signed_agent) -> None:
+    agent_shims(shell, signed_agent["files"])
+    result = shell.run(f"install_cloudwatch_agent {'A' * 40}", env={"AWS_REGION": "eu-west-1"})
+    assert result.returncode == 1
+    assert f"fingerprint is {signed_agent['fingerprint']}, expected {'A' * 40}" in result.stderr
+    assert "set cloudwatch_agent_key_fingerprint" in result.stderr
+    assert not [c for c in shell.calls("dpkg") if "-i" in c]
+
+
+def test_tampered_cloudwatch_agent_is_refused(shell, signed_agent) -> None:
+    with open(Path(signed_agent["files"]) / "agent.deb", "ab") as deb:
+        deb.write(b"appended by an attacker\n")
+    agent_shims(shell, signed_agent["files"])
+    result = shell.run(f"install_cloudwatch_agent {signed_agent['fingerprint']}", env={"AWS_REGION": "eu-west-1"})
+    assert result.returncode == 1
+    assert "package signature does not verify" in result.stderr
+    assert not [c for c in shell.calls("dpkg") if "-i" in c]

@@ -192,20 +192,38 @@ install_cloudwatch_agent() {
   dir=$(mktemp -d)
   if ! retry 5 5 curl -fsSL -o "$dir/agent.deb" "$base/ubuntu/$arch/latest/amazon-cloudwatch-agent.deb" ||
     ! retry 5 5 curl -fsSL -o "$dir/agent.deb.sig" "$base/ubuntu/$arch/latest/amazon-cloudwatch-agent.deb.sig" ||
-    ! retry 5 5 curl -fsSL -o "$dir/agent.gpg" "$base/assets/amazon-cloudwatch-agent.gpg"; then
+    ! retry 5 5 curl -fsSL -o "$dir/agent.gpg" https://amazoncloudwatch-agent.s3.amazonaws.com/assets/amazon-cloudwatch-agent.gpg; then
     die "cannot download the CloudWatch agent from $base"
   fi
   mkdir -m 0700 "$dir/gnupg"
-  gpg --batch --quiet --homedir "$dir/gnupg" --import "$dir/agent.gpg" 2>/dev/null ||
-    die "cannot import the CloudWatch agent signing key"
-  actual=$(gpg --batch --homedir "$dir/gnupg" --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
-  [[ $actual == "$fingerprint" ]] ||
-    die "CloudWatch agent signing key fingerprint is $actual, expected $fingerprint; if AWS rotated the key," \
-      "verify the new one against the CloudWatch documentation and set cloudwatch_agent_key_fingerprint"
-  gpg --batch --quiet --homedir "$dir/gnupg" --verify "$dir/agent.deb.sig" "$dir/agent.deb" 2>/dev/null ||
-    die "the CloudWatch agent package signature does not verify"
+  if ! verify_signed_file "$dir/gnupg" "$dir/agent.gpg" "$fingerprint" "$dir/agent.deb.sig" "$dir/agent.deb"; then
+    rm -rf "$dir"
+    die "the CloudWatch agent package is not signed by key $fingerprint (see above); if AWS rotated its key," \
+      "check the new one against the CloudWatch documentation and set cloudwatch_agent_key_fingerprint"
+  fi
   DEBIAN_FRONTEND=noninteractive dpkg -i -E "$dir/agent.deb" >/dev/null
   rm -rf "$dir"
+}
+
+# verify_signed_file <gnupg home> <key file> <fingerprint> <signature> <file>: the key has exactly this
+# fingerprint and its signature over the file verifies. The throw-away keyring's agent is stopped after.
+verify_signed_file() {
+  local home=$1 key=$2 fingerprint=$3 signature=$4 file=$5 actual status=0
+  if ! gpg --batch --quiet --homedir "$home" --import "$key" 2>/dev/null; then
+    log "cannot import the signing key $key"
+    status=1
+  else
+    actual=$(gpg --batch --homedir "$home" --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
+    if [[ $actual != "$fingerprint" ]]; then
+      log "signing key fingerprint is $actual, expected $fingerprint"
+      status=1
+    elif ! gpg --batch --quiet --homedir "$home" --verify "$signature" "$file" 2>/dev/null; then
+      log "the package signature does not verify"
+      status=1
+    fi
+  fi
+  gpgconf --homedir "$home" --kill all 2>/dev/null || true
+  return "$status"
 }
 
 # configure_cloudwatch_agent <config json>: (re)loads the agent with this config and starts it.
