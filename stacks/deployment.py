@@ -19,6 +19,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.config import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
+from stacks.frontend import FrontendStack
 from stacks.network import NetworkStack
 from stacks.shared import SharedStack, ses_region
 
@@ -88,3 +89,9 @@ def compose(app: cdk.App, config: Config) -> None:
         if config.environment.type == "scalable"
         else None
     )
+    if data is not None:
+        FrontendStack(
+            app, f"{name}-frontend", config=config, vpc=network.vpc, shared=shared, data=data,
+            public_subnets=network.public_subnets, application_subnets=network.application_subnets,
+            **stack_props("frontend", "ECS running Greenlight v3 and Scalelite behind an HTTPS load balancer"),
+        )
