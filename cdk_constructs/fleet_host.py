@@ -7,11 +7,13 @@ metrics into `BBBOnAWS/<environment>` and may write one tag, `bbb-on-aws:ready`,
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Annotations, CfnAutoScalingScheduledAction, CfnUpdatePolicy, Duration, Stack, Tags, Token
+from aws_cdk import Annotations, CfnAutoScalingScheduledAction, CfnUpdatePolicy, Duration, Stack, Tags
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -20,6 +22,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_constructs.lifecycle.nag_ids import resource_finding
 from cdk_constructs.nag import acknowledge
 from stacks.config import Config
 from stacks.stage_rules import log_removal_policy, log_retention
@@ -47,6 +50,7 @@ def _bundle_directory() -> Path:
     global _bundle_dir
     if _bundle_dir is None:
         _bundle_dir = Path(tempfile.mkdtemp(prefix="bbb-on-aws-bundles-"))
+        atexit.register(shutil.rmtree, _bundle_dir, ignore_errors=True)  # synth copies bundles into cdk.out
     return _bundle_dir
 
 
@@ -99,6 +103,7 @@ class HostRole(Construct):
             description=f"{config.prefix} {host_role} hosts (docs/host-contract.md)",
         )
         host_logs.grant_write(self.role)
+        self._own_instance_arn = Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
         statements = [
             # Metrics of the host and its CloudWatch agent, only into this deployment's namespace.
             iam.PolicyStatement(
@@ -108,7 +113,7 @@ class HostRole(Construct):
             # The one tag a host writes, on itself only, once ready.
             iam.PolicyStatement(
                 actions=["ec2:CreateTags"],
-                resources=[Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")],
+                resources=[self._own_instance_arn],
                 conditions={
                     "StringEquals": {
                         "aws:ARN": "${ec2:SourceInstanceARN}",
@@ -157,16 +162,10 @@ class HostRole(Construct):
             "Actions without resource-level permissions in IAM: " + "; ".join(self._wildcards) + ".",
         )
         acknowledge(
-            self.role, f"IAM5[Resource::arn:<AWS::Partition>:ec2:{_region_placeholder(self)}:<AWS::AccountId>:"
-                       "instance/*]",
+            self.role, resource_finding(self, "IAM5", self._own_instance_arn),
             "ec2:CreateTags is limited by conditions to the calling instance itself (aws:ARN equals "
             "ec2:SourceInstanceARN), this deployment's instances and the single key bbb-on-aws:ready.",
         )
-
-
-def _region_placeholder(scope: Construct) -> str:
-    region = Stack.of(scope).region
-    return "<AWS::Region>" if Token.is_unresolved(region) else region
 
 
 @dataclass(frozen=True)
@@ -177,10 +176,11 @@ class Volumes:
 
 def launch_template(
     scope: Construct, construct_id: str, *, instance_type: str, role: iam.IRole,
-    security_group: ec2.ISecurityGroup, user_data: str, volumes: Volumes,
+    security_group: ec2.ISecurityGroup, user_data: str, volumes: Volumes, public_ip: bool = True,
 ) -> ec2.LaunchTemplate:
     """Ubuntu 22.04, IMDSv2 only with hop limit 1 (containers on the host cannot reach IMDS), instance tags
-    in IMDS (the bootstrap reads its Auto Scaling group there), encrypted gp3 volumes, a public IPv4."""
+    in IMDS (the bootstrap reads its Auto Scaling group there), encrypted gp3 volumes and, for hosts that
+    serve the internet directly (BBB, TURN), a public IPv4."""
     devices = [ec2.BlockDevice(device_name=ROOT_DEVICE, volume=_gp3(volumes.root_gib))]
     if volumes.data_gib is not None:
         devices.append(ec2.BlockDevice(device_name=DATA_DEVICE, volume=_gp3(volumes.data_gib)))
@@ -192,7 +192,7 @@ def launch_template(
         security_group=security_group,
         user_data=ec2.UserData.custom(user_data),
         block_devices=devices,
-        associate_public_ip_address=True,
+        associate_public_ip_address=public_ip,
         http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
         http_put_response_hop_limit=1,
         http_endpoint=True,
@@ -212,8 +212,10 @@ def host_group(
     scope: Construct, construct_id: str, *, config: Config, host_role: str, vpc: ec2.IVpc,
     template: ec2.LaunchTemplate, min_capacity: int, desired_capacity: int, max_capacity: int,
     warmup: Duration, health_checks: autoscaling.HealthChecks | None = None,
+    subnets: ec2.SubnetSelection | None = None,
 ) -> autoscaling.AutoScalingGroup:
-    """The Auto Scaling group in the public subnets, tagged per the contract (tags propagated at launch).
+    """The Auto Scaling group (public subnets unless told otherwise), tagged per the contract (tags propagated
+    at launch).
 
     The configured sizes apply when the group is created and whenever the operator changes them in
     cdk.json; any other deploy leaves the running size alone (IgnoreUnmodifiedGroupSizeProperties), so a
@@ -222,7 +224,7 @@ def host_group(
     group = autoscaling.AutoScalingGroup(
         scope, construct_id,
         vpc=vpc,
-        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+        vpc_subnets=subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
         launch_template=template,
         min_capacity=min_capacity,
         desired_capacity=desired_capacity,

@@ -10,6 +10,7 @@ no launch template change, hence no instance replacement, unless relay code chan
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -81,6 +82,7 @@ def build_relay_wheel(source: Path = RELAY_DIR) -> BuiltWheel:
     if cached is not None and cached.path.is_file():
         return cached
     staging = Path(tempfile.mkdtemp(prefix="bbb-turn-relay-wheel-"))
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)  # synth copies the wheel into cdk.out
     tree = staging / "relay"
     for path in relay_source_files(source):
         target = tree / path.relative_to(source)
