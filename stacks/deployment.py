@@ -71,7 +71,7 @@ def compose(app: cdk.App, config: Config) -> None:
                 + description, "tags": tags, "termination_protection": config.is_production_like}
 
     network = NetworkStack(app, f"{name}-network", config=config, **stack_props("network", "VPC, NAT, flow logs"))
-    shared = SharedStack(  # noqa: F841 (consumed by the frontend and fleets stacks)
+    shared = SharedStack(
         app, f"{name}-shared", config=config,
         **stack_props("shared", "certificate, operator topic, platform secrets, SES SMTP credentials"),
     ).shared
@@ -80,7 +80,7 @@ def compose(app: cdk.App, config: Config) -> None:
         **stack_props("email", "SES domain identity, DKIM, MAIL FROM, DMARC"),
         "env": cdk.Environment(region=ses_region(config)),
     })
-    data = (  # noqa: F841 (consumed by the frontend and fleets stacks)
+    data = (
         DataStack(
             app, f"{name}-data", config=config, vpc=network.vpc,
             application_subnets=network.application_subnets, database_subnets=network.database_subnets,
