@@ -54,3 +54,11 @@ def lifecycle_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     app, _stack = lc_test_stack.build(outdir, nag=False)
     app.synth()
     return json.loads((outdir / f"{lc_test_stack.STACK_NAME}.template.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _quiet_empty_metrics() -> None:
+    """pytest restores warning filters per test, dropping the one the handlers set at import."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
