@@ -2,12 +2,12 @@
 # Installs everything on a fresh Debian machine (Python 3.11+, Node 20+), idempotently:
 #   the Python virtualenv (.venv) from the pinned requirements, the pinned CDK CLI (npm ci), and with
 #   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
-#   busybox for the frontend containers' start scripts).
+#   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--test-tools" ]]; then
-  packages=(coturn chromium shellcheck iproute2 openssl ruby busybox)
+  packages=(coturn chromium shellcheck iproute2 openssl ruby busybox postgresql)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then

@@ -84,11 +84,14 @@ def database_exists(database: str) -> Statement:
 
 # CREATEDB: Rails' `db:create` at container start must reach PostgreSQL's "already exists" check, which
 # comes after the privilege check; without it Greenlight/Scalelite start-up fails on an existing database.
-_ROLE_OPTIONS = "LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+_ROLE_OPTIONS = "LOGIN CREATEDB NOCREATEROLE"
+# Only a superuser may even name these in ALTER ROLE (Aurora's admin is not one); CREATE ROLE accepts them.
+_CREATE_ONLY_OPTIONS = "NOSUPERUSER NOREPLICATION NOBYPASSRLS"
 
 
 def create_role(role: str, verifier: str) -> Statement:
-    return Statement(f"CREATE ROLE {identifier(role, 'role')} WITH {_ROLE_OPTIONS} PASSWORD {_literal(verifier)}")
+    return Statement(f"CREATE ROLE {identifier(role, 'role')} WITH {_ROLE_OPTIONS} {_CREATE_ONLY_OPTIONS} "
+                     f"PASSWORD {_literal(verifier)}")
 
 
 def alter_role(role: str, verifier: str) -> Statement:

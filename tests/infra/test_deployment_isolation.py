@@ -3,34 +3,39 @@
 from __future__ import annotations
 
 import json
-import re
 
 from tests.infra.synth import synth
 
 # Properties that set a physical name that must be unique per account/region (or globally). Inline
 # PolicyName is left out: it is scoped to its role.
-NAME_PROPERTIES = re.compile(
-    r'"(BucketName|FunctionName|RoleName|ManagedPolicyName|LogGroupName|TopicName|QueueName|Name|'
-    r'ClusterName|ServiceName|Family|TableName|AlarmName|RuleName|StateMachineName|AutoScalingGroupName|'
-    r'LaunchTemplateName|DBClusterIdentifier|DBInstanceIdentifier|ReplicationGroupId|CacheClusterId|'
-    r'LoadBalancerName|TargetGroupName|SecretName|ParameterName|Export)"\s*:\s*("[^"]*"|\{[^{}]*\})'
-)
+NAME_PROPERTIES = frozenset({
+    "BucketName", "FunctionName", "RoleName", "ManagedPolicyName", "LogGroupName", "TopicName", "QueueName", "Name",
+    "ClusterName", "ServiceName", "Family", "TableName", "AlarmName", "RuleName", "StateMachineName",
+    "AutoScalingGroupName", "LaunchTemplateName", "DBClusterIdentifier", "DBInstanceIdentifier",
+    "ReplicationGroupId", "CacheClusterId", "LoadBalancerName", "TargetGroupName", "SecretName", "ParameterName",
+})
 
 
-# Properties that match NAME_PROPERTIES but name no resource (a parameter group's engine family).
+# Properties in NAME_PROPERTIES that name no resource (a parameter group's engine family).
 NOT_NAMES = {"AWS::RDS::DBClusterParameterGroup": {"Family"}, "AWS::RDS::DBParameterGroup": {"Family"}}
 
 
 def physical_names(result):
+    """(property, JSON value) of every physical name: a resource's top-level name property or an export.
+
+    Only top-level properties name a resource; nested `Name`s (container names, environment variables, tags)
+    live inside their resource and cannot collide across deployments.
+    """
     names = {}
     for stack, template in result.templates().items():
         for resource in template.get("Resources", {}).values():
             skip = NOT_NAMES.get(resource["Type"], set())
-            props = {k: v for k, v in resource.get("Properties", {}).items() if k not in skip}
-            for key, value in NAME_PROPERTIES.findall(json.dumps(props)):
-                names.setdefault((key, value), stack)
-        for key, value in NAME_PROPERTIES.findall(json.dumps(template.get("Outputs", {}))):
-            names.setdefault((key, value), stack)
+            for key, value in resource.get("Properties", {}).items():
+                if key in NAME_PROPERTIES and key not in skip:
+                    names.setdefault((key, json.dumps(value)), stack)
+        for output in template.get("Outputs", {}).values():
+            if "Export" in output:
+                names.setdefault(("Export", json.dumps(output["Export"]["Name"])), stack)
     return names
 
 

@@ -61,7 +61,8 @@ def expect(world, sql, parameters=None, records=None):
 
 FOUND = [[{"longValue": 1}]]
 VERIFIER = role_sql.scram_verifier(PASSWORD, salt=SALT)
-OPTIONS = "LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+OPTIONS = "LOGIN CREATEDB NOCREATEROLE"
+CREATE_OPTIONS = f"{OPTIONS} NOSUPERUSER NOREPLICATION NOBYPASSRLS"
 
 
 def test_verifier_in_the_sql_is_for_the_secrets_password():
@@ -75,7 +76,7 @@ def test_verifier_in_the_sql_is_for_the_secrets_password():
 
 def test_create_makes_role_and_database_when_missing(world, context):
     expect(world, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :role", {"role": "greenlight"})
-    expect(world, f"CREATE ROLE \"greenlight\" WITH {OPTIONS} PASSWORD '{VERIFIER}'")
+    expect(world, f"CREATE ROLE \"greenlight\" WITH {CREATE_OPTIONS} PASSWORD '{VERIFIER}'")
     expect(world, 'GRANT "greenlight" TO CURRENT_USER')
     expect(world, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = :database", {"database": "greenlight"})
     expect(world, 'CREATE DATABASE "greenlight" OWNER "greenlight"')
