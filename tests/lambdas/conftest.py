@@ -62,3 +62,25 @@ def _quiet_empty_metrics() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+@pytest.fixture
+def world_factory(
+    aws_env: None, lifecycle_template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """`world_factory(role, **env_overrides)`: the end-to-end world (see support/lc_world.py). At the end,
+    every lifecycle-action call the test expected must have happened."""
+    from lc_world import World
+
+    worlds: list[World] = []
+
+    def factory(role: str, **overrides: str) -> World:
+        world = World(lifecycle_template, role, tmp_path / f"world{len(worlds)}", monkeypatch, env_overrides=overrides)
+        worlds.append(world)
+        return world
+
+    yield factory
+    for world in worlds:
+        world.close()
+    for world in worlds:
+        world.stubber.assert_no_pending_responses()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from lc_fixtures import emitted_metrics, make_world
+from lc_fixtures import emitted_metrics
 from lc_stun_responder import StunResponder
 from lc_world import BBB_SECRET, World
 
@@ -17,9 +16,8 @@ LAUNCH_HOOK = "bbb-on-aws-launch"
 
 
 @pytest.fixture
-def bbb(aws_env: None, lifecycle_template: dict[str, Any], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    yield from make_world("bbb", lifecycle_template, tmp_path, monkeypatch)
+def bbb(world_factory: Any) -> World:
+    return world_factory("bbb")
 
 
 @pytest.fixture
@@ -72,8 +70,11 @@ def test_replayed_launch_registers_nothing_twice(bbb: World) -> None:
     # A replay of every step after success (e.g. the bootstrap or a late duplicate): same end state.
     bbb.set_lifecycle_state(iid, "InService")
     bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN, active=False)
-    payload = {"lifecycle": {"instance_id": iid, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
-               "now": bbb.clock.iso(), "started": bbb.clock.iso()}
+    payload = {
+        "lifecycle": {"instance_id": iid, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
+        "now": bbb.clock.iso(),
+        "started": bbb.clock.iso(),
+    }
     state: dict[str, Any] = {}
     for step in ("prepare", "check", "register", "complete"):
         state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": step, "state": state})
@@ -100,19 +101,17 @@ def test_launch_that_starts_for_a_terminating_instance_stops_at_once(bbb: World)
 
 
 @pytest.mark.slow
-def test_host_never_ready_is_abandoned_and_alarmed(aws_env: None, lifecycle_template: dict[str, Any], tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    for world in make_world("bbb", lifecycle_template, tmp_path, monkeypatch, LAUNCH_MAX_SECONDS="900"):
-        [iid] = world.launch_instances(1)
-        world.expect_heartbeats(iid, LAUNCH_HOOK, 1, TOKEN)
-        world.expect_complete(iid, LAUNCH_HOOK, "ABANDON", TOKEN)
-        world.deliver(world.lifecycle_event(iid, "launch", TOKEN))
-        [execution] = world.run_executions().values()
-        assert (execution.status, execution.error) == ("FAILED", "LaunchAbandoned")
-        assert execution.visited()[-2:] == ["Abandon", "LaunchFailed"]
-        assert world.records() == []  # its record was removed again: nothing else uses it
-        assert emitted_metrics(capsys.readouterr().out).get("LaunchAbandoned") == 1
+def test_host_never_ready_is_abandoned_and_alarmed(world_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    world = world_factory("bbb", LAUNCH_MAX_SECONDS="900")
+    [iid] = world.launch_instances(1)
+    world.expect_heartbeats(iid, LAUNCH_HOOK, 1, TOKEN)
+    world.expect_complete(iid, LAUNCH_HOOK, "ABANDON", TOKEN)
+    world.deliver(world.lifecycle_event(iid, "launch", TOKEN))
+    [execution] = world.run_executions().values()
+    assert (execution.status, execution.error) == ("FAILED", "LaunchAbandoned")
+    assert execution.visited()[-2:] == ["Abandon", "LaunchFailed"]
+    assert world.records() == []  # its record was removed again: nothing else uses it
+    assert emitted_metrics(capsys.readouterr().out).get("LaunchAbandoned") == 1
 
 
 @pytest.mark.slow
@@ -126,40 +125,39 @@ def test_scalelite_failing_at_registration_abandons(bbb: World) -> None:
     assert execution.status == "FAILED" and "Abandon" in execution.visited()
     # retried with backoff (TransientError) before giving up, never added half-way
     assert [e for _t, state, e in execution.history if state == "Register"] == [
-        "entered", "caught TransientError"]  # 5 retries inside one state entry, then the catch
+        "entered",
+        "caught TransientError",
+    ]  # 5 retries inside one state entry, then the catch
     assert bbb.kinds().count("backoff") >= 6 * 2  # each GET was also retried inside the call
     assert "addServer" not in bbb.fake.scalelite_actions()
     assert bbb.fake.scalelite_actions().count("getServers") >= 6 * 3
 
 
-def test_turn_launch_probes_the_relay_then_joins_the_turn_name(
-    aws_env: None, lifecycle_template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    responder: StunResponder,
-) -> None:
-    for world in make_world("turn", lifecycle_template, tmp_path, monkeypatch, TURN_PORT=str(responder.port),
-                            PROBE_TIMEOUT_SECONDS="0.1"):
-        [iid] = world.launch_instances(1)
-        world.set_public_ip(iid, "127.0.0.1")
-        responder.udp_enabled = False  # relay up on TCP only at first: not ready
-        world.tag_ready(iid)
-        world.at(90, lambda: setattr(responder, "udp_enabled", True))
-        world.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
-        world.deliver(world.lifecycle_event(iid, "launch", TOKEN))
-        [execution] = world.run_executions().values()
-        assert execution.status == "SUCCEEDED", execution
-        assert execution.visited().count("CheckReady") >= 3  # refused while UDP was silent
+def test_turn_launch_probes_the_relay_then_joins_the_turn_name(world_factory: Any, responder: StunResponder) -> None:
+    world = world_factory("turn", TURN_PORT=str(responder.port), PROBE_TIMEOUT_SECONDS="0.1")
+    [iid] = world.launch_instances(1)
+    world.set_public_ip(iid, "127.0.0.1")
+    responder.udp_enabled = False  # relay up on TCP only at first: not ready
+    world.tag_ready(iid)
+    world.at(90, lambda: setattr(responder, "udp_enabled", True))
+    world.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
+    world.deliver(world.lifecycle_event(iid, "launch", TOKEN))
+    [execution] = world.run_executions().values()
+    assert execution.status == "SUCCEEDED", execution
+    assert execution.visited().count("CheckReady") >= 3  # refused while UDP was silent
 
-        names = world.record_names()
-        assert (f"turn-{iid[2:]}.meet.example.test", None) in names
-        assert ("turn.meet.example.test", iid) in names
-        [weighted] = [r for r in world.records() if r.get("SetIdentifier") == iid]
-        assert weighted["Weight"] == 100 and weighted["TTL"] == 60
-        health_check = boto3.client("route53").get_health_check(HealthCheckId=weighted["HealthCheckId"])
-        assert health_check["HealthCheck"]["HealthCheckConfig"]["Type"] == "CLOUDWATCH_METRIC"
-        [alarm] = boto3.client("cloudwatch").describe_alarms(
-            AlarmNamePrefix="bbb-on-aws-lctest-turn-probe-")["MetricAlarms"]
-        assert alarm["AlarmName"] == f"bbb-on-aws-lctest-turn-probe-{iid}"
-        assert alarm["MetricName"] == "TurnProbeHealthy" and alarm["Namespace"] == "BBBOnAWS/lctest"
-        assert alarm["Dimensions"] == [{"Name": "InstanceId", "Value": iid}]
-        assert alarm["AlarmActions"] == [world.topic_arn] and alarm["TreatMissingData"] == "missing"
-        assert world.first("route53", action="UPSERT", set=iid) > world.first("host-ready")
+    names = world.record_names()
+    assert (f"turn-{iid[2:]}.meet.example.test", None) in names
+    assert ("turn.meet.example.test", iid) in names
+    [weighted] = [r for r in world.records() if r.get("SetIdentifier") == iid]
+    assert weighted["Weight"] == 100 and weighted["TTL"] == 60
+    health_check = boto3.client("route53").get_health_check(HealthCheckId=weighted["HealthCheckId"])
+    assert health_check["HealthCheck"]["HealthCheckConfig"]["Type"] == "CLOUDWATCH_METRIC"
+    [alarm] = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix="bbb-on-aws-lctest-turn-probe-")[
+        "MetricAlarms"
+    ]
+    assert alarm["AlarmName"] == f"bbb-on-aws-lctest-turn-probe-{iid}"
+    assert alarm["MetricName"] == "TurnProbeHealthy" and alarm["Namespace"] == "BBBOnAWS/lctest"
+    assert alarm["Dimensions"] == [{"Name": "InstanceId", "Value": iid}]
+    assert alarm["AlarmActions"] == [world.topic_arn] and alarm["TreatMissingData"] == "missing"
+    assert world.first("route53", action="UPSERT", set=iid) > world.first("host-ready")

@@ -361,6 +361,7 @@ class FakeBbbWorld:
             del self.meeting_server[mid]  # meeting.destroy! happens before the end call
             if host is None or host.down:
                 return self._json(400, {"error": f"Couldn't disable server id={found.id}"})
+            host.calls.append("end")
             host.meetings.pop(mid, None)
         if not keep_state:
             found.state = "disabled"

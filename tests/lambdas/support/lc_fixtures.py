@@ -3,22 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-from lc_world import World
-
-
-def make_world(role: str, template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-               **overrides: str) -> Iterator[World]:
-    world = World(template, role, tmp_path, monkeypatch, env_overrides=overrides)
-    try:
-        yield world
-        world.stubber.assert_no_pending_responses()
-    finally:
-        world.close()
 
 
 def emitted_metrics(stdout: str) -> dict[str, float]:

@@ -119,14 +119,14 @@ class World:
     def kinds(self) -> list[str]:
         return [kind for _t, kind, _d in self.events]
 
-    def first(self, kind: str, **match: Any) -> int:
-        """Position of the first such event in the log (for ordering assertions)."""
+    def first(self, kind: str, /, *, after: int = -1, **match: Any) -> int:
+        """Position of the first such event in the log after position `after` (for ordering assertions)."""
         for index, (_moment, found, detail) in enumerate(self.events):
-            if found == kind and all(detail.get(k) == v for k, v in match.items()):
+            if index > after and found == kind and all(detail.get(k) == v for k, v in match.items()):
                 return index
         raise AssertionError(f"no {kind} {match} in {self.kinds()}")
 
-    def when(self, kind: str, **match: Any) -> datetime:
+    def when(self, kind: str, /, **match: Any) -> datetime:
         """Fake time of the first such event."""
         return self.events[self.first(kind, **match)][0]
 
@@ -170,7 +170,8 @@ class World:
         """Add `count` instances to the group (moto puts them InService; we set the lifecycle state)."""
         client = boto3.client("autoscaling")
         before = {i.instance.id for i in self._group().instance_states}
-        client.set_desired_capacity(AutoScalingGroupName=self.group, DesiredCapacity=len(before) + count)
+        in_service = len(self._group().active_instances())  # what moto counts against the desired capacity
+        client.set_desired_capacity(AutoScalingGroupName=self.group, DesiredCapacity=in_service + count)
         new = [s for s in self._group().instance_states if s.instance.id not in before]
         for member in new:
             member.lifecycle_state = state
