@@ -393,7 +393,7 @@ class World:
     # --- SSM Run Command: run the sent script for real, per instance ----------------------------------
     def _setup_ssm_agent(self) -> None:
         self.fakebin = self.tmp / "fakebin"
-        self.fakebin.mkdir(exist_ok=True)
+        self.fakebin.mkdir(parents=True, exist_ok=True)
         systemctl = self.fakebin / "systemctl"
         systemctl.write_text('#!/bin/sh\necho "$@" >> "$BBB_ON_AWS_ROOT/systemctl.log"\n')
         systemctl.chmod(0o755)
