@@ -191,12 +191,6 @@ class DataStack(Stack):
                     reason="Zones pinned on purpose (from cdk.json, no lookup): the reader must sit in another "
                            "zone than the writer",
                 ))
-        acknowledge(
-            cluster,
-            "RDS11",
-            "Port 5432 kept: the cluster sits in isolated subnets behind a security group with no inbound rule "
-            "until a consumer grants; an unusual port would hide nothing from a client allowed to connect",
-        )
         if not production_like:
             acknowledge(cluster, "RDS10",
                         "dev stage: the database is destroyed with the stack by design (stage/prod: protected)")

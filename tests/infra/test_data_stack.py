@@ -9,6 +9,9 @@ import pytest
 from tests.infra.platform_templates import OPTIONS_VARIANT, only, properties, resources, statements, text
 from tests.infra.synth import STAGES, synth
 
+# The first test to ask for a deployment variant pays its synthesis (several seconds).
+pytestmark = pytest.mark.slow
+
 ACCESS_POINTS = {"/scalelite/spool", "/scalelite/work", "/scalelite/published", "/scalelite/unpublished"}
 
 

@@ -9,6 +9,9 @@ import pytest
 from tests.infra.platform_templates import OPTIONS_VARIANT, only, properties, resources
 from tests.infra.synth import SHAPES, synth
 
+# The first test to ask for a deployment variant pays its synthesis (several seconds).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def dev():

@@ -10,6 +10,9 @@ import pytest
 from tests.infra.platform_templates import OPTIONS_VARIANT, as_list, only, properties, resources, statements, text
 from tests.infra.synth import SHAPES, synth
 
+# The first test to ask for a deployment variant pays its synthesis (several seconds).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def dev():
