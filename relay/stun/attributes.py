@@ -159,12 +159,18 @@ def _flag_encode(value: bool, transaction_id: bytes) -> bytes:
     return b""
 
 
+def _error_number(value: bytes) -> int:
+    """Class (3 bits) and number (0-99) as one code in 300-699 (RFC 8489 section 14.8)."""
+    error_class, number = value[2] & 0x07, value[3]
+    if not 3 <= error_class <= 6 or number > 99:
+        raise AttributeFormatError(f"error code class {error_class} / number {number} is not a code in 300-699")
+    return error_class * 100 + number
+
+
 def _error_code_decode(value: bytes, transaction_id: bytes) -> tuple[int, str]:
     if len(value) < 4:
         raise AttributeFormatError("ERROR-CODE shorter than 4 bytes")
-    code = (value[2] & 0x07) * 100 + value[3]
-    if not 300 <= code <= 699:
-        raise AttributeFormatError(f"ERROR-CODE {code} outside 300-699")
+    code = _error_number(value)
     reason = value[4:]
     if len(reason) > MAX_REASON:
         raise AttributeFormatError("ERROR-CODE reason too long")
@@ -225,7 +231,7 @@ def _requested_transport_encode(protocol: int, transaction_id: bytes) -> bytes:
 def _address_error_decode(value: bytes, transaction_id: bytes) -> tuple[int, int, str]:
     if len(value) < 4:
         raise AttributeFormatError("ADDRESS-ERROR-CODE shorter than 4 bytes")
-    code = (value[2] & 0x07) * 100 + value[3]
+    code = _error_number(value)
     return value[0], code, value[4:].decode("utf-8", errors="replace")
 
 

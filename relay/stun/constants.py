@@ -90,7 +90,7 @@ class ErrorCode(IntEnum):
 REASONS: dict[int, str] = {
     300: "Try Alternate",
     400: "Bad Request",
-    401: "Unauthenticated",
+    401: "Unauthorized",  # RFC 8489 renamed it "Unauthenticated"; the shorter RFC 5389 phrase costs less
     403: "Forbidden",
     420: "Unknown Attribute",
     437: "Allocation Mismatch",

@@ -142,7 +142,9 @@ class TurnCore:
         if key is not None and self.config.software:
             attrs.append((Attr.SOFTWARE, self.config.software))
         message = Message(request.method, cls, request.transaction_id, attrs)
-        return encode(message, integrity_key=key, fingerprint=self.config.fingerprint)
+        # Unauthenticated answers carry FINGERPRINT only when the request did: 8 bytes less reflection.
+        fingerprint = self.config.fingerprint and (key is not None or request.fingerprint_offset >= 0)
+        return encode(message, integrity_key=key, fingerprint=fingerprint)
 
     def _encode_error(
         self, request: Message, code: int, key: bytes | None, extra: tuple[tuple[int, Any], ...] = ()

@@ -474,3 +474,34 @@ class Peer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sign_raw(method: int, body: bytes, session: Session, tid: bytes, *, fingerprint: bool = False) -> bytes:
+    """A request whose attribute section starts with arbitrary `body` bytes, followed by valid USERNAME,
+    REALM, NONCE and MESSAGE-INTEGRITY: lets fuzzers reach the authenticated code paths."""
+    import hashlib
+    import hmac
+
+    from relay.stun.message import message_type
+
+    body = body + b"\x00" * (-len(body) % 4)
+    credentials = encode(
+        Message(
+            method,
+            MessageClass.REQUEST,
+            tid,
+            [(Attr.USERNAME, session.username), (Attr.REALM, session.realm), (Attr.NONCE, session.nonce)],
+        )
+    )[20:]
+    attributes = body + credentials
+    type_bytes = message_type(method, MessageClass.REQUEST).to_bytes(2, "big")
+    header = type_bytes + (len(attributes) + 24).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + tid
+    mac = hmac.new(session.key, header + attributes, hashlib.sha1).digest()
+    wire = header + attributes + b"\x00\x08\x00\x14" + mac
+    if fingerprint:
+        import binascii
+
+        wire = wire[:2] + (len(wire) - 20 + 8).to_bytes(2, "big") + wire[4:]
+        crc = (binascii.crc32(wire) ^ 0x5354554E) & 0xFFFFFFFF
+        wire += b"\x80\x28\x00\x04" + crc.to_bytes(4, "big")
+    return wire

@@ -238,6 +238,15 @@ def test_corrupted_fingerprint_is_detected() -> None:
     assert verify_fingerprint(decode(bytes(wire))) is False
 
 
+@pytest.mark.parametrize("raw", [b"\x00\x00\x07\x64", b"\x00\x00\x02\x00", b"\x00\x00\x04\x64", b"\x00\x00"])
+def test_error_codes_outside_300_699_are_malformed(raw: bytes) -> None:
+    for attr in (Attr.ERROR_CODE, Attr.ADDRESS_ERROR_CODE):
+        value = raw + b"\x00" * (-len(raw) % 4)
+        header = b"\x01\x13" + (4 + len(value)).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + TID
+        wire = header + attr.to_bytes(2, "big") + len(raw).to_bytes(2, "big") + value
+        assert decode(wire).malformed == (attr,)
+
+
 def test_looks_like_stun() -> None:
     assert looks_like_stun(SAMPLE_REQUEST)
     assert not looks_like_stun(b"\x40\x00\x00\x04abcd" + b"\x00" * 16)
