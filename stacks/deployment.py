@@ -19,6 +19,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.config import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
+from stacks.fleets import FleetsStack
 from stacks.frontend import FrontendStack
 from stacks.network import NetworkStack
 from stacks.shared import SharedStack, ses_region
@@ -95,3 +96,7 @@ def compose(app: cdk.App, config: Config) -> None:
             public_subnets=network.public_subnets, application_subnets=network.application_subnets,
             **stack_props("frontend", "ECS running Greenlight v3 and Scalelite behind an HTTPS load balancer"),
         )
+    FleetsStack(
+        app, f"{name}-fleets", config=config, vpc=network.vpc, shared=shared, data=data,
+        **stack_props("fleets", "TURN relays behind DNS and an NLB, BigBlueButton servers, lifecycle automation"),
+    )

@@ -1,0 +1,96 @@
+"""Fleets: the TURN relays, the BigBlueButton servers (scalable) or the single BBB+Greenlight host (single),
+their lifecycle automation and, optionally, the cluster proxy.
+
+Inputs come from the network stack (VPC), the shared stack (zone, certificate, operator topic, secrets) and,
+in the scalable shape, the data stack (the recordings spool on EFS). Every permission on those is granted
+here, where the fleets meet them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from cdk_constructs.bbb_fleet import BbbFleet, BbbHosts, Spool
+from cdk_constructs.cluster_proxy import ClusterProxy
+from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
+from cdk_constructs.single_host import SingleHost
+from cdk_constructs.turn_fleet import TURN_PORT, TurnFleet
+from stacks.config import Config
+from stacks.interfaces import Data, Shared
+from stacks.stage_rules import log_retention
+
+
+class FleetsStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: Config, vpc: ec2.IVpc, shared: Shared,
+        data: Data | None = None, **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.shared = shared
+        scalable = config.environment.type == "scalable"
+        if scalable and data is None:
+            raise ValueError("FleetsStack: the scalable shape needs `data` (the recordings spool on EFS)")
+        if not scalable and data is not None:
+            raise ValueError("FleetsStack: the single shape has no data stack; pass data=None")
+        secrets = shared.secrets
+
+        self.turn = TurnFleet(
+            self, "Turn", config=config, vpc=vpc, zone=shared.zone, certificate=shared.certificate,
+            turn_secret=secrets.turn, topic=shared.topic,
+        )
+        self.turn_lifecycle = self._lifecycle(
+            "TurnLifecycle", self.turn.group, role="turn",
+            timings=LifecycleTimings(drain_max=Duration.minutes(config.turn.drain_max_minutes)),
+        )
+
+        self.bbb: BbbHosts
+        if scalable:
+            assert data is not None
+            fleet = BbbFleet(
+                self, "Bbb", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
+                spool=Spool(file_system=data.file_system, access_point=data.access_points["spool"]),
+            )
+            self.bbb_lifecycle = self._lifecycle(
+                "BbbLifecycle", fleet.group, role="bbb",
+                timings=LifecycleTimings(drain_max=Duration.minutes(round(config.bbb.drain_max_hours * 60))),
+            )
+            # Scale-in only because the drain above is wired to this very group's terminating hook.
+            fleet.scale_on_participants(drained_by=self.bbb_lifecycle.terminate_hook)
+            self.bbb = fleet
+            self.cluster_proxy = (
+                ClusterProxy(self, "ClusterProxy", config=config, vpc=vpc, zone=shared.zone,
+                             certificate=shared.certificate)
+                if config.cluster_proxy.enabled else None
+            )
+        else:
+            self.cluster_proxy = None
+            self.bbb = SingleHost(
+                self, "Single", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api
+            )
+            self.bbb_lifecycle = self._lifecycle(
+                "SingleLifecycle", self.bbb.group, role="single",
+                timings=LifecycleTimings(drain_max=Duration.minutes(round(config.bbb.drain_max_hours * 60))),
+            )
+
+    def _lifecycle(self, construct_id: str, group: object, *, role: str, timings: LifecycleTimings) -> FleetLifecycle:
+        """The one place the fleets meet cdk_constructs/lifecycle (hooks, DNS, Scalelite, drain, prober)."""
+        config, shared = self.config, self.shared
+        bbb_role = role in ("bbb", "single")
+        return FleetLifecycle(
+            self, construct_id,
+            auto_scaling_group=group,  # type: ignore[arg-type]
+            role=role,
+            hosted_zone=shared.zone,
+            domain_name=config.names.domain,
+            environment_name=config.environment.name,
+            operator_topic=shared.topic,
+            bbb_secret=shared.secrets.bbb_api if bbb_role else None,
+            scalelite_secret=shared.secrets.scalelite_loadbalancer if role == "bbb" else None,
+            scalelite_api_url=f"https://{config.names.scalelite}/scalelite/api" if role == "bbb" else None,
+            timings=timings,
+            turn_port=TURN_PORT,
+            log_retention=log_retention(config),
+        )
