@@ -10,8 +10,8 @@
 - Greenlight's first administrator is created once at deploy time by a one-off task (RunTaskOnce) with a
   generated password kept in Secrets Manager.
 
-Only the api container runs database migrations (its image's `bin/start`); poller and importer start after
-the web service is stable, so they never race it on a fresh database.
+Only the api container prepares the database (`rake db:prepare` before its image's `bin/start`); poller and
+importer start after the web service is stable, so they never race it on a fresh database.
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ GREENLIGHT_PORT = 3000
 SCALELITE_API_PORT = 3000
 NGINX_PORT = 80
 GREENLIGHT_START = "./bin/start"  # the Greenlight v3 image's entrypoint (WORKDIR /usr/src/app)
-SCALELITE_API_START = "bin/start"  # api image CMD: db:create/migrate, then puma (WORKDIR /srv/scalelite)
+SCALELITE_API_START = "bin/start"  # api image CMD, then puma (WORKDIR /srv/scalelite)
+# Only the api prepares the database: `db:prepare` creates the schema on a fresh database and migrates an
+# existing one (PostgreSQL advisory lock: several api tasks starting at once are safe). Newer api images'
+# bin/start migrates too, older ones do not; running it here makes the schema independent of the image tag.
+SCALELITE_API_PREPARE = "bundle exec rake db:prepare || exit 1"
 SCALELITE_POLLER_START = "bin/start-poller"
 SCALELITE_IMPORTER_START = "bin/start-recording-importer"
 ADMIN_NAME = "Administrator"
@@ -135,6 +139,7 @@ class FrontendStack(Stack):
         api = self._scalelite_container(
             web_task, "api", fe.scalelite_api, scalelite_logs, start=SCALELITE_API_START,
             environment={"SCALELITE_API_PORT": str(SCALELITE_API_PORT)}, loadbalancer_secret=True,
+            prepare=SCALELITE_API_PREPARE,
             # publishRecordings/deleteRecordings move and remove recordings in both directories.
             mounts={"published": False, "unpublished": False},
         )
@@ -298,6 +303,7 @@ class FrontendStack(Stack):
     def _scalelite_container(
         self, task: ecs.TaskDefinition, name: str, size: Container, log_group: logs.ILogGroup, *, start: str,
         environment: dict[str, str], mounts: dict[str, bool], loadbalancer_secret: bool = False,
+        prepare: str | None = None,
     ) -> ecs.ContainerDefinition:
         cache_env, cache_secrets = self._cache()
         secrets = {
@@ -312,7 +318,8 @@ class FrontendStack(Stack):
         container = task.add_container(
             name, container_name=name, image=ecs.ContainerImage.from_registry(size.image),
             cpu=size.cpu, memory_limit_mib=size.memory_mib, entry_point=ENTRY_POINT,
-            command=Prologue(database=True, redis=True).command(start),
+            command=[Prologue(database=True, redis=True).then(f"{prepare}\nexec {start}")] if prepare
+            else Prologue(database=True, redis=True).command(start),
             # URL_HOST stays unset on the Rails containers: it turns on Rails' Host check, which rejects the
             # load balancer's health checks (they carry the task's IP as Host).
             environment={"RAILS_LOG_TO_STDOUT": "true", **RECORDING_ENV, **cache_env, **environment},

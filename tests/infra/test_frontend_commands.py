@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from cdk_constructs.container_command import Prologue
-from stacks.frontend import admin_command
+from stacks.frontend import SCALELITE_API_PREPARE, admin_command
 
 SHELLS = [["busybox", "sh"], ["dash"]]
 NASTY = "p@ss/w:rd%^ &x?#[]'\"$`\\é"
@@ -139,3 +139,15 @@ def test_admin_task_fails_when_the_database_is_unreachable(shell, greenlight):
     done = run(shell, script, env)
     assert done.returncode == 1 and "cannot query the users table (exit 1)" in done.stderr
     assert not Path(f"{state}.args").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: s[0])
+@pytest.mark.parametrize(("prepare_exit", "starts"), [(0, True), (1, False)])
+def test_the_api_starts_only_after_the_database_is_prepared(shell, tmp_path, prepare_exit, starts):
+    bundle = tmp_path / "bundle"
+    bundle.write_text(f'#!/bin/sh\necho "bundle $*"\nexit {prepare_exit}\n')
+    bundle.chmod(bundle.stat().st_mode | stat.S_IEXEC)
+    script = Prologue(database=True, redis=True).then(f"{SCALELITE_API_PREPARE}\nexec echo STARTED")
+    done = run(shell, script, parts(PATH=f"{tmp_path}:{os.environ['PATH']}"))
+    assert "bundle exec rake db:prepare" in done.stdout
+    assert ("STARTED" in done.stdout) == starts and (done.returncode == 0) == starts

@@ -275,7 +275,9 @@ def test_start_commands_compose_urls_and_only_the_api_migrates(synthesized):
         (script,) = defs[name]["Command"]
         assert script.rstrip().endswith(start), name
         assert "DATABASE_URL" in script and "REDIS_URL" in script
-        assert "db:" not in script, f"{name} must not run database tasks itself"
+        prepares = "bundle exec rake db:prepare || exit 1" in script
+        assert prepares == (name == "api"), f"only the api prepares the database, not {name}"
+        assert script.count("db:") == int(prepares), name
     scalelite_env = environment(defs["api"])
     assert "URL_HOST" not in scalelite_env
     assert environment(defs["importer"])["RECORDING_IMPORT_POLL"] == "true"
