@@ -9,6 +9,7 @@ here, where the fleets meet them.
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -17,7 +18,7 @@ from cdk_constructs.cluster_proxy import ClusterProxy
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
 from cdk_constructs.single_host import SingleHost
 from cdk_constructs.turn_fleet import TURN_PORT, TurnFleet
-from stacks.config import Config
+from stacks.config import CONTEXT_KEY, Config, ConfigError
 from stacks.interfaces import Data, Shared
 from stacks.stage_rules import log_retention
 
@@ -36,14 +37,14 @@ class FleetsStack(Stack):
         if not scalable and data is not None:
             raise ValueError("FleetsStack: the single shape has no data stack; pass data=None")
         secrets = shared.secrets
+        turn_timings, bbb_timings = _checked_timings(config)
 
         self.turn = TurnFleet(
             self, "Turn", config=config, vpc=vpc, zone=shared.zone, certificate=shared.certificate,
             turn_secret=secrets.turn, topic=shared.topic,
         )
         self.turn_lifecycle = self._lifecycle(
-            "TurnLifecycle", self.turn.group, role="turn",
-            timings=LifecycleTimings(drain_max=Duration.minutes(config.turn.drain_max_minutes)),
+            "TurnLifecycle", self.turn.group, role="turn", timings=turn_timings,
         )
 
         self.bbb: BbbHosts
@@ -53,10 +54,7 @@ class FleetsStack(Stack):
                 self, "Bbb", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
                 spool=Spool(file_system=data.file_system, access_point=data.access_points["spool"]),
             )
-            self.bbb_lifecycle = self._lifecycle(
-                "BbbLifecycle", fleet.group, role="bbb",
-                timings=LifecycleTimings(drain_max=Duration.minutes(round(config.bbb.drain_max_hours * 60))),
-            )
+            self.bbb_lifecycle = self._lifecycle("BbbLifecycle", fleet.group, role="bbb", timings=bbb_timings)
             # Scale-in only because the drain above is wired to this very group's terminating hook.
             fleet.scale_on_participants(drained_by=self.bbb_lifecycle.terminate_hook)
             self.bbb = fleet
@@ -70,18 +68,17 @@ class FleetsStack(Stack):
             self.bbb = SingleHost(
                 self, "Single", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api
             )
-            self.bbb_lifecycle = self._lifecycle(
-                "SingleLifecycle", self.bbb.group, role="single",
-                timings=LifecycleTimings(drain_max=Duration.minutes(round(config.bbb.drain_max_hours * 60))),
-            )
+            self.bbb_lifecycle = self._lifecycle("SingleLifecycle", self.bbb.group, role="single",
+                                                 timings=bbb_timings)
 
-    def _lifecycle(self, construct_id: str, group: object, *, role: str, timings: LifecycleTimings) -> FleetLifecycle:
+    def _lifecycle(self, construct_id: str, group: autoscaling.AutoScalingGroup, *, role: str,
+                   timings: LifecycleTimings) -> FleetLifecycle:
         """The one place the fleets meet cdk_constructs/lifecycle (hooks, DNS, Scalelite, drain, prober)."""
         config, shared = self.config, self.shared
         bbb_role = role in ("bbb", "single")
         return FleetLifecycle(
             self, construct_id,
-            auto_scaling_group=group,  # type: ignore[arg-type]
+            auto_scaling_group=group,
             role=role,
             hosted_zone=shared.zone,
             domain_name=config.names.domain,
@@ -94,3 +91,28 @@ class FleetsStack(Stack):
             turn_port=TURN_PORT,
             log_retention=log_retention(config),
         )
+
+
+def _checked_timings(config: Config) -> tuple[LifecycleTimings, LifecycleTimings]:
+    """The lifecycle timings from cdk.json, checked against Auto Scaling's hook limits before anything is built,
+    and the settings only the scalable shape can honour; problems name the cdk.json key."""
+    problems = []
+    bbb_role = "bbb" if config.environment.type == "scalable" else "single"
+    wanted = {
+        "turn.drainMaxMinutes": ("turn", Duration.minutes(config.turn.drain_max_minutes)),
+        "bbb.drainMaxHours": (bbb_role, Duration.minutes(round(config.bbb.drain_max_hours * 60))),
+    }
+    timings = {}
+    for key, (role, drain_max) in wanted.items():
+        timings[key] = LifecycleTimings(drain_max=drain_max)
+        try:
+            timings[key].resolve(role)
+        except ValueError as error:
+            problems.append(f"{CONTEXT_KEY}.{key}: {error}")
+    if config.cluster_proxy.enabled and config.environment.type != "scalable":
+        problems.append(f"{CONTEXT_KEY}.clusterProxy.enabled: the cluster proxy serves a fleet of BBB servers; "
+                        f"the single shape has one, so set it to false or use {CONTEXT_KEY}.environment.type "
+                        "'scalable'")
+    if problems:
+        raise ConfigError(problems)
+    return timings["turn.drainMaxMinutes"], timings["bbb.drainMaxHours"]

@@ -18,11 +18,12 @@ from cdk_constructs import relay_wheel
 from cdk_constructs.relay_wheel import RELAY_DIR, RelayWheel, RelayWheelError, relay_source_hash
 from tests.infra.fleets_support import params_env, user_data
 from tests.infra.synth import synth
+from tests.infra.test_fleets_turn import CUSTOM
 
 HOSTS = [
     ("scalable", {}, "Turn"),
     ("scalable", {}, "Bbb"),
-    ("scalable", {"clusterProxy.enabled": True}, "ClusterProxy"),
+    ("scalable", CUSTOM, "ClusterProxy"),
     ("single", {}, "Turn"),
     ("single", {}, "Single"),
 ]
