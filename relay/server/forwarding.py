@@ -12,6 +12,7 @@ Inputs may be `memoryview`s of a reused receive buffer; they are consumed before
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +22,16 @@ from relay.turn.allocation import Allocation
 from relay.turn.wire import channel_data, data_indication, data_indication_head, parse_send_indication
 
 _MAX_DATA_HEADS = 64  # cached Data-indication prefixes per allocation (peers without a channel)
+_log = logging.getLogger("relay.server")
+_error_log_budget = [20]  # internal errors logged with a traceback; later ones only counted
+
+
+def report_internal_error(where: str) -> None:
+    """Log an unexpected exception from the packet path, a bounded number of times (a flood of one bad
+    packet type must not become a flood of tracebacks)."""
+    if _error_log_budget[0] > 0:
+        _error_log_budget[0] -= 1
+        _log.exception("internal error handling a %s (dropped)", where)
 
 
 class Forwarder:

@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import Any
 
-from relay.server.forwarding import Forwarder
+from relay.server.forwarding import Forwarder, report_internal_error
 from relay.stun.attributes import Address
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 
@@ -151,7 +151,10 @@ class UdpRelayEndpoint:
                 return
             except OSError:
                 return  # e.g. a queued ICMP error; the next readiness event continues
-            deliver(allocation, view[:size], address)
+            try:
+                deliver(allocation, view[:size], address)
+            except Exception:  # a bug costs one datagram, never the relay socket
+                report_internal_error("peer datagram")
 
 
 class SocketBinder:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.proxy_protocol import ProxyHeaderBuffer, ProxyProtocolError
-from relay.server.forwarding import Forwarder
+from relay.server.forwarding import Forwarder, report_internal_error
 from relay.stun.attributes import Address
 from relay.turn.handler import TurnCore
 from relay.turn.wire import stream_frame_length
@@ -71,7 +71,11 @@ class StreamConnection(asyncio.Protocol):
         self._peer = (peer[0], peer[1])
 
     def data_received(self, data: bytes) -> None:
-        self.on_bytes(data)
+        try:
+            self.on_bytes(data)
+        except Exception:  # a bug closes this connection, never the listener
+            report_internal_error("stream chunk")
+            self._malformed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

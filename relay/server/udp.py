@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from relay.server.forwarding import Forwarder
+from relay.server.forwarding import Forwarder, report_internal_error
 from relay.stun.attributes import Address
 from relay.turn.handler import TurnCore
 
@@ -90,7 +90,11 @@ class UdpListener:
                 return
             except OSError:
                 return
-            handle(view[:size], address)
+            try:
+                handle(view[:size], address)
+            except Exception:  # a bug costs one datagram, never the listener or the rest of the batch
+                self.stats.malformed_udp += 1
+                report_internal_error("udp datagram")
 
     def on_datagram(self, data: bytes | memoryview, address: Address) -> None:
         """Process one datagram from `address` (safe for any bytes)."""

@@ -82,6 +82,8 @@ def parse_send_indication(data: bytes | memoryview) -> tuple[str, int, bytes | m
 
 
 def _xor_peer(data: bytes | memoryview, start: int, length: int) -> tuple[str, int] | None:
+    if length not in (8, 20):
+        return None
     family = data[start + 1]
     port = ((data[start + 2] << 8) | data[start + 3]) ^ 0x2112
     if family == 0x01 and length == 8:

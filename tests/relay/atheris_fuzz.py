@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -146,7 +147,11 @@ def run_one(name: str, runs: int) -> None:
 
     sys.path.insert(0, str(ROOT))
     callback = _target(name)
-    atheris.Setup([sys.argv[0], f"-runs={runs}", "-max_len=2048", "-print_final_stats=1"], callback)
+    artifacts = tempfile.mkdtemp(prefix=f"relay-atheris-{name}-")  # crash reproducers land here, not in the repo
+    atheris.Setup(
+        [sys.argv[0], f"-runs={runs}", "-max_len=2048", "-print_final_stats=1", f"-artifact_prefix={artifacts}/"],
+        callback,
+    )
     atheris.Fuzz()
 
 

@@ -300,3 +300,27 @@ def test_unspecified_relay_address_without_external_ip_is_refused_clearly() -> N
 
 def test_allowed_networks_are_ipaddress_objects() -> None:
     assert all(isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network) for n in loopback_config().allowed_peers)
+
+
+def test_an_internal_error_costs_one_datagram_not_the_listener(relay: RunningRelay) -> None:
+    """Defence in depth: if the packet path ever raises, the rest of the batch and the listener survive."""
+    with relay.client() as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.channel_bind(0x4000, peer.address)
+        listener = relay.server.udp[0]
+        real = listener.forwarder
+
+        class Broken:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def client_channel_data(self, allocation, data):
+                if bytes(data[4:]) == b"boom":
+                    raise RuntimeError("simulated bug")
+                return real.client_channel_data(allocation, data)
+
+        relay.call(lambda: setattr(listener, "forwarder", Broken()))
+        client.channel_data(0x4000, b"boom")
+        client.channel_data(0x4000, b"fine")
+        assert peer.recv() == (b"fine", relayed)
+        assert relay.call(lambda: relay.stats.malformed_udp) == 1

@@ -59,6 +59,8 @@ def test_parse_send_indication_discards_what_the_rfc_says_to_discard() -> None:
         request_type,
         bytes(bad_fp),
         _with_extra(good, b"\x00\x31\x00\x00"),  # unknown comprehension-required
+        # found by atheris: a zero-length XOR-PEER-ADDRESS at the very end must not read past it
+        bytes.fromhex("0016 0004 2112a442 f7ffff59 592112a4 18000000 00120000"),
         good[:-1],
         good[:19],
         b"\x00\x16" + good[2:4] + b"\x00\x00\x00\x00" + good[8:],  # no magic cookie
