@@ -59,7 +59,10 @@ def _run(coroutine: object) -> int:
         import uvloop
     except ImportError:
         return asyncio.run(coroutine)  # type: ignore[arg-type]
-    return uvloop.run(coroutine)  # type: ignore[arg-type]
+    if hasattr(uvloop, "run"):  # uvloop >= 0.18
+        return uvloop.run(coroutine)  # type: ignore[arg-type]
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
 async def _serve(config: RelayConfig, argv: Sequence[str], environ: Mapping[str, str]) -> int:

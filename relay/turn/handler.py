@@ -66,6 +66,15 @@ def _family_of(host: str) -> int:
     return FAMILY_IPV6 if ":" in host else FAMILY_IPV4
 
 
+def reflexive(client: Address) -> Address:
+    """The client's address as it should appear in XOR-MAPPED-ADDRESS: a dual-stack listener sees IPv4
+    clients as ::ffff:a.b.c.d, which is reported as the IPv4 address it is."""
+    host = client[0]
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:], client[1]
+    return client[0], client[1]
+
+
 class _Reject(Exception):
     """Control flow inside one request (an error response to send); never escapes `handle`."""
 
@@ -187,7 +196,7 @@ class TurnCore:
             return self._encode_error(
                 request, ErrorCode.UNKNOWN_ATTRIBUTE, None, ((Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),)
             )
-        return self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, client)], None)
+        return self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))], None)
 
     # --- authentication --------------------------------------------------------------------------
 
@@ -353,7 +362,7 @@ class TurnCore:
         attrs.append((Attr.LIFETIME, lifetime))
         if new_token is not None:
             attrs.append((Attr.RESERVATION_TOKEN, new_token))
-        attrs.append((Attr.XOR_MAPPED_ADDRESS, client))
+        attrs.append((Attr.XOR_MAPPED_ADDRESS, reflexive(client)))
         if address_error is not None:
             attrs.append((Attr.ADDRESS_ERROR_CODE, (*address_error[:2], REASONS[address_error[1]])))
         response = self._encode(request, MessageClass.SUCCESS, attrs, credential.key)
