@@ -373,6 +373,8 @@ class TurnCore:
             endpoint.attach(allocation)
         self.stats.allocations += 1
         self.stats.allocations_created += 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("allocation created for %s:%s relayed %s", client[0], client[1], attrs[0][1])
         return response
 
     # --- Refresh (RFC 8656 section 7.3) ----------------------------------------------------------
@@ -492,6 +494,8 @@ class TurnCore:
         allocation.permissions.clear()
         self.quota.release(allocation.quota_user)
         self.stats.allocations -= 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("allocation for %s:%s ended", allocation.client[0], allocation.client[1])
 
     def tick(self, now: float) -> None:
         """Expire whatever is due: call about once a second (the packet path never checks times)."""

@@ -143,10 +143,15 @@ def test_relay_process_lifecycle(tmp_path: Path) -> None:
             # SIGHUP with a rotated secret file: new credentials work, the live session is untouched.
             write_secret(relay.secret_file, "first-shared-secret-0123\nsecond-shared-secret-456\n")
             relay.process.send_signal(signal.SIGHUP)
-            time.sleep(0.5)
-            with relay.client("second-shared-secret-456", user="bob") as rotated:
-                assert rotated.allocate().message_class == MessageClass.SUCCESS
-                assert rotated.refresh(0).get(Attr.LIFETIME) == 0
+
+            def rotated_secret_works() -> bool:
+                with relay.client("second-shared-secret-456", user="bob") as rotated:
+                    if rotated.allocate().message_class != MessageClass.SUCCESS:
+                        return False  # the reload has not happened yet
+                    assert rotated.refresh(0).get(Attr.LIFETIME) == 0
+                    return True
+
+            relay.wait_until(rotated_secret_works, "the reloaded secret to be accepted")
             client.send_indication(peer.address, b"after reload")
             assert peer.recv()[0] == b"after reload"
 

@@ -268,7 +268,7 @@ def test_bandwidth_quota_per_allocation() -> None:
         while not peer.nothing_received(0.3):  # each call takes one datagram if there is one
             received += 1
         # The burst (one second of rate = 20 packets) plus what refills while sending; far below 100.
-        assert 15 <= received <= 30
+        assert 15 <= received <= 40
         for _ in range(100):
             peer.send(payload, relayed)
         back = 0
@@ -278,8 +278,8 @@ def test_bandwidth_quota_per_allocation() -> None:
                 back += 1
             except TimeoutError:
                 break
-        assert 15 <= back <= 30
-        assert relay.call(lambda: relay.stats.quota_rejections_bandwidth) >= 140
+        assert 15 <= back <= 40
+        assert relay.call(lambda: relay.stats.quota_rejections_bandwidth) >= 120
 
 
 def test_malformed_input_never_stops_the_relay() -> None:
