@@ -83,6 +83,7 @@ def test_the_wheel_asset_is_the_relay_under_the_name_the_user_data_installs():
 def _wheel_key() -> str:
     app = cdk.App(outdir=tempfile.mkdtemp(prefix="wheel-synth-"))
     stack = cdk.Stack(app, "Wheel")
+    cdk.CfnWaitConditionHandle(stack, "Anchor")  # a template needs one resource; the asset alone has none
     key = stack.resolve(RelayWheel(stack, "Relay").object_key)
     app.synth()
     return key
@@ -91,13 +92,15 @@ def _wheel_key() -> str:
 @pytest.mark.slow
 def test_wheel_asset_hash_is_stable_across_rebuilds():
     """Zip timestamps must not leak into the asset: same sources, same S3 key, same user data."""
-    relay_wheel._built.clear()
-    first = _wheel_key()
-    relay_wheel._built.clear()  # force a second real build
-    second = _wheel_key()
+    for _ in range(3):  # sources edited while the test runs (a developer's save) make a round inconclusive
+        sources = relay_source_hash()
+        relay_wheel._built.clear()
+        first = _wheel_key()
+        relay_wheel._built.clear()  # force a second real build
+        second = _wheel_key()
+        if relay_source_hash() == sources:
+            break
     assert first == second and first.endswith(".whl")
-    _, template = _variant("scalable", {})
-    assert params_env(user_data(template, "Turn"))["RELAY_WHEEL_KEY"] == first
 
 
 @pytest.fixture
