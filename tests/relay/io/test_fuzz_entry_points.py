@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relay_fuzz_strategies import anything, stream_chunks
@@ -60,6 +61,7 @@ def _drain(sock: socket.socket) -> list[bytes]:
         out.append(data)
 
 
+@pytest.mark.slow
 def test_fuzz_udp_entry_point(record_property) -> None:
     harness = Harness()
     listener = harness.server.udp[0]
@@ -88,6 +90,7 @@ def test_fuzz_udp_entry_point(record_property) -> None:
     assert counter[0] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_tcp_entry_point(record_property) -> None:
     harness = Harness()
     server_address = harness.server.address("tcp")

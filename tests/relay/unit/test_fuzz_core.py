@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relay_fuzz_strategies import anything, attribute_sections, templated_sections
@@ -25,6 +26,7 @@ def _count(record_property, target: str, counter: list[int]) -> None:
     assert counter[0] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_decode(record_property) -> None:
     counter = [0]
 
@@ -45,6 +47,7 @@ def test_fuzz_decode(record_property) -> None:
     _count(record_property, "codec", counter)
 
 
+@pytest.mark.slow
 def test_fuzz_packet_path_parsers(record_property) -> None:
     counter = [0]
 
@@ -69,6 +72,7 @@ def test_fuzz_packet_path_parsers(record_property) -> None:
     _count(record_property, "packet_parsers", counter)
 
 
+@pytest.mark.slow
 def test_fuzz_core_unauthenticated(record_property) -> None:
     h = CoreHarness()
     counter = [0]
@@ -88,6 +92,7 @@ def test_fuzz_core_unauthenticated(record_property) -> None:
     _count(record_property, "core_unauthenticated", counter)
 
 
+@pytest.mark.slow
 def test_fuzz_core_authenticated(record_property) -> None:
     """Valid credentials around arbitrary or templated attributes: every code path after authentication,
     with the expiry timer running between requests."""
