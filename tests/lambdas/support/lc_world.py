@@ -283,8 +283,11 @@ class World:
 
     def _invoke_resource(self, resource: str, payload: Any) -> Any:
         logical_id = resource.rsplit(":", 1)[-1]
-        self.log("task", {"function": logical_id, "step": payload.get("step") if isinstance(payload, dict) else None})
-        return self.invoke(logical_id, payload)
+        step = payload.get("step") if isinstance(payload, dict) else None
+        result = self.invoke(logical_id, payload)
+        summary = {k: result.get(k) for k in ("status", "reason")} if isinstance(result, dict) else {}
+        self.log("task", {"function": logical_id, "step": step, **summary})
+        return result
 
     # --- events and executions -----------------------------------------------------------------------
     def lifecycle_event(self, instance_id: str, kind: str, token: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""TURN drain, end to end: out of the TURN name first, TTL honoured, relay drained, allocations to zero."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from lc_fixtures import emitted_metrics
+from lc_stun_responder import StunResponder
+from lc_world import World
+
+LAUNCH = "bbb-on-aws-launch"
+TERMINATE = "bbb-on-aws-terminate"
+TOKEN = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+POOL = "turn.meet.example.test"
+SIGNAL = "kill --signal=SIGUSR1 bbb-turn-relay"
+
+
+@pytest.fixture
+def responder() -> Iterator[StunResponder]:
+    server = StunResponder().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def turn(world_factory: Any, responder: StunResponder) -> World:
+    return world_factory("turn", TURN_PORT=str(responder.port), PROBE_TIMEOUT_SECONDS="0.1")
+
+
+class Relay:
+    """The relay on the TURN host as the automation sees it: its Allocations metric once a minute, and
+    one allocation ending every `seconds_each` once SIGUSR1 put it in drain mode (clients leave; nobody
+    new gets in)."""
+
+    def __init__(self, world: World, instance_id: str, allocations: int, *, seconds_each: float = 120) -> None:
+        self.world, self.instance_id, self.initial, self.seconds_each = world, instance_id, allocations, seconds_each
+        self.allocations = allocations
+        self.publishing = True
+        self.draining_since: datetime | None = None
+        self.last_publish: datetime | None = None
+
+    def tick(self, now: datetime) -> None:
+        if self.draining_since is None and SIGNAL in self.world.systemctl_calls(self.instance_id):
+            self.draining_since = now
+        if self.draining_since is not None:
+            left = self.initial - int((now - self.draining_since).total_seconds() // self.seconds_each)
+            self.allocations = max(0, left)
+        if not self.publishing or (self.last_publish and now - self.last_publish < timedelta(seconds=60)):
+            return
+        self.last_publish = now
+        boto3.client("cloudwatch").put_metric_data(Namespace="BBBOnAWS/lctest", MetricData=[{
+            "MetricName": "Allocations", "Timestamp": now, "Value": float(self.allocations),
+            "Dimensions": [{"Name": "AutoScalingGroupName", "Value": self.world.group},
+                           {"Name": "InstanceId", "Value": self.instance_id}],
+        }])
+
+
+def launched(world: World) -> str:
+    [iid] = world.launch_instances(1)
+    world.set_public_ip(iid, "127.0.0.1")
+    world.tag_ready(iid)
+    world.expect_complete(iid, LAUNCH, "CONTINUE", TOKEN)
+    world.deliver(world.lifecycle_event(iid, "launch", TOKEN))
+    [execution] = world.run_executions().values()
+    assert execution.status == "SUCCEEDED"
+    world.set_lifecycle_state(iid, "InService")
+    assert (POOL, iid) in world.record_names()
+    return iid
+
+
+def drain(world: World, iid: str) -> Any:
+    world.set_lifecycle_state(iid, "Terminating:Wait")
+    event = world.lifecycle_event(iid, "terminate", TOKEN)
+    world.deliver(event)
+    world.deliver(event)
+    [execution] = world.run_executions().values()
+    return execution
+
+
+def probe_state(world: World) -> tuple[list[Any], list[Any]]:
+    checks = boto3.client("route53").list_health_checks()["HealthChecks"]
+    found = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix="bbb-on-aws-lctest-turn-probe-")
+    return checks, found["MetricAlarms"]
+
+
+@pytest.mark.slow
+def test_turn_drain_sequence(turn: World) -> None:
+    iid = launched(turn)
+    relay = Relay(turn, iid, allocations=6)
+    turn.every_tick(relay.tick)
+    turn.expect_heartbeats(iid, TERMINATE, 1, TOKEN)  # 10 min; allocations reach 0 after ~14 min
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    execution = drain(turn, iid)
+
+    assert execution.status == "SUCCEEDED", execution
+    assert turn.execution_count() == 2
+    withdrawn = turn.when("route53", action="DELETE", set=iid)
+    signalled = turn.when("ssm-command", instance=iid)
+    assert signalled - withdrawn >= timedelta(seconds=120)  # twice the record TTL
+    assert turn.systemctl_calls(iid) == [SIGNAL]
+    assert relay.allocations == 0
+    start = turn.first("execution-start", kind="drain")
+    order = [
+        turn.first("route53", action="DELETE", set=iid),
+        turn.first("ssm-command", instance=iid),
+        turn.first("RecordLifecycleActionHeartbeat"),
+        turn.first("route53", action="DELETE", name=f"turn-{iid[2:]}.meet.example.test"),
+        turn.first("CompleteLifecycleAction", result="CONTINUE", after=start),
+    ]
+    assert order == sorted(order)
+    assert turn.records() == []
+    assert probe_state(turn) == ([], [])
+
+
+@pytest.mark.slow
+def test_relay_that_stops_publishing_counts_as_drained(turn: World) -> None:
+    iid = launched(turn)
+    relay = Relay(turn, iid, allocations=3)
+    turn.every_tick(relay.tick)
+    turn.at(5 * 60, lambda: setattr(relay, "publishing", False))  # the relay exited (its own drain timeout)
+    turn.expect_heartbeats(iid, TERMINATE, 1, TOKEN)  # silent from 5 min, drained 5 min later
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    execution = drain(turn, iid)
+    assert execution.status == "SUCCEEDED", execution
+    last_check = [d for _t, k, d in turn.events if k == "task" and d["step"] == "check"][-1]
+    assert last_check["reason"] == "no Allocations sample for 300 s: relay gone"
+    assert turn.records() == [] and probe_state(turn) == ([], [])
+
+
+@pytest.mark.slow
+def test_turn_drain_maximum(turn: World, capsys: pytest.CaptureFixture[str]) -> None:
+    iid = launched(turn)
+    relay = Relay(turn, iid, allocations=50, seconds_each=10**6)  # clients that never leave
+    turn.every_tick(relay.tick)
+    turn.expect_heartbeats(iid, TERMINATE, 2, TOKEN)  # the test stack sets drain_max to 30 min
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    capsys.readouterr()
+    execution = drain(turn, iid)
+    assert execution.status == "SUCCEEDED"
+    start = turn.first("execution-start", kind="drain")
+    completed = turn.events[turn.first("CompleteLifecycleAction", result="CONTINUE", after=start)][0]
+    assert completed - turn.events[start][0] >= timedelta(minutes=30)
+    assert emitted_metrics(capsys.readouterr().out).get("DrainMaxReached") == 1
+    assert turn.records() == []
+
+
+def test_stopped_turn_instance_is_cleaned_at_once(turn: World) -> None:
+    iid = launched(turn)
+    boto3.client("ec2").stop_instances(InstanceIds=[iid], Force=True)
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    execution = drain(turn, iid)
+    assert execution.status == "SUCCEEDED"
+    assert "CheckDrained" not in execution.visited()  # no signal possible: straight to the cleanup
+    assert turn.systemctl_calls(iid) == []
+    assert turn.records() == [] and probe_state(turn) == ([], [])
