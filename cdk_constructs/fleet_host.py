@@ -1,4 +1,5 @@
-"""What every BBB and TURN host of a fleet shares: image, bootstrap bundle, logs, role, launch template, group.
+"""What every host of a fleet (BBB, TURN, cluster proxy) shares: image, bootstrap bundle, logs, role, launch
+template, group.
 
 The contract these follow is docs/host-contract.md: instances are tagged by their Auto Scaling group
 (`bbb-on-aws:environment`, `bbb-on-aws:role`, propagated at launch), read their secrets by ARN, publish
@@ -148,9 +149,12 @@ class HostRole(Construct):
         self.role.add_to_principal_policy(
             iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[s.secret_arn for s in secrets])
         )
-        for secret in secrets:
-            if secret.encryption_key is not None:
-                secret.encryption_key.grant_decrypt(self.role)
+        keys = [s.encryption_key.key_arn for s in secrets if s.encryption_key is not None]
+        if keys:  # customer-managed keys: usable only by Secrets Manager on the host's behalf
+            via = f"secretsmanager.{Stack.of(self).region}.amazonaws.com"
+            self.role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["kms:Decrypt"], resources=keys, conditions={"StringEquals": {"kms:ViaService": via}},
+            ))
 
     def note_wildcard(self, what: str) -> None:
         self._wildcards.append(what)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
 
 from cdk_constructs.bbb_fleet import BbbFleet, Spool
+from cdk_constructs.fleet_host import HostLogs, HostRole
 from tests.infra.fleets_support import (
     Inputs,
     as_list,
@@ -182,6 +185,21 @@ def test_bbb_role_has_nothing_beyond_its_documented_actions(shape, host):
         allowed |= {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
     granted = {a for s in statements(fleets(shape), f"{host}/HostRole") for a in as_list(s["Action"])}
     assert granted == allowed
+
+
+def test_secrets_under_a_customer_key_are_decrypted_only_through_secrets_manager():
+    config = config_for("scalable")
+    app = cdk.App()
+    stack = cdk.Stack(app, "Keys", env=cdk.Environment(region="eu-west-1"))
+    key = kms.Key(stack, "Key")
+    secret = secretsmanager.Secret(stack, "Secret", encryption_key=key)
+    plain = secretsmanager.Secret(stack, "Plain")
+    host = HostRole(stack, "Host", config=config, host_role="bbb", host_logs=HostLogs(stack, "Logs", config=config))
+    host.allow_secret_read(secret, plain)
+    document = stack.resolve(host.role.node.find_child("DefaultPolicy").document)
+    (decrypt,) = [s for s in document["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert decrypt["Resource"] == {"Fn::GetAtt": [stack.get_logical_id(key.node.default_child), "Arn"]}
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
 
 
 # --- The single shape --------------------------------------------------------------------------------------
