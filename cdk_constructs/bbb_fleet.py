@@ -94,6 +94,7 @@ class BbbHosts(Construct):
             spool=None if spool is None else EfsSpool(spool.file_system.file_system_id,
                                                       spool.access_point.access_point_id),
             cluster_proxy=cluster_proxy,
+            bbb_install_sha256=bbb.install_sha256,
         ))
         template = launch_template(
             self, "LaunchTemplate", instance_type=bbb.instance_type, role=self.role, security_group=sg,

@@ -155,6 +155,9 @@ class Bbb:
                                       minimum=1, maximum=5000)
     drain_max_hours: float = _f(4.0, "Longest a BBB server waits for meetings and recordings on scale-in.",
                                 minimum=0.5, maximum=47)
+    install_sha256: str | None = _f(None, "SHA-256 of the reviewed bbb-install.sh (v3.0 branch) to refuse any "
+                                          "other script; null = trust the branch over HTTPS.",
+                                    pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,8 +173,9 @@ class Turn:
     max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
     allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
                                      minimum=1, maximum=1000000)
+    # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
-                                minimum=1, maximum=2880)
+                                minimum=1, maximum=2820)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -466,6 +470,10 @@ def _check_relations(c: Config, problems: list[str]) -> None:
     if db.serverless_min_acu > db.serverless_max_acu or db.serverless_max_acu < 1:
         problems.append(f"{p}.database: serverlessMinAcu={db.serverless_min_acu} and "
                         f"serverlessMaxAcu={db.serverless_max_acu}; need min <= max and max >= 1")
+
+    if c.cluster_proxy.enabled and env.type != "scalable":
+        problems.append(f"{p}.clusterProxy.enabled: the cluster proxy fronts a fleet of BBB servers and the single "
+                        f"shape has one; set it to false or use {p}.environment.type 'scalable'")
 
     # Relay ports.
     ports = c.turn.relay_ports

@@ -109,10 +109,6 @@ def _checked_timings(config: Config) -> tuple[LifecycleTimings, LifecycleTimings
             timings[key].resolve(role)
         except ValueError as error:
             problems.append(f"{CONTEXT_KEY}.{key}: {error}")
-    if config.cluster_proxy.enabled and config.environment.type != "scalable":
-        problems.append(f"{CONTEXT_KEY}.clusterProxy.enabled: the cluster proxy serves a fleet of BBB servers; "
-                        f"the single shape has one, so set it to false or use {CONTEXT_KEY}.environment.type "
-                        "'scalable'")
     if problems:
         raise ConfigError(problems)
     return timings["turn.drainMaxMinutes"], timings["bbb.drainMaxHours"]

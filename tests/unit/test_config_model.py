@@ -237,3 +237,19 @@ def test_readme_parameter_table_matches_the_model():
             rows[cells[0].strip("`")] = cells[1].strip("`")
     expected = {key: default for key, default, _ in parameters()}
     assert rows == expected
+
+
+def test_turn_drain_longer_than_a_lifecycle_hook_can_wait():
+    assert one_problem(**{"turn.drainMaxMinutes": 2880}) == "deployment.turn.drainMaxMinutes: 2880 must be at most 2820"
+
+
+def test_cluster_proxy_needs_the_scalable_shape():
+    msg = one_problem(**{"environment.type": "single", "clusterProxy.enabled": True})
+    assert msg.startswith("deployment.clusterProxy.enabled: the cluster proxy fronts a fleet of BBB servers")
+    assert "deployment.environment.type 'scalable'" in msg
+
+
+def test_bbb_install_pin_must_be_a_sha256():
+    assert "64 lowercase hex digits" in one_problem(**{"bbb.installSha256": "abc"})
+    config = load_config(ctx(**{"bbb.installSha256": "a" * 64}))
+    assert config.bbb.install_sha256 == "a" * 64
