@@ -191,7 +191,8 @@ class FleetLifecycle(Construct):
             else state_machines.bbb_drain_definition(self, self.drain_function, poll=t.drain_poll)
         )
         self.drain_state_machine = self._state_machine("DrainStateMachine", drain, timeout=t.drain_max + 3600)
-        machine_arns = [self.launch_state_machine.state_machine_arn, self.drain_state_machine.state_machine_arn]
+        machines = [self.launch_state_machine, self.drain_state_machine]
+        machine_arns = [machine.state_machine_arn for machine in machines]
         machines_env = {
             "LAUNCH_STATE_MACHINE_ARN": self.launch_state_machine.state_machine_arn,
             "DRAIN_STATE_MACHINE_ARN": self.drain_state_machine.state_machine_arn,
@@ -205,7 +206,7 @@ class FleetLifecycle(Construct):
             service="lifecycle-dispatch",
             description=f"{environment_name} {role} fleet: route lifecycle events",
             timeout=Duration.seconds(30),
-            statements=[permissions.start_executions(machine_arns), permissions.describe_fleet(group_instances=True)],
+            statements=[*permissions.start_executions(machines), permissions.describe_fleet(group_instances=True)],
             environment=machines_env,
         )
         self.rule = events.Rule(
@@ -250,7 +251,7 @@ class FleetLifecycle(Construct):
             environment_name=environment_name,
             zone_id=zone_id,
             record_patterns=record_patterns,
-            state_machine_arns=machine_arns,
+            state_machines=machines,
             scalelite_secret=scalelite_secret,
             every=Duration.seconds(t.reconcile_every),
             environment=machines_env,
@@ -264,7 +265,7 @@ class FleetLifecycle(Construct):
             description=f"{environment_name} {role} fleet: deploy-time bootstrap",
             timeout=Duration.minutes(2),
             environment=machines_env,
-            statements=[permissions.start_executions(machine_arns), permissions.describe_fleet(groups=True)],
+            statements=[*permissions.start_executions(machines), permissions.describe_fleet(groups=True)],
         )
         framework_logs = logs.LogGroup(
             self, "BootstrapProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY

@@ -43,6 +43,8 @@ def code_exclude() -> list[str]:
     directories."""
     others = sorted(entry.name for entry in LAMBDAS_DIR.iterdir() if entry.name not in CODE_FOLDERS)
     return [*others, "__pycache__", "**/__pycache__", "*.pyc"]
+
+
 # Powertools for AWS Lambda (Python) v3 layer for python3.13/x86_64. UNVERIFIED which layer version
 # carries exactly aws-lambda-powertools 3.37.0 (no AWS lookup is possible here); 37 is the newest version
 # seen in public templates. Override with FleetLifecycle(powertools_layer_version=...).

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
 
 from cdk_constructs.lifecycle import names
 
@@ -131,7 +132,21 @@ def read_metrics() -> iam.PolicyStatement:
     return iam.PolicyStatement(sid="ReadMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"])
 
 
-def start_executions(state_machine_arns: Sequence[str]) -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        sid="StartOwnStateMachines", actions=["states:StartExecution"], resources=list(state_machine_arns)
-    )
+def start_executions(state_machines: Sequence[sfn.IStateMachine]) -> list[iam.PolicyStatement]:
+    """Start, and look up the (instance-named) executions of, these state machines only."""
+    return [
+        iam.PolicyStatement(
+            sid="StartOwnStateMachines",
+            actions=["states:StartExecution"],
+            resources=[machine.state_machine_arn for machine in state_machines],
+        ),
+        iam.PolicyStatement(
+            sid="DescribeOwnExecutions",
+            actions=["states:DescribeExecution"],
+            resources=[execution_arns(machine) for machine in state_machines],
+        ),
+    ]
+
+
+def execution_arns(machine: sfn.IStateMachine) -> str:
+    return _arn("states", f"execution:{machine.state_machine_name}:*")

@@ -13,6 +13,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from cdk_constructs.lifecycle import permissions
@@ -30,7 +31,7 @@ class Reconciler(Construct):
         environment_name: str,
         zone_id: str,
         record_patterns: Sequence[str],
-        state_machine_arns: Sequence[str],
+        state_machines: Sequence[sfn.IStateMachine],
         scalelite_secret: secretsmanager.ISecret | None,
         every: Duration,
         environment: Mapping[str, str],
@@ -39,7 +40,7 @@ class Reconciler(Construct):
         statements: list[iam.PolicyStatement] = [
             *permissions.record_changes(zone_id, record_patterns, ["DELETE"]),
             permissions.describe_fleet(groups=True),
-            permissions.start_executions(state_machine_arns),
+            *permissions.start_executions(state_machines),
         ]
         if role == "turn":
             statements += [

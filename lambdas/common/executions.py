@@ -19,11 +19,19 @@ from common.lifecycle import LifecycleAction
 def start(settings: config.Settings, kind: str, action: LifecycleAction) -> str:
     """Returns "started", or "duplicate" if that execution already exists."""
     arn = settings.need("launch_state_machine_arn" if kind == "launch" else "drain_state_machine_arn")
+    name = names.execution_name(kind, action.instance_id)
     payload: dict[str, Any] = {"lifecycle": action.to_state(), "state": {}}
+    sfn = aws.client("stepfunctions")
+    # StartExecution is idempotent for a running execution with the same input and would not tell us:
+    # look first, so the outcome (and the metrics and reports built on it) is exact.
     try:
-        aws.client("stepfunctions").start_execution(
-            stateMachineArn=arn, name=names.execution_name(kind, action.instance_id), input=json.dumps(payload)
-        )
+        sfn.describe_execution(executionArn=f"{arn.replace(':stateMachine:', ':execution:', 1)}:{name}")
+        return "duplicate"
+    except ClientError as exc:
+        if aws.error_code(exc) != "ExecutionDoesNotExist":
+            raise
+    try:
+        sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
     except ClientError as exc:
         if aws.error_code(exc) == "ExecutionAlreadyExists":
             return "duplicate"

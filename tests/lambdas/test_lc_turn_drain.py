@@ -52,11 +52,20 @@ class Relay:
         if not self.publishing or (self.last_publish and now - self.last_publish < timedelta(seconds=60)):
             return
         self.last_publish = now
-        boto3.client("cloudwatch").put_metric_data(Namespace="BBBOnAWS/lctest", MetricData=[{
-            "MetricName": "Allocations", "Timestamp": now, "Value": float(self.allocations),
-            "Dimensions": [{"Name": "AutoScalingGroupName", "Value": self.world.group},
-                           {"Name": "InstanceId", "Value": self.instance_id}],
-        }])
+        boto3.client("cloudwatch").put_metric_data(
+            Namespace="BBBOnAWS/lctest",
+            MetricData=[
+                {
+                    "MetricName": "Allocations",
+                    "Timestamp": now,
+                    "Value": float(self.allocations),
+                    "Dimensions": [
+                        {"Name": "AutoScalingGroupName", "Value": self.world.group},
+                        {"Name": "InstanceId", "Value": self.instance_id},
+                    ],
+                }
+            ],
+        )
 
 
 def launched(world: World) -> str:

@@ -322,7 +322,8 @@ class World:
         sfn = boto3.client("stepfunctions")
         ran: dict[str, Execution] = {}
         for kind, machine in self.state_machines.items():
-            for item in sfn.list_executions(stateMachineArn=machine["arn"])["executions"]:
+            listed = sfn.list_executions(stateMachineArn=machine["arn"])["executions"]
+            for item in sorted(listed, key=lambda e: e["name"]):  # deterministic: tests queue stub answers
                 if item["name"] in self.executions:
                     continue
                 described = sfn.describe_execution(executionArn=item["executionArn"])

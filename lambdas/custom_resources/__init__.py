@@ -1,0 +1,1 @@
+"""Custom resource handlers for the CDK Provider framework (`on_event` only, no `is_complete`)."""
