@@ -282,11 +282,24 @@ class TurnClient:
         return buf[:total]
 
     def transact(self, message: Message, *, sign: bool = True) -> Message:
+        """Send a request and wait for its response; over UDP retransmit every 0.5 s like any STUN client
+        (RFC 8489 section 6.2.1) until `timeout`."""
         wire = self.session.sign(message) if sign else encode(message, fingerprint=True)
         self.send_raw(wire)
         deadline = time.monotonic() + self.timeout
+        retransmit = time.monotonic() + 0.5
         while True:
-            frame = self.recv_frame(max(0.01, deadline - time.monotonic()))
+            now = time.monotonic()
+            if now >= deadline:
+                raise TimeoutError(f"no response to {message.method:#x} within {self.timeout} s")
+            wait = min(deadline, retransmit) - now if self.transport == "udp" else deadline - now
+            try:
+                frame = self.recv_frame(max(0.01, wait))
+            except TimeoutError:
+                if self.transport == "udp" and time.monotonic() >= retransmit:
+                    self.send_raw(wire)
+                    retransmit = time.monotonic() + 0.5
+                continue
             if len(frame) >= 20 and frame[0] & 0xC0 == 0 and frame[8:20] == message.transaction_id:
                 return decode(frame)
             self.pending.append(frame)
