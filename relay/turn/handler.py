@@ -236,8 +236,9 @@ class TurnCore:
                     request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True
                 )
             credential, key = outcome, outcome.key
-            if allocation is not None:
-                # RFC 8656: requests on an allocation must use the credentials that created it.
+            if allocation is not None and request.method != Method.ALLOCATE:
+                # RFC 8656: requests on an allocation must use the credentials that created it
+                # (a second Allocate on the 5-tuple gets 437 below, whoever sends it).
                 return self._encode_error(request, ErrorCode.WRONG_CREDENTIALS, key)
 
         # Authenticated from here on: every response carries MESSAGE-INTEGRITY.

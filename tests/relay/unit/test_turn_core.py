@@ -141,6 +141,13 @@ def test_allocate_lifetime_is_clamped(h: Harness, requested: int, granted: int) 
     assert response.get(Attr.LIFETIME) == granted
 
 
+def test_allocate_on_a_taken_5_tuple_by_another_user_is_437(h: Harness) -> None:
+    h.allocate()
+    bob = Session(*rest_credentials("bob", expiry=int(WALL) + 3600))
+    response = h.allocate(session=bob)
+    assert error_of(response) == 437 and verify_integrity(response, bob.key)
+
+
 def test_allocate_retransmission_gets_same_answer_and_new_transaction_gets_437(h: Harness) -> None:
     message = request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17))
     h.session.nonce = h.core.nonces.issue(CLIENT, h.wall)
