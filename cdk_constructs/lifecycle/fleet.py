@@ -394,6 +394,13 @@ class FleetLifecycle(Construct):
                 nag_ids.resource_finding(self, "IAM5", alarm_arn),
                 "per-instance probe alarms are created at runtime; the name prefix pins this environment",
             )
+        for state_machine in (self.launch_state_machine, self.drain_state_machine):
+            acknowledge(
+                self,
+                nag_ids.resource_finding(self, "IAM5", permissions.execution_arns(state_machine)),
+                "executions are named after instances at runtime; DescribeExecution is limited to the "
+                "executions of this fleet's own state machine",
+            )
         for machine, function in (
             (self.launch_state_machine, self.launch_function),
             (self.drain_state_machine, self.drain_function),
