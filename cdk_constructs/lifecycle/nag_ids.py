@@ -7,6 +7,7 @@ a token-bearing string the same way, so an acknowledgment can name exactly one r
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import Stack
@@ -14,19 +15,25 @@ from constructs import IConstruct
 
 
 def render(value: Any) -> str:
+    """cdk-nag 3's flattenCfnReference (lib/utils/flatten-cfn-reference.js), rule for rule."""
+    if value is None:
+        return ""
     if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "".join(render(v) for v in value)
-    if isinstance(value, dict) and len(value) == 1:
-        ((key, arg),) = value.items()
-        if key == "Ref":
-            return f"<{arg}>"
-        if key == "Fn::GetAtt":
-            return f"<{arg[0]}.{arg[1]}>"
-        if key == "Fn::Join":
-            return str(arg[0]).join(render(v) for v in arg[1])
-    raise ValueError(f"cannot render {value!r} the way cdk-nag does")
+        return value.replace("${", "<").replace("}", ">")
+    if isinstance(value, dict):
+        if value.get("Fn::Join"):
+            delimiter, items = value["Fn::Join"]
+            return delimiter.join(render(item) for item in items)
+        if value.get("Fn::Sub"):
+            return render(value["Fn::Sub"])
+        if value.get("Fn::GetAtt"):
+            resource, attribute = value["Fn::GetAtt"]
+            return f"<{render(resource)}.{render(attribute)}>"
+        if value.get("Fn::ImportValue"):
+            return render(value["Fn::ImportValue"])
+        if value.get("Ref"):
+            return f"<{render(value['Ref'])}>"
+    return json.dumps(value, separators=(",", ":"))
 
 
 def resource_finding(scope: IConstruct, rule: str, resource: str) -> str:

@@ -112,9 +112,10 @@ def check(step: steps.Step) -> dict[str, Any]:
     if meetings:
         return {**state, "status": "draining", "reason": f"{meetings} meeting(s) still running"}
 
+    if uses_scalelite and state.get("scalelite_error"):
+        # Unknown: it may still be enabled there. Never drained on BBB's word alone.
+        return {**state, "status": "draining", "reason": "Scalelite state unknown"}
     if uses_scalelite and state.get("registered"):
-        if state.get("scalelite_error"):
-            return {**state, "status": "draining", "reason": "Scalelite state unknown"}
         load_zero = state.get("scalelite_state") == "disabled" or state.get("scalelite_load") == 0
         if not load_zero:
             return {**state, "status": "draining", "reason": "Scalelite still reports load on the server"}
