@@ -166,3 +166,23 @@ def test_stopped_turn_instance_is_cleaned_at_once(turn: World) -> None:
     assert "CheckDrained" not in execution.visited()  # no signal possible: straight to the cleanup
     assert turn.systemctl_calls(iid) == []
     assert turn.records() == [] and probe_state(turn) == ([], [])
+
+
+def test_replayed_turn_steps_change_nothing(turn: World) -> None:
+    iid = launched(turn)
+    lifecycle = {"instance_id": iid, "group": turn.group, "hook": LAUNCH, "token": TOKEN}
+    payload = {"lifecycle": lifecycle, "now": turn.clock.iso(), "started": turn.clock.iso(), "state": {}}
+    turn.invoke_handler("lifecycle_launch.", {**payload, "step": "prepare"})  # replayed launch steps
+    turn.invoke_handler("lifecycle_launch.", {**payload, "step": "register"})
+    checks, alarms = probe_state(turn)
+    assert len(checks) == 1 and len(alarms) == 1
+    assert sum(1 for name, set_id in turn.record_names() if set_id == iid) == 1
+    boto3.client("ec2").stop_instances(InstanceIds=[iid], Force=True)
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    drain(turn, iid)
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN, active=False)
+    drained = {**payload, "lifecycle": {**lifecycle, "hook": TERMINATE}}
+    for step in ("withdraw", "finish"):  # a late duplicate of the drain
+        state = turn.invoke_handler("turn_drain.", {**drained, "step": step})
+    assert state["removed"] == [] and state["completed"] is False
+    assert turn.records() == [] and probe_state(turn) == ([], [])
