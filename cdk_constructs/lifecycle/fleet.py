@@ -206,7 +206,10 @@ class FleetLifecycle(Construct):
             service="lifecycle-dispatch",
             description=f"{environment_name} {role} fleet: route lifecycle events",
             timeout=Duration.seconds(30),
-            statements=[*permissions.start_executions(machines), permissions.describe_fleet(group_instances=True)],
+            statements=[
+                *permissions.start_executions(machines),
+                permissions.describe_fleet(instances=False, group_instances=True),
+            ],
             environment=machines_env,
         )
         self.rule = events.Rule(
@@ -265,7 +268,10 @@ class FleetLifecycle(Construct):
             description=f"{environment_name} {role} fleet: deploy-time bootstrap",
             timeout=Duration.minutes(2),
             environment=machines_env,
-            statements=[*permissions.start_executions(machines), permissions.describe_fleet(groups=True)],
+            statements=[
+                *permissions.start_executions(machines),
+                permissions.describe_fleet(instances=False, groups=True),
+            ],
         )
         framework_logs = logs.LogGroup(
             self, "BootstrapProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY

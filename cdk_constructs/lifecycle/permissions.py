@@ -52,7 +52,7 @@ def health_checks(*, create: bool) -> list[iam.PolicyStatement]:
     statements = [
         iam.PolicyStatement(
             sid="ManageHealthChecks",
-            actions=["route53:ListTagsForResources", "route53:DeleteHealthCheck", "route53:GetHealthCheck"]
+            actions=["route53:ListTagsForResources", "route53:DeleteHealthCheck"]
             + (["route53:ChangeTagsForResource"] if create else []),
             resources=[f"arn:{Aws.PARTITION}:route53:::healthcheck/*"],
         ),
@@ -87,8 +87,10 @@ def lifecycle_actions(group_name: str) -> iam.PolicyStatement:
     )
 
 
-def describe_fleet(*, groups: bool = False, group_instances: bool = False) -> iam.PolicyStatement:
-    actions = ["ec2:DescribeInstances"]
+def describe_fleet(
+    *, instances: bool = True, groups: bool = False, group_instances: bool = False
+) -> iam.PolicyStatement:
+    actions = ["ec2:DescribeInstances"] if instances else []
     if groups:
         actions.append("autoscaling:DescribeAutoScalingGroups")
     if group_instances:
