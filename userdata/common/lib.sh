@@ -206,18 +206,19 @@ install_cloudwatch_agent() {
 }
 
 # verify_signed_file <gnupg home> <key file> <fingerprint> <signature> <file>: the key has exactly this
-# fingerprint and its signature over the file verifies. The throw-away keyring's agent is stopped after.
+# fingerprint and its signature over the file verifies. Public keys need no gpg-agent, so none is started
+# (an agent also fails outright when the homedir path is too long for its socket).
 verify_signed_file() {
   local home=$1 key=$2 fingerprint=$3 signature=$4 file=$5 actual status=0
-  if ! gpg --batch --quiet --homedir "$home" --import "$key" 2>/dev/null; then
+  if ! gpg --batch --quiet --no-autostart --homedir "$home" --import "$key" 2>/dev/null; then
     log "cannot import the signing key $key"
     status=1
   else
-    actual=$(gpg --batch --homedir "$home" --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
+    actual=$(gpg --batch --no-autostart --homedir "$home" --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')
     if [[ $actual != "$fingerprint" ]]; then
       log "signing key fingerprint is $actual, expected $fingerprint"
       status=1
-    elif ! gpg --batch --quiet --homedir "$home" --verify "$signature" "$file" 2>/dev/null; then
+    elif ! gpg --batch --quiet --no-autostart --homedir "$home" --verify "$signature" "$file" 2>/dev/null; then
       log "the package signature does not verify"
       status=1
     fi
