@@ -8,6 +8,8 @@ from aws_cdk import Duration
 
 # Auto Scaling: HeartbeatTimeout 30..7200 s; GlobalTimeout = min(100 x HeartbeatTimeout, 48 h), fixed by AWS.
 HOOK_GLOBAL_CAP_SECONDS = 48 * 3600
+EVENTS_PER_LOOP = 12
+HISTORY_BUDGET = 22_000  # of Step Functions' 25,000 events per execution
 
 _ROLE_DEFAULTS = {
     # role: (launch max, drain max, drain poll)
@@ -103,6 +105,15 @@ class ResolvedTimings:
                 raise ValueError(
                     f"{name}={value}s must be between 60 s and {limit}s: a lifecycle hook lasts at most "
                     f"{self.hook_global_timeout}s (100 x heartbeat_timeout, capped at 48 h), minus 1 h margin"
+                )
+        # A Standard execution keeps at most 25,000 history events; one wait/check/choice loop writes
+        # about a dozen (heartbeats add a few more).
+        for maximum, poll in (("launch_max", "launch_poll"), ("drain_max", "drain_poll")):
+            loops = getattr(self, maximum) // getattr(self, poll)
+            if loops * EVENTS_PER_LOOP > HISTORY_BUDGET:
+                raise ValueError(
+                    f"{maximum}/{poll} = {loops} loops would exceed Step Functions' 25,000-event execution "
+                    f"history; poll less often (at most {HISTORY_BUDGET // EVENTS_PER_LOOP} loops)"
                 )
         if not 60 <= self.dns_ttl_wait <= 3600:
             raise ValueError(f"dns_ttl_wait={self.dns_ttl_wait}s must be 60-3600 s (at least the 60 s record TTL)")

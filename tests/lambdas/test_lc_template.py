@@ -282,6 +282,9 @@ def test_construct_refuses_bad_arguments() -> None:
         LifecycleTimings(heartbeat_timeout=Duration.seconds(10)).resolve("turn")
     with pytest.raises(ValueError, match="drain_poll"):
         LifecycleTimings(drain_poll=Duration.minutes(20)).resolve("bbb")
+    with pytest.raises(ValueError, match="25,000-event execution history"):
+        LifecycleTimings(drain_max=Duration.hours(40), drain_poll=Duration.seconds(30)).resolve("bbb")
+    assert LifecycleTimings(drain_max=Duration.hours(40), drain_poll=Duration.seconds(120)).resolve("bbb")
     app = App()
     stack = Stack(app, "Bad")
     vpc = ec2.Vpc(

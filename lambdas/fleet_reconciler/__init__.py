@@ -1,0 +1,1 @@
+"""Lambda function: the scheduled reconciler (stale state, lost lifecycle events)."""

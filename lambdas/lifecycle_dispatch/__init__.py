@@ -1,0 +1,1 @@
+"""Lambda function: routes this group's lifecycle events to one named execution."""

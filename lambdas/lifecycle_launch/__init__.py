@@ -1,0 +1,1 @@
+"""Lambda function: the launch steps (DNS, readiness, registration, completion)."""

@@ -1,0 +1,1 @@
+"""Lambda function: the TURN drain steps (out of the TURN name, relay drained, cleanup)."""

@@ -1,0 +1,1 @@
+"""Lambda function: the one-minute STUN prober of the TURN fleet."""
