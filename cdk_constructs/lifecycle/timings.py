@@ -26,8 +26,10 @@ class LifecycleTimings:
     heartbeat_timeout   the hooks' HeartbeatTimeout; the state machines heartbeat every third of it.
     launch_max          give up (ABANDON) if the host is not ready by then (bbb-install takes ~20-40 min).
     drain_max           stop waiting for meetings/allocations; remaining BBB meetings are then ended.
-    launch_poll         pause between readiness checks.
-    drain_poll          pause between drain checks (Scalelite polls BBB every 60 s by default).
+    launch_poll         pause between readiness checks (default 30 s).
+    drain_poll          pause between drain checks (default BBB 60 s - Scalelite polls BBB every 60 s -, TURN
+                        30 s; longer by default when the maximum is so long that the execution history of
+                        25,000 events would not hold all the loops).
     dns_ttl_wait        TURN: wait after withdrawing the weighted record before the relay refuses Allocates
                         (twice the 60 s record TTL).
     unreachable_after   consecutive silent checks before a host counts as unreachable.
@@ -51,18 +53,26 @@ class LifecycleTimings:
         def seconds(value: Duration | None, default: int) -> int:
             return int(value.to_seconds()) if value is not None else default
 
+        launch_max = seconds(self.launch_max, launch_max)
+        drain_max = seconds(self.drain_max, drain_max)
         resolved = ResolvedTimings(
             heartbeat_timeout=seconds(self.heartbeat_timeout, 30 * 60),
-            launch_max=seconds(self.launch_max, launch_max),
-            drain_max=seconds(self.drain_max, drain_max),
-            launch_poll=seconds(self.launch_poll, 30),
-            drain_poll=seconds(self.drain_poll, drain_poll),
+            launch_max=launch_max,
+            drain_max=drain_max,
+            # A long maximum polls less often by default, so one execution's history stays in bounds.
+            launch_poll=seconds(self.launch_poll, max(30, _history_poll(launch_max))),
+            drain_poll=seconds(self.drain_poll, max(drain_poll, _history_poll(drain_max))),
             dns_ttl_wait=seconds(self.dns_ttl_wait, 120),
             unreachable_after=self.unreachable_after,
             reconcile_every=seconds(self.reconcile_every, 15 * 60),
         )
         resolved.validate()
         return resolved
+
+
+def _history_poll(maximum: int) -> int:
+    """The shortest poll whose loops fit the execution history budget up to `maximum`."""
+    return -(-maximum * EVENTS_PER_LOOP // HISTORY_BUDGET)
 
 
 @dataclass(frozen=True)

@@ -285,6 +285,9 @@ def test_construct_refuses_bad_arguments() -> None:
     with pytest.raises(ValueError, match="25,000-event execution history"):
         LifecycleTimings(drain_max=Duration.hours(40), drain_poll=Duration.seconds(30)).resolve("bbb")
     assert LifecycleTimings(drain_max=Duration.hours(40), drain_poll=Duration.seconds(120)).resolve("bbb")
+    long_drain = LifecycleTimings(drain_max=Duration.hours(47)).resolve("bbb")
+    assert long_drain.drain_poll == 93 and long_drain.drain_max // long_drain.drain_poll * 12 <= 22_000
+    assert LifecycleTimings().resolve("bbb").drain_poll == 60
     app = App()
     stack = Stack(app, "Bad")
     vpc = ec2.Vpc(
