@@ -22,8 +22,13 @@ def responder() -> Iterator[StunResponder]:
 def published(metric: str, name: str, value: str) -> list[float]:
     now = datetime.now(timezone.utc)
     stats = boto3.client("cloudwatch").get_metric_statistics(
-        Namespace="BBBOnAWS/lctest", MetricName=metric, Dimensions=[{"Name": name, "Value": value}],
-        StartTime=now - timedelta(minutes=5), EndTime=now + timedelta(minutes=1), Period=60, Statistics=["Minimum"],
+        Namespace="BBBOnAWS/lctest",
+        MetricName=metric,
+        Dimensions=[{"Name": name, "Value": value}],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Minimum"],
     )
     return [point["Minimum"] for point in stats["Datapoints"]]
 
