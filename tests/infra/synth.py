@@ -78,5 +78,21 @@ HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def normalized(template: dict[str, Any]) -> dict[str, Any]:
-    """Asset hashes change with any edit of Lambda or relay code; snapshots compare everything else."""
-    return json.loads(HASH.sub("<HASH>", json.dumps(template)))
+    """Asset hashes change with any edit of Lambda or relay code; snapshots compare everything else.
+
+    CDK orders some lists (e.g. a policy's asset ARNs) by the hash itself, so lists made only of
+    hash-bearing items are put in a canonical order once the hashes are masked.
+    """
+    return _canonical(json.loads(HASH.sub("<HASH>", json.dumps(template))))
+
+
+def _canonical(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _canonical(value) for key, value in node.items()}
+    if isinstance(node, list):
+        items = [_canonical(item) for item in node]
+        texts = [json.dumps(item, sort_keys=True) for item in items]
+        if len(items) > 1 and all("<HASH>" in text for text in texts):
+            return [item for _, item in sorted(zip(texts, items, strict=True), key=lambda pair: pair[0])]
+        return items
+    return node
