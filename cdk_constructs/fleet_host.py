@@ -23,8 +23,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from cdk_constructs.lifecycle.nag_ids import resource_finding
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, resource_finding
 from stacks.config import Config
 from stacks.stage_rules import log_removal_policy, log_retention
 from userdata.render import Role as BundleRole

@@ -39,12 +39,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from cdk_constructs.lifecycle import nag_ids, names, permissions, state_machines
+from cdk_constructs.lifecycle import names, permissions, state_machines
 from cdk_constructs.lifecycle.functions import POWERTOOLS_LAYER_VERSION, FunctionKit
 from cdk_constructs.lifecycle.prober import TurnProber
 from cdk_constructs.lifecycle.reconciler import Reconciler
 from cdk_constructs.lifecycle.timings import LifecycleTimings, ResolvedTimings
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, resource_finding
 
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ClientExecutionTimeoutException",
@@ -372,7 +372,7 @@ class FleetLifecycle(Construct):
             )
         acknowledge(
             self,
-            nag_ids.resource_finding(self, "IAM5", group_arn),
+            resource_finding(self, "IAM5", group_arn),
             "Auto Scaling group ARNs embed a UUID unknown before creation; the group name pins the group",
         )
         acknowledge(
@@ -397,13 +397,13 @@ class FleetLifecycle(Construct):
             alarm_arn = permissions.probe_alarms(self._environment_name(), write=False).resources[0]
             acknowledge(
                 self,
-                nag_ids.resource_finding(self, "IAM5", alarm_arn),
+                resource_finding(self, "IAM5", alarm_arn),
                 "per-instance probe alarms are created at runtime; the name prefix pins this environment",
             )
         for state_machine in (self.launch_state_machine, self.drain_state_machine):
             acknowledge(
                 self,
-                nag_ids.resource_finding(self, "IAM5", permissions.execution_arns(state_machine)),
+                resource_finding(self, "IAM5", permissions.execution_arns(state_machine)),
                 "executions are named after instances at runtime; DescribeExecution is limited to the "
                 "executions of this fleet's own state machine",
             )
@@ -413,12 +413,12 @@ class FleetLifecycle(Construct):
         ):
             acknowledge(
                 machine,
-                nag_ids.resource_finding(self, "IAM5", f"{function.function_arn}:*"),
+                resource_finding(self, "IAM5", f"{function.function_arn}:*"),
                 "Step Functions' LambdaInvoke grant covers the function's versions; only this function",
             )
         acknowledge(
             self,
-            nag_ids.resource_finding(self, "IAM5", f"{self.bootstrap_function.function_arn}:*"),
+            resource_finding(self, "IAM5", f"{self.bootstrap_function.function_arn}:*"),
             "the Provider framework may invoke any version of the bootstrap function, and only that one",
         )
         acknowledge(provider, "L1", "the CDK Provider framework chooses its own Node.js runtime")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdk_constructs.lifecycle.nag_ids import render
+from cdk_constructs.nag import render
 
 
 def test_render_matches_cdk_nags_flattening() -> None:
