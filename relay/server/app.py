@@ -26,6 +26,7 @@ from relay.config import Listener, RelayConfig
 from relay.nonce import Nonces
 from relay.peers import PeerPolicy
 from relay.quotas import AllocationQuota, QuotaBackend, SourceLimiter
+from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
 from relay.server.relays import SocketBinder
 from relay.server.stream import UNALLOCATED_IDLE, StreamConnection
@@ -48,9 +49,11 @@ class RelayServer:
         draining: Any = lambda: False,
         quota: QuotaBackend | None = None,
         tls: Any = None,
+        fast: bool = True,
     ) -> None:
         self.config = config
         self.stats = stats
+        self._fast = fast  # False: the portable packet path (loop readers, recvfrom_into), for tests
         self._draining = draining
         self._tls = tls
         self.quota = quota if quota is not None else AllocationQuota(config.total_quota, config.user_quota)
@@ -75,6 +78,7 @@ class RelayServer:
         self.stream_servers: list[tuple[str, asyncio.AbstractServer]] = []
         self.connections: set[StreamConnection] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self.plane: DataPlane | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -83,8 +87,9 @@ class RelayServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         config = self.config
+        self.plane = data_plane(loop, self.stats, epoll=self._fast)
         binder = SocketBinder(
-            loop,
+            self.plane,
             self.forwarder,
             relay_ip=config.relay_ip,
             external_ip=config.external_ip,
@@ -92,6 +97,7 @@ class RelayServer:
             external_ipv6=config.external_ipv6,
             min_port=config.min_port,
             max_port=config.max_port,
+            in_place=self._fast,
         )
         self.core = TurnCore(
             config,
@@ -116,7 +122,12 @@ class RelayServer:
         assert self.core is not None and self._loop is not None
         if listener.transport == "udp":
             udp = UdpListener.bind(
-                listener.host, listener.port, core=self.core, forwarder=self.forwarder, loop=self._loop
+                listener.host,
+                listener.port,
+                core=self.core,
+                forwarder=self.forwarder,
+                plane=self.plane,
+                batched=self._fast,
             )
             self.udp.append(udp)
             _log.info("listening udp %s:%s", *udp.local)
@@ -195,6 +206,9 @@ class RelayServer:
                 await asyncio.wait_for(server.wait_closed(), 2)
         self.udp.clear()
         self.stream_servers.clear()
+        if self.plane is not None:
+            self.plane.close()
+            self.plane = None
         self._loop = None
 
     # --- introspection ---------------------------------------------------------------------------

@@ -1,33 +1,42 @@
 """Relay sockets: UDP sockets bound to the private relay address on a port from the configured range,
 advertised as the external address (an EC2 instance sits behind 1:1 NAT).
 
-Each endpoint is a non-blocking socket read with `loop.add_reader` (works on asyncio and uvloop alike),
-draining up to `RECV_BATCH` datagrams per wake-up into one shared receive buffer and handing each to
-`Forwarder.peer_datagram`. Nothing here is asyncio-protocol based, so a faster loop (recvmmsg, a C
-helper) can replace `_on_readable` without touching the core.
+Each endpoint is a non-blocking socket in the process's data plane (relay.server.dataplane), which
+calls its handler once per ready datagram. The handler for IPv4 relay sockets of UDP clients is the
+hot path and does the forwarding itself, in place in one shared buffer; the others hand the datagram
+to `Forwarder.peer_datagram`. Both apply the same rules (channel -> ChannelData, permission -> Data
+indication, else drop) and tests/relay/unit/test_fast_path.py runs them side by side.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
+import os
 import random
 import socket
+import struct
 import sys
 from typing import Any
 
-from relay.server.forwarding import Forwarder, report_internal_error
+from relay.server.dataplane import DataPlane
+from relay.server.forwarding import Forwarder
 from relay.stun.attributes import Address
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
+from relay.turn.wire import MAX_STUN_LENGTH, PADDING, data_indication_head
 
-RECV_BATCH = 64  # datagrams per readiness callback before yielding to the loop
 _BIND_ATTEMPTS = 64
 # Linux <netinet/in.h> values (Python does not export them): set DF on everything a socket sends.
 _IP_MTU_DISCOVER, _IPV6_MTU_DISCOVER, _PMTUDISC_DO = 10, 23, 2
 
-# One receive buffer per process: a datagram is fully forwarded before the next recvfrom_into.
-_BUFFER = bytearray(65536)
+# One receive buffer per process: a datagram is fully forwarded before the next recvfrom_into. It is
+# received at _HEADROOM, room for the longest header put in front (an IPv6 Data indication's 48 bytes).
+_HEADROOM = 48
+_BUFFER = bytearray(_HEADROOM + 65536 + 4)
 _VIEW = memoryview(_BUFFER)
+_RECV_VIEW = _VIEW[_HEADROOM : _HEADROOM + 65536]
+_PACK_CHANNEL = struct.Struct(">2sH").pack_into
+_PACK_HEADER = struct.Struct(">HH").pack_into
+_MAX_DATA_HEADS = 64  # cached Data-indication prefixes per allocation (peers without a channel)
 
 
 class PortPool:
@@ -78,10 +87,18 @@ class UdpRelayEndpoint:
 
     __slots__ = (
         "_allocation",
-        "_forwarder",
-        "_loop",
+        "_channel_in",
+        "_client",
+        "_client_sendto",
+        "_clock",
+        "_deliver",
+        "_in_place",
+        "_permissions",
+        "_plane",
         "_pool",
         "_reading",
+        "_recv",
+        "_stats",
         "advertised",
         "family",
         "port",
@@ -94,25 +111,42 @@ class UdpRelayEndpoint:
         sock: socket.socket,
         family: int,
         advertised: Address,
-        loop: asyncio.AbstractEventLoop,
+        plane: DataPlane,
         forwarder: Forwarder,
         pool: PortPool,
+        in_place: bool = True,
     ) -> None:
         self.sock = sock
         self.family = family
         self.advertised = advertised
         self.port = advertised[1]
         self.sendto = sock.sendto
-        self._loop = loop
-        self._forwarder = forwarder
+        self._recv = sock.recvfrom_into
+        self._plane = plane
+        self._deliver = forwarder.peer_datagram
+        self._stats = forwarder.stats
+        self._clock = forwarder.clock
         self._pool = pool
         self._allocation: Any = None
+        self._channel_in: dict[Address, bytes] = {}
+        self._permissions: dict[str, float] = {}
+        self._client: Address | None = None
+        self._client_sendto: Any = None
+        self._in_place = in_place  # False: always the general handler (the portable path, for tests)
         self._reading = False
 
     def attach(self, allocation: Any) -> None:
         self._allocation = allocation
+        # The packet path reads these per datagram: the allocation's dictionaries (kept, never
+        # replaced, by the control plane) and, for UDP clients, the listener socket's sendto.
+        self._channel_in = allocation.channel_in
+        self._permissions = allocation.permissions
+        origin = allocation.origin
+        udp_socket = getattr(origin, "sock", None) if not origin.stream else None
+        if udp_socket is not None and self.family == FAMILY_IPV4 and self._in_place:
+            self._client, self._client_sendto = allocation.client, udp_socket.sendto
         if not self._reading:
-            self._loop.add_reader(self.sock.fileno(), self._on_readable)
+            self._plane.add(self.sock.fileno(), self._on_readable if self._client_sendto else self._on_readable_any)
             self._reading = True
 
     def set_dont_fragment(self) -> bool:
@@ -133,28 +167,71 @@ class UdpRelayEndpoint:
         if self.sock.fileno() < 0:
             return
         if self._reading:
-            self._loop.remove_reader(self.sock.fileno())
+            self._plane.remove(self.sock.fileno())
             self._reading = False
         self.sock.close()
         self._pool.release(self.port)
         self._allocation = None
+        self._client_sendto = None
 
-    def _on_readable(self) -> None:
-        recv = self.sock.recvfrom_into
-        deliver = self._forwarder.peer_datagram
-        allocation = self._allocation
-        view = _VIEW
-        for _ in range(RECV_BATCH):
-            try:
-                size, address = recv(_BUFFER)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # e.g. a queued ICMP error; the next readiness event continues
-            try:
-                deliver(allocation, view[:size], address)
-            except Exception:  # a bug costs one datagram, never the relay socket
-                report_internal_error("peer datagram")
+    def _on_readable(self) -> int:
+        """IPv4 relay socket of a UDP client: one datagram per readiness event (relay.server.dataplane),
+        received behind a 48-byte headroom so the ChannelData or Data-indication header is written in
+        front of it and the datagram leaves without being copied. Returns the payload size relayed
+        (the data plane counts it) or -1."""
+        try:
+            size, address = self._recv(_RECV_VIEW)
+        except OSError:
+            return -1  # nothing after all, or a queued ICMP error
+        header = self._channel_in.get(address)
+        if header is not None:
+            _PACK_CHANNEL(_BUFFER, _HEADROOM - 4, header, size)
+            start = _HEADROOM - 4
+            end = _HEADROOM + size
+        elif address[0] in self._permissions:
+            head = self._allocation.data_heads.get(address)
+            if head is None:
+                head = _new_data_head(self._allocation, address)
+            pad = -size & 3
+            length = len(head) - 12 + size + pad  # attributes: XOR-PEER-ADDRESS and DATA
+            if length > MAX_STUN_LENGTH:
+                return -1
+            start = _HEADROOM - 8 - len(head)
+            _PACK_HEADER(_BUFFER, start, 0x0017, length)
+            _BUFFER[start + 4 : _HEADROOM - 4] = head
+            _PACK_HEADER(_BUFFER, _HEADROOM - 4, 0x0013, size)
+            end = _HEADROOM + size
+            if pad:
+                _BUFFER[end : end + pad] = PADDING[size & 3]
+                end += pad
+        else:
+            return -1
+        bucket = self._allocation.bucket_to_client
+        if bucket is not None and not bucket.consume(size, self._clock()):
+            self._stats.quota_rejections_bandwidth += 1
+            return -1
+        try:
+            self._client_sendto(_VIEW[start:end], self._client)
+        except OSError:
+            return -1
+        return size
+
+    def _on_readable_any(self) -> int:
+        """IPv6 relay sockets and stream (TCP/TLS) clients: the general `Forwarder.peer_datagram`."""
+        try:
+            size, address = self._recv(_RECV_VIEW)
+        except OSError:
+            return -1
+        self._deliver(self._allocation, _RECV_VIEW[:size], address)
+        return -1  # counted by the forwarder
+
+
+def _new_data_head(allocation: Any, peer: Address) -> bytes:
+    heads = allocation.data_heads
+    if len(heads) >= _MAX_DATA_HEADS:
+        heads.clear()
+    head = heads[peer] = data_indication_head(peer, os.urandom(12))
+    return head
 
 
 class SocketBinder:
@@ -162,7 +239,7 @@ class SocketBinder:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        plane: DataPlane,
         forwarder: Forwarder,
         *,
         relay_ip: str,
@@ -171,8 +248,9 @@ class SocketBinder:
         external_ipv6: str | None,
         min_port: int,
         max_port: int,
+        in_place: bool = True,
     ) -> None:
-        self._loop = loop
+        self._plane = plane
         self._forwarder = forwarder
         self._bind_ip = {FAMILY_IPV4: relay_ip}
         self._advertised_ip = {FAMILY_IPV4: external_ip or relay_ip}
@@ -188,6 +266,7 @@ class SocketBinder:
                 )
         self.pools = {family: PortPool(min_port, max_port) for family in self._bind_ip}
         self.dont_fragment = sys.platform.startswith("linux")
+        self._in_place = in_place
 
     def supports(self, family: int) -> bool:
         return family in self._bind_ip
@@ -238,5 +317,11 @@ class SocketBinder:
                 return None  # someone else holds it: the port stays out of the pool until restart
             raise
         return UdpRelayEndpoint(
-            sock, family, (self._advertised_ip[family], port), self._loop, self._forwarder, self.pools[family]
+            sock,
+            family,
+            (self._advertised_ip[family], port),
+            self._plane,
+            self._forwarder,
+            self.pools[family],
+            self._in_place,
         )

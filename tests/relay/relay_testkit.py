@@ -394,7 +394,15 @@ class RunningRelay:
     """A `RelayServer` on its own event loop in a background thread, so blocking test clients can talk
     to it from the test thread. `call(fn)` runs `fn()` on the relay's loop and returns its result."""
 
-    def __init__(self, config: RelayConfig, *, tls: Any = None, draining: Any = None, use_uvloop: bool = False):
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        tls: Any = None,
+        draining: Any = None,
+        use_uvloop: bool = False,
+        fast: bool = True,
+    ):
         import asyncio
         import threading
 
@@ -403,7 +411,9 @@ class RunningRelay:
         self.config = config
         self.stats = RelayStats()
         self.draining = False
-        self.server = RelayServer(config, stats=self.stats, tls=tls, draining=draining or (lambda: self.draining))
+        self.server = RelayServer(
+            config, stats=self.stats, tls=tls, draining=draining or (lambda: self.draining), fast=fast
+        )
         if use_uvloop:
             import uvloop
 

@@ -1,0 +1,203 @@
+"""The packet path over real sockets, fast (epoll data plane, recvmmsg, in-place headers) and portable
+(loop readers, recvfrom_into, Forwarder) side by side: same bytes out, same counters."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import pytest
+from relay_testkit import Peer, RunningRelay, indication, loopback_config, request
+
+from relay.config import RelayConfig
+from relay.stun import Attr, MessageClass, Method, decode, encode
+from relay.stun.constants import FAMILY_IPV6
+
+SIZES = [0, 1, 2, 3, 4, 5, 120, 1000, 1472]
+
+
+def _config(**overrides: object) -> RelayConfig:
+    allowed = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    return loopback_config(allowed_peers=allowed, **overrides)
+
+
+def _counters(relay: RunningRelay) -> tuple[int, int, int, int]:
+    snapshot = relay.call(relay.stats.snapshot)
+    return (
+        snapshot["packets_client_to_peer"],
+        snapshot["bytes_client_to_peer"],
+        snapshot["packets_peer_to_client"],
+        snapshot["bytes_peer_to_client"],
+    )
+
+
+def _exchange(relay: RunningRelay) -> list[object]:
+    """One client, two peers: Send/Data indications with one, a channel with the other, every payload
+    size (padding), FINGERPRINT and DONT-FRAGMENT variants, and a peer without a permission. Returns
+    what arrived where (payloads, channels, "from the expected peer") and the relay's counters."""
+    seen: list[object] = []
+    with relay.client() as client, Peer() as by_indication, Peer() as by_channel, Peer("127.0.0.2") as stranger:
+        relayed = client.relayed(client.allocate())
+        assert client.create_permission(by_indication.address).message_class == MessageClass.SUCCESS
+        assert client.channel_bind(0x4001, by_channel.address).message_class == MessageClass.SUCCESS
+
+        def at(peer: Peer) -> bytes:
+            data, source = peer.recv()
+            assert source == relayed
+            return data
+
+        def to_client(peer: Peer) -> tuple[object, ...]:
+            source, channel, data = client.receive_data()
+            return (source == peer.address if source else None), channel, data
+
+        for size in SIZES:
+            payload = (bytes(range(256)) * 6)[:size]
+            client.send_indication(by_indication.address, payload)
+            seen.append(at(by_indication))
+            extras = ((Attr.DONT_FRAGMENT, True),) if size % 2 else ()
+            message = indication(
+                Method.SEND, (Attr.XOR_PEER_ADDRESS, by_indication.address), (Attr.DATA, payload), *extras
+            )
+            client.send_raw(encode(message, fingerprint=True))
+            seen.append(at(by_indication))
+            client.channel_data(0x4001, payload)
+            seen.append(at(by_channel))
+            by_indication.send(payload, relayed)
+            seen.append(to_client(by_indication))
+            by_channel.send(payload, relayed)
+            seen.append(to_client(by_channel))
+        stranger.send(b"no permission", relayed)
+        client.send_indication(stranger.address, b"no permission either")
+        assert stranger.nothing_received(0.2)
+        by_indication.send(b"last", relayed)
+        assert client.receive_data()[2] == b"last"  # the stranger's datagram was dropped, not queued
+        seen.append(_counters(relay))
+    return seen
+
+
+def test_fast_and_portable_paths_relay_the_same_bytes() -> None:
+    results = []
+    for fast in (True, False):
+        with RunningRelay(_config(), fast=fast) as relay:
+            assert (relay.server.udp[0].receiver is not None) is fast
+            results.append(_exchange(relay))
+    fast_result, portable_result = results
+    assert fast_result == portable_result
+    assert (None, 0x4001, b"") in fast_result and (True, None, b"\x00") in fast_result
+    packets_up, bytes_up, packets_down, bytes_down = fast_result[-1]  # type: ignore[misc]
+    assert packets_up == 3 * len(SIZES) and packets_down == 2 * len(SIZES) + 1
+    assert bytes_up == 3 * sum(SIZES) and bytes_down == 2 * sum(SIZES) + 4
+
+
+def test_data_indication_layout_from_the_in_place_path() -> None:
+    """The fast path writes the Data indication around the received payload: check the real bytes."""
+    with RunningRelay(_config()) as relay, relay.client() as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.create_permission(peer.address)
+        for size in (0, 1, 2, 3, 5):
+            peer.send(b"z" * size, relayed)
+            frame = client.recv_frame()
+            message = decode(frame)
+            assert (message.method, message.message_class) == (Method.DATA, MessageClass.INDICATION)
+            assert message.get(Attr.XOR_PEER_ADDRESS) == peer.address
+            assert message.get(Attr.DATA) == b"z" * size
+            padding = -size % 4
+            assert len(frame) % 4 == 0 and frame[len(frame) - padding :] == b"\x00" * padding
+
+
+def test_ipv6_relay_of_an_ipv4_client_takes_the_general_path() -> None:
+    with RunningRelay(_config()) as relay, relay.client() as client, Peer("::1") as peer6:
+        response = client.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.REQUESTED_ADDRESS_FAMILY, FAMILY_IPV6))
+        relayed = client.relayed(response)
+        client.channel_bind(0x4002, peer6.address)
+        peer6.send(b"from v6", relayed)
+        assert client.receive_data() == (None, 0x4002, b"from v6")
+        client.channel_data(0x4002, b"to v6")
+        assert peer6.recv()[0] == b"to v6"
+
+
+def test_one_batch_mixing_channel_data_requests_and_indications() -> None:
+    """Datagrams that arrive together are read by one recvmmsg: each kind must still be handled."""
+    with RunningRelay(_config()) as relay, relay.client() as client, Peer() as peer:
+        client.allocate()
+        client.channel_bind(0x4003, peer.address)
+        listener = relay.server.udp[0]
+        relay.call(lambda: relay.server.plane.remove(listener.sock.fileno()))  # let datagrams queue up
+        client.channel_data(0x4003, b"one")
+        client.send_raw(encode(request(Method.BINDING, tid=b"b" * 12)))
+        client.send_indication(peer.address, b"two")
+        client.send_raw(b"\xff\xff\xff\xff")  # garbage: counted as malformed
+        client.channel_data(0x4003, b"three")
+        time.sleep(0.05)
+        relay.call(lambda: relay.server.plane.add(listener.sock.fileno(), listener._on_readable_batched))
+        assert [peer.recv()[0] for _ in range(3)] == [b"one", b"two", b"three"]
+        response = decode(client.recv_frame())
+        assert response.transaction_id == b"b" * 12 and response.message_class == MessageClass.SUCCESS
+        assert relay.call(lambda: relay.stats.malformed_udp) == 1
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bandwidth_limit_applies_on_both_paths(fast: bool) -> None:
+    with RunningRelay(_config(max_bps=2000), fast=fast) as relay, relay.client() as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.channel_bind(0x4004, peer.address)
+        for _ in range(5):
+            client.channel_data(0x4004, b"u" * 900)
+        up = 0
+        while not peer.nothing_received(0.2):
+            up += 1
+        for _ in range(5):
+            peer.send(b"d" * 900, relayed)
+        down = 0
+        while True:
+            try:
+                client.receive_data(timeout=0.2)
+            except TimeoutError:
+                break
+            down += 1
+        assert up == down == 2  # a 2000-byte burst holds two 900-byte datagrams per direction
+        assert relay.call(lambda: relay.stats.quota_rejections_bandwidth) == 6
+
+
+@pytest.mark.slow
+def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
+    """Arbitrary datagrams from a client that holds an allocation with a channel and a permission
+    (so the inline ChannelData and Send-indication code is reached), in batches: nothing escapes,
+    nothing is relayed that should not be, and the relay keeps serving."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from relay_fuzz_strategies import anything, channel_data_like
+
+    counter = [0]
+    with RunningRelay(_config()) as relay, relay.client() as client, Peer() as peer:
+        client.allocate()
+        client.channel_bind(0x4005, peer.address)
+        listener = relay.server.udp[0]
+        peer.sock.setblocking(False)
+
+        @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(batch=st.lists(st.one_of(anything, channel_data_like()), min_size=1, max_size=8))
+        def run(batch: list[bytes]) -> None:
+            counter[0] += 1
+            relay.call(lambda: relay.server.plane.remove(listener.sock.fileno()))
+            for datagram in batch:
+                client.send_raw(datagram)
+            relay.call(listener._on_readable_batched)  # all of them, in one recvmmsg
+            relay.call(lambda: relay.server.plane.add(listener.sock.fileno(), listener._on_readable_batched))
+            time.sleep(0.001)
+            channel = [d for d in batch if d[:2] == b"\x40\x05" and int.from_bytes(d[2:4], "big") <= len(d) - 4]
+            relayed = []
+            while True:
+                try:
+                    relayed.append(peer.sock.recv(70000))
+                except BlockingIOError:
+                    break
+            assert relayed == [d[4 : 4 + int.from_bytes(d[2:4], "big")] for d in channel]
+
+        run()
+        errors = relay.call(lambda: relay.stats.snapshot())
+        assert sum(v for k, v in errors.items() if k.endswith("server_error")) == 0
+        client.channel_data(0x4005, b"still relaying")
+        peer.sock.setblocking(True)
+        assert peer.recv()[0] == b"still relaying"
+    record_property("fuzz:udp_batched", counter[0])
