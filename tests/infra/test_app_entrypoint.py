@@ -50,3 +50,16 @@ def test_app_reports_every_problem_and_builds_nothing(tmp_path):
     assert "deployment.network.vpcCidr: '10.0.0.0/8' must have a prefix length between /16 and /28" in result.stderr
     assert "deployment.tunr: unknown key; did you mean 'turn'?" in result.stderr
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_cli_synth_needs_no_network_and_no_context_lookup(tmp_path):
+    """`cdk synth` in a network namespace with no interface but a downed loopback: no credentials, no DNS, no
+    internet. It must still succeed, and the assembly must not ask for any context lookup."""
+    result = run(["unshare", "--net", "--", "npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(tmp_path)],
+                 {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert "missing" not in manifest, manifest.get("missing")
+    assert not (ROOT / "cdk.context.json").exists()
+    assert len(list(tmp_path.glob("*.template.json"))) >= 5
