@@ -20,6 +20,9 @@ How the server uses it:
 
     admin = AdminServer(control, lambda: render_metrics(registry), config.admin_host, config.admin_port)
     await admin.start()          # raises OSError if the port is taken (report it and exit non-zero)
+
+With worker processes the supervisor passes `before_metrics`, a coroutine that collects fresh counts
+from every worker before each scrape is rendered.
     ...
     await admin.close()
 """
@@ -30,7 +33,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from relay.control import RelayControl
@@ -91,9 +94,11 @@ class AdminServer:
         request_timeout: float = 5.0,
         max_header_bytes: int = 8192,
         max_body_bytes: int = 1024,
+        before_metrics: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._control = control
         self._render_metrics = render_metrics
+        self._before_metrics = before_metrics
         self._host, self._port = host, port
         self._max_connections = max_connections
         self._timeout = request_timeout
@@ -155,6 +160,8 @@ class AdminServer:
         if method not in allowed:
             return Response(405, b"method not allowed\n", headers=(("Allow", ", ".join(sorted(allowed))),))
         try:
+            if path == "/metrics" and self._before_metrics is not None:
+                await self._before_metrics()  # e.g. fresh counts from every worker
             response = self._dispatch(path, peer)
         except Exception:
             _log.exception("admin %s %s failed", method, path)

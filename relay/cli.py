@@ -1,10 +1,13 @@
 """Command line entry point: `python -m relay -c FILE` or the `bbb-turn-relay` console script.
 
-Loads and validates the configuration (relay.config_loader), then runs one relay process: the TURN
-listeners (relay.server), the admin endpoint with /metrics, /healthz, /readyz and POST /drain
-(relay.admin), signal handling (SIGUSR1 drain, SIGHUP reload, SIGTERM stop; relay.control) and systemd
-readiness (relay.systemd). Exit codes: 0 after a drain or a stop, 1 when the relay cannot start (a port
-in use, a missing certificate), 2 for configuration errors (and `--check-config` finding any).
+Loads and validates the configuration (relay.config_loader). With `workers` = 1 it runs one relay
+process: the TURN listeners (relay.server), the admin endpoint with /metrics, /healthz, /readyz and
+POST /drain (relay.admin), signal handling (SIGUSR1 drain, SIGHUP reload, SIGTERM stop; relay.control)
+and systemd readiness (relay.systemd). With more (`workers` = 0, the default, means one per CPU) this
+process becomes the supervisor of that many worker processes (relay.workers, relay.worker) and keeps
+the admin endpoint, signals and systemd to itself. Exit codes: 0 after a drain or a stop, 1 when the
+relay cannot start (a port in use, a missing certificate), 2 for configuration errors (and
+`--check-config` finding any).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from relay.metrics import RelayCollector, RelayStats, build_registry, render_met
 from relay.server.app import RelayServer
 from relay.systemd import SystemdNotifier
 from relay.tls import ServerTls
+from relay.workers import Supervisor, worker_count
 
 _log = get_logger("relay.cli")
 
@@ -48,13 +52,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(config.log_level, config.log_format)
     for problem in result.warnings:
         _log.warning("config_warning", key=problem.key, detail=str(problem))
+    workers = worker_count(config)
     try:
-        return _run(_serve(config, argv, environ))
+        if workers > 1:
+            supervisor = Supervisor(
+                config, workers, argv=argv, environ=environ, notifier=SystemdNotifier.from_environment(environ)
+            )
+            return run_event_loop(supervisor.run())
+        return run_event_loop(_serve(config, argv, environ))
     except KeyboardInterrupt:
         return 0
 
 
-def _run(coroutine: object) -> int:
+def run_event_loop(coroutine: object) -> int:
+    """Run `coroutine` to completion on uvloop when installed (the packet path's wake-ups are cheaper
+    there), else on asyncio's default loop."""
     try:
         import uvloop
     except ImportError:
@@ -70,8 +82,6 @@ async def _serve(config: RelayConfig, argv: Sequence[str], environ: Mapping[str,
     notifier = SystemdNotifier.from_environment(environ)
     control = RelayControl(config.drain_timeout, config.drain_min_allocations)
     stats = RelayStats()
-    if config.workers != 1:
-        _log.info("workers", detail="running one relay process; multi-worker mode is not implemented yet")
     try:
         tls = (
             ServerTls(config.cert_file, config.key_file, config.tls_min_version, config.tls_ciphers)

@@ -7,9 +7,10 @@ pool, runs the expiry timer, and applies reloads. One instance per process (per 
     server.reload(new_config)     # SIGHUP: secrets, static users, peer lists, TLS, quotas
     await server.close()          # ends every allocation and closes every socket
 
-Multi-worker notes: the allocation table, the port pool and the relay sockets belong to this process;
-the nonce secret must be shared (config.nonce_secret) so a retry landing on another worker still
-authenticates; quotas go through `QuotaBackend`, which a shared implementation can replace.
+In a worker (relay.worker) the supervisor passes `sockets` (listeners it bound with SO_REUSEPORT),
+`port_range` (this worker's share of the relay ports), a shared `quota` (relay.shared_quotas) and a
+config whose nonce_secret every worker shares. The allocation table, the port pool and the relay
+sockets belong to this process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from relay.auth import Authenticator
@@ -30,7 +33,7 @@ from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
 from relay.server.relays import SocketBinder
 from relay.server.stream import UNALLOCATED_IDLE, StreamConnection
-from relay.server.udp import UdpListener
+from relay.server.udp import UdpListener, bind_udp
 from relay.stun.attributes import Address
 from relay.turn.handler import TurnCore
 
@@ -50,10 +53,16 @@ class RelayServer:
         quota: QuotaBackend | None = None,
         tls: Any = None,
         fast: bool = True,
+        sockets: Mapping[int, socket.socket] | None = None,
+        port_range: tuple[int, int] | None = None,
     ) -> None:
         self.config = config
         self.stats = stats
         self._fast = fast  # False: the portable packet path (loop readers, recvfrom_into), for tests
+        # A worker gets its listening sockets (by index in config.listeners) already bound by the
+        # supervisor, and its own share of the relay port range.
+        self._sockets = dict(sockets or {})
+        self._port_range = port_range or (config.min_port, config.max_port)
         self._draining = draining
         self._tls = tls
         self.quota = quota if quota is not None else AllocationQuota(config.total_quota, config.user_quota)
@@ -95,8 +104,8 @@ class RelayServer:
             external_ip=config.external_ip,
             relay_ipv6=config.relay_ipv6,
             external_ipv6=config.external_ipv6,
-            min_port=config.min_port,
-            max_port=config.max_port,
+            min_port=self._port_range[0],
+            max_port=self._port_range[1],
             in_place=self._fast,
         )
         self.core = TurnCore(
@@ -111,19 +120,18 @@ class RelayServer:
             draining=self._draining,
         )
         try:
-            for listener in config.listeners:
-                await self._listen(listener)
+            for index, listener in enumerate(config.listeners):
+                await self._listen(listener, self._sockets.pop(index, None))
         except BaseException:
             await self.close()
             raise
         self._timer = loop.call_later(TICK_INTERVAL, self._tick)
 
-    async def _listen(self, listener: Listener) -> None:
+    async def _listen(self, listener: Listener, sock: socket.socket | None) -> None:
         assert self.core is not None and self._loop is not None
         if listener.transport == "udp":
-            udp = UdpListener.bind(
-                listener.host,
-                listener.port,
+            udp = UdpListener(
+                sock if sock is not None else bind_udp(listener.host, listener.port),
                 core=self.core,
                 forwarder=self.forwarder,
                 plane=self.plane,
@@ -142,14 +150,22 @@ class RelayServer:
                     "a tls listener cannot take it"
                 )
             ssl_context = self._tls.listener_context
-        server = await self._loop.create_server(
-            lambda: self._connection(listener),
-            listener.host,
-            listener.port,
-            ssl=ssl_context,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
-            reuse_address=True,
-        )
+        if sock is not None:
+            server = await self._loop.create_server(
+                lambda: self._connection(listener),
+                sock=sock,
+                ssl=ssl_context,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
+            )
+        else:
+            server = await self._loop.create_server(
+                lambda: self._connection(listener),
+                listener.host,
+                listener.port,
+                ssl=ssl_context,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
+                reuse_address=True,
+            )
         self.stream_servers.append((listener.transport, server))
         _log.info("listening %s %s", listener.transport, server.sockets[0].getsockname()[:2])
 
@@ -237,8 +253,9 @@ class RelayServer:
             self._tls.reload(config.cert_file, config.key_file)
         self.auth.update(config.auth_secrets, config.static_users)
         self.peers.update(allowed, config.denied_peers, allow_loopback=config.allow_loopback_peers)
-        if isinstance(self.quota, AllocationQuota):
-            self.quota.update(config.total_quota, config.user_quota)
+        update_limits = getattr(self.quota, "update", None)  # AllocationQuota, SharedQuota
+        if update_limits is not None:
+            update_limits(config.total_quota, config.user_quota)
         self.nonces.lifetime = float(config.nonce_lifetime)
         if self.limiter is not None and config.unauthenticated_rate > 0:
             self.limiter.rate = float(config.unauthenticated_rate)

@@ -61,8 +61,8 @@ class StreamConnection(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not isinstance(transport, asyncio.Transport): uvloop's transports do not register as one.
+        self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.local = (local[0], local[1]) if local else ("0.0.0.0", 0)

@@ -201,3 +201,15 @@ def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
         peer.sock.setblocking(True)
         assert peer.recv()[0] == b"still relaying"
     record_property("fuzz:udp_batched", counter[0])
+
+
+def test_tcp_clients_on_uvloop() -> None:
+    """uvloop's TCP transports are not asyncio.Transport instances: the stream path must not care."""
+    pytest.importorskip("uvloop")
+    with RunningRelay(_config(), use_uvloop=True) as relay, relay.client("tcp") as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.channel_bind(0x4006, peer.address)
+        client.channel_data(0x4006, b"over tcp")
+        assert peer.recv() == (b"over tcp", relayed)
+        peer.send(b"back over tcp", relayed)
+        assert client.receive_data() == (None, 0x4006, b"back over tcp")
