@@ -145,6 +145,7 @@ GAUGE_FIELDS: frozenset[str] = frozenset(attr for spec in _SPECS if spec.kind ==
 COUNTER_FIELDS: frozenset[str] = frozenset(STAT_FIELDS) - GAUGE_FIELDS
 
 Snapshot = dict[str, int]
+_REQUEST_FIELD = {(m, r): f"requests_{m}_{r}" for m in REQUEST_METHODS for r in REQUEST_RESULTS}
 
 
 class RelayStats:
@@ -158,11 +159,11 @@ class RelayStats:
 
     def count_request(self, method: str, result: str) -> None:
         """Count a request; unknown methods are folded into "other" (labels stay bounded)."""
-        if result not in REQUEST_RESULTS:
-            raise ValueError(f"request result {result!r} is not one of {REQUEST_RESULTS}")
-        if method not in REQUEST_METHODS:
-            method = "other"
-        name = f"requests_{method}_{result}"
+        name = _REQUEST_FIELD.get((method, result))
+        if name is None:
+            if result not in REQUEST_RESULTS:
+                raise ValueError(f"request result {result!r} is not one of {REQUEST_RESULTS}")
+            name = f"requests_other_{result}"
         setattr(self, name, getattr(self, name) + 1)
 
     def snapshot(self) -> Snapshot:

@@ -52,10 +52,12 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("hdr", _MsgHdr), ("length", ctypes.c_uint)]
 
 
+_FAMILY = socket.AF_INET.to_bytes(2, sys.byteorder)
+
+
 def address_key(address: tuple[str, int]) -> int:
-    """The int `key(i)` yields for datagrams from this IPv4 address (see the module docstring)."""
-    raw = socket.AF_INET.to_bytes(2, sys.byteorder) + address[1].to_bytes(2, "big") + socket.inet_aton(address[0])
-    return int.from_bytes(raw, sys.byteorder)
+    """The int `keys[2 * i]` holds for datagrams from this IPv4 address (see the module docstring)."""
+    return int.from_bytes(_FAMILY + address[1].to_bytes(2, "big") + socket.inet_aton(address[0]), sys.byteorder)
 
 
 def _recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]

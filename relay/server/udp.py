@@ -32,6 +32,7 @@ from relay.turn.allocation import Allocation
 from relay.turn.handler import TurnCore
 
 RECV_BATCH = 64
+LISTENER_RECEIVE_BUFFER = 4 * 1024 * 1024
 _BUFFER = bytearray(65536)
 _VIEW = memoryview(_BUFFER)
 
@@ -47,7 +48,8 @@ class ClientIndex(dict):  # type: ignore[type-arg]
         self.peers: dict[int, dict[bytes, Any]] = {}
 
     def __setitem__(self, client: Address, allocation: Allocation) -> None:
-        self._forget(client)
+        if client in self:
+            self._forget(client)
         super().__setitem__(client, allocation)
         key = _raw_key(client)
         if key is not None:
@@ -76,7 +78,7 @@ class ClientIndex(dict):  # type: ignore[type-arg]
 
 
 def _raw_key(client: Hashable) -> int | None:
-    if isinstance(client, tuple) and len(client) == 2 and ":" not in client[0]:
+    if type(client) is tuple and len(client) == 2 and ":" not in client[0]:
         try:
             return address_key(client)
         except (OSError, ValueError, OverflowError, TypeError):
@@ -273,6 +275,9 @@ def bind_udp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual-stack "::"
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # Every client's datagrams share this socket: a burst (a conference starting, 1 000 Allocates
+        # at once) must queue, not drop. The kernel caps the size at net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTENER_RECEIVE_BUFFER)
         sock.bind((host, port))
     except OSError:
         sock.close()
