@@ -25,6 +25,7 @@ from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.wire import MAX_STUN_LENGTH, PADDING, data_indication_head
 
 _BIND_ATTEMPTS = 64
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: non-blocking from socket(2) on
 # Linux <netinet/in.h> values (Python does not export them): set DF on everything a socket sends.
 _IP_MTU_DISCOVER, _IPV6_MTU_DISCOVER, _PMTUDISC_DO = 10, 23, 2
 
@@ -181,7 +182,7 @@ class UdpRelayEndpoint:
         if self.sock.fileno() < 0:
             return
         if self._reading:
-            self._plane.remove(self.sock.fileno())
+            self._plane.closing(self.sock.fileno())
             self._reading = False
         self.sock.close()
         self._pool.release(self.port)
@@ -318,12 +319,13 @@ class SocketBinder:
 
     def _open(self, family: int, port: int) -> UdpRelayEndpoint | None:
         af = socket.AF_INET if family == FAMILY_IPV4 else socket.AF_INET6
-        sock = socket.socket(af, socket.SOCK_DGRAM)
+        sock = socket.socket(af, socket.SOCK_DGRAM | _SOCK_NONBLOCK)  # no separate fcntl per allocation
         try:
             if af == socket.AF_INET6:
                 # No IPv4-mapped traffic on IPv6 relay sockets: peers are checked as real IPv4 addresses.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setblocking(False)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
             sock.bind((self._bind_ip[family], port))
         except OSError as error:
             sock.close()

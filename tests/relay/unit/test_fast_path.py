@@ -159,3 +159,28 @@ def test_data_plane_serves_one_datagram_per_event_and_counts_relayed_bytes(epoll
         assert received[-1] == b"defgh" and len(plane) == 0
     plane.close()
     loop.close()
+
+
+def test_closing_a_socket_leaves_the_epoll_set_clean_for_its_number() -> None:
+    """Relay sockets skip epoll_ctl(DEL): closing the descriptor removes it from the set. A new socket
+    that gets the same number must be served by its own handler only."""
+    loop = asyncio.new_event_loop()
+    plane = data_plane(loop, RelayStats())
+    seen: list[str] = []
+    first = _udp()
+    first.setblocking(False)
+    number = first.fileno()
+    plane.add(number, lambda: seen.append("old") or -1)
+    plane.closing(number)
+    first.close()
+    second = _udp()
+    second.setblocking(False)
+    assert second.fileno() == number  # the lowest free descriptor comes back
+    plane.add(number, lambda: (second.recv(100), seen.append("new"))[1] or -1)
+    with _udp() as sender:
+        sender.sendto(b"x", second.getsockname())
+        loop.run_until_complete(asyncio.sleep(0.05))
+    assert seen == ["new"]
+    second.close()
+    plane.close()
+    loop.close()
