@@ -65,7 +65,7 @@ class RelayConfig:
     max_bps: int = 0  # per allocation, bytes per second, each direction
     max_permissions: int = 100  # peer IPs per allocation (508 beyond)
     # RFC 8656 channels are 0x4000-0x4FFF; RFC 5766 clients (coturn <= 4.6 turnutils_uclient, pjnath)
-    # pick up to 0x7FFE. Browsers count up from 0x4000, so the strict range is the default.
+    # pick up to 0x7FFF. Browsers count up from 0x4000, so the strict range is the default.
     legacy_channel_numbers: bool = False
 
     # Lifetimes (seconds), RFC 8656 defaults.

@@ -250,7 +250,7 @@ KEYS: tuple[KeySpec, ...] = (
         "legacy-channel-numbers",
         "flag",
         "supported",
-        "accept RFC 5766 channel numbers up to 0x7FFE (old non-browser clients)",
+        "accept RFC 5766 channel numbers up to 0x7FFF (old non-browser clients)",
         ours=True,
     ),
     _k("max-allocate-lifetime", "value", "supported", "longest allocation lifetime in seconds (default 3600)"),

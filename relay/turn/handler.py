@@ -48,7 +48,7 @@ from relay.turn.table import AllocationTable
 
 _log = logging.getLogger("relay.turn")
 
-CHANNEL_MAX_RFC5766 = 0x7FFE  # with config.legacy_channel_numbers
+CHANNEL_MAX_RFC5766 = 0x7FFF  # with config.legacy_channel_numbers: RFC 5766 section 11 "0x4000 through 0x7FFF"
 CHANNEL_COOLDOWN = 300.0  # RFC 8656 section 12: no rebinding of a number/peer for 5 minutes
 RESERVATION_LIFETIME = 30.0  # RFC 8656 section 7.2: hold an EVEN-PORT R reservation ~30 s
 

@@ -52,7 +52,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_turnutils_uclient(echo_peer: int, case: str) -> None:
-    # coturn <= 4.6's uclient picks channel numbers from RFC 5766's range (up to 0x7FFE).
+    # coturn <= 4.6's uclient picks channel numbers from RFC 5766's range (up to 0x7FFF).
     config = loopback_config(legacy_channel_numbers=True)
     with RunningRelay(config) as relay:
         transport = "tcp" if "-t" in CASES[case] else "udp"

@@ -422,7 +422,10 @@ def test_legacy_rfc5766_channel_numbers_only_when_enabled() -> None:
         h.allocate()
     assert error_of(_bind(strict, 0x6374)) == 400
     assert _bind(legacy, 0x6374).message_class == MessageClass.SUCCESS
-    assert error_of(_bind(legacy, 0x7FFF)) == 400
+    # RFC 5766 section 11: "0x4000 through 0x7FFF"; coturn's uclient picks 0x7FFF too (1 in 16 384 binds).
+    other = ("52.1.2.4", 6000)  # PEER already has channel 0x6374
+    assert _bind(legacy, 0x7FFF, other).message_class == MessageClass.SUCCESS
+    assert error_of(_bind(legacy, 0x8000, ("52.1.2.5", 6000))) == 400
 
 
 def test_channel_bind_installs_fast_paths_and_permission(h: Harness) -> None:
