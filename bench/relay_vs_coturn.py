@@ -64,12 +64,12 @@ def scenarios(mode: str) -> list[Scenario]:
             Scenario("tcp", "channel", 120, 100, 10, 400),
         ]
     rows = []
+    for method in ("channel", "send"):  # up to and past both servers' saturation on one core
+        rows += [Scenario("udp", method, 120, clients, 10, 800) for clients in (100, 300, 500, 700, 900)]
     for method in ("channel", "send"):
-        rows += [Scenario("udp", method, 120, clients, 10, 1000) for clients in (100, 200, 300, 400, 500, 600)]
-    for method in ("channel", "send"):
-        rows += [Scenario("udp", method, 1000, clients, 10, 1000) for clients in (100, 300)]
-    rows += [Scenario("tcp", "channel", 120, clients, 10, 1000) for clients in (100, 300)]
-    rows += [Scenario("tcp", "send", 120, 100, 10, 1000)]
+        rows += [Scenario("udp", method, 1000, clients, 10, 800) for clients in (100, 300)]
+    rows += [Scenario("tcp", "channel", 120, clients, 10, 800) for clients in (100, 300)]
+    rows += [Scenario("tcp", "send", 120, 100, 10, 800)]
     return rows
 
 
@@ -184,8 +184,15 @@ def allocation_phase(servers: list[Server], mode: str, load_cores: list[int]) ->
         began = time.monotonic()
         server.start()
         try:
+            cpu_before = server.cpu_seconds()
             rate = allocation_cycles(("127.0.0.1", server.port), SECRET, REALM, clients=64, seconds=seconds)
-            results[server.name] = {"allocations_per_second": rate.rate, "allocation_errors": sum(rate.errors.values())}
+            cpu = server.cpu_seconds() - cpu_before
+            results[server.name] = {
+                "allocations_per_second": rate.rate,
+                "allocation_errors": sum(rate.errors.values()),
+                "allocation_cpu_us": cpu / max(1, rate.successes) * 1e6,
+                "allocation_cpu_busy": cpu / rate.seconds,  # 1.0 = the server's core was saturated
+            }
         finally:
             server.stop()
         server.start()
@@ -302,6 +309,11 @@ def report(rows: list[Row], allocations: dict[str, dict[str, float]], info: dict
         f"  Allocate+Refresh(0) cycles/s   ours {ours.get('allocations_per_second', 0):>8.0f}   "
         f"coturn {theirs.get('allocations_per_second', 0):>8.0f}   ratio "
         f"{ratio(ours.get('allocations_per_second', 0), theirs.get('allocations_per_second', 0))}"
+    )
+    lines.append(
+        f"  server CPU per cycle           ours {ours.get('allocation_cpu_us', 0):>8.0f} us "
+        f"coturn {theirs.get('allocation_cpu_us', 0):>8.0f} us   (busy: ours {ours.get('allocation_cpu_busy', 0):.0%}, "
+        f"coturn {theirs.get('allocation_cpu_busy', 0):.0%} of a core)"
     )
     steps = sorted(int(k[4:]) for k in ours if k.startswith("rss_") and k[4:].isdigit())
     for step in steps:

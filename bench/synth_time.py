@@ -38,8 +38,7 @@ def stack_table(outdir: Path) -> list[tuple[str, int, int]]:
     rows = []
     for path in sorted(outdir.glob("*.template.json")):
         template = json.loads(path.read_text())
-        rows.append((path.name.removesuffix(".template.json"), len(template.get("Resources", {})),
-                     path.stat().st_size))
+        rows.append((path.name.removesuffix(".template.json"), len(template.get("Resources", {})), path.stat().st_size))
     return rows
 
 
