@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import hashlib
 import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -77,7 +76,7 @@ def _is_timestamp(text: str) -> bool:
 
 
 def rest_password(secret: str, username: str) -> str:
-    digest = hmac.new(secret.encode("utf-8"), username.encode("utf-8"), hashlib.sha1).digest()
+    digest = hmac.digest(secret.encode("utf-8"), username.encode("utf-8"), "sha1")
     return base64.b64encode(digest).decode("ascii")
 
 

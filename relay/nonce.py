@@ -20,6 +20,7 @@ NONCE_LENGTH = 24
 _MAC_BYTES = 12
 _CLOCK_SKEW = 60.0  # seconds a nonce may come from "the future" (instances' clocks differ slightly)
 _KEY_LABEL = b"bbb-turn-relay stateless nonce v1\x00"
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 class NonceStatus(enum.Enum):
@@ -48,7 +49,7 @@ class Nonces:
 
     def _mac(self, issued: int, client: tuple[str, int]) -> str:
         message = f"{issued}|{client[0]}|{client[1]}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+        digest = hmac.digest(self._key, message, "sha256")[:_MAC_BYTES]
         return base64.urlsafe_b64encode(digest).decode("ascii")
 
     def issue(self, client: tuple[str, int], now: float) -> str:
@@ -59,7 +60,7 @@ class Nonces:
         if len(nonce) != NONCE_LENGTH:
             return NonceStatus.INVALID
         stamp = nonce[:8]
-        if not all(c in "0123456789abcdef" for c in stamp):
+        if not _HEX_DIGITS.issuperset(stamp):
             return NonceStatus.INVALID
         issued = int(stamp, 16)
         if not hmac.compare_digest(nonce[8:], self._mac(issued, client)):

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6, MAGIC_COOKIE_BYTES, Attr
+from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6, MAGIC_COOKIE, MAGIC_COOKIE_BYTES, Attr
 
 Address = tuple[str, int]
+_XOR_ADDRESS_V4 = struct.Struct("!BBHI")
 
 # RFC 8489 section 14: limits on text attributes (in bytes, after UTF-8 encoding).
 MAX_USERNAME = 513
@@ -92,6 +93,10 @@ def decode_xor_address(value: bytes, transaction_id: bytes) -> Address:
 
 
 def encode_xor_address(address: Address, transaction_id: bytes) -> bytes:
+    host = address[0]
+    if ":" not in host:  # IPv4, every response's XOR-MAPPED-ADDRESS: one pack, no byte-wise XOR
+        packed = int.from_bytes(socket.inet_pton(socket.AF_INET, host), "big")
+        return _XOR_ADDRESS_V4.pack(0, FAMILY_IPV4, address[1] ^ 0x2112, packed ^ MAGIC_COOKIE)
     return _encode_address_bytes(address, MAGIC_COOKIE_BYTES + transaction_id)
 
 

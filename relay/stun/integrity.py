@@ -32,7 +32,7 @@ def received_integrity(message: Message) -> bytes | None:
 
 
 def integrity_digest(key: bytes, covered: bytes) -> bytes:
-    return hmac.new(key, covered, hashlib.sha1).digest()
+    return hmac.digest(key, covered, "sha1")
 
 
 def verify_integrity(message: Message, key: bytes) -> bool:

@@ -12,8 +12,8 @@ not know are listed in `Message.unknown_required` (answered with 420 by the serv
 from __future__ import annotations
 
 import binascii
-import hashlib
 import hmac
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +21,24 @@ from relay.stun.attributes import ATTRIBUTES, AttributeFormatError
 from relay.stun.constants import (
     FINGERPRINT_XOR,
     HEADER_LENGTH,
+    MAGIC_COOKIE,
     MAGIC_COOKIE_BYTES,
     Attr,
     MessageClass,
-    comprehension_required,
 )
 
 MAX_MESSAGE_LENGTH = 0xFFFF + HEADER_LENGTH
+
+# Hot-loop constants: plain ints and precompiled structs (an IntEnum member lookup costs ~70 ns).
+_WORDS = struct.Struct("!HH")  # message type and length; attribute type and length
+_HEAD = struct.Struct("!HHI")  # message type, length, magic cookie (the transaction id follows)
+_FINGERPRINT = int(Attr.FINGERPRINT)
+_MESSAGE_INTEGRITY = int(Attr.MESSAGE_INTEGRITY)
+_INTEGRITY_HEADER = _WORDS.pack(_MESSAGE_INTEGRITY, 20)
+_FINGERPRINT_HEADER = _WORDS.pack(_FINGERPRINT, 4)
+_APPENDED = frozenset((_MESSAGE_INTEGRITY, _FINGERPRINT))  # computed by encode, never copied
+_PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # by length % 4
+_SPLIT: dict[int, tuple[int, MessageClass]] = {}  # message type -> (method, class), filled as seen
 
 
 class StunDecodeError(ValueError):
@@ -84,68 +95,71 @@ class Message:
 
 def decode(data: bytes) -> Message:
     """Decode exactly one STUN message occupying all of `data`."""
-    if len(data) < HEADER_LENGTH:
+    raw = bytes(data)  # no copy for bytes; slices of it below are bytes
+    end = len(raw)
+    if end < HEADER_LENGTH:
         raise StunDecodeError("shorter than a STUN header")
-    if data[0] & 0xC0:
+    if raw[0] & 0xC0:
         raise StunDecodeError("first two bits are not zero")
-    if data[4:8] != MAGIC_COOKIE_BYTES:
+    if raw[4:8] != MAGIC_COOKIE_BYTES:
         raise StunDecodeError("magic cookie missing (RFC 3489 messages are not accepted)")
-    length = int.from_bytes(data[2:4], "big")
+    type_value, length = _WORDS.unpack_from(raw)
     if length % 4:
         raise StunDecodeError("message length is not a multiple of 4")
-    if HEADER_LENGTH + length != len(data):
+    if HEADER_LENGTH + length != end:
         raise StunDecodeError("message length does not match the packet")
-    method, message_class = split_message_type(int.from_bytes(data[0:2], "big"))
-    transaction_id = bytes(data[8:20])
-    message = Message(method, message_class, transaction_id, raw=bytes(data))
+    split = _SPLIT.get(type_value)
+    if split is None:
+        split = _SPLIT[type_value] = split_message_type(type_value)  # at most 2**14 entries
+    transaction_id = raw[8:20]
+    message = Message(split[0], split[1], transaction_id, raw=raw)
 
     attributes: list[tuple[int, Any]] = []
     unknown: list[int] = []
     malformed: list[int] = []
+    unpack = _WORDS.unpack_from
+    specs = ATTRIBUTES
     offset = HEADER_LENGTH
-    end = len(data)
     after_integrity = False
+    seen_fingerprint = False
     while offset < end:
         if end - offset < 4:
             raise StunDecodeError("truncated attribute header")
-        attr_type = int.from_bytes(data[offset : offset + 2], "big")
-        attr_length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+        attr_type, attr_length = unpack(raw, offset)
         value_start = offset + 4
         value_end = value_start + attr_length
         if value_end > end:
             raise StunDecodeError("attribute runs past the end of the message")
-        if message.fingerprint_offset >= 0:
+        if seen_fingerprint:
             raise StunDecodeError("attribute after FINGERPRINT")
-        if attr_type == Attr.FINGERPRINT:
+        if attr_type == _FINGERPRINT:
             message.fingerprint_offset = offset
+            seen_fingerprint = True
         elif after_integrity:
             # RFC 8489 section 14.5: everything after MESSAGE-INTEGRITY but FINGERPRINT is ignored.
             offset = value_start + ((attr_length + 3) & ~3)
             continue
-        elif attr_type == Attr.MESSAGE_INTEGRITY:
+        elif attr_type == _MESSAGE_INTEGRITY:
             message.integrity_offset = offset
             after_integrity = True
-        value = bytes(data[value_start:value_end])
-        spec = ATTRIBUTES.get(attr_type)
+        spec = specs.get(attr_type)
         if spec is None:
-            if comprehension_required(attr_type):
+            if attr_type < 0x8000:  # comprehension-required (RFC 8489 section 14)
                 unknown.append(attr_type)
         else:
             try:
-                attributes.append((attr_type, spec.decode(value, transaction_id)))
+                attributes.append((attr_type, spec.decode(raw[value_start:value_end], transaction_id)))
             except (AttributeFormatError, ValueError):
                 malformed.append(attr_type)
         offset = value_start + ((attr_length + 3) & ~3)
     if offset != end:
         raise StunDecodeError("attribute padding runs past the end of the message")
     message.attributes = attributes
-    message.unknown_required = tuple(unknown)
-    message.malformed = tuple(malformed)
+    if unknown:
+        message.unknown_required = tuple(unknown)
+    if malformed:
+        message.malformed = tuple(malformed)
     return message
-
-
-def _pad(value: bytes) -> bytes:
-    return value + b"\x00" * (-len(value) % 4)
 
 
 def encode(message: Message, *, integrity_key: bytes | None = None, fingerprint: bool = False) -> bytes:
@@ -153,23 +167,27 @@ def encode(message: Message, *, integrity_key: bytes | None = None, fingerprint:
     here and appended in the order RFC 8489 requires, whatever `message.attributes` holds for them."""
     tid = message.transaction_id
     parts: list[bytes] = []
+    pack = _WORDS.pack
+    specs = ATTRIBUTES
     for attr_type, value in message.attributes:
-        if attr_type in (Attr.MESSAGE_INTEGRITY, Attr.FINGERPRINT):
+        if attr_type in _APPENDED:
             continue
-        spec = ATTRIBUTES.get(attr_type)
+        spec = specs.get(attr_type)
         raw = spec.encode(value, tid) if spec is not None else bytes(value)
-        parts.append(attr_type.to_bytes(2, "big") + len(raw).to_bytes(2, "big") + _pad(raw))
+        size = len(raw)
+        parts.append(pack(attr_type, size))
+        parts.append(raw)
+        if size & 3:
+            parts.append(_PADDING[size & 3])
     body = b"".join(parts)
-    type_bytes = message_type(message.method, message.message_class).to_bytes(2, "big")
+    type_value = message_type(message.method, message.message_class)
     if integrity_key is not None:
-        header = type_bytes + (len(body) + 24).to_bytes(2, "big") + MAGIC_COOKIE_BYTES + tid
-        digest = hmac.new(integrity_key, header + body, hashlib.sha1).digest()
-        body += b"\x00\x08\x00\x14" + digest
+        covered = _HEAD.pack(type_value, len(body) + 24, MAGIC_COOKIE) + tid + body
+        body += _INTEGRITY_HEADER + hmac.digest(integrity_key, covered, "sha1")
     if fingerprint:
-        header = type_bytes + (len(body) + 8).to_bytes(2, "big") + MAGIC_COOKIE_BYTES + tid
-        crc = (binascii.crc32(header + body) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
-        body += b"\x80\x28\x00\x04" + crc.to_bytes(4, "big")
-    return type_bytes + len(body).to_bytes(2, "big") + MAGIC_COOKIE_BYTES + tid + body
+        covered = _HEAD.pack(type_value, len(body) + 8, MAGIC_COOKIE) + tid + body
+        body += _FINGERPRINT_HEADER + ((binascii.crc32(covered) ^ FINGERPRINT_XOR) & 0xFFFFFFFF).to_bytes(4, "big")
+    return _HEAD.pack(type_value, len(body), MAGIC_COOKIE) + tid + body
 
 
 def looks_like_stun(data: bytes) -> bool:
