@@ -145,6 +145,10 @@ class Authenticator:
     def _remember(self, username: str, key: bytes) -> Credential:
         if username in self._static:
             return Credential(username, key, username)
+        cached = self._cache.get(username)
+        if cached is not None and cached.key == key:  # the common case: a known user's next request
+            self._cache.move_to_end(username)
+            return cached
         parsed = parse_rest_username(username, self.ms_timestamp_ttl)
         credential = Credential(username, key, parsed.user if parsed else username)
         self._cache[username] = credential
