@@ -25,6 +25,7 @@ from relay.stun.constants import (
     MAGIC_COOKIE_BYTES,
     Attr,
     MessageClass,
+    comprehension_required,
 )
 
 MAX_MESSAGE_LENGTH = 0xFFFF + HEADER_LENGTH
@@ -144,7 +145,7 @@ def decode(data: bytes) -> Message:
             after_integrity = True
         spec = specs.get(attr_type)
         if spec is None:
-            if attr_type < 0x8000:  # comprehension-required (RFC 8489 section 14)
+            if comprehension_required(attr_type):
                 unknown.append(attr_type)
         else:
             try:
