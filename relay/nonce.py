@@ -1,12 +1,12 @@
 """Stateless nonces bound to the client's transport address (RFC 8489 section 9.2).
 
 A nonce is `tttttttt` (issue time, 8 hex digits of unix seconds) followed by 16 base64url characters:
-a 12-byte keyed BLAKE2b MAC (RFC 7693 keyed mode) of "<time>|<ip>|<port>" under K. BLAKE2b's own
-keyed mode is a MAC without HMAC's two extra hash passes: a nonce is issued or checked on every
-request, and this costs 0.4 us where HMAC-SHA256 through OpenSSL costs 1.5. The server stores nothing
-per client: a nonce proves that whoever sends it received our earlier answer at that address (like a SYN cookie),
-so no state is created for a source until it echoes a valid nonce. Every worker and instance that
-derives K from the same secret accepts the others' nonces.
+the first 12 bytes of HMAC-SHA256(K, "<time>|<ip>|<port>"). A nonce is issued or checked on every
+request, so the HMAC starts from a copy of a prototype already keyed with K (1.0 us instead of 1.5).
+
+The server stores nothing per client: a nonce proves that whoever sends it received our earlier answer
+at that address (like a SYN cookie), so no state is created for a source until it echoes a valid
+nonce. Every worker and instance that derives K from the same secret accepts the others' nonces.
 
 Pure: the caller passes the time and the secret.
 """
@@ -47,14 +47,14 @@ class Nonces:
         if lifetime <= 0:
             raise ValueError("nonce lifetime must be positive")
         self._key = derive_key(secret)
-        self._mac_base = hashlib.blake2b(key=self._key, digest_size=_MAC_BYTES)  # copied per use
+        self._mac_base = hmac.new(self._key, digestmod=hashlib.sha256)  # keyed once, copied per use
         self.lifetime = float(lifetime)
 
     def _mac(self, issued: int, client: tuple[str, int]) -> str:
         message = f"{issued}|{client[0]}|{client[1]}".encode()
         mac = self._mac_base.copy()
         mac.update(message)
-        return base64.urlsafe_b64encode(mac.digest()).decode("ascii")
+        return base64.urlsafe_b64encode(mac.digest()[:_MAC_BYTES]).decode("ascii")
 
     def issue(self, client: tuple[str, int], now: float) -> str:
         issued = int(now) & 0xFFFFFFFF
