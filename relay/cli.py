@@ -127,7 +127,7 @@ async def _serve(config: RelayConfig, argv: Sequence[str], environ: Mapping[str,
     control.on_reload(reload)
     control.on_drain(lambda: notifier.status(f"draining, {server.allocation_count} allocations left"))
     remove_signals = install_signal_handlers(control, loop)
-    watchdog = _start_watchdog(notifier)
+    watchdog = notifier.start_watchdog()
     control.mark_ready()
     notifier.ready(f"serving on {len(server.addresses)} listeners")
     _log.info("started", version=__version__, **{k: str(v) for k, v in config_summary(config).items()})
@@ -142,18 +142,3 @@ async def _serve(config: RelayConfig, argv: Sequence[str], environ: Mapping[str,
     await admin.close()
     await server.close()
     return 0
-
-
-def _start_watchdog(notifier: SystemdNotifier) -> asyncio.Task[None] | None:
-    interval = notifier.watchdog_interval()
-    if interval is None:
-        return None
-
-    async def ping() -> None:
-        while True:
-            notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    task = asyncio.get_running_loop().create_task(ping())
-    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-    return task

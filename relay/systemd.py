@@ -13,6 +13,7 @@ How the server uses it:
     notifier.status("draining, 12 allocations left")  # free-text STATUS= for `systemctl status`
     notifier.stopping()                                # when shutdown starts
     interval = notifier.watchdog_interval()           # None, or seconds between watchdog() calls
+    task = notifier.start_watchdog()                   # or let the running loop ping at that interval
 
 Only the main process may notify unless the unit sets `NotifyAccess=all`; workers must not call this.
 A failed send is logged at debug level and reported as `False`: a missing or full socket must never
@@ -21,6 +22,7 @@ crash or block the relay (the socket is non-blocking).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -83,6 +85,22 @@ class SystemdNotifier:
     def watchdog_interval(self) -> float | None:
         """Seconds between `watchdog()` calls (half of WatchdogSec, as sd_watchdog_enabled advises)."""
         return None if self._watchdog_usec is None else self._watchdog_usec / 2_000_000
+
+    def start_watchdog(self) -> asyncio.Task[None] | None:
+        """Ping the watchdog from the running event loop (a loop that stalls stops the pings), or None
+        when the unit sets no WatchdogSec. Cancel the task at shutdown."""
+        interval = self.watchdog_interval()
+        if interval is None:
+            return None
+
+        async def ping() -> None:
+            while True:
+                self.watchdog()
+                await asyncio.sleep(interval)
+
+        task = asyncio.get_running_loop().create_task(ping())
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+        return task
 
 
 def _socket_address(path: str) -> str | bytes:

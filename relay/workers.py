@@ -253,7 +253,7 @@ class Supervisor:
         control.on_drain(self._wakeup.set)
         control.on_stop(self._wakeup.set)
         remove_signals = install_signal_handlers(control, self._loop)
-        watchdog = _start_watchdog(self.notifier)
+        watchdog = self.notifier.start_watchdog()
         control.mark_ready()
         self.notifier.ready(f"serving on {len(self.config.listeners)} listeners with {self.workers} workers")
         _log.info(
@@ -523,18 +523,3 @@ def _cannot_start(error: object) -> int:
     _log.error("start_failed", detail=str(error))
     print(f"bbb-turn-relay: cannot start: {error}", file=sys.stderr)
     return 1
-
-
-def _start_watchdog(notifier: SystemdNotifier) -> asyncio.Task[None] | None:
-    interval = notifier.watchdog_interval()
-    if interval is None:
-        return None
-
-    async def ping() -> None:
-        while True:
-            notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    task = asyncio.get_running_loop().create_task(ping())
-    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-    return task

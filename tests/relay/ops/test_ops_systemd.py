@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -91,3 +93,35 @@ def test_watchdog_interval_is_half_of_watchdog_usec():
     env["WATCHDOG_PID"] = str(os.getpid() + 1)
     assert SystemdNotifier.from_environment(env).watchdog_interval() is None
     assert SystemdNotifier.from_environment({"WATCHDOG_USEC": "abc"}).watchdog_interval() is None
+
+
+def test_start_watchdog_pings_from_the_running_loop_until_cancelled(notify_socket):
+    path, sock = notify_socket
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "40000", "WATCHDOG_PID": str(os.getpid())}
+    notifier = SystemdNotifier.from_environment(env)  # pings every 0.02 s
+
+    async def run() -> None:
+        task = notifier.start_watchdog()
+        assert task is not None
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    sock.settimeout(0.2)
+    pings = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            assert receive(sock) == {"WATCHDOG": "1"}
+            pings += 1
+    assert pings >= 2
+
+
+def test_start_watchdog_is_none_without_watchdog_sec(notify_socket):
+    path, _ = notify_socket
+
+    async def run() -> object:
+        return SystemdNotifier(path).start_watchdog()
+
+    assert asyncio.run(run()) is None
