@@ -3,10 +3,12 @@ blocking TURN client over real sockets (UDP or TCP) used by the I/O and security
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -528,3 +530,49 @@ def sign_raw(method: int, body: bytes, session: Session, tid: bytes, *, fingerpr
         crc = (binascii.crc32(wire) ^ 0x5354554E) & 0xFFFFFFFF
         wire += b"\x80\x28\x00\x04" + crc.to_bytes(4, "big")
     return wire
+
+
+# --- a relay process (python -m relay) on loopback ----------------------------------------------
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on loopback (the relay listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def admin_get(port: int, path: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
+    """Status and body of one request to the relay's admin endpoint on 127.0.0.1:`port`."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def metric_value(port: int, name: str) -> float:
+    """The first sample of `name` in the relay's /metrics."""
+    for line in admin_get(port, "/metrics")[1].splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")

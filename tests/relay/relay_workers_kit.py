@@ -5,47 +5,20 @@ allocation tells which worker holds it."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from relay_testkit import Session, TurnClient, rest_credentials
+from relay_testkit import Session, TurnClient, admin_get, free_port, metric_value, rest_credentials, wait_until
 
 from relay.stun import Attr, MessageClass
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "workers-shared-secret-0123"
 PORTS = (20000, 29999)  # worker 0 relays from 20000-24999, worker 1 from 25000-29999
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class WorkersRelay:
@@ -94,19 +67,10 @@ class WorkersRelay:
             return False
 
     def http(self, path: str, method: str = "GET") -> tuple[int, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
-        try:
-            connection.request(method, path)
-            response = connection.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            connection.close()
+        return admin_get(self.admin_port, path, method)
 
     def metric(self, name: str) -> float:
-        for line in self.http("/metrics")[1].splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError(f"{name} not in /metrics")
+        return metric_value(self.admin_port, name)
 
     def worker_pids(self) -> list[int]:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")

@@ -3,36 +3,19 @@ exit 0, SIGTERM, and --check-config."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from relay_testkit import Peer, TurnClient, rest_credentials
+from relay_testkit import Peer, TurnClient, admin_get, free_port, metric_value, rest_credentials, wait_until
 
 from relay.stun import Attr, MessageClass
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback (the relay listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -40,16 +23,6 @@ def write_secret(path: Path, text: str) -> None:
     path.touch(mode=0o600)
     path.chmod(0o600)
     path.write_text(text)
-
-
-def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-    try:
-        connection.request(method, path)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
 
 
 class RelayProcess:
@@ -89,31 +62,18 @@ class RelayProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.wait_until(lambda: self._ready(), "the relay to become ready")
+        wait_until(self._ready, "the relay to become ready")
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"relay exited early: {self.process.communicate()}")
         try:
-            return http_get(self.admin_port, "/readyz")[0] == 200
+            return admin_get(self.admin_port, "/readyz")[0] == 200
         except OSError:
             return False
 
-    @staticmethod
-    def wait_until(condition, what: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
-
     def metric(self, name: str) -> float:
-        _, body = http_get(self.admin_port, "/metrics")
-        for line in body.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError(f"{name} not in /metrics")
+        return metric_value(self.admin_port, name)
 
     def client(self, secret: str, user: str = "alice") -> TurnClient:
         username, password = rest_credentials(user, secret=secret)
@@ -129,7 +89,7 @@ class RelayProcess:
 def test_relay_process_lifecycle(tmp_path: Path) -> None:
     relay = RelayProcess(tmp_path)
     try:
-        assert http_get(relay.admin_port, "/healthz")[0] == 200
+        assert admin_get(relay.admin_port, "/healthz")[0] == 200
         with relay.client("first-shared-secret-0123") as client, Peer() as peer:
             response = client.allocate()
             assert response.message_class == MessageClass.SUCCESS
@@ -151,13 +111,13 @@ def test_relay_process_lifecycle(tmp_path: Path) -> None:
                     assert rotated.refresh(0).get(Attr.LIFETIME) == 0
                     return True
 
-            relay.wait_until(rotated_secret_works, "the reloaded secret to be accepted")
+            wait_until(rotated_secret_works, "the reloaded secret to be accepted")
             client.send_indication(peer.address, b"after reload")
             assert peer.recv()[0] == b"after reload"
 
             # SIGUSR1: not ready, new allocations refused with 403, existing ones served.
             relay.process.send_signal(signal.SIGUSR1)
-            relay.wait_until(lambda: http_get(relay.admin_port, "/readyz")[0] == 503, "readyz to report draining")
+            wait_until(lambda: admin_get(relay.admin_port, "/readyz")[0] == 503, "readyz to report draining")
             assert relay.metric("turn_draining") == 1
             with relay.client("first-shared-secret-0123", user="carol") as late:
                 assert late.allocate().get(Attr.ERROR_CODE)[0] == 403
@@ -165,7 +125,7 @@ def test_relay_process_lifecycle(tmp_path: Path) -> None:
             assert client.receive_data()[2] == b"still relayed"
             # The last allocation ends: the drained relay exits 0 on its own.
             assert client.refresh(0).get(Attr.LIFETIME) == 0
-        relay.wait_until(lambda: relay.process.poll() is not None, "the drained relay to exit", timeout=15)
+        wait_until(lambda: relay.process.poll() is not None, "the drained relay to exit", timeout=15)
         assert relay.process.returncode == 0
     finally:
         relay.stop()
@@ -178,7 +138,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         with relay.client("first-shared-secret-0123") as client:
             assert client.allocate().message_class == MessageClass.SUCCESS
         relay.process.send_signal(signal.SIGTERM)
-        relay.wait_until(lambda: relay.process.poll() is not None, "the relay to stop")
+        wait_until(lambda: relay.process.poll() is not None, "the relay to stop")
         assert relay.process.returncode == 0
     finally:
         relay.stop()
