@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common import config, timeutil
+from aws_lambda_powertools import Logger, Metrics
+
+from common import config, observability, timeutil
 from common.lifecycle import LifecycleAction
 
 
@@ -62,3 +64,17 @@ def dispatch(step: Step, table: Mapping[str, Callable[[Step], dict[str, Any]]]) 
     if handler is None:
         raise ValueError(f"unknown step {step.name!r} (this function knows {', '.join(sorted(table))})")
     return handler(step)
+
+
+def run(
+    event: Mapping[str, Any],
+    table: Mapping[str, Callable[[Step], dict[str, Any]]],
+    *,
+    logger: Logger,
+    metrics: Metrics,
+) -> dict[str, Any]:
+    """One state machine Task: parse the payload, tag logs and metrics with the group, run the step."""
+    step = parse(event)
+    observability.group_dimension(metrics, step.settings.group)
+    logger.append_keys(instance_id=step.instance_id, step=step.name, group=step.settings.group)
+    return dispatch(step, table)

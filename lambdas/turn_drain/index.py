@@ -146,7 +146,4 @@ STEPS = {"withdraw": withdraw, "signal": signal, "check": check, "heartbeat": he
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    step = steps.parse(event)
-    observability.group_dimension(metrics, step.settings.group)
-    logger.append_keys(instance_id=step.instance_id, step=step.name, group=step.settings.group)
-    return steps.dispatch(step, STEPS)
+    return steps.run(event, STEPS, logger=logger, metrics=metrics)
