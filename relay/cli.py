@@ -1,6 +1,6 @@
 """Command line entry point: `python -m relay -c FILE` or the `bbb-turn-relay` console script.
 
-Loads and validates the configuration (relay.config_loader). With `workers` = 1 it runs one relay
+Loads and validates the configuration (relay.config). With `workers` = 1 it runs one relay
 process: the TURN listeners (relay.server), the admin endpoint with /metrics, /healthz, /readyz and
 POST /drain (relay.admin), signal handling (SIGUSR1 drain, SIGHUP reload, SIGTERM stop; relay.control)
 and systemd readiness (relay.systemd). With more (`workers` = 0, the default, means one per CPU) this
@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from relay import __version__
 from relay.admin import AdminServer
-from relay.config import RelayConfig
-from relay.config_loader import apply_reload, config_summary, help_text, load_config
+from relay.config import RelayConfig, apply_reload, config_summary, help_text, load_config
 from relay.control import RelayControl, install_signal_handlers
 from relay.logs import configure_logging, get_logger
 from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics

@@ -7,7 +7,7 @@ call a logger per packet, so this module offers no per-packet helper. Count pack
 How the server uses it:
 
     configure_logging(config.log_level, config.log_format)     # once, at start (and again on reload)
-    for secret in config.auth_secrets: register_secret(secret) # done by config_loader.load_config
+    for secret in config.auth_secrets: register_secret(secret) # done by relay.config.load_config
     log = get_logger("relay.server")
     log.info("listening", transport="udp", address="0.0.0.0:3478")
     log.warning("allocation_refused", reason="draining", client="203.0.113.7:5000")

@@ -42,8 +42,7 @@ from typing import Any
 import relay
 from relay import __version__, ipc
 from relay.admin import AdminServer
-from relay.config import Listener, RelayConfig
-from relay.config_loader import apply_reload, config_summary, load_config
+from relay.config import Listener, RelayConfig, apply_reload, config_summary, load_config
 from relay.control import RelayControl, install_signal_handlers
 from relay.logs import configure_logging, get_logger
 from relay.metrics import RelayCollector, SnapshotAggregator, build_registry, render_metrics

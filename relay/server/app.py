@@ -72,7 +72,7 @@ class RelayServer:
             config.static_users,
             ms_timestamp_ttl=config.rest_ms_timestamp_ttl,
         )
-        # `allowed_peers` already holds the networks of `allowed_peers_file` (relay.config_loader merges
+        # `allowed_peers` already holds the networks of `allowed_peers_file` (relay.config merges
         # them, and reads the file again on every reload).
         self.peers = PeerPolicy(config.allowed_peers, config.denied_peers, allow_loopback=config.allow_loopback_peers)
         self.nonces = Nonces(config.nonce_secret or os.urandom(32), config.nonce_lifetime)

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from relay.admin import AdminServer
-from relay.config_loader import apply_reload, load_config
+from relay.config import apply_reload, load_config
 from relay.control import RelayControl, install_signal_handlers
 from relay.logs import clear_registered_secrets
 from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics

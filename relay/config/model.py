@@ -1,6 +1,6 @@
 """The relay's validated configuration: one immutable value that every part of the relay reads.
 
-Loading (file, CLI flags, environment, coturn's turnserver.conf keys) lives in `relay.config_loader`;
+Loading (file, CLI flags, environment, coturn's turnserver.conf keys) lives in the rest of `relay.config`;
 this module only defines the shape and the defaults, so the protocol core and the I/O layer depend on
 nothing but this value.
 """
@@ -43,7 +43,7 @@ class RelayConfig:
     # Authentication: TURN REST API shared secrets (all accepted, for rotation) and/or static users.
     auth_secrets: tuple[str, ...] = ()
     static_users: tuple[tuple[str, str], ...] = ()  # (username, password)
-    auth_secret_file: str | None = None  # one secret per line; config_loader merges it into auth_secrets
+    auth_secret_file: str | None = None  # one secret per line; the loader merges it into auth_secrets
     # Key for stateless nonces; instances sharing it accept each other's nonces. None = random per start.
     nonce_secret: bytes | None = None
     nonce_lifetime: int = 600  # seconds; older nonces get 438 Stale Nonce
