@@ -48,7 +48,7 @@ BBB_INSTALL_URL = "https://raw.githubusercontent.com/bigbluebutton/bbb-install/v
 SCALELITE_REF = "v1.6.5"
 # Signing key of AWS's CloudWatch agent packages (CloudWatch user guide, "Verify the signature").
 CLOUDWATCH_AGENT_KEY_FINGERPRINT = "937616F3450B7D806CBD9725D58167303B789C72"
-# The relay's active-allocations gauge on /metrics (relay/metrics.py).
+# The relay's active-allocations gauge on /metrics (relay/ops/metrics.py).
 ALLOCATIONS_METRIC = "turn_allocations"
 
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
@@ -56,8 +56,10 @@ _PATTERNS = {
     "environment": (r"[a-z][a-z0-9-]{1,18}[a-z0-9]", "3-20 lowercase letters, digits or '-'"),
     "dns": (r"(?=.{4,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", "a lowercase DNS name"),
     "region": (r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1"),
-    "secret_arn": (r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+",
-                   "a Secrets Manager secret ARN"),
+    "secret_arn": (
+        r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+",
+        "a Secrets Manager secret ARN",
+    ),
     "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name"),
     "key": (r"[A-Za-z0-9._/-]{1,1024}", "an S3 object key of letters, digits, '.', '_', '/' or '-'"),
     "log_group": (r"[A-Za-z0-9_/.#-]{1,512}", "a CloudWatch Logs group name"),
@@ -69,8 +71,10 @@ _PATTERNS = {
     "git_ref": (r"[A-Za-z0-9._-]{1,64}", "a git tag such as v1.6.5"),
     "file_system": (r"fs-[0-9a-f]{8,40}", "an EFS file system id"),
     "access_point": (r"fsap-[0-9a-f]{8,40}", "an EFS access point id"),
-    "wheel": (r"bbb_turn_relay-[A-Za-z0-9_.+!]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl",
-              "the relay wheel's file name, e.g. bbb_turn_relay-0.1.0-py3-none-any.whl"),
+    "wheel": (
+        r"bbb_turn_relay-[A-Za-z0-9_.+!]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl",
+        "the relay wheel's file name, e.g. bbb_turn_relay-0.1.0-py3-none-any.whl",
+    ),
     "metric": (r"[a-zA-Z_:][a-zA-Z0-9_:]*", "a Prometheus metric name"),
 }
 
@@ -263,10 +267,12 @@ def local_port_range(min_port: int, max_port: int) -> tuple[int, int]:
     for low, high in ((32768, min_port - 1), (max_port + 1, 65535), (10000, min_port - 1)):
         if high - low + 1 >= 8192:
             return low, high
-    raise UserDataError([
-        f"relay ports {min_port}-{max_port} leave fewer than 8192 ephemeral ports for the host; "
-        "narrow turn.relayPorts (e.g. 49152-65535)"
-    ])
+    raise UserDataError(
+        [
+            f"relay ports {min_port}-{max_port} leave fewer than 8192 ephemeral ports for the host; "
+            "narrow turn.relayPorts (e.g. 49152-65535)"
+        ]
+    )
 
 
 # --- Rendering --------------------------------------------------------------------------------------------

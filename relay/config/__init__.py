@@ -43,7 +43,7 @@ errors with a "did you mean" hint.
 
 Differences from coturn worth knowing:
 * Special-purpose peer addresses (private, loopback, link-local, metadata, multicast, ...) are denied
-  by default (relay.peers); `no-loopback-peers`/`no-multicast-peers` are therefore no-ops, and
+  by default (relay.policy.peers); `no-loopback-peers`/`no-multicast-peers` are therefore no-ops, and
   `allowed-peer-ip` must not open loopback (unless `allow-loopback-peers`) or cloud metadata addresses.
 * `allowed-peers-file` is read here and its networks are merged into `config.allowed_peers`; likewise
   `auth-secret-file` into `auth_secrets` and `nonce-secret-file` into `nonce_secret`. Reloading means
@@ -54,7 +54,7 @@ Differences from coturn worth knowing:
 * `cipher-list` can only narrow the built-in TLS 1.2 policy (ECDHE + AEAD); other suites are dropped
   with a warning.
 
-Every secret value met while loading is registered with `relay.logs.register_secret`, so it cannot
+Every secret value met while loading is registered with `relay.ops.logs.register_secret`, so it cannot
 appear in a log line even if some code later formats it by mistake.
 """
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from relay.config.keys import DEFAULT_LISTENING_PORT, KEY_INDEX
 from relay.config.model import IPNetwork
 from relay.config.sources import Entry, Problem, read_file
-from relay.logs import register_secret
+from relay.ops.logs import register_secret
 
 _TRUE = {"1", "yes", "y", "true", "t", "on"}
 _FALSE = {"0", "no", "n", "false", "f", "off"}

@@ -15,7 +15,7 @@ from relay.config.checks import finish
 from relay.config.keys import ENV_CONFIG, KEY_INDEX, KEYS, Action
 from relay.config.model import RelayConfig
 from relay.config.sources import Entry, Problem, parse_arguments, parse_config_text, parse_environment, read_file
-from relay.logs import register_secret
+from relay.ops.logs import register_secret
 
 # Fields that a reload may change while sessions continue; everything else needs a restart.
 RELOADABLE_FIELDS = frozenset(
@@ -155,7 +155,7 @@ def config_summary(config: RelayConfig) -> dict[str, object]:
     summary: dict[str, object] = {}
     for f in dataclasses.fields(RelayConfig):
         value = getattr(config, f.name)
-        # Names avoid "secret"/"password": relay.logs redacts such fields, which would hide these facts.
+        # Names avoid "secret"/"password": relay.ops.logs redacts such fields, which would hide these facts.
         if f.name == "auth_secrets":
             summary["rest_api_key_count"] = len(value)
         elif f.name == "auth_secret_file":

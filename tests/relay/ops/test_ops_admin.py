@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from relay.admin import AdminServer
-from relay.control import RelayControl
-from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.admin import AdminServer
+from relay.ops.control import RelayControl
+from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 
 
 def run(coro):

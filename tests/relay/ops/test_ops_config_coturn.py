@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from relay.config import ALIASES, CLI_ONLY, KEY_INDEX, Listener, load_config
-from relay.logs import clear_registered_secrets
+from relay.ops.logs import clear_registered_secrets
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -24,7 +24,7 @@ from relay.config import (
     help_text,
     load_config,
 )
-from relay.logs import clear_registered_secrets, configure_logging, get_logger, scrub
+from relay.ops.logs import clear_registered_secrets, configure_logging, get_logger, scrub
 
 SECRET = "d41d8cd98f00b204e9800998ecf8427e"
 BASE = f"static-auth-secret={SECRET}\nrealm=turn.example.org\n"

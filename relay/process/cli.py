@@ -2,9 +2,9 @@
 
 Loads and validates the configuration (relay.config). With `workers` = 1 it runs one relay
 process: the TURN listeners (relay.server), the admin endpoint with /metrics, /healthz, /readyz and
-POST /drain (relay.admin), signal handling (SIGUSR1 drain, SIGHUP reload, SIGTERM stop; relay.control)
-and systemd readiness (relay.systemd). With more (`workers` = 0, the default, means one per CPU) this
-process becomes the supervisor of that many worker processes (relay.workers, relay.worker) and keeps
+POST /drain (relay.ops.admin), signal handling (SIGUSR1 drain, SIGHUP reload, SIGTERM stop; relay.ops.control)
+and systemd readiness (relay.ops.systemd). With more (`workers` = 0, the default, means one per CPU) this
+process becomes the supervisor of that many worker processes (relay.process.workers, relay.process.worker) and keeps
 the admin endpoint, signals and systemd to itself. Exit codes: 0 after a drain or a stop, 1 when the
 relay cannot start (a port in use, a missing certificate), 2 for configuration errors (and
 `--check-config` finding any).
@@ -18,15 +18,15 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from relay import __version__
-from relay.admin import AdminServer
 from relay.config import RelayConfig, apply_reload, config_summary, help_text, load_config
-from relay.control import RelayControl, install_signal_handlers
-from relay.logs import configure_logging, get_logger
-from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.admin import AdminServer
+from relay.ops.control import RelayControl, install_signal_handlers
+from relay.ops.logs import configure_logging, get_logger
+from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.systemd import SystemdNotifier
+from relay.process.workers import Supervisor, worker_count
 from relay.server.app import RelayServer
-from relay.systemd import SystemdNotifier
-from relay.tls import ServerTls
-from relay.workers import Supervisor, worker_count
+from relay.server.tls import ServerTls
 
 _log = get_logger("relay.cli")
 

@@ -36,7 +36,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from relay.control import RelayControl
+from relay.ops.control import RelayControl
 
 _log = logging.getLogger(__name__)
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

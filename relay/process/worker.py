@@ -1,8 +1,8 @@
-"""One worker process of the multi-worker relay (started by relay.workers.Supervisor, never by hand):
+"""One worker process of the multi-worker relay (started by relay.process.workers.Supervisor, never by hand):
 
-    python -m relay.worker --control-fd N
+    python -m relay.process.worker --control-fd N
 
-The supervisor passes, on the control socket N (relay.ipc), a `start` message: the configuration
+The supervisor passes, on the control socket N (relay.process.ipc), a `start` message: the configuration
 (with the nonce secret every worker shares), this worker's index, the listening sockets it bound with
 SO_REUSEPORT (inherited descriptors), the shared quota table and this worker's share of the relay
 port range. The worker then runs one `RelayServer` on its own event loop and:
@@ -29,14 +29,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from relay import ipc
-from relay.cli import run_event_loop
 from relay.config import RelayConfig
-from relay.logs import configure_logging, get_logger, register_secret
-from relay.metrics import RelayStats
+from relay.ops.logs import configure_logging, get_logger, register_secret
+from relay.ops.metrics import RelayStats
+from relay.policy.shared_quotas import SharedQuota
+from relay.process import ipc
+from relay.process.cli import run_event_loop
 from relay.server.app import RelayServer
-from relay.shared_quotas import SharedQuota
-from relay.tls import ServerTls
+from relay.server.tls import ServerTls
 
 STATS_INTERVAL = 0.5  # seconds between snapshots pushed to the supervisor
 START_TIMEOUT = 30.0
@@ -175,7 +175,7 @@ class Worker:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m relay.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m relay.process.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--control-fd", type=int, required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

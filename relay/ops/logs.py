@@ -2,7 +2,7 @@
 
 Logs are for events (start, reload, drain, auth policy hits), never for packets: the hot path must not
 call a logger per packet, so this module offers no per-packet helper. Count packets in
-`relay.metrics.RelayStats` instead.
+`relay.ops.metrics.RelayStats` instead.
 
 How the server uses it:
 

@@ -9,7 +9,7 @@ What the supervisor owns, and why:
     client is unchanged (removing a socket from a SO_REUSEPORT group reshuffles the mapping), and its
     replacement inherits the very same socket;
   * the shared secrets: the nonce key (generated here when the configuration has none) and the quota
-    table (relay.shared_quotas), so a retry that lands on another worker authenticates, and total and
+    table (relay.policy.shared_quotas), so a retry that lands on another worker authenticates, and total and
     per-user quotas hold across workers;
   * the admin endpoint, signals and systemd: /metrics sums every worker's counters (fresh ones are
     asked for before each scrape, and workers push theirs every 0.5 s); SIGUSR1 or POST /drain drains
@@ -40,16 +40,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import relay
-from relay import __version__, ipc
-from relay.admin import AdminServer
+from relay import __version__
 from relay.config import Listener, RelayConfig, apply_reload, config_summary, load_config
-from relay.control import RelayControl, install_signal_handlers
-from relay.logs import configure_logging, get_logger
-from relay.metrics import RelayCollector, SnapshotAggregator, build_registry, render_metrics
+from relay.ops.admin import AdminServer
+from relay.ops.control import RelayControl, install_signal_handlers
+from relay.ops.logs import configure_logging, get_logger
+from relay.ops.metrics import RelayCollector, SnapshotAggregator, build_registry, render_metrics
+from relay.ops.systemd import SystemdNotifier
+from relay.policy.shared_quotas import SharedQuota
+from relay.process import ipc
+from relay.server.tls import ServerTls
 from relay.server.udp import bind_udp
-from relay.shared_quotas import SharedQuota
-from relay.systemd import SystemdNotifier
-from relay.tls import ServerTls
 
 _log = get_logger("relay.workers")
 START_TIMEOUT = 30.0  # seconds for every worker to report ready
@@ -324,7 +325,7 @@ class Supervisor:
         fds = [child_end.fileno(), self.quota.fd, *(sock.fileno() for _, sock in slot.sockets)]
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "relay.worker", "--control-fd", str(child_end.fileno())],
+                [sys.executable, "-m", "relay.process.worker", "--control-fd", str(child_end.fileno())],
                 pass_fds=fds,
                 env=env,
             )

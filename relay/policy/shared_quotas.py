@@ -19,7 +19,7 @@ Counting per worker is what makes a crash harmless: the parent zeroes a dead wor
 Per-user counts are kept in slots chosen by a keyed hash of the user name (the salt is random per
 start, so nobody can aim at another user's slot). Two users whose hashes collide share one counter:
 the limit gets stricter for the two of them, never looser, exactly like the 401 limiter in
-relay.quotas. With 131 072 slots and 5 000 concurrent users about 4 % of users share a slot with one
+relay.policy.quotas. With 131 072 slots and 5 000 concurrent users about 4 % of users share a slot with one
 other user; a shared slot only refuses anything when the two together exceed `user-quota`.
 """
 
