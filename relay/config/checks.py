@@ -14,7 +14,7 @@ from relay.config.keys import DEFAULT_TLS_PORT, MIN_SECRET_LENGTH
 from relay.config.model import Listener, RelayConfig
 from relay.config.sources import Problem
 from relay.ops.logs import register_secret
-from relay.server.tls import TlsConfigError, build_server_context
+from relay.policy.tls import TlsConfigError, build_server_context
 
 # Addresses no allow-list may open: instance metadata, credentials and DNS of AWS (and similar clouds).
 _METADATA_NETWORKS = tuple(

@@ -12,7 +12,7 @@ from relay.config.builder import Builder, handles, parse_peer, read_secret_file
 from relay.config.keys import KEY_INDEX, MIN_SECRET_LENGTH, SOFTWARE_NAME
 from relay.config.sources import Entry, Problem, read_file
 from relay.ops.logs import register_secret
-from relay.server.tls import TlsConfigError, select_tls12_ciphers
+from relay.policy.tls import TlsConfigError, select_tls12_ciphers
 
 
 @handles("listening-port", "tls-listening-port", "tcp-proxy-port")

@@ -24,9 +24,9 @@ from relay.ops.control import RelayControl, install_signal_handlers
 from relay.ops.logs import configure_logging, get_logger
 from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 from relay.ops.systemd import SystemdNotifier
+from relay.policy.tls import ServerTls
 from relay.process.workers import Supervisor, worker_count
 from relay.server.app import RelayServer
-from relay.server.tls import ServerTls
 
 _log = get_logger("relay.cli")
 

@@ -33,10 +33,10 @@ from relay.config import RelayConfig
 from relay.ops.logs import configure_logging, get_logger, register_secret
 from relay.ops.metrics import RelayStats
 from relay.policy.shared_quotas import SharedQuota
+from relay.policy.tls import ServerTls
 from relay.process import ipc
 from relay.process.cli import run_event_loop
 from relay.server.app import RelayServer
-from relay.server.tls import ServerTls
 
 STATS_INTERVAL = 0.5  # seconds between snapshots pushed to the supervisor
 START_TIMEOUT = 30.0

@@ -48,8 +48,8 @@ from relay.ops.logs import configure_logging, get_logger
 from relay.ops.metrics import RelayCollector, SnapshotAggregator, build_registry, render_metrics
 from relay.ops.systemd import SystemdNotifier
 from relay.policy.shared_quotas import SharedQuota
+from relay.policy.tls import ServerTls
 from relay.process import ipc
-from relay.server.tls import ServerTls
 from relay.server.udp import bind_udp
 
 _log = get_logger("relay.workers")

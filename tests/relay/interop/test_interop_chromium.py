@@ -82,7 +82,7 @@ def test_chromium_data_channel_through_relay(transport: str) -> None:
 
 
 def test_chromium_over_turns(tmp_path: Path) -> None:
-    from relay.server.tls import ServerTls
+    from relay.policy.tls import ServerTls
 
     cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
     subprocess.run(

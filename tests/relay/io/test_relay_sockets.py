@@ -205,7 +205,7 @@ def _make_cert(directory: Path) -> tuple[str, str]:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make a certificate")
 def test_tls_listener(tmp_path: Path) -> None:
-    from relay.server.tls import ServerTls
+    from relay.policy.tls import ServerTls
 
     cert, key = _make_cert(tmp_path)
     config = loopback_config(listeners=(Listener("tls", "127.0.0.1", 0),), cert_file=cert, key_file=key)

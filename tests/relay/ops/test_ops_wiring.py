@@ -17,7 +17,7 @@ from relay.ops.control import RelayControl, install_signal_handlers
 from relay.ops.logs import clear_registered_secrets
 from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 from relay.ops.systemd import SystemdNotifier
-from relay.server.tls import ServerTls
+from relay.policy.tls import ServerTls
 
 
 def make_cert(path: Path, name: str) -> None:
