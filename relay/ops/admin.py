@@ -16,15 +16,15 @@ request to `request_timeout` seconds (408), at most `max_connections` at once (5
 bodies (501), unknown HTTP versions (505). Every handler error becomes a 500 and a log line; nothing
 here can raise into the relay's event loop.
 
-How the server uses it:
+How the relay starts it (the single process and the worker supervisor alike):
 
-    admin = AdminServer(control, lambda: render_metrics(registry), config.admin_host, config.admin_port)
-    await admin.start()          # raises OSError if the port is taken (report it and exit non-zero)
-
-With worker processes the supervisor passes `before_metrics`, a coroutine that collects fresh counts
-from every worker before each scrape is rendered.
-    ...
+    admin = await start_admin(control, stats.snapshot, config.admin_host, config.admin_port)
+    if admin is None:            # the port is taken: the reason is on stderr; clean up, exit 1
+        ...
     await admin.close()
+
+With worker processes the supervisor passes its summed snapshot, a collector of its own and
+`before_metrics`, a coroutine that collects fresh counts from every worker before each scrape.
 """
 
 from __future__ import annotations
@@ -33,10 +33,14 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from prometheus_client.registry import Collector
+
 from relay.ops.control import RelayControl
+from relay.ops.metrics import RelayCollector, build_registry, render_metrics
 
 _log = logging.getLogger(__name__)
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -258,6 +262,30 @@ class AdminServer:
         body = b"" if response.omit_body else response.body
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
+
+
+async def start_admin(
+    control: RelayControl,
+    snapshot: Callable[[], Mapping[str, int]],
+    host: str,
+    port: int,
+    *,
+    collectors: Sequence[Collector] = (),
+    before_metrics: Callable[[], Awaitable[None]] | None = None,
+) -> AdminServer | None:
+    """Start the endpoint over a private registry of the relay's metrics (read from `snapshot` at each
+    scrape, plus `collectors`); None when it cannot bind, after telling the operator why on stderr
+    (the caller then closes what it started and exits 1)."""
+    registry = build_registry(RelayCollector(snapshot, draining=lambda: control.draining))
+    for collector in collectors:
+        registry.register(collector)
+    admin = AdminServer(control, lambda: render_metrics(registry), host, port, before_metrics=before_metrics)
+    try:
+        await admin.start()
+    except OSError as error:
+        print(f"bbb-turn-relay: cannot start the admin endpoint: {error}", file=sys.stderr)
+        return None
+    return admin
 
 
 def _is_loopback(peer: object) -> bool:

@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 
 from relay import __version__
 from relay.config import RelayConfig, apply_reload, config_summary, help_text, load_config
-from relay.ops.admin import AdminServer
+from relay.ops.admin import start_admin
 from relay.ops.control import RelayControl, install_signal_handlers
 from relay.ops.logs import configure_logging, get_logger
-from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.metrics import RelayStats
 from relay.ops.systemd import SystemdNotifier
 from relay.policy.tls import ServerTls
 from relay.process.workers import Supervisor, worker_count
@@ -93,13 +93,9 @@ async def _serve(config: RelayConfig, argv: Sequence[str], environ: Mapping[str,
         _log.error("start_failed", detail=str(error))
         print(f"bbb-turn-relay: cannot start: {error}", file=sys.stderr)
         return 1
-    registry = build_registry(RelayCollector(stats.snapshot, draining=lambda: control.draining))
-    admin = AdminServer(control, lambda: render_metrics(registry), config.admin_host, config.admin_port)
-    try:
-        await admin.start()
-    except OSError as error:
+    admin = await start_admin(control, stats.snapshot, config.admin_host, config.admin_port)
+    if admin is None:
         await server.close()
-        print(f"bbb-turn-relay: cannot start the admin endpoint: {error}", file=sys.stderr)
         return 1
 
     current = [config]

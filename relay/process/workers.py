@@ -39,13 +39,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from prometheus_client.registry import Collector
+
 import relay
 from relay import __version__
 from relay.config import Listener, RelayConfig, apply_reload, config_summary, load_config
-from relay.ops.admin import AdminServer
+from relay.ops.admin import AdminServer, start_admin
 from relay.ops.control import RelayControl, install_signal_handlers
 from relay.ops.logs import configure_logging, get_logger
-from relay.ops.metrics import RelayCollector, SnapshotAggregator, build_registry, render_metrics
+from relay.ops.metrics import SnapshotAggregator
 from relay.ops.systemd import SystemdNotifier
 from relay.policy.shared_quotas import SharedQuota
 from relay.policy.tls import ServerTls
@@ -144,7 +146,7 @@ class _Slot:
         return str(self.index)
 
 
-class WorkerCollector:
+class WorkerCollector(Collector):
     """turn_workers (serving now) and turn_worker_restarts_total, next to the summed relay metrics."""
 
     def __init__(self, supervisor: Supervisor) -> None:
@@ -222,20 +224,16 @@ class Supervisor:
             if failure:
                 await self._stop_all()
                 return _cannot_start(failure)
-            registry = build_registry(RelayCollector(self.aggregator.total, draining=lambda: self.control.draining))
-            registry.register(WorkerCollector(self))  # type: ignore[arg-type]
-            admin = AdminServer(
+            admin = await start_admin(
                 self.control,
-                lambda: render_metrics(registry),
+                self.aggregator.total,
                 config.admin_host,
                 config.admin_port,
+                collectors=(WorkerCollector(self),),
                 before_metrics=self.refresh,
             )
-            try:
-                await admin.start()
-            except OSError as error:
+            if admin is None:
                 await self._stop_all()
-                print(f"bbb-turn-relay: cannot start the admin endpoint: {error}", file=sys.stderr)
                 return 1
             return await self._serve(admin)
         finally:
