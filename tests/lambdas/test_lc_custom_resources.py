@@ -1,4 +1,4 @@
-"""The reusable custom-resource pattern (lambdas/custom_resources/framework.py) and the dispatcher's
+"""The reusable custom-resource pattern (lambdas/common/custom_resource.py) and the dispatcher's
 refusals (events that must start nothing)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from custom_resources.framework import CustomResource, Request
+from common.custom_resource import CustomResource, Request
 
 EVENT = {
     "RequestType": "Create",
