@@ -53,7 +53,7 @@ class PythonCustomResourceProvider(Construct):
         acknowledge(
             self.handler,
             "L1",
-            "Python 3.13 on purpose: AWS's public Powertools layer is pinned for python313 (lambda_defaults.py)",
+            "Python 3.13 on purpose: AWS's public Powertools layer is pinned for python313 (lambda_function.py)",
         )
 
     @property

@@ -56,14 +56,6 @@ def lifecycle_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     return json.loads((outdir / f"{lc_test_stack.STACK_NAME}.template.json").read_text())
 
 
-@pytest.fixture(autouse=True)
-def _quiet_empty_metrics() -> None:
-    """pytest restores warning filters per test, dropping the one the handlers set at import."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
-
-
 @pytest.fixture
 def world_factory(
     aws_env: None, lifecycle_template: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -10,8 +10,11 @@ CloudFormation itself; a handler only has to make each operation idempotent:
 - Delete must succeed when the thing is already gone, and also for a resource whose Create failed (its
   PhysicalResourceId is then whatever the framework made up).
 
-`CustomResource` below wires these three callables and validates the event, so a handler module is just
-three functions plus `on_event = CustomResource(create=..., update=..., delete=...)`.
+`CustomResource` below wires these three callables, validates the event and adds the request to every log
+line of the invocation, so a handler module is three functions, `resource = CustomResource(create=...,
+update=..., delete=..., logger=logger)` and an `on_event` with the Powertools decorators that calls it.
+`parse` also serves an `is_complete` handler (the Provider framework passes it the event plus on_event's
+answer in `Data`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from aws_lambda_powertools import Logger
 
 Properties = Mapping[str, Any]
 Result = dict[str, Any]
@@ -32,6 +37,7 @@ class Request:
     physical_id: str | None
     logical_id: str
     stack_id: str
+    data: dict[str, Any]
 
 
 def parse(event: Mapping[str, Any]) -> Request:
@@ -49,6 +55,7 @@ def parse(event: Mapping[str, Any]) -> Request:
         physical_id=event.get("PhysicalResourceId"),
         logical_id=str(event.get("LogicalResourceId", "")),
         stack_id=str(event.get("StackId", "")),
+        data=dict(event.get("Data") or {}),
     )
 
 
@@ -61,13 +68,20 @@ class CustomResource:
         create: Callable[[Request], Result],
         update: Callable[[Request], Result] | None = None,
         delete: Callable[[Request], Result] | None = None,
+        logger: Logger | None = None,
     ) -> None:
         self._create = create
         self._update = update or create
         self._delete = delete
+        self._logger = logger
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> Result:
         request = parse(event)
+        if self._logger is not None:
+            self._logger.append_keys(
+                request_type=request.request_type, logical_id=request.logical_id, physical_id=request.physical_id
+            )
+            self._logger.info("custom resource request")
         if request.request_type == "Create":
             result = self._create(request)
         elif request.request_type == "Update":
