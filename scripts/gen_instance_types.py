@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         kept = json.loads(OUTPUT.read_text())
         if {k: v for k, v in kept.items() if k != "generated"} != {k: v for k, v in fresh.items() if k != "generated"}:
-            print(f"{OUTPUT} is stale for botocore {botocore.__version__}: run scripts/gen_instance_types.py",
-                  file=sys.stderr)
+            print(
+                f"{OUTPUT} is stale for botocore {botocore.__version__}: run scripts/gen_instance_types.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUTPUT.write_text(json.dumps(fresh, indent=1) + "\n")
