@@ -3,6 +3,7 @@ and a TLS terminator with test certificates standing in for the NLB's turns:443 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import socket
 import ssl
@@ -27,8 +28,12 @@ class Pki:
         now = datetime.datetime.now(datetime.timezone.utc)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bbb-on-aws test CA")])
         self.ca = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.ca_key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=400))
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=400))
             .not_valid_after(now + datetime.timedelta(days=400))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.ca_key, hashes.SHA256())
@@ -40,18 +45,25 @@ class Pki:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
-            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(self.ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now + datetime.timedelta(days=days_from))
             .not_valid_after(now + datetime.timedelta(days=days_to))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
             .sign(self.ca_key, hashes.SHA256())
         )
         cert_file, key_file = self.directory / f"{label}.crt", self.directory / f"{label}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
-                              + self.ca.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        cert_file.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM) + self.ca.public_bytes(serialization.Encoding.PEM)
+        )
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         return cert_file, key_file
 
 
@@ -104,10 +116,8 @@ def _pump(source: socket.socket, destination: socket.socket) -> None:
         pass
     finally:
         for sock in (source, destination):
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
 
 class EchoPeer:
@@ -136,8 +146,9 @@ class EchoPeer:
             self.sock.sendto(data, source)
 
 
-def coturn(port: int, secret: str, realm: str, relay_range: tuple[int, int], workdir: Path,
-           *, loopback_peers: bool = True) -> subprocess.Popen[bytes]:
+def coturn(
+    port: int, secret: str, realm: str, relay_range: tuple[int, int], workdir: Path, *, loopback_peers: bool = True
+) -> subprocess.Popen[bytes]:
     """Debian's turnserver with REST credentials on loopback (UDP and TCP on `port`), no TLS of its own."""
     command = [
         "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",

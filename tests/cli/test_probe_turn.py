@@ -67,31 +67,54 @@ def lines(result: dict) -> dict[str, dict]:
     return {check["name"]: check for check in result["checks"]}
 
 
-def target_args(server: tuple[str, int], transport: str, secret_file: Path, pki: Pki,
-                stack: list) -> list[str]:
+def target_args(server: tuple[str, int], transport: str, secret_file: Path, pki: Pki, stack: list) -> list[str]:
     """The --turn arguments for `transport`; for tls a TLS front with a valid certificate is started."""
     if transport != "tls":
         return ["--turn", f"{server[0]}:{server[1]}", "--transport", transport, "--secret-file", str(secret_file)]
     cert, key = pki.leaf("good", [TLS_NAME])
     front = TlsFront(cert, key, server).__enter__()
     stack.append(front)
-    return ["--turn", f"127.0.0.1:{front.address[1]}", "--transport", "tls", "--tls-name", TLS_NAME,
-            "--ca-file", str(pki.ca_file), "--secret-file", str(secret_file)]
+    return [
+        "--turn",
+        f"127.0.0.1:{front.address[1]}",
+        "--transport",
+        "tls",
+        "--tls-name",
+        TLS_NAME,
+        "--ca-file",
+        str(pki.ca_file),
+        "--secret-file",
+        str(secret_file),
+    ]
 
 
-EXPECTED = ["STUN binding", "open relay refused", "TURN allocate", "permission {peer}", "channel bind {peer}",
-            "round trip via {peer}", "relay ports reachable"]
+EXPECTED = [
+    "STUN binding",
+    "open relay refused",
+    "TURN allocate",
+    "permission {peer}",
+    "channel bind {peer}",
+    "round trip via {peer}",
+    "relay ports reachable",
+]
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 @pytest.mark.parametrize("server_kind", ["relay", "coturn"])
 def test_healthy_server_passes_every_check(request, capsys, pki, secret_file, peer, transport, server_kind):
-    server = request.getfixturevalue("relay").address("tcp" if transport != "udp" else "udp") \
-        if server_kind == "relay" else request.getfixturevalue("coturn_server")
+    server = (
+        request.getfixturevalue("relay").address("tcp" if transport != "udp" else "udp")
+        if server_kind == "relay"
+        else request.getfixturevalue("coturn_server")
+    )
     fronts: list[TlsFront] = []
     try:
-        code, result = run(capsys, *target_args(server, transport, secret_file, pki, fronts),
-                           "--peer", f"{peer.address[0]}:{peer.address[1]}")
+        code, result = run(
+            capsys,
+            *target_args(server, transport, secret_file, pki, fronts),
+            "--peer",
+            f"{peer.address[0]}:{peer.address[1]}",
+        )
     finally:
         for front in fronts:
             front.__exit__()
@@ -112,8 +135,9 @@ def test_healthy_server_passes_every_check(request, capsys, pki, secret_file, pe
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_nothing_listening(capsys, secret_file, transport):
     port = free_port()
-    code, result = run(capsys, "--turn", f"127.0.0.1:{port}", "--transport", transport,
-                       "--secret-file", str(secret_file))
+    code, result = run(
+        capsys, "--turn", f"127.0.0.1:{port}", "--transport", transport, "--secret-file", str(secret_file)
+    )
     assert code == 1 and not result["ok"]
     failed = [c for c in result["checks"] if c["status"] == "fail"]
     assert len(failed) == 1
@@ -128,8 +152,11 @@ def test_nothing_listening(capsys, secret_file, transport):
 
 @pytest.mark.parametrize("server_kind", ["relay", "coturn"])
 def test_wrong_secret(request, capsys, tmp_path, server_kind):
-    server = request.getfixturevalue("relay").address("udp") if server_kind == "relay" \
+    server = (
+        request.getfixturevalue("relay").address("udp")
+        if server_kind == "relay"
         else request.getfixturevalue("coturn_server")
+    )
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-secret")
     code, result = run(capsys, "--turn", f"{server[0]}:{server[1]}", "--secret-file", str(wrong))
@@ -145,8 +172,15 @@ def test_peer_refused_by_the_relay(capsys, secret_file, peer):
     # Loopback peers are denied unless allowed: the relay as deployed refuses private/loopback peers.
     with RunningRelay(loopback_config(allowed_peers=())) as relay:
         host, port = relay.address("udp")
-        code, result = run(capsys, "--turn", f"{host}:{port}", "--secret-file", str(secret_file),
-                           "--peer", f"{peer.address[0]}:{peer.address[1]}")
+        code, result = run(
+            capsys,
+            "--turn",
+            f"{host}:{port}",
+            "--secret-file",
+            str(secret_file),
+            "--peer",
+            f"{peer.address[0]}:{peer.address[1]}",
+        )
     assert code == 1
     check = lines(result)[f"udp {host}:{port} permission {peer.address[0]}:{peer.address[1]}"]
     assert check["status"] == "fail" and check["detail"] == "CreatePermission: 403 Forbidden"
@@ -160,8 +194,15 @@ def test_peer_refused_by_coturn(capsys, tmp_path, secret_file, peer):
     process = coturn(port, SECRET, "probe.test", (31900, 31999), tmp_path, loopback_peers=False)
     try:
         wait_until(lambda: stun_answers(port), "coturn answering STUN")
-        code, result = run(capsys, "--turn", f"127.0.0.1:{port}", "--secret-file", str(secret_file),
-                           "--peer", f"{peer.address[0]}:{peer.address[1]}")
+        code, result = run(
+            capsys,
+            "--turn",
+            f"127.0.0.1:{port}",
+            "--secret-file",
+            str(secret_file),
+            "--peer",
+            f"{peer.address[0]}:{peer.address[1]}",
+        )
     finally:
         process.terminate()
         process.wait(10)
@@ -181,8 +222,19 @@ def test_peer_refused_by_coturn(capsys, tmp_path, secret_file, peer):
 def test_bad_certificate_fails_its_line_only(capsys, pki, secret_file, relay, label, names, days, detail, cause):
     cert, key = pki.leaf(label, names, days_from=days[0], days_to=days[1])
     with TlsFront(cert, key, relay.address("tcp")) as front:
-        code, result = run(capsys, "--turn", f"127.0.0.1:{front.address[1]}", "--transport", "tls",
-                           "--tls-name", TLS_NAME, "--ca-file", str(pki.ca_file), "--secret-file", str(secret_file))
+        code, result = run(
+            capsys,
+            "--turn",
+            f"127.0.0.1:{front.address[1]}",
+            "--transport",
+            "tls",
+            "--tls-name",
+            TLS_NAME,
+            "--ca-file",
+            str(pki.ca_file),
+            "--secret-file",
+            str(secret_file),
+        )
     assert code == 1
     failed = [c for c in result["checks"] if c["status"] == "fail"]
     assert [c["name"] for c in failed] == [f"tls 127.0.0.1:{front.address[1]} certificate for {TLS_NAME}"]
