@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ class Estimate:
     def add(
         self, component: str, detail: str, per_unit: float, counts: tuple[float, float, float], *sources: str
     ) -> None:
-        low, want, high = (round(per_unit * n, 2) for n in counts)
+        low, want, high = (cents(per_unit * n) for n in counts)
         self.lines.append(Line(component, detail, low, want, high, sorted(set(sources))))
 
     def build(self) -> list[Line]:
@@ -329,6 +330,11 @@ class Estimate:
         )
 
 
+def cents(amount: float) -> float:
+    """Rounded to the cent, halves up as on an invoice (binary floats would turn 20.805 into 20.80)."""
+    return float(Decimal(f"{amount:.6f}").quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
 def tiered(gb: float, tiers: list[list[float | None]]) -> float:
     """Cost of `gb` over AWS's volume tiers [[upper bound GB or None, price per GB], ...]."""
     total, below = 0.0, 0.0
@@ -352,9 +358,9 @@ def estimate(config: Config, usage: Usage | None = None, prices: Path = PRICES) 
         "prices": {"file": table.path.name, "date": table.date, "sources": {k: table.source_names[k] for k in used}},
         "assumptions": asdict(usage or Usage()),
         "lines": [asdict(line) for line in lines],
-        "total": round(sum(line.desired for line in lines), 2),
-        "total_min": round(sum(line.min for line in lines), 2),
-        "total_max": round(sum(line.max for line in lines), 2),
+        "total": cents(sum(line.desired for line in lines)),
+        "total_min": cents(sum(line.min for line in lines)),
+        "total_max": cents(sum(line.max for line in lines)),
     }
 
 
