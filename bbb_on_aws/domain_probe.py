@@ -25,17 +25,24 @@ TURNS_PORT = 443
 BBB_MEDIA_PORT = 16384  # first port of BBB's UDP media range (docs/host-contract.md, Ports)
 
 
-def public_names(domain: str) -> dict[str, str]:
-    """The deployment's public DNS names and what each is for (docs/host-contract.md, DNS names)."""
+def public_names(domain: str) -> dict[str, tuple[str, str]]:
+    """The deployment's public DNS names: (what each is for, where its record comes from); host-contract.md."""
+    by_stack = "created by the stacks (alias to the load balancer): check the hosted zone and that the stacks deployed"
     return {
-        domain: "Greenlight (ALB) or the single host",
-        f"scalelite.{domain}": "Scalelite API and recordings (ALB)",
-        f"turn.{domain}": "TURN over UDP/TCP 3478 (one weighted record per TURN server)",
-        f"turns.{domain}": "TURN over TLS 443 (NLB)",
+        domain: ("Greenlight (ALB) or the single host", by_stack + "; single shape: set by the host's launch"),
+        f"scalelite.{domain}": ("Scalelite API and recordings (ALB)", by_stack),
+        f"turn.{domain}": (
+            "TURN over UDP/TCP 3478 (one weighted record per TURN server)",
+            "written by the launch of each TURN server: none means no TURN server finished its "
+            "launch (run `bbb-on-aws status`)",
+        ),
+        f"turns.{domain}": ("TURN over TLS 443 (NLB)", by_stack),
     }
 
 
-async def check_dns(name: str, purpose: str) -> tuple[str, list[str]]:
+async def check_dns(
+    name: str, purpose: str, origin: str = "check the record in the hosted zone"
+) -> tuple[str, list[str]]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
@@ -43,7 +50,7 @@ async def check_dns(name: str, purpose: str) -> tuple[str, list[str]]:
         raise Failure(
             f"{name} does not resolve ({error.strerror})",
             f"the record for {purpose} is missing",
-            "check the hosted zone: the stacks create it (turn.<domain> appears once a TURN server launched)",
+            origin,
         ) from None
     addresses = sorted({str(info[4][0]) for info in infos})
     private = [a for a in addresses if not ipaddress.ip_address(a).is_global]
@@ -125,8 +132,8 @@ async def probe_domain(
     timeout: float = 3.0,
 ) -> Report:
     report = Report()
-    for name, purpose in public_names(domain).items():
-        await report.run(f"dns {name}", lambda n=name, p=purpose: check_dns(n, p), timeout)
+    for name, (purpose, origin) in public_names(domain).items():
+        await report.run(f"dns {name}", lambda n=name, p=purpose, o=origin: check_dns(n, p, o), timeout)
     credentials = rest_credentials(secret) if secret is not None else None
     bbb_peer = peer
     if bbb_peer is None and bbb_servers:
