@@ -30,6 +30,7 @@ from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol, is_channel
 
 from bbb_on_aws import tls_check
 from bbb_on_aws.checks import Failure, Report, Skipped
+from bbb_on_aws.turn_errors import closed, turn_failure
 
 Address = tuple[str, int]
 PROBE_USER = "bbb-on-aws-probe"
@@ -90,52 +91,6 @@ class _Inbox(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.queue.put_nowait((data, addr))
-
-
-def _turn_failure(error: stun.TransactionFailed, step: str) -> Failure:
-    code, reason = error.response.attributes.get("ERROR-CODE", (0, "no error code"))
-    seen = f"{step}: {code} {reason}"
-    if code in (401, 441) and step == "Allocate":
-        return Failure(
-            seen,
-            "the relay rejects the REST credentials: the shared secret differs from the relay's, "
-            "or this machine's clock is off by more than the credential lifetime",
-            "use the TURN secret of this deployment (--secret-arn, or the relay's auth-secret-file) and "
-            "check the clock here (NTP)",
-        )
-    if code == 403 and step == "Allocate":
-        return Failure(
-            seen,
-            "the relay takes no new allocations: it is draining (scale-in or `drain`)",
-            "run `bbb-on-aws status`: a draining TURN server should be out of turn.<domain>; probe another",
-        )
-    if code == 403:
-        return Failure(
-            seen,
-            "the relay refuses this peer: its address is in a denied range (private, loopback, "
-            "cloud metadata) and not on the relay's allowed list",
-            "use the peer's public address; the allowed list (/etc/bbb-turn-relay/allowed-peers.conf) "
-            "holds the BBB servers and is refreshed every 20 s",
-        )
-    if code == 486:
-        return Failure(
-            seen,
-            "this user's allocation quota is used up (turn.userQuota)",
-            "wait for the probe's old allocations to expire or raise deployment.turn.userQuota",
-        )
-    if code == 508:
-        return Failure(
-            seen,
-            "the relay is out of capacity (turn.totalQuota or the relay port range)",
-            "scale the TURN fleet out (deployment.turn.maxInstances) or widen deployment.turn.relayPorts",
-        )
-    if code == 442:
-        return Failure(seen, "the relay does not offer UDP relaying", "use a TURN server that relays UDP (RFC 8656)")
-    return Failure(
-        seen,
-        "the relay refused the request",
-        "see the relay's log on the instance (journalctl -u bbb-turn-relay) for the reason",
-    )
 
 
 class TurnSession:
@@ -243,7 +198,7 @@ class TurnSession:
         try:
             response, _ = await self.protocol.request(request)
         except ConnectionError as error:
-            raise _closed(error) from None
+            raise closed(error) from None
         self.mapped = response.attributes.get("XOR-MAPPED-ADDRESS") or response.attributes.get("MAPPED-ADDRESS")
         if self.mapped is None:
             raise Failure("Binding response without XOR-MAPPED-ADDRESS", "not a STUN server", "check the port")
@@ -273,9 +228,9 @@ class TurnSession:
         try:
             self.relayed = await self.protocol.connect()
         except stun.TransactionFailed as error:
-            raise _turn_failure(error, "Allocate") from None
+            raise turn_failure(error, "Allocate") from None
         except ConnectionError as error:
-            raise _closed(error) from None
+            raise closed(error) from None
         self.protocol.receiver = self.inbox
         self.mapped = self.protocol.mapped_address or self.mapped
         return f"relayed address {_fmt(self.relayed)}", self.relayed
@@ -286,7 +241,7 @@ class TurnSession:
         try:
             await self.protocol.request_with_retry(request)
         except stun.TransactionFailed as error:
-            raise _turn_failure(error, "CreatePermission") from None
+            raise turn_failure(error, "CreatePermission") from None
         return f"permission for {peer[0]} installed"
 
     async def _bind(self, peer: Address) -> str:
@@ -295,7 +250,7 @@ class TurnSession:
         try:
             await self.protocol.channel_bind(number, peer)
         except stun.TransactionFailed as error:
-            raise _turn_failure(error, "ChannelBind") from None
+            raise turn_failure(error, "ChannelBind") from None
         # Tell aioice about the channel so that it frames our sends and hands us the peer's ChannelData.
         self.protocol.peer_to_channel[peer] = number
         self.protocol.channel_to_peer[number] = peer
@@ -379,14 +334,6 @@ async def _resolve(host: str, port: int) -> Address:
     ipv4 = [info for info in infos if info[0] == socket.AF_INET]
     sockaddr = (ipv4 or infos)[0][4]
     return str(sockaddr[0]), int(sockaddr[1])
-
-
-def _closed(error: Exception) -> Failure:
-    return Failure(
-        f"connection lost: {error}",
-        "the server closed the connection (wrong protocol on this port, or a TLS terminator that forwards to nothing)",
-        "check the listener's target group is healthy",
-    )
 
 
 def _failed(name: str, failure: Failure) -> Any:
