@@ -3,6 +3,8 @@ the most likely cause in this deployment and the fix."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from aioice import stun
 
 from bbb_on_aws.checks import Failure
@@ -60,3 +62,15 @@ def closed(error: Exception) -> Failure:
         "the server closed the connection (wrong protocol on this port, or a TLS terminator that forwards to nothing)",
         "check the listener's target group is healthy",
     )
+
+
+def private_relayed_address(server: str, relayed: str) -> Failure | None:
+    """A relay reached at a public address must hand out a public relayed address: a private one (the
+    instance's own VPC address) is unreachable for browsers, so every relayed call would fail."""
+    if ipaddress.ip_address(server).is_global and not ipaddress.ip_address(relayed).is_global:
+        return Failure(
+            f"relayed address {relayed} is not public (server {server})",
+            "the relay advertises its private address: its public IP (relay external-ip / relay-ip) is not set",
+            "check /etc/bbb-turn-relay/relay.conf on the host (rendered at boot from the instance's public IPv4)",
+        )
+    return None

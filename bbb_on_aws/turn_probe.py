@@ -30,7 +30,7 @@ from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol, is_channel
 
 from bbb_on_aws import tls_check
 from bbb_on_aws.checks import Failure, Report, Skipped
-from bbb_on_aws.turn_errors import closed, turn_failure
+from bbb_on_aws.turn_errors import closed, private_relayed_address, turn_failure
 
 Address = tuple[str, int]
 PROBE_USER = "bbb-on-aws-probe"
@@ -233,6 +233,10 @@ class TurnSession:
             raise closed(error) from None
         self.protocol.receiver = self.inbox
         self.mapped = self.protocol.mapped_address or self.mapped
+        assert self.address is not None and self.relayed is not None
+        problem = private_relayed_address(self.address[0], self.relayed[0])
+        if problem is not None:
+            raise problem
         return f"relayed address {_fmt(self.relayed)}", self.relayed
 
     async def _permission(self, peer: Address) -> str:

@@ -255,3 +255,23 @@ def test_text_output_names_cause_and_fix(capsys, tmp_path, relay):
     assert f"FAIL  udp {host}:{port} TURN allocate" in out
     assert "cause: the relay rejects the REST credentials" in out and "fix:   use the TURN secret" in out
     assert out.rstrip().endswith("1 check(s) failed")
+
+
+def test_draining_relay_refuses_new_allocations(capsys, secret_file, relay):
+    relay.draining = True
+    host, port = relay.address("udp")
+    code, result = run(capsys, "--turn", f"{host}:{port}", "--secret-file", str(secret_file))
+    assert code == 1
+    check = lines(result)[f"udp {host}:{port} TURN allocate"]
+    assert check["detail"] == "Allocate: 403 Forbidden" and "draining" in check["cause"]
+
+
+def test_user_quota_reached(capsys, secret_file):
+    with RunningRelay(loopback_config(user_quota=1)) as relay:
+        host, port = relay.address("udp")
+        with relay.client("udp", user="bbb-on-aws-probe") as holder:  # the probe's user already holds one
+            assert holder.allocate().get(0x0016)  # XOR-RELAYED-ADDRESS
+            code, result = run(capsys, "--turn", f"{host}:{port}", "--secret-file", str(secret_file))
+    assert code == 1
+    check = lines(result)[f"udp {host}:{port} TURN allocate"]
+    assert check["detail"].startswith("Allocate: 486") and "turn.userQuota" in check["cause"]
