@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = commands.add_parser(
         "probe",
-        parents=[json_flag],
+        parents=[json_flag, aws],
         help="diagnose a deployment or one TURN service from outside",
         description="Check a live deployment from outside (DNS, TURN over UDP/TCP/TLS with REST credentials, "
         "certificates, HTTPS), or one TURN service with --turn. Exit status 1 if any check fails.",
@@ -59,7 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--tls-name", help="with --transport tls: the name the certificate must hold (default HOST)")
     probe.add_argument("--secret-file", type=Path, help="file holding the TURN shared secret")
     probe.add_argument("--secret-arn", help="Secrets Manager ARN or name of the TURN shared secret")
-    probe.add_argument("--region", help="region of --secret-arn (default: from the ARN or the AWS config)")
     probe.add_argument(
         "--peer",
         type=_address,
@@ -72,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="HOST",
         help="a BBB server's name (bbb-<id>.<domain>): its HTTPS API and a TURN permission to it",
+    )
+    probe.add_argument(
+        "--discover",
+        action="store_true",
+        help="with a domain: find the serving BBB servers from the AWS APIs (instead of --bbb-server)",
     )
     probe.add_argument("--ca-file", help="trust this CA bundle too (a private CA)")
     probe.add_argument("--timeout", type=float, default=3.0, help="seconds per network step (default 3)")
@@ -164,11 +168,17 @@ def _probe(args: argparse.Namespace) -> int:
         target = turn_probe.Target(host, port, args.transport, tls_name=args.tls_name, ca_file=args.ca_file)
         report = asyncio.run(turn_probe.probe_turn(target, secret=secret, peer=args.peer, timeout=args.timeout))
     else:
+        servers = list(args.bbb_server)
+        if args.discover:
+            from bbb_on_aws import status
+
+            environment, region = _deployment(args)
+            servers += status.serving_bbb_hosts(environment, region, args.domain)
         report = asyncio.run(
             domain_probe.probe_domain(
                 args.domain,
                 secret=secret,
-                bbb_servers=args.bbb_server,
+                bbb_servers=servers,
                 peer=args.peer,
                 ca_file=args.ca_file,
                 timeout=args.timeout,

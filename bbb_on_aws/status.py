@@ -12,7 +12,14 @@ import datetime
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lambdas.common.names import TAG_ENVIRONMENT, TAG_READY, TAG_ROLE, metric_namespace, probe_alarm_prefix
+from lambdas.common.names import (
+    TAG_ENVIRONMENT,
+    TAG_READY,
+    TAG_ROLE,
+    instance_host,
+    metric_namespace,
+    probe_alarm_prefix,
+)
 
 STACK_PARTS = ("network", "shared", "email", "data", "frontend", "fleets", "monitoring")
 FAILED_WINDOW = datetime.timedelta(hours=24)
@@ -282,3 +289,26 @@ def _executions(
                     elif e.get("stopDate") and now - e["stopDate"] < FAILED_WINDOW:
                         failed.append(row)
     return sorted(running, key=lambda r: r["start"]), sorted(failed, key=lambda r: r["stop"])
+
+
+def serving_bbb_hosts(environment: str, region: str, domain: str, clients: Clients | None = None) -> list[str]:
+    """The DNS names of the BBB servers that serve now (InService and tagged ready), for `probe --discover`."""
+    aws = clients or Clients(region)
+    ready = {
+        iid
+        for iid, info in _instances(aws, environment).items()
+        if TAG_READY in {t["Key"] for t in info.get("Tags", [])}
+    }
+    hosts = []
+    pages = aws.autoscaling.get_paginator("describe_auto_scaling_groups").paginate(
+        Filters=[{"Name": f"tag:{TAG_ENVIRONMENT}", "Values": [environment]}]
+    )
+    for page in pages:
+        for group in page["AutoScalingGroups"]:
+            role = {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get(TAG_ROLE)
+            if role not in ("bbb", "single"):
+                continue
+            for member in group.get("Instances", []):
+                if member["LifecycleState"] == "InService" and member["InstanceId"] in ready:
+                    hosts.append(instance_host(role, member["InstanceId"], domain))
+    return sorted(hosts)
