@@ -275,7 +275,15 @@ class TurnSession:
         channel to that source and answers through the relay."""
         assert self.relayed is not None and self.mapped is not None
         loop = asyncio.get_running_loop()
-        await self._permission((self.mapped[0], 0))
+        try:
+            await self._permission((self.mapped[0], 0))
+        except Failure as failure:
+            raise Failure(
+                failure.detail,
+                f"the relay refuses this probe's own address {self.mapped[0]} as a peer (a private or denied "
+                "range), so it cannot stand in for a BBB server",
+                "run the probe from a machine with a public address, or give --peer (an allowed echo peer)",
+            ) from None
         family = socket.AF_INET6 if ":" in self.relayed[0] else socket.AF_INET
         transport, peer = await loop.create_datagram_endpoint(
             _Inbox, family=family, local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0)

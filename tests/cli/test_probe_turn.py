@@ -275,3 +275,13 @@ def test_user_quota_reached(capsys, secret_file):
     assert code == 1
     check = lines(result)[f"udp {host}:{port} TURN allocate"]
     assert check["detail"].startswith("Allocate: 486") and "turn.userQuota" in check["cause"]
+
+
+def test_self_round_trip_names_its_own_refusal(capsys, secret_file):
+    with RunningRelay(loopback_config(allowed_peers=())) as relay:
+        host, port = relay.address("udp")
+        code, result = run(capsys, "--turn", f"{host}:{port}", "--secret-file", str(secret_file))
+    assert code == 1
+    check = lines(result)[f"udp {host}:{port} relay ports reachable"]
+    assert check["detail"] == "CreatePermission: 403 Forbidden"
+    assert "this probe's own address 127.0.0.1" in check["cause"] and "public address" in check["fix"]
