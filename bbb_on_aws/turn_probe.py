@@ -22,6 +22,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ class Target:
 class _Capture:
     """Keeps what aioice would drop: Data indications (relayed from peers without a channel yet)."""
 
-    indications: asyncio.Queue[tuple[Address, bytes]]
+    indications: asyncio.Queue[tuple[bytes, Address]]
 
     def datagram_received(self, data: bytes | str, addr: Address) -> None:
         raw = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else data.encode()
@@ -70,7 +71,7 @@ class _Capture:
             except ValueError:
                 return
             if message.message_method == stun.Method.DATA and message.message_class == stun.Class.INDICATION:
-                self.indications.put_nowait((message.attributes["XOR-PEER-ADDRESS"], message.attributes["DATA"]))
+                self.indications.put_nowait((message.attributes["DATA"], message.attributes["XOR-PEER-ADDRESS"]))
                 return
         super().datagram_received(data, addr)  # type: ignore[misc]
 
@@ -153,8 +154,10 @@ class TurnSession:
                 self.name(f"channel bind {_fmt(peer)}"), lambda: self._bind(peer), self.timeout
             )
             if bound and peer_echoes:
-                await self.report.run(self.name(f"round trip via {_fmt(peer)}"), lambda: self._echo(peer), self.timeout)
-        await self.report.run(self.name("relay ports reachable"), self._self_round_trip, self.timeout * 2)
+                await self.report.run(
+                    self.name(f"round trip via {_fmt(peer)}"), lambda: self._echo(peer), self.timeout * 2
+                )
+        await self.report.run(self.name("relay ports reachable"), self._self_round_trip, self.timeout * 3)
 
     def _skip_rest(self, step: str) -> None:
         self.report.skip(self.name("remaining checks"), f"skipped: {step} failed")
@@ -263,11 +266,16 @@ class TurnSession:
 
     async def _echo(self, peer: Address) -> str:
         payload = b"bbb-on-aws probe " + os.urandom(8).hex().encode()
-        await self.protocol.send_data(payload, peer)
-        while True:
-            data, _source = await self.inbox.queue.get()
-            if data == payload:
-                return f"{len(payload)} bytes out and back through {_fmt(self.relayed)}"  # type: ignore[arg-type]
+        try:
+            await self._resend_until(self.inbox.queue, payload, lambda: self.protocol.send_data(payload, peer))
+        except TimeoutError:
+            raise Failure(
+                f"no echo from {_fmt(peer)} within {self.timeout:g} s",
+                "the peer does not send datagrams back (it must echo, as turnutils_peer does), or a firewall on "
+                "the peer's side drops UDP from the relay",
+                "give an echoing peer with --peer, or check UDP from the relay to the peer",
+            ) from None
+        return f"{len(payload)} bytes out and back through {_fmt(self.relayed)}"  # type: ignore[arg-type]
 
     async def _self_round_trip(self) -> str:
         """The probe as its own peer: a second UDP socket sends to the relayed address (through the relay port
@@ -292,7 +300,7 @@ class TurnSession:
             ping = b"ping " + os.urandom(8).hex().encode()
             indications = self.protocol.indications
             try:
-                source, data = await self._await_from(indications, ping, lambda: transport.sendto(ping, self.relayed))
+                source = await self._resend_until(indications, ping, lambda: _now(transport.sendto, ping, self.relayed))
             except TimeoutError:
                 raise Failure(
                     f"nothing arrived from the relay port {self.relayed[1]}",
@@ -302,26 +310,31 @@ class TurnSession:
                 ) from None
             await self._bind(source)
             pong = b"pong " + os.urandom(8).hex().encode()
-            await self.protocol.send_data(pong, source)
-            while True:
-                data, _ = await peer.queue.get()
-                if data == pong:
-                    return f"peer -> relay port {self.relayed[1]} -> probe and back"
+            try:
+                await self._resend_until(peer.queue, pong, lambda: self.protocol.send_data(pong, source))
+            except TimeoutError:
+                raise Failure(
+                    f"the relay took the ping from {_fmt(source)} but its answer never came back",
+                    "the relay does not forward ChannelData to the peer (a relay fault) or the path back is filtered",
+                    "check the relay's log and the outbound rules of the TURN security group",
+                ) from None
+            return f"peer -> relay port {self.relayed[1]} -> probe and back"
         finally:
             transport.close()
 
-    async def _await_from(
-        self, queue: asyncio.Queue[tuple[Address, bytes]], payload: bytes, send: Any
-    ) -> tuple[Address, bytes]:
-        for _ in range(int(self.timeout / 0.5) + 1):  # UDP: resend every 0.5 s until the timeout
-            send()
-            try:
+    async def _resend_until(
+        self, queue: asyncio.Queue[tuple[bytes, Address]], payload: bytes, send: Callable[[], Awaitable[None]]
+    ) -> Address:
+        """Send `payload` every 0.5 s (UDP may drop any datagram) until it arrives on `queue`, up to the
+        timeout; returns the address it came from, raises TimeoutError."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while asyncio.get_running_loop().time() < deadline:
+            await send()
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 while True:
-                    source, data = await asyncio.wait_for(queue.get(), 0.5)
+                    data, source = await asyncio.wait_for(queue.get(), 0.5)
                     if data == payload:
-                        return source, data
-            except (TimeoutError, asyncio.TimeoutError):
-                continue
+                        return source
         raise TimeoutError
 
     async def _close(self) -> None:
@@ -352,6 +365,11 @@ def _failed(name: str, failure: Failure) -> Any:
     from bbb_on_aws.checks import FAIL, Check
 
     return Check(name, FAIL, 0.0, failure.detail, failure.cause, failure.fix)
+
+
+async def _now(function: Callable[..., object], *args: object) -> None:
+    """A plain call as an awaitable (what _resend_until sends through)."""
+    function(*args)
 
 
 def _fmt(address: Address) -> str:

@@ -285,3 +285,25 @@ def test_self_round_trip_names_its_own_refusal(capsys, secret_file):
     check = lines(result)[f"udp {host}:{port} relay ports reachable"]
     assert check["detail"] == "CreatePermission: 403 Forbidden"
     assert "this probe's own address 127.0.0.1" in check["cause"] and "public address" in check["fix"]
+
+
+def test_a_peer_that_does_not_echo_fails_the_round_trip_only(capsys, secret_file, relay):
+    from relay_testkit import Peer
+
+    host, port = relay.address("udp")
+    with Peer() as silent:
+        code, result = run(
+            capsys,
+            "--turn",
+            f"{host}:{port}",
+            "--secret-file",
+            str(secret_file),
+            "--peer",
+            f"{silent.address[0]}:{silent.address[1]}",
+        )
+        data, _ = silent.recv()  # the probe's datagram did reach the peer through the relay
+    assert code == 1 and data.startswith(b"bbb-on-aws probe ")
+    failed = [c for c in result["checks"] if c["status"] == "fail"]
+    assert [c["name"] for c in failed] == [f"udp {host}:{port} round trip via {silent.address[0]}:{silent.address[1]}"]
+    assert "does not send datagrams back" in failed[0]["cause"]
+    assert lines(result)[f"udp {host}:{port} relay ports reachable"]["status"] == "pass"
