@@ -143,10 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         return {"probe": _probe, "status": _status, "drain": _drain, "cost": _cost}[args.command](args)
     except UsageError as error:
         print(f"bbb-on-aws {args.command}: {error}", file=sys.stderr)
+        return 2
+    except ClientError as error:  # e.g. AccessDenied: name the call, so the missing permission is obvious
+        info = error.response.get("Error", {})
+        print(
+            f"bbb-on-aws {args.command}: AWS refused {error.operation_name}: {info.get('Code')}: {info.get('Message')}",
+            file=sys.stderr,
+        )
+        return 1
+    except BotoCoreError as error:
+        print(
+            f"bbb-on-aws {args.command}: {error} (configure AWS credentials, e.g. AWS_PROFILE, and --region)",
+            file=sys.stderr,
+        )
         return 2
 
 

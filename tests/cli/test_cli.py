@@ -82,3 +82,19 @@ def test_nothing_imports_the_cli():
         if path.exists() and pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_aws_errors_are_messages_not_tracebacks(capsys, monkeypatch, tmp_path):
+    for key in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert main(["status", "--environment", "bbb", "--region", "eu-west-1"]) == 2
+    assert "Unable to locate credentials" in capsys.readouterr().err
