@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--discover",
         action="store_true",
-        help="with a domain: find the serving BBB servers from the AWS APIs (instead of --bbb-server)",
+        help="with a domain: find the serving BBB servers (as --bbb-server) and TURN servers (each probed over UDP "
+        "by its own name) from the AWS APIs",
     )
     probe.add_argument("--ca-file", help="trust this CA bundle too (a private CA)")
     probe.add_argument("--timeout", type=float, default=3.0, help="seconds per network step (default 3)")
@@ -183,17 +184,19 @@ def _probe(args: argparse.Namespace) -> int:
         target = turn_probe.Target(host, port, args.transport, tls_name=args.tls_name, ca_file=args.ca_file)
         report = asyncio.run(turn_probe.probe_turn(target, secret=secret, peer=args.peer, timeout=args.timeout))
     else:
-        servers = list(args.bbb_server)
+        servers, turn_servers = list(args.bbb_server), []
         if args.discover:
             from bbb_on_aws import status
 
             environment, region = _deployment(args)
-            servers += status.serving_bbb_hosts(environment, region, args.domain)
+            servers += status.serving_hosts(environment, region, args.domain)
+            turn_servers = status.serving_hosts(environment, region, args.domain, roles=("turn",))
         report = asyncio.run(
             domain_probe.probe_domain(
                 args.domain,
                 secret=secret,
                 bbb_servers=servers,
+                turn_servers=turn_servers,
                 peer=args.peer,
                 ca_file=args.ca_file,
                 timeout=args.timeout,

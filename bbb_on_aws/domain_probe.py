@@ -127,6 +127,7 @@ async def probe_domain(
     *,
     secret: str | None,
     bbb_servers: Sequence[str] = (),
+    turn_servers: Sequence[str] = (),
     peer: Address | None = None,
     ca_file: str | None = None,
     timeout: float = 3.0,
@@ -153,6 +154,8 @@ async def probe_domain(
         Target(turn, TURN_PORT, "tcp"),
         Target(turns, TURNS_PORT, "tls", tls_name=turns, ca_file=ca_file),
     ]
+    # turn.<domain> answers with one weighted record per query: each server by its own name finds a bad one.
+    targets += [Target(host, TURN_PORT, "udp") for host in turn_servers]
     for target in targets:
         await TurnSession(target, report, timeout, credentials).run(bbb_peer, peer_echoes=peer is not None)
     https = [

@@ -291,8 +291,15 @@ def _executions(
     return sorted(running, key=lambda r: r["start"]), sorted(failed, key=lambda r: r["stop"])
 
 
-def serving_bbb_hosts(environment: str, region: str, domain: str, clients: Clients | None = None) -> list[str]:
-    """The DNS names of the BBB servers that serve now (InService and tagged ready), for `probe --discover`."""
+def serving_hosts(
+    environment: str,
+    region: str,
+    domain: str,
+    roles: tuple[str, ...] = ("bbb", "single"),
+    clients: Clients | None = None,
+) -> list[str]:
+    """The DNS names (docs/host-contract.md) of the servers of `roles` that serve now (InService and tagged
+    ready), for `probe --discover`: BBB servers by default, TURN servers with roles=("turn",)."""
     aws = clients or Clients(region)
     ready = {
         iid
@@ -306,7 +313,7 @@ def serving_bbb_hosts(environment: str, region: str, domain: str, clients: Clien
     for page in pages:
         for group in page["AutoScalingGroups"]:
             role = {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get(TAG_ROLE)
-            if role not in ("bbb", "single"):
+            if role not in roles:
                 continue
             for member in group.get("Instances", []):
                 if member["LifecycleState"] == "InService" and member["InstanceId"] in ready:

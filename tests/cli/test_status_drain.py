@@ -285,13 +285,17 @@ def test_drain_refuses_a_server_already_draining():
 def test_probe_discovers_the_serving_bbb_servers(aws, capsys):
     (bbb,) = aws.instances("bbb")
     ec2 = boto3.client("ec2", region_name=REGION)
-    assert status.serving_bbb_hosts(ENV, REGION, "meet.example.invalid") == []  # not ready yet: not serving
+    assert status.serving_hosts(ENV, REGION, "meet.example.invalid") == []  # not ready yet: not serving
     ec2.create_tags(Resources=[bbb], Tags=[{"Key": "bbb-on-aws:ready", "Value": "1765000000"}])
     for turn in aws.instances("turn"):  # TURN servers are no BBB servers, ready or not
         ec2.create_tags(Resources=[turn], Tags=[{"Key": "bbb-on-aws:ready", "Value": "1765000000"}])
     host = f"bbb-{bbb[2:]}.meet.example.invalid"
-    assert status.serving_bbb_hosts(ENV, REGION, "meet.example.invalid") == [host]
+    assert status.serving_hosts(ENV, REGION, "meet.example.invalid") == [host]
+    turn_hosts = [f"turn-{i[2:]}.meet.example.invalid" for i in aws.instances("turn")]
+    assert status.serving_hosts(ENV, REGION, "meet.example.invalid", roles=("turn",)) == sorted(turn_hosts)
     code = main(["probe", "meet.example.invalid", "--discover", "--json", "--timeout", "1", *AWS_ARGS])
     result = json.loads(capsys.readouterr().out)
     assert code == 1  # the names do not resolve here; what matters is that the discovered server is checked
-    assert f"https BBB {host}" in {c["name"] for c in result["checks"]}
+    names = {c["name"] for c in result["checks"]}
+    assert f"https BBB {host}" in names
+    assert all(f"udp {turn}:3478 resolve" in names for turn in turn_hosts)
