@@ -198,3 +198,15 @@ def test_resource_counts_match_the_synthesized_templates(shape):
     assert counts["AWS::SecretsManager::Secret"] == cost.SECRETS[shape]
     assert counts["AWS::CloudWatch::Alarm"] == cost.STATIC_ALARMS[shape]
     assert counts["AWS::KMS::Key"] == cost.KMS_KEYS
+
+
+def test_fargate_frontend_replaces_the_ecs_instances(capsys):
+    code, result = run(capsys, "-c", "deployment.frontend.capacity=fargate")
+    assert code == 0
+    lines = table(result)
+    assert "EC2 ECS instances" not in lines and "EBS ECS instances" not in lines
+    # eu-west-1 Fargate: 0.04048 per vCPU-h + 0.004445 per GB-h, 730 h
+    assert lines["Fargate greenlight"] == (36.04,) * 3  # 2 x (0.5 x 0.04048 + 1 x 0.004445) x 730 = 36.040
+    assert lines["Fargate scalelite web"] == (72.08,) * 3  # 2 x (1 x 0.04048 + 2 x 0.004445) x 730 = 72.080
+    assert lines["Fargate scalelite poller"] == (9.01,) * 3  # 0.25 x 0.04048 + 0.5 x 0.004445 = 0.0123425 x 730
+    assert lines["Fargate scalelite importer"] == (9.01,) * 3
