@@ -95,6 +95,8 @@ class Snapshot:
             )
             for s in fleet.servers:
                 since = f" since {s.since}" if s.since else ""
+                if s.state == "draining" and not s.since:  # the hook fired but no drain runs: see troubleshooting
+                    since = " (no drain execution running)"
                 figures = "".join(f" {k} {v:g}" for k, v in s.metrics.items())
                 out.append(
                     f"  {s.id}  {s.state}{since} ({s.lifecycle_state}, {s.health})  {s.instance_type} "

@@ -113,6 +113,7 @@ def test_status_shows_draining_launching_and_warm_pool(aws):
                             {**member, "InstanceId": "i-0aaaaaaaaaaaaaaa1", "LifecycleState": "Terminating:Wait"},
                             {**member, "InstanceId": "i-0aaaaaaaaaaaaaaa2", "LifecycleState": "Pending:Wait"},
                             {**member, "InstanceId": "i-0aaaaaaaaaaaaaaa3", "LifecycleState": "InService"},
+                            {**member, "InstanceId": "i-0aaaaaaaaaaaaaaa5", "LifecycleState": "Terminating:Wait"},
                         ],
                     }
                 ]
@@ -134,8 +135,11 @@ def test_status_shows_draining_launching_and_warm_pool(aws):
         "i-0aaaaaaaaaaaaaaa2": ("launching", None),
         "i-0aaaaaaaaaaaaaaa3": ("serving", None),
         "i-0aaaaaaaaaaaaaaa4": ("warm pool", None),
+        "i-0aaaaaaaaaaaaaaa5": ("draining", None),
     }
-    assert "i-0aaaaaaaaaaaaaaa1  draining since " + running_since + " (Terminating:Wait" in snapshot.render()
+    text = snapshot.render()
+    assert "i-0aaaaaaaaaaaaaaa1  draining since " + running_since + " (Terminating:Wait" in text
+    assert "i-0aaaaaaaaaaaaaaa5  draining (no drain execution running) (Terminating:Wait" in text
 
 
 def test_drain_terminates_through_the_group_and_decrements(aws, capsys):
