@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bbb_on_aws.status import Clients
+from bbb_on_aws.aws_clients import Clients
 from lambdas.common.names import ROLES, TAG_ENVIRONMENT, TAG_ROLE, check_instance_id, execution_name
 
 TERMINATE_HOOK = "bbb-on-aws-terminate"  # cdk_constructs/lifecycle/names.py (the CLI may not import CDK code)

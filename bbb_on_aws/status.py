@@ -12,6 +12,7 @@ import datetime
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bbb_on_aws.aws_clients import Clients
 from lambdas.common.names import (
     TAG_ENVIRONMENT,
     TAG_READY,
@@ -109,23 +110,6 @@ class Snapshot:
         out.append(f"Failed executions in the last 24 h: {len(self.failed) or 'none'}")
         out += [f"  {e['name']} {e['status']} at {e['stop']} ({e['machine']})" for e in self.failed]
         return "\n".join(out)
-
-
-class Clients:
-    """The AWS clients status and drain use; tests pass moto-backed or Stubber-wrapped clients."""
-
-    def __init__(self, region: str, **given: Any) -> None:
-        self.region = region
-        self._given = given
-
-    def __getattr__(self, service: str) -> Any:
-        if service.startswith("_"):
-            raise AttributeError(service)
-        if service not in self._given:
-            import boto3
-
-            self._given[service] = boto3.client(service, region_name=self.region)
-        return self._given[service]
 
 
 def _iso(value: Any) -> str:

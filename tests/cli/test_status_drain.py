@@ -15,6 +15,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from bbb_on_aws import drain, status
+from bbb_on_aws.aws_clients import Clients
 from bbb_on_aws.cli import main
 
 AWS_ARGS = ["--environment", ENV, "--region", REGION]
@@ -125,7 +126,7 @@ def test_status_shows_draining_launching_and_warm_pool(aws):
             {"Instances": [{**member, "InstanceId": "i-0aaaaaaaaaaaaaaa4", "LifecycleState": "Warmed:Stopped"}]},
             {"AutoScalingGroupName": group},
         )
-        snapshot = status.collect(ENV, REGION, status.Clients(REGION, autoscaling=autoscaling))
+        snapshot = status.collect(ENV, REGION, Clients(REGION, autoscaling=autoscaling))
         stub.assert_no_pending_responses()
     (fleet,) = snapshot.fleets
     states = {s.id: (s.state, s.since) for s in fleet.servers}
@@ -264,7 +265,7 @@ def test_drain_sends_exactly_the_call_that_fires_the_terminating_hook():
             {"InstanceId": instance, "ShouldDecrementDesiredCapacity": False},
         )
         started = drain.drain(
-            instance, environment=ENV, region=REGION, replace=True, clients=status.Clients(REGION, autoscaling=client)
+            instance, environment=ENV, region=REGION, replace=True, clients=Clients(REGION, autoscaling=client)
         )
         stub.assert_no_pending_responses()
     assert (started.activity, started.execution, started.decremented) == ("act-1", f"drain-{instance}", False)
@@ -281,7 +282,7 @@ def test_drain_refuses_a_server_already_draining():
                 environment=ENV,
                 region=REGION,
                 replace=True,
-                clients=status.Clients(REGION, autoscaling=client),
+                clients=Clients(REGION, autoscaling=client),
             )
         stub.assert_no_pending_responses()  # and no terminate call was made (the Stubber would have failed)
 
