@@ -12,6 +12,7 @@ tests/cli/test_cost.py): they change when the stacks do.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -328,6 +329,14 @@ class Estimate:
             relayed_gb * hop * 2,
             src,
         )
+
+
+def dump_prices(table: dict[str, Any]) -> str:
+    """prices.json's text: indented, one price ([value, source]) per line, so a diff shows each change."""
+    text = json.dumps(table, indent=1)
+    for _ in range(3):  # innermost lists first: a price, then the tier pairs, then the tier list
+        text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
+    return text + "\n"
 
 
 def cents(amount: float) -> float:
