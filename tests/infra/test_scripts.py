@@ -1,0 +1,96 @@
+"""The scripts and app.py on a copy of the repository: a malformed cdk.json stops them with its line and column
+before anything runs, and synth.sh leaves exactly this deployment's templates in cdk.out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+NAME_LINE = '"name": "bbb"'
+
+
+def repo_copy(tmp_path: Path) -> Path:
+    """The code, cdk.json, scripts and cfn-lint settings copied (so that paths computed from `__file__` land in
+    the copy), the toolchain (.venv, node_modules) and the non-package folders linked. install.sh is replaced by
+    a marker: it would reinstall the shared toolchain, and is not what these tests are about."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name in {".git", "cdk.out", "tests", "bench", "docs"} or entry.name.startswith(".pytest"):
+            continue
+        target = copy / entry.name
+        if entry.is_dir() and not entry.is_symlink() and ((entry / "__init__.py").exists() or entry.name == "scripts"):
+            shutil.copytree(entry, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif entry.is_file() and not entry.is_symlink():
+            shutil.copy2(entry, target)
+        else:
+            target.symlink_to(entry.resolve())
+    (copy / "scripts" / "install.sh").write_text('#!/usr/bin/env bash\ntouch "$(dirname "$0")/../installed"\n')
+    return copy
+
+
+def break_cdk_json(copy: Path) -> tuple[int, int]:
+    """Put a comma after the last top-level entry (a trailing comma); returns the comma's line and column."""
+    text = (copy / "cdk.json").read_text().rstrip()
+    body = text[:-1].rstrip()  # without the document's closing brace
+    (copy / "cdk.json").write_text(body + ",\n}\n")
+    lines = body.splitlines()
+    return len(lines), len(lines[-1]) + 1
+
+
+def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_python_app_reports_a_malformed_cdk_json_with_line_and_column(tmp_path: Path) -> None:
+    copy = repo_copy(tmp_path)
+    line, column = break_cdk_json(copy)
+    result = run([sys.executable, "app.py"], copy, CDK_OUTDIR=str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "cdk.json cannot be read — nothing was synthesized." in result.stderr
+    assert f"cdk.json:{line}:{column}: " in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", ["synth.sh", "test.sh"])
+def test_scripts_refuse_a_malformed_cdk_json_before_installing_anything(tmp_path: Path, script: str) -> None:
+    copy = repo_copy(tmp_path)
+    line, column = break_cdk_json(copy)
+    result = run([str(copy / "scripts" / script)], copy)
+    assert result.returncode == 1
+    assert f"cdk.json:{line}:{column}: trailing comma" in result.stderr, result.stderr
+    assert not (copy / "installed").exists()
+
+
+def test_synth_removes_the_templates_of_a_renamed_environment(tmp_path: Path) -> None:
+    copy = repo_copy(tmp_path)
+    # The last synth was of environment "bbb"; the operator then renamed it to "campus".
+    stale = copy / "cdk.out" / "bbb-network.template.json"
+    stale.parent.mkdir()
+    stale.write_text('{"Resources": {}}')
+    cdk_json = copy / "cdk.json"
+    cdk_json.write_text(cdk_json.read_text().replace(NAME_LINE, '"name": "campus"', 1))
+    result = run([str(copy / "scripts" / "synth.sh")], copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (copy / "installed").exists()
+    assert not stale.exists()
+    manifest = json.loads((copy / "cdk.out" / "manifest.json").read_text())
+    stacks = {
+        name for name, artifact in manifest["artifacts"].items() if artifact["type"] == "aws:cloudformation:stack"
+    }
+    templates = {path.name.removesuffix(".template.json") for path in (copy / "cdk.out").glob("*.template.json")}
+    assert templates == stacks and all(name.startswith("campus-") for name in stacks)
+    assert f"synth OK: {len(stacks)} templates in cdk.out/" in result.stdout
