@@ -1,5 +1,6 @@
 """The scripts and app.py on a copy of the repository: a malformed cdk.json stops them with its line and column
-before anything runs, and synth.sh leaves exactly this deployment's templates in cdk.out."""
+before anything runs, and synth.sh (run as docs/operations.md quotes it) leaves exactly this deployment's
+templates in cdk.out."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.docs.doc_blocks import OPERATIONS, marked_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +85,8 @@ def test_synth_removes_the_templates_of_a_renamed_environment(tmp_path: Path) ->
     stale.write_text('{"Resources": {}}')
     cdk_json = copy / "cdk.json"
     cdk_json.write_text(cdk_json.read_text().replace(NAME_LINE, '"name": "campus"', 1))
-    result = run([str(copy / "scripts" / "synth.sh")], copy)
+    # Exactly the command docs/operations.md gives the operator.
+    result = run(["bash", "-c", marked_blocks(OPERATIONS)["synth"]], copy)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (copy / "installed").exists()
     assert not stale.exists()
