@@ -138,3 +138,33 @@ def test_every_cited_repository_path_exists() -> None:
     assert len(cited) >= 10
     missing = sorted(path for path in cited if not (ROOT / path).exists())
     assert not missing, missing
+
+
+def _kept(shape: str, stage: str) -> dict[str, set[str]]:
+    """DeletionPolicy (other than Delete) -> resource types, over every stack of one variant."""
+    from tests.infra.synth import synth  # the infra tests' cached synthesis
+
+    kept: dict[str, set[str]] = {}
+    for template in synth(shape, stage).templates().values():
+        for resource in template["Resources"].values():
+            if resource.get("DeletionPolicy", "Delete") != "Delete":
+                kept.setdefault(resource["DeletionPolicy"], set()).add(resource["Type"])
+    return kept
+
+
+@pytest.mark.slow
+def test_destroy_table_matches_the_templates() -> None:
+    assert _kept("scalable", "dev") == {} and _kept("single", "dev") == {}
+    assert _kept("scalable", "prod") == {
+        "Retain": {"AWS::EFS::FileSystem", "AWS::Logs::LogGroup", "AWS::S3::Bucket", "AWS::SecretsManager::Secret"},
+        "Snapshot": {"AWS::RDS::DBCluster", "AWS::ElastiCache::ReplicationGroup"},
+    }
+    assert _kept("single", "prod") == {"Retain": {"AWS::Logs::LogGroup", "AWS::S3::Bucket"}}
+    rows = {
+        "| Aurora cluster | deleted, no final snapshot | a final snapshot is kept",
+        "| Valkey replication group | deleted | a final snapshot is kept |",
+        "| EFS recordings file system | deleted | **retained**",
+        "| Greenlight and Scalelite database login secrets | deleted | retained |",
+        "| S3 access-log buckets of the ALB and the NLB | emptied and deleted | retained |",
+    }
+    assert all(row in TEXT for row in rows)
