@@ -168,3 +168,8 @@ def test_destroy_table_matches_the_templates() -> None:
         "| S3 access-log buckets of the ALB and the NLB | emptied and deleted | retained |",
     }
     assert all(row in TEXT for row in rows)
+
+
+def test_the_readme_links_both_guides() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "](docs/operations.md)" in readme and "](relay/README.md)" in readme
