@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import grp
 import importlib
+import json
 import os
 import pkgutil
 import pwd
@@ -309,6 +310,30 @@ def test_browser_credential_authenticates(host: Host, relay, echo_peer: int) -> 
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "Total lost packets 0 (0.000000%)" in output, output[-2000:]
+
+
+def test_a_relay_only_browser_session_with_the_readme_credential(host: Host, relay) -> None:
+    """The browser check (step 5) done by headless Chromium: two RTCPeerConnections with
+    iceTransportPolicy 'relay' and the README's credential must connect through a relay/relay pair (the
+    driver of tests/relay/interop, Debian's chromium)."""
+    chromium = Path("/usr/bin/chromium")
+    assert chromium.exists(), "the browser check needs Debian's chromium (scripts/install.sh --test-tools)"
+    ports = relay("--allow-loopback-peers")
+    made = bash(adapt(BLOCKS["browser-credential"], host.paths), host.root)
+    user = re.search(r"^username: (\S+)$", made.stdout, re.M).group(1)  # type: ignore[union-attr]
+    password = re.search(r"^password: (\S+)$", made.stdout, re.M).group(1)  # type: ignore[union-attr]
+    server = {"urls": f"turn:127.0.0.1:{ports.listen}", "username": user, "credential": password}
+    options = {"iceServers": [server], "timeoutMs": 20000, "messages": 5, "executablePath": str(chromium)}
+    driver = ROOT / "tests" / "relay" / "interop" / "webrtc_relay_check.mjs"
+    result = subprocess.run(
+        ["node", str(driver), json.dumps(options)], capture_output=True, text=True, timeout=90, cwd=ROOT, check=False
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, result.stdout[-2000:] + result.stderr[-2000:]
+    outcome = json.loads(lines[-1])
+    assert outcome["ok"], outcome.get("error")
+    for side in ("left", "right"):
+        assert (outcome["pairs"][side]["localType"], outcome["pairs"][side]["remoteType"]) == ("relay", "relay")
 
 
 def test_uclient_channels_need_legacy_channel_numbers(host: Host, relay, echo_peer: int) -> None:
