@@ -41,13 +41,29 @@ def repo_copy(tmp_path: Path) -> Path:
     return copy
 
 
-def break_cdk_json(copy: Path) -> tuple[int, int]:
-    """Put a comma after the last top-level entry (a trailing comma); returns the comma's line and column."""
-    text = (copy / "cdk.json").read_text().rstrip()
-    body = text[:-1].rstrip()  # without the document's closing brace
-    (copy / "cdk.json").write_text(body + ",\n}\n")
-    lines = body.splitlines()
-    return len(lines), len(lines[-1]) + 1
+def break_cdk_json(copy: Path, mistake: str) -> tuple[int, int, str]:
+    """Make one operator mistake in the copy's cdk.json; returns its line, column and the expected problem."""
+    path = copy / "cdk.json"
+    lines = path.read_text().splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines) if '"name": "bbb"' in line)
+    column = lines[number].index('"bbb"') + 1
+    if mistake == "trailing-comma":  # a comma after the document's last entry
+        body = "".join(lines).rstrip()[:-1].rstrip()
+        path.write_text(body + ",\n}\n")
+        return body.count("\n") + 1, len(body.splitlines()[-1]) + 1, "trailing comma"
+    if mistake == "missing-quote":  # "bbb, -> the string runs into the end of the line
+        lines[number] = lines[number].replace('"bbb",', '"bbb,', 1)
+        column = len(lines[number].rstrip("\n")) + 1
+        problem = "string without its closing double quote"
+    else:  # duplicate-key: a second "name" in the same object
+        lines.insert(number + 1, lines[number])
+        number, column = number + 1, lines[number].index('"name"') + 1
+        problem = "duplicate key 'name'"
+    path.write_text("".join(lines))
+    return number + 1, column, problem
+
+
+MISTAKES = ["trailing-comma", "missing-quote", "duplicate-key"]
 
 
 def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -56,24 +72,27 @@ def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-def test_python_app_reports_a_malformed_cdk_json_with_line_and_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_python_app_reports_a_malformed_cdk_json_with_line_and_column(tmp_path: Path, mistake: str) -> None:
     copy = repo_copy(tmp_path)
-    line, column = break_cdk_json(copy)
+    line, column, problem = break_cdk_json(copy, mistake)
     result = run([sys.executable, "app.py"], copy, CDK_OUTDIR=str(tmp_path / "out"))
     assert result.returncode == 1
     assert "cdk.json cannot be read — nothing was synthesized." in result.stderr
-    assert f"cdk.json:{line}:{column}: " in result.stderr, result.stderr
+    assert f"cdk.json:{line}:{column}: {problem}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("script", ["synth.sh", "test.sh"])
-def test_scripts_refuse_a_malformed_cdk_json_before_installing_anything(tmp_path: Path, script: str) -> None:
+@pytest.mark.parametrize(("script", "mistake"), [("synth.sh", m) for m in MISTAKES] + [("test.sh", MISTAKES[0])])
+def test_scripts_refuse_a_malformed_cdk_json_before_installing_anything(
+    tmp_path: Path, script: str, mistake: str
+) -> None:
     copy = repo_copy(tmp_path)
-    line, column = break_cdk_json(copy)
+    line, column, problem = break_cdk_json(copy, mistake)
     result = run([str(copy / "scripts" / script)], copy)
     assert result.returncode == 1
-    assert f"cdk.json:{line}:{column}: trailing comma" in result.stderr, result.stderr
+    assert f"cdk.json:{line}:{column}: {problem}" in result.stderr, result.stderr
     assert not (copy / "installed").exists()
 
 
