@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything on a fresh Debian machine (Python 3.11+, Node 20+), idempotently:
+# Installs everything on a fresh Debian machine (Python 3.11+, npm), idempotently:
 #   the Python virtualenv (.venv) from the pinned requirements with the operator command `bbb-on-aws`
-#   installed in it, the pinned CDK CLI (npm ci), and with
+#   installed in it, the pinned CDK CLI and Node 22 LTS (npm ci:
+#   package.json, used through scripts/env.sh), and with
 #   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
 #   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL).
 set -euo pipefail

@@ -16,6 +16,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from cdk_json import read_cdk_json
 from stacks.config import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cdk_json_context() -> dict[str, Any]:
-    return json.loads((ROOT / "cdk.json").read_text())["context"]
+    """cdk.json's context; a malformed file raises CdkJsonError with its line and column."""
+    return read_cdk_json(ROOT / "cdk.json")["context"]
 
 
 # What the CLI sets by default; set here too so that `python app.py` writes the very same templates.

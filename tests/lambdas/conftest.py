@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,6 @@ ROOT = HERE.parent.parent
 for path in (ROOT / "lambdas", HERE / "support"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 from common import aws  # noqa: E402
