@@ -3,7 +3,7 @@
 
 import sys
 
-from stacks.config import ConfigError
+from settings import ConfigError
 from stacks.deployment import build_app
 
 

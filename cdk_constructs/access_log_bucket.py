@@ -7,7 +7,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
+from settings import Config
 
 
 def access_log_bucket(scope: Construct, construct_id: str, *, config: Config) -> s3.Bucket:

@@ -21,7 +21,7 @@ from constructs import Construct
 
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
+from settings import Config
 from userdata.render import BbbParams, EfsSpool, render_bbb_user_data
 
 MEDIA_PORTS = (16384, 32768)  # BBB 3.0: FreeSWITCH and bbb-webrtc-sfu (mediasoup) media

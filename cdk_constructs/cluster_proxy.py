@@ -22,7 +22,7 @@ from constructs import Construct
 
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.https_alb import HttpsLoadBalancer
-from stacks.config import Config
+from settings import Config
 from userdata.render import ProxyParams, render_proxy_user_data
 
 HOST_ROLE = "proxy"

@@ -23,7 +23,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
-from stacks.config import Frontend
+from settings import Frontend
 
 # Outbound ports tasks (and the EC2 instances under them) need beyond the data tier, which is opened per
 # destination where it is granted: 443 for Docker Hub, the AWS APIs (ECS, ECR, Secrets Manager, CloudWatch

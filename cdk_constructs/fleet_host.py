@@ -24,8 +24,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge, resource_finding
-from stacks.config import Config
-from stacks.stage_rules import log_removal_policy, log_retention
+from settings import Config
+from settings.stage_rules import log_removal_policy, log_retention
 from userdata.render import Role as BundleRole
 from userdata.render import S3Object, write_bundle
 

@@ -18,8 +18,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import Config
-from stacks.stage_rules import log_retention as stage_log_retention
+from settings import Config
+from settings.stage_rules import log_retention as stage_log_retention
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 POWERTOOLS_LAYER_VERSION = 37

@@ -22,8 +22,8 @@ from constructs import Construct
 from cdk_constructs.ecs_cluster import FrontendCluster
 from cdk_constructs.lambda_defaults import PythonFunction
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
-from stacks.stage_rules import log_removal_policy, log_retention
+from settings import Config
+from settings.stage_rules import log_removal_policy, log_retention
 
 
 class RunTaskOnce(Construct):

@@ -11,7 +11,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.bbb_fleet import BbbHosts
-from stacks.config import Config
+from settings import Config
 
 HOST_ROLE = "single"
 

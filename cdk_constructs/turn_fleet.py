@@ -30,7 +30,7 @@ from cdk_constructs.access_log_bucket import access_log_bucket
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.relay_wheel import RelayWheel
-from stacks.config import Config
+from settings import Config
 from userdata.render import S3Object, TurnParams, render_turn_user_data
 
 TURN_PORT = 3478  # UDP and TCP, clients and the prober

@@ -21,9 +21,9 @@ from constructs import Construct
 
 from cdk_constructs.custom_resource_provider import PythonCustomResourceProvider
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
+from settings import Config
+from settings.stage_rules import data_removal_policy, log_removal_policy, log_retention
 from stacks.interfaces import Data
-from stacks.stage_rules import data_removal_policy, log_removal_policy, log_retention
 
 # Scalelite's images run as scalelite:scalelite = 1000:1000 (dockerfiles/v1/*: `adduser -u 1000`). Every
 # access point enforces that identity for every client, so the recordings that BBB's post_publish script

@@ -16,7 +16,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.config import Config, load_config
+from settings import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
 from stacks.fleets import FleetsStack

@@ -18,9 +18,9 @@ from cdk_constructs.cluster_proxy import ClusterProxy
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
 from cdk_constructs.single_host import SingleHost
 from cdk_constructs.turn_fleet import TURN_PORT, TurnFleet
-from stacks.config import CONTEXT_KEY, Config, ConfigError
+from settings import CONTEXT_KEY, Config, ConfigError
+from settings.stage_rules import log_retention
 from stacks.interfaces import Data, Shared
-from stacks.stage_rules import log_retention
 
 
 class FleetsStack(Stack):

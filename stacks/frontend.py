@@ -32,9 +32,9 @@ from cdk_constructs.https_alb import HttpsLoadBalancer
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.run_task_once import RunTaskOnce
 from cdk_constructs.web_service import Exposure, Scaling, WebService
-from stacks.config import Config, Container
+from settings import Config, Container
+from settings.stage_rules import log_removal_policy, log_retention
 from stacks.interfaces import Data, Shared
-from stacks.stage_rules import log_removal_policy, log_retention
 
 GREENLIGHT_PORT = 3000
 SCALELITE_API_PORT = 3000

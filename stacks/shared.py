@@ -20,7 +20,7 @@ from constructs import Construct
 
 from cdk_constructs.custom_resource_provider import PythonCustomResourceProvider
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
+from settings import Config
 from stacks.interfaces import PlatformSecrets, Shared
 
 SMTP_PORT = "587"  # STARTTLS; Greenlight: SMTP_STARTTLS_AUTO=true

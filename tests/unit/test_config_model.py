@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stacks.config import ConfigError, fargate_pair_ok, load_config, parameters
+from settings import ConfigError, fargate_pair_ok, load_config, parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = json.loads((ROOT / "cdk.json").read_text())["context"]["deployment"]
