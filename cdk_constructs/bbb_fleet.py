@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+import contract
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
 from settings import Config
@@ -166,7 +167,7 @@ class BbbFleet(BbbHosts):
     def participants_metric(self) -> cloudwatch.Metric:
         """The contract metric: each server's participants; Average = participants per reporting server."""
         return cloudwatch.Metric(
-            namespace=self.config.metric_namespace, metric_name="Participants",
+            namespace=self.config.metric_namespace, metric_name=contract.PARTICIPANTS_METRIC,
             dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
             statistic="Average", period=Duration.minutes(1),
         )

@@ -24,6 +24,9 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge, resource_finding
+from contract import TAG_ENVIRONMENT as ENVIRONMENT_TAG
+from contract import TAG_READY as READY_TAG
+from contract import TAG_ROLE as ROLE_TAG
 from settings import Config
 from settings.stage_rules import log_removal_policy, log_retention
 from userdata.render import Role as BundleRole
@@ -31,9 +34,6 @@ from userdata.render import S3Object, write_bundle
 
 # Canonical's public SSM parameter, resolved by CloudFormation at deploy time (no lookup, no pinned AMI id).
 UBUNTU_2204_AMI_PARAMETER = "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id"
-ENVIRONMENT_TAG = "bbb-on-aws:environment"
-ROLE_TAG = "bbb-on-aws:role"
-READY_TAG = "bbb-on-aws:ready"
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name
 DATA_DEVICE = "/dev/sdf"  # userdata/bbb/lib.sh looks for exactly this mapping
 

@@ -26,16 +26,16 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+import contract
 from cdk_constructs.access_log_bucket import access_log_bucket
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.relay_wheel import RelayWheel
+from contract import PROXY_PORT, TURN_PORT
+from contract import TURNS_PORT as TLS_PORT
 from settings import Config
 from userdata.render import S3Object, TurnParams, render_turn_user_data
 
-TURN_PORT = 3478  # UDP and TCP, clients and the prober
-PROXY_PORT = 3479  # plain TCP with PROXY protocol v2, from the NLB only
-TLS_PORT = 443  # the NLB's listener (turns.<domain>)
 HOST_ROLE = "turn"
 # The NLB only holds back the start of the lifecycle drain: existing TURN-over-TLS sessions stay up after
 # deregistration (connection termination stays off) while the relay drains them; see README "TURN on 443".
@@ -179,7 +179,7 @@ class TurnFleet(Construct):
                         statistic="Minimum", period=Duration.minutes(1),
                     ),
                     "unhealthy": cloudwatch.Metric(
-                        namespace=config.metric_namespace, metric_name="UnhealthyTurnInstances",
+                        namespace=config.metric_namespace, metric_name=contract.UNHEALTHY_TURN_METRIC,
                         dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
                         statistic="Maximum", period=Duration.minutes(1),
                     ),
@@ -196,7 +196,7 @@ class TurnFleet(Construct):
     def allocations_metric(self) -> cloudwatch.Metric:
         """The contract metric: live allocations, averaged over the instances reporting (per-instance load)."""
         return cloudwatch.Metric(
-            namespace=self.config.metric_namespace, metric_name="Allocations",
+            namespace=self.config.metric_namespace, metric_name=contract.ALLOCATIONS_METRIC,
             dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
             statistic="Average", period=Duration.minutes(1),
         )

@@ -16,6 +16,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+import contract
 from settings import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
@@ -65,7 +66,7 @@ def compose(app: cdk.App, config: Config) -> None:
     """The deployment's stacks and how they depend on each other (explicit keyword arguments only)."""
     env = cdk.Environment(region=config.environment.region)
     name = config.prefix
-    tags = {"bbb-on-aws:environment": config.environment.name}
+    tags = {contract.TAG_ENVIRONMENT: config.environment.name}
 
     def stack_props(part: str, description: str) -> dict[str, Any]:
         return {"stack_name": f"{name}-{part}", "env": env, "description": f"BigBlueButton on AWS ({name}): "

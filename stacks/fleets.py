@@ -13,11 +13,12 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
+import contract
 from cdk_constructs.bbb_fleet import BbbFleet, BbbHosts, Spool
 from cdk_constructs.cluster_proxy import ClusterProxy
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
 from cdk_constructs.single_host import SingleHost
-from cdk_constructs.turn_fleet import TURN_PORT, TurnFleet
+from cdk_constructs.turn_fleet import TurnFleet
 from settings import CONTEXT_KEY, Config, ConfigError
 from settings.stage_rules import log_retention
 from stacks.interfaces import Data, Shared
@@ -88,7 +89,7 @@ class FleetsStack(Stack):
             scalelite_secret=shared.secrets.scalelite_loadbalancer if role == "bbb" else None,
             scalelite_api_url=f"https://{config.names.scalelite}/scalelite/api" if role == "bbb" else None,
             timings=timings,
-            turn_port=TURN_PORT,
+            turn_port=contract.TURN_PORT,
             log_retention=log_retention(config),
         )
 
