@@ -14,7 +14,7 @@ cache, EFS) are written once for both capacities.
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, CfnAutoScalingScheduledAction, CfnUpdatePolicy, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -22,6 +22,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cdk_constructs.group_size import keep_running_size
 from cdk_constructs.nag import acknowledge
 from settings import Frontend
 
@@ -96,15 +97,8 @@ class FrontendCluster(Construct):
             enable_managed_termination_protection=True, enable_managed_draining=True, target_capacity_percent=100,
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
-        cfn_group = group.node.default_child
-        assert isinstance(cfn_group, autoscaling.CfnAutoScalingGroup)
-        cfn_group.cfn_options.update_policy = CfnUpdatePolicy(
-            auto_scaling_scheduled_action=CfnAutoScalingScheduledAction(ignore_unmodified_group_size_properties=True)
-        )
-        Annotations.of(group).acknowledge_warning(
-            "@aws-cdk/aws-autoscaling:desiredCapacitySet",
-            "IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the size ECS managed scaling chose",
-        )
+        keep_running_size(group, why="IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the size "
+                                     "ECS managed scaling chose")
         acknowledge(
             template.role or group, "IAM5[Action::ecs:Submit*]",
             "CDK's standard ECS container-instance policy: the agent reports task and container state changes",

@@ -18,7 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from settings import Config
+from settings.stage_rules import StageFacts
 from settings.stage_rules import log_retention as stage_log_retention
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -82,14 +82,15 @@ def python_function(
 
 
 class PythonFunction(Construct):
-    """The same function as a construct (`.function`), with the log retention taken from the config."""
+    """The same function as a construct (`.function`), with the log retention of the stage (`config`: the
+    settings.Config or the settings.Deployment a construct received)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        config: Config,
+        config: StageFacts,
         folder: str,
         description: str,
         handler: str = "index.handler",

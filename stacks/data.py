@@ -200,7 +200,7 @@ class DataStack(Stack):
         """Greenlight's and Scalelite's own login role and database, each with its own generated secret."""
         config = self._config
         provider = PythonCustomResourceProvider(
-            self, "DatabaseUsersProvider", config=config, folder="database_users",
+            self, "DatabaseUsersProvider", deployment=config.deployment, folder="database_users",
             description="Creates the applications' own PostgreSQL roles and databases through the RDS Data API",
         )
         handler = provider.handler.function

@@ -41,8 +41,8 @@ class FleetsStack(Stack):
         turn_timings, bbb_timings = _checked_timings(config)
 
         self.turn = TurnFleet(
-            self, "Turn", config=config, vpc=vpc, zone=shared.zone, certificate=shared.certificate,
-            turn_secret=secrets.turn, topic=shared.topic,
+            self, "Turn", turn=config.turn, deployment=config.deployment, vpc=vpc, zone=shared.zone,
+            certificate=shared.certificate, turn_secret=secrets.turn, topic=shared.topic,
         )
         self.turn_lifecycle = self._lifecycle(
             "TurnLifecycle", self.turn.group, role="turn", timings=turn_timings,
@@ -52,22 +52,25 @@ class FleetsStack(Stack):
         if scalable:
             assert data is not None
             fleet = BbbFleet(
-                self, "Bbb", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
+                self, "Bbb", bbb=config.bbb, deployment=config.deployment, operator_email=config.operator_email,
+                vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
                 spool=Spool(file_system=data.file_system, access_point=data.access_points["spool"]),
+                cluster_proxy=config.cluster_proxy.enabled,
             )
             self.bbb_lifecycle = self._lifecycle("BbbLifecycle", fleet.group, role="bbb", timings=bbb_timings)
             # Scale-in only because the drain above is wired to this very group's terminating hook.
             fleet.scale_on_participants(drained_by=self.bbb_lifecycle.terminate_hook)
             self.bbb = fleet
             self.cluster_proxy = (
-                ClusterProxy(self, "ClusterProxy", config=config, vpc=vpc, zone=shared.zone,
-                             certificate=shared.certificate)
+                ClusterProxy(self, "ClusterProxy", settings=config.cluster_proxy, deployment=config.deployment,
+                             vpc=vpc, zone=shared.zone, certificate=shared.certificate)
                 if config.cluster_proxy.enabled else None
             )
         else:
             self.cluster_proxy = None
             self.bbb = SingleHost(
-                self, "Single", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api
+                self, "Single", bbb=config.bbb, deployment=config.deployment, operator_email=config.operator_email,
+                vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
             )
             self.bbb_lifecycle = self._lifecycle("SingleLifecycle", self.bbb.group, role="single",
                                                  timings=bbb_timings)

@@ -413,7 +413,7 @@ class FrontendStack(Stack):
             self._allow_data_access("Greenlight admin", ec2.Connections(security_groups=[security_group]),
                                     efs=False)
         self.admin = RunTaskOnce(
-            self, "GreenlightAdmin", config=self.config, cluster=self.cluster, task_definition=task,
+            self, "GreenlightAdmin", deployment=self.config.deployment, cluster=self.cluster, task_definition=task,
             container_name="greenlight", command=admin_command(), admin_email=self.config.operator_email,
             log_group=greenlight_logs, log_stream_prefix="greenlight", security_group=security_group,
         )

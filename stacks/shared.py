@@ -174,7 +174,7 @@ class SharedStack(Stack):
             "rotation Lambda could not derive the SES SMTP password without the IAM secret key",
         )
         provider = PythonCustomResourceProvider(
-            self, "SmtpCredentialsProvider", config=config, folder="smtp_credentials",
+            self, "SmtpCredentialsProvider", deployment=config.deployment, folder="smtp_credentials",
             description="Creates the SES SMTP user's access key and stores the derived SMTP password",
         )
         handler = provider.handler.function
