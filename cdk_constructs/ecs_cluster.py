@@ -112,6 +112,10 @@ class FrontendCluster(Construct):
 
     # -- placement helpers --------------------------------------------------------------------------------
 
+    def host_port(self, container_port: int) -> int:
+        """The host port of a container port: the same on Fargate, 0 (Docker picks a dynamic one) in bridge mode."""
+        return container_port if self.fargate else 0
+
     def task_definition(self, scope: Construct, construct_id: str, *, cpu: int, memory_mib: int) -> ecs.TaskDefinition:
         """A task definition for this capacity; `cpu`/`memory_mib` are the task totals (Fargate needs them)."""
         if self.fargate:
