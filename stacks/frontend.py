@@ -15,8 +15,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.ecs_cluster import FrontendCluster
-from cdk_constructs.frontend.greenlight import Greenlight, GreenlightSecrets
-from cdk_constructs.frontend.scalelite import Scalelite, ScaleliteSecrets, api_url
+from cdk_constructs.frontend.greenlight import Greenlight, GreenlightEnvironment
+from cdk_constructs.frontend.scalelite import Scalelite, ScaleliteEnvironment, api_url
 from cdk_constructs.frontend.tasks import Cache, Recordings
 from cdk_constructs.https_alb import HttpsLoadBalancer
 from settings import Config
@@ -60,16 +60,18 @@ class FrontendStack(Stack):
         )
         self.greenlight = Greenlight(
             self, cluster=self.cluster, load_balancer=self.lb, container=fe.greenlight, tasks=fe.greenlight_tasks,
-            host=names.greenlight, bbb_endpoint=api_url(names.scalelite), mail_from=shared.mail_from,
-            secrets=GreenlightSecrets(key_base=secrets.greenlight_key_base, bbb_secret=secrets.scalelite_loadbalancer,
-                                      smtp=shared.smtp, database=data.greenlight_db),
-            cache=cache, deployment=deployment,
+            host=names.greenlight, deployment=deployment,
+            environment=GreenlightEnvironment(
+                bbb_endpoint=api_url(names.scalelite), mail_from=shared.mail_from, key_base=secrets.greenlight_key_base,
+                bbb_secret=secrets.scalelite_loadbalancer, smtp=shared.smtp, database=data.greenlight_db, cache=cache,
+            ),
         )
         self.scalelite = Scalelite(
-            self, cluster=self.cluster, load_balancer=self.lb, frontend=fe, host=names.scalelite,
-            secrets=ScaleliteSecrets(key_base=secrets.scalelite_key_base, loadbalancer=secrets.scalelite_loadbalancer,
-                                     database=data.scalelite_db),
-            cache=cache, recordings=recordings, deployment=deployment,
+            self, cluster=self.cluster, load_balancer=self.lb, frontend=fe, deployment=deployment,
+            environment=ScaleliteEnvironment(
+                host=names.scalelite, key_base=secrets.scalelite_key_base, loadbalancer=secrets.scalelite_loadbalancer,
+                database=data.scalelite_db, cache=cache, recordings=recordings,
+            ),
         )
 
         # -- network access to the data tier ---------------------------------------------------------------

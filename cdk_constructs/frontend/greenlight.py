@@ -37,12 +37,51 @@ ADMIN_NAME = "Administrator"
 ADMIN_PASSWORD_EXCLUDE = " \"'`$\\,;&|<>()[]{}*?!/"
 
 
-@dataclass(frozen=True)
-class GreenlightSecrets:
+@dataclass(frozen=True, kw_only=True)
+class GreenlightEnvironment:
+    """What Greenlight's containers are told: where BBB (Scalelite) and SES are, and the secrets."""
+
+    bbb_endpoint: str  # Scalelite's API URL; Greenlight appends API calls to it, so it ends with "/"
+    mail_from: str  # sender address inside the SES-verified domain
     key_base: secretsmanager.ISecret  # Rails SECRET_KEY_BASE
     bbb_secret: secretsmanager.ISecret  # Scalelite's LOADBALANCER_SECRET: Greenlight's BBB API secret
     smtp: secretsmanager.ISecret  # JSON {"username", "password", "host", "port"} for SES SMTP
     database: secretsmanager.ISecret  # RDS-shaped: Greenlight's own user and database
+    cache: Cache
+
+    def settings(self) -> tuple[dict[str, str], dict[str, ecs.Secret]]:
+        """Greenlight v3's environment (config/application.rb, config/environments/production.rb)."""
+        mail_domain = self.mail_from.rsplit("@", 1)[-1]
+        cache_env, cache_secrets = self.cache.settings()
+        environment = {
+            # Greenlight appends API calls to this by string concatenation: it must end with "/".
+            "BIGBLUEBUTTON_ENDPOINT": self.bbb_endpoint,
+            "RELATIVE_URL_ROOT": "/",  # served at the root of <domain>
+            "PORT": str(GREENLIGHT_PORT),
+            "RAILS_LOG_TO_STDOUT": "true",
+            "SMTP_DOMAIN": mail_domain,
+            "SMTP_AUTH": "login",
+            "SMTP_STARTTLS_AUTO": "true",
+            "SMTP_SENDER_EMAIL": self.mail_from,
+            "SMTP_SENDER_NAME": "Greenlight",
+            # /health_check is the load balancer's probe: a failed SMTP login or an unreachable Scalelite
+            # must not make ECS replace every Greenlight task (it would not fix either and drops sessions).
+            "SMTP_HEALTH_CHECK_DISABLED": "true",
+            "BBB_HEALTH_CHECK_DISABLED": "true",
+            **cache_env,
+        }
+        smtp = self.smtp
+        secrets = {
+            "SECRET_KEY_BASE": ecs.Secret.from_secrets_manager(self.key_base),
+            "BIGBLUEBUTTON_SECRET": ecs.Secret.from_secrets_manager(self.bbb_secret),
+            "SMTP_SERVER": ecs.Secret.from_secrets_manager(smtp, "host"),
+            "SMTP_PORT": ecs.Secret.from_secrets_manager(smtp, "port"),
+            "SMTP_USERNAME": ecs.Secret.from_secrets_manager(smtp, "username"),
+            "SMTP_PASSWORD": ecs.Secret.from_secrets_manager(smtp, "password"),
+            **database_secrets(self.database),
+            **cache_secrets,
+        }
+        return environment, secrets
 
 
 class Greenlight:
@@ -57,19 +96,10 @@ class Greenlight:
         container: Container,
         tasks: int,
         host: str,
-        bbb_endpoint: str,
-        mail_from: str,
-        secrets: GreenlightSecrets,
-        cache: Cache,
+        environment: GreenlightEnvironment,
         deployment: Deployment,
     ) -> None:
-        self.scope = scope
-        self.cluster = cluster
-        self.container = container
-        self.bbb_endpoint = bbb_endpoint
-        self.mail_from = mail_from
-        self.secrets = secrets
-        self.cache = cache
+        self.scope, self.cluster, self.container, self.environment = scope, cluster, container, environment
         self.log_group = logs.LogGroup(scope, "GreenlightLogs", retention=log_retention(deployment),
                                        removal_policy=log_removal_policy(deployment))
         task = cluster.task_definition(scope, "GreenlightTask", cpu=container.cpu, memory_mib=container.memory_mib)
@@ -83,7 +113,7 @@ class Greenlight:
             exposure=Exposure(
                 host=host, priority=10, container_name="greenlight", container_port=GREENLIGHT_PORT,
                 # /health_check with its database and Redis checks; its SMTP and BBB checks are switched off
-                # (see _settings) so that SES or Scalelite trouble does not make ECS replace healthy
+                # (GreenlightEnvironment) so that SES or Scalelite trouble does not make ECS replace healthy
                 # Greenlight tasks in a loop.
                 health_check_path="/health_check",
                 # bin/start waits for the database, migrates and precompiles assets before it listens.
@@ -138,45 +168,11 @@ class Greenlight:
         admin.node.add_dependency(self.service)
         return admin
 
-    def _settings(self) -> tuple[dict[str, str], dict[str, ecs.Secret]]:
-        """Greenlight v3's environment (config/application.rb, config/environments/production.rb)."""
-        mail_domain = self.mail_from.rsplit("@", 1)[-1]
-        cache_env, cache_secrets = self.cache.settings()
-        environment = {
-            # Greenlight appends API calls to this by string concatenation: it must end with "/".
-            "BIGBLUEBUTTON_ENDPOINT": self.bbb_endpoint,
-            "RELATIVE_URL_ROOT": "/",  # served at the root of <domain>
-            "PORT": str(GREENLIGHT_PORT),
-            "RAILS_LOG_TO_STDOUT": "true",
-            "SMTP_DOMAIN": mail_domain,
-            "SMTP_AUTH": "login",
-            "SMTP_STARTTLS_AUTO": "true",
-            "SMTP_SENDER_EMAIL": self.mail_from,
-            "SMTP_SENDER_NAME": "Greenlight",
-            # /health_check is the load balancer's probe: a failed SMTP login or an unreachable Scalelite
-            # must not make ECS replace every Greenlight task (it would not fix either and drops sessions).
-            "SMTP_HEALTH_CHECK_DISABLED": "true",
-            "BBB_HEALTH_CHECK_DISABLED": "true",
-            **cache_env,
-        }
-        smtp = self.secrets.smtp
-        secrets = {
-            "SECRET_KEY_BASE": ecs.Secret.from_secrets_manager(self.secrets.key_base),
-            "BIGBLUEBUTTON_SECRET": ecs.Secret.from_secrets_manager(self.secrets.bbb_secret),
-            "SMTP_SERVER": ecs.Secret.from_secrets_manager(smtp, "host"),
-            "SMTP_PORT": ecs.Secret.from_secrets_manager(smtp, "port"),
-            "SMTP_USERNAME": ecs.Secret.from_secrets_manager(smtp, "username"),
-            "SMTP_PASSWORD": ecs.Secret.from_secrets_manager(smtp, "password"),
-            **database_secrets(self.secrets.database),
-            **cache_secrets,
-        }
-        return environment, secrets
-
     def _container(
         self, task: ecs.TaskDefinition, *, command: list[str], extra_environment: dict[str, str] | None = None,
         extra_secrets: dict[str, ecs.Secret] | None = None,
     ) -> ecs.ContainerDefinition:
-        environment, secrets = self._settings()
+        environment, secrets = self.environment.settings()
         size = self.container
         container = task.add_container(
             "greenlight", container_name="greenlight", image=ecs.ContainerImage.from_registry(size.image),

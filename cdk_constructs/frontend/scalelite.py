@@ -46,11 +46,16 @@ SCALELITE_POLLER_START = "bin/start-poller"
 SCALELITE_IMPORTER_START = "bin/start-recording-importer"
 
 
-@dataclass(frozen=True)
-class ScaleliteSecrets:
+@dataclass(frozen=True, kw_only=True)
+class ScaleliteEnvironment:
+    """What Scalelite's containers are told: its host name, the data tier and the secrets."""
+
+    host: str  # scalelite.<domain>
     key_base: secretsmanager.ISecret  # Rails SECRET_KEY_BASE
     loadbalancer: secretsmanager.ISecret  # LOADBALANCER_SECRET (the API's shared secret)
     database: secretsmanager.ISecret  # RDS-shaped: Scalelite's own user and database
+    cache: Cache
+    recordings: Recordings
 
 
 def api_url(host: str) -> str:
@@ -68,18 +73,10 @@ class Scalelite:
         cluster: FrontendCluster,
         load_balancer: HttpsLoadBalancer,
         frontend: Frontend,
-        host: str,
-        secrets: ScaleliteSecrets,
-        cache: Cache,
-        recordings: Recordings,
+        environment: ScaleliteEnvironment,
         deployment: Deployment,
     ) -> None:
-        self.cluster = cluster
-        self.host = host
-        self.secrets = secrets
-        self.cache = cache
-        self.recordings = recordings
-        fe = frontend
+        self.cluster, self.environment, fe = cluster, environment, frontend
         self.log_group = logs.LogGroup(scope, "ScaleliteLogs", retention=log_retention(deployment),
                                        removal_policy=log_removal_policy(deployment))
 
@@ -107,7 +104,7 @@ class Scalelite:
             scope, "Scalelite", cluster=cluster, load_balancer=load_balancer, task_definition=web_task,
             description="Scalelite nginx",
             exposure=Exposure(
-                host=host, priority=20, container_name="nginx", container_port=NGINX_PORT,
+                host=environment.host, priority=20, container_name="nginx", container_port=NGINX_PORT,
                 # nginx proxies /health_check to the api (database and Redis); no Host-header check there
                 # because URL_HOST is not set on the api container.
                 health_check_path="/health_check", grace_period=Duration.minutes(5),
@@ -147,20 +144,21 @@ class Scalelite:
 
     @property
     def api_url(self) -> str:
-        return api_url(self.host)
+        return api_url(self.environment.host)
 
     def _rails_container(
         self, task: ecs.TaskDefinition, name: str, size: Container, *, start: str, environment: dict[str, str],
         mounts: dict[str, bool], loadbalancer_secret: bool = False, prepare: str | None = None,
     ) -> ecs.ContainerDefinition:
-        cache_env, cache_secrets = self.cache.settings()
+        env = self.environment
+        cache_env, cache_secrets = env.cache.settings()
         secrets = {
-            "SECRET_KEY_BASE": ecs.Secret.from_secrets_manager(self.secrets.key_base),
-            **database_secrets(self.secrets.database),
+            "SECRET_KEY_BASE": ecs.Secret.from_secrets_manager(env.key_base),
+            **database_secrets(env.database),
             **cache_secrets,
         }
         if loadbalancer_secret:
-            secrets["LOADBALANCER_SECRET"] = ecs.Secret.from_secrets_manager(self.secrets.loadbalancer)
+            secrets["LOADBALANCER_SECRET"] = ecs.Secret.from_secrets_manager(env.loadbalancer)
         container = task.add_container(
             name, container_name=name, image=ecs.ContainerImage.from_registry(size.image),
             cpu=size.cpu, memory_limit_mib=size.memory_mib, entry_point=ENTRY_POINT,
@@ -172,7 +170,7 @@ class Scalelite:
             secrets=secrets, logging=ecs.LogDrivers.aws_logs(stream_prefix="scalelite", log_group=self.log_group),
             essential=True,
         )
-        self.recordings.mount(task, container, mounts)
+        env.recordings.mount(task, container, mounts)
         acknowledge_plain_environment(task)
         return container
 
@@ -181,7 +179,7 @@ class Scalelite:
             # TLS ends at the load balancer: the proxy template passes its X-Forwarded-Proto on to Rails.
             "NGINX_BEHIND_PROXY": "true",
             "BEHIND_PROXY": "true",  # the same switch in older nginx/start scripts
-            "URL_HOST": self.host,
+            "URL_HOST": self.environment.host,
             "SCALELITE_API_PORT": str(SCALELITE_API_PORT),
         }
         options: dict[str, object] = {}
@@ -194,5 +192,5 @@ class Scalelite:
             port_mappings=[ecs.PortMapping(container_port=NGINX_PORT, host_port=self.cluster.host_port(NGINX_PORT))],
             **options,  # type: ignore[arg-type]
         )
-        self.recordings.mount(task, nginx, {"published": True})  # serves recordings, never writes them
+        self.environment.recordings.mount(task, nginx, {"published": True})  # serves recordings, never writes them
         return nginx
