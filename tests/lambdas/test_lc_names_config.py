@@ -99,11 +99,11 @@ def test_bad_settings_name_the_variable(
         config.load()
 
 
-def test_tag_names_are_the_contracts() -> None:
-    """The Lambda asset cannot import contract.py (it ships lambdas/ only): its copy of the tag names must match."""
+def test_the_handlers_names_come_from_the_contract() -> None:
+    """The lifecycle asset ships lambdas/common/contract.py: the handlers' names are the infrastructure's."""
     assert (names.TAG_ENVIRONMENT, names.TAG_ROLE, names.TAG_READY) == (
         contract.TAG_ENVIRONMENT, contract.TAG_ROLE, contract.TAG_READY)
-    assert names.metric_namespace("prod") == contract.metric_namespace("prod")
+    assert names.metric_namespace("prod") == contract.metric_namespace("prod") == "BBBOnAWS/prod"
     assert names.instance_host("turn", "i-0abc1234", "x.org") == f"{contract.TURN_HOST_PREFIX}0abc1234.x.org"
     assert names.instance_host("bbb", "i-0abc1234", "x.org") == f"{contract.BBB_HOST_PREFIX}0abc1234.x.org"
     assert names.turn_pool_name("x.org") == f"{contract.TURN_POOL_PREFIX}x.org"
