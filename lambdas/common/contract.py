@@ -1,10 +1,12 @@
 """The host contract's numbers and names (docs/host-contract.md), in one place.
 
 Every side reads them from here: the settings (the relay port rule), the constructs (security groups, the NLB,
-tags, metrics), the user-data renderer (which writes the ports into the host's params.env, so the shell scripts
-have no defaults of their own) and the lifecycle Lambda handlers (common/names.py). It lives in the Lambda
-tree because the lifecycle functions' asset is `lambdas/` and must ship it; the infrastructure side imports
-it as the top-level `contract` (contract.py re-exports it). Plain values only: it imports nothing.
+tags, metrics), the user-data renderer (which writes the ports into the host's params.env, so the shell
+scripts have no defaults of their own), the hosts' metric publisher (userdata/common/contract.py links to this
+file and ships in the bootstrap bundle) and the lifecycle Lambda handlers (common/names.py). It lives in the
+Lambda tree because the lifecycle functions' asset is `lambdas/` and must ship it; the infrastructure side
+imports it as the top-level `contract` (contract.py re-exports it). Plain values only: it imports nothing,
+and runs on the hosts' Python 3.10.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ CLUSTER_PROXY_PREFIX = "bbb-proxy."  # bbb-proxy.<domain>: the optional cluster 
 # --- Metrics -------------------------------------------------------------------------------------------------
 METRIC_NAMESPACE_PREFIX = "BBBOnAWS/"  # + environment name
 ALLOCATIONS_METRIC = "Allocations"  # TURN hosts: live allocations (the scale-out signal)
+MEETINGS_METRIC = "Meetings"  # BBB hosts: meetings
 PARTICIPANTS_METRIC = "Participants"  # BBB hosts: participants (the scale-out signal)
 UNHEALTHY_TURN_METRIC = "UnhealthyTurnInstances"  # the prober: TURN instances failing their STUN probe
 
@@ -75,6 +78,7 @@ __all__ = [
     "BBB_HOST_PREFIX",
     "CLUSTER_PROXY_PREFIX",
     "EPHEMERAL_PORTS_MINIMUM",
+    "MEETINGS_METRIC",
     "METRIC_NAMESPACE_PREFIX",
     "PARTICIPANTS_METRIC",
     "PROXY_PORT",
