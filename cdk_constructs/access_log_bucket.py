@@ -1,4 +1,5 @@
-"""An encrypted, private S3 bucket for load balancer access logs, kept as long as the stage keeps logs."""
+"""An encrypted, private S3 bucket for load balancer access logs (the ALBs' and the TURN NLB's), kept as long
+as the stage keeps logs."""
 
 from __future__ import annotations
 

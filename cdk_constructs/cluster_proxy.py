@@ -84,8 +84,7 @@ class ClusterProxy(Construct):
 
         self.load_balancer = HttpsLoadBalancer(
             self, "LoadBalancer", vpc=vpc, subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-            certificate=certificate, log_expiry_days=deployment.log_retention_days,
-            retain_logs=deployment.is_production_like,
+            certificate=certificate, deployment=deployment,
         )
         self.target_group = elbv2.ApplicationTargetGroup(
             self, "Targets", vpc=vpc, port=HTTP_PORT, protocol=elbv2.ApplicationProtocol.HTTP,

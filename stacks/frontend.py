@@ -56,7 +56,7 @@ class FrontendStack(Stack):
         )
         self.lb = HttpsLoadBalancer(
             self, "Web", vpc=vpc, subnets=public, certificate=shared.certificate,
-            log_expiry_days=deployment.log_retention_days, retain_logs=deployment.is_production_like,
+            deployment=deployment,
         )
         self.greenlight = Greenlight(
             self, cluster=self.cluster, load_balancer=self.lb, container=fe.greenlight, tasks=fe.greenlight_tasks,
