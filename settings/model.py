@@ -225,7 +225,7 @@ class Config:
         """What every construct reads besides its own section."""
         return Deployment(
             environment_name=self.environment.name, names=self.names, is_production_like=self.is_production_like,
-            log_retention_days=self.log_retention_days,
+            log_retention_days=self.log_retention_days, backup_retention_days=self.backup_retention_days,
         )
 
     @property
@@ -271,6 +271,7 @@ class Deployment:
     names: Names
     is_production_like: bool
     log_retention_days: int
+    backup_retention_days: int
 
     @property
     def prefix(self) -> str:
