@@ -4,7 +4,7 @@
 import sys
 
 from cdk_json import CdkJsonError
-from stacks.config import ConfigError
+from settings import ConfigError
 from stacks.deployment import build_app
 
 

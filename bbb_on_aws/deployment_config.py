@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bbb_on_aws import REPOSITORY
-from stacks.config import Config, ConfigError, load_config  # the app's config loader (moves to settings/)
+from settings import Config, ConfigError, load_config  # the app's config loader
 
 __all__ = ["CDK_JSON", "Config", "ConfigError", "load", "parse_overrides"]
 

@@ -10,20 +10,21 @@ from aws_cdk import Duration
 from constructs import Construct
 
 from cdk_constructs.lambda_function import python_function
-from stacks.config import Config
-from stacks.stage_rules import log_retention as stage_log_retention
+from settings.stage_rules import StageFacts
+from settings.stage_rules import log_retention as stage_log_retention
 
 
 class PythonFunction(Construct):
     """A function (`.function`) of `lambdas/<folder>/<handler>` whose role can only write its own logs (add
-    grants to `.role`); its asset is `<folder>` with the shared library `common`."""
+    grants to `.role`); its asset is `<folder>` with the shared library `common`, with the log retention of
+    the stage (`config`: the settings.Config or the settings.Deployment a construct received)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        config: Config,
+        config: StageFacts,
         folder: str,
         description: str,
         handler: str = "index.handler",

@@ -16,8 +16,9 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+import contract
 from cdk_json import read_cdk_json
-from stacks.config import Config, load_config
+from settings import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
 from stacks.fleets import FleetsStack
@@ -67,7 +68,7 @@ def compose(app: cdk.App, config: Config) -> None:
     """The deployment's stacks and how they depend on each other (explicit keyword arguments only)."""
     env = cdk.Environment(region=config.environment.region)
     name = config.prefix
-    tags = {"bbb-on-aws:environment": config.environment.name}
+    tags = {contract.TAG_ENVIRONMENT: config.environment.name}
 
     def stack_props(part: str, description: str) -> dict[str, Any]:
         return {"stack_name": f"{name}-{part}", "env": env, "description": f"BigBlueButton on AWS ({name}): "

@@ -14,7 +14,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_ses as ses
 from constructs import Construct
 
-from stacks.config import Config
+from settings import Config
 from stacks.shared import import_zone, ses_region
 
 SPF = "v=spf1 include:amazonses.com ~all"

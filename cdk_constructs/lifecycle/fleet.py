@@ -39,6 +39,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+import contract
 from cdk_constructs.lifecycle import names, permissions, state_machines
 from cdk_constructs.lifecycle.functions import FunctionKit
 from cdk_constructs.lifecycle.prober import TurnProber
@@ -72,7 +73,7 @@ class FleetLifecycle(Construct):
         scalelite_secret: secretsmanager.ISecret | None = None,
         scalelite_api_url: str | None = None,
         timings: LifecycleTimings | None = None,
-        turn_port: int = 3478,
+        turn_port: int = contract.TURN_PORT,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from userdata.render import relay_listeners
+
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 TURN = ("common/lib.sh", "turn/lib.sh")
 SECRET = "Tq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A"
@@ -123,7 +125,7 @@ def test_peer_sync_script_uses_params(shell, peers: Path) -> None:
 
 def test_relay_conf_in_coturn_syntax(shell) -> None:
     result = shell.run("render_relay_conf turn.bbb.example.com 10.1.0.23 203.0.113.10 49152 65535 10000 16 0 3600",
-                       libs=TURN, env={"RELAY_ETC": "/etc/bbb-turn-relay"})
+                       libs=TURN, env={"RELAY_ETC": "/etc/bbb-turn-relay", **relay_listeners()})
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
     assert lines == [
@@ -165,7 +167,8 @@ def test_kernel_tuning_keeps_ephemeral_ports_out_of_the_relay_range(shell) -> No
 
 def test_allocations_metric(shell) -> None:
     (shell.root / "conf" / "params.env").write_text(
-        "METRICS_NAMESPACE=BBBOnAWS/bbb\nALLOCATIONS_METRIC=turn_allocations\n")
+        "METRICS_NAMESPACE=BBBOnAWS/bbb\nALLOCATIONS_METRIC=turn_allocations\n"
+        f"ADMIN_LISTEN={relay_listeners()['ADMIN_LISTEN']}\n")
     (shell.root / "conf" / "runtime.env").write_text("ASG_NAME=bbb-TurnFleet-9Z\nINSTANCE_ID=i-0turn\n")
     metrics = ("# HELP turn_allocations active allocations\n# TYPE turn_allocations gauge\n"
                'turn_allocations{transport="udp"} 3\nturn_allocations{transport="tcp"} 2\n'

@@ -17,6 +17,8 @@ import sys
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from contract import ALLOCATIONS_METRIC, MEETINGS_METRIC, PARTICIPANTS_METRIC  # shipped beside this file
+
 # A Prometheus text-format sample line: name, optional {labels}, value (timestamps are not emitted by the relay).
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+\d+)?$")
 
@@ -77,14 +79,14 @@ def _datum(name: str, value: float, dimensions: dict[str, str]) -> dict[str, Any
 def bbb_metric_data(xml_text: str, asg: str) -> list[dict[str, Any]]:
     meetings, participants = count_meetings(xml_text)
     dims = {"AutoScalingGroupName": asg}
-    return [_datum("Meetings", meetings, dims), _datum("Participants", participants, dims)]
+    return [_datum(MEETINGS_METRIC, meetings, dims), _datum(PARTICIPANTS_METRIC, participants, dims)]
 
 
 def relay_metric_data(metrics_text: str, asg: str, instance_id: str, metric: str) -> list[dict[str, Any]]:
     allocations = sum_samples(metrics_text, metric)
     return [
-        _datum("Allocations", allocations, {"AutoScalingGroupName": asg}),
-        _datum("Allocations", allocations, {"AutoScalingGroupName": asg, "InstanceId": instance_id}),
+        _datum(ALLOCATIONS_METRIC, allocations, {"AutoScalingGroupName": asg}),
+        _datum(ALLOCATIONS_METRIC, allocations, {"AutoScalingGroupName": asg, "InstanceId": instance_id}),
     ]
 
 
