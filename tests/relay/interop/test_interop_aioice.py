@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aioice import Connection, TransportPolicy  # pinned in requirements-dev.txt: missing is a failure, not a skip
+from aioice.turn import create_turn_endpoint
 from relay_testkit import Peer, RunningRelay, loopback_config, rest_credentials
-
-aioice = pytest.importorskip("aioice")
-from aioice import Connection, TransportPolicy  # noqa: E402
-from aioice.turn import create_turn_endpoint  # noqa: E402
 
 
 class Collector(asyncio.DatagramProtocol):

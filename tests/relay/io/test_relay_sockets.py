@@ -3,7 +3,6 @@ reload and drain, driven by the test kit's blocking TURN client."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import struct
@@ -203,7 +202,6 @@ def _make_cert(directory: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make a certificate")
 def test_tls_listener(tmp_path: Path) -> None:
     from relay.tls import ServerTls
 
@@ -288,7 +286,6 @@ def test_drain_refuses_new_allocations_keeps_existing(relay: RunningRelay) -> No
 
 
 def test_runs_on_uvloop() -> None:
-    pytest.importorskip("uvloop")
     with RunningRelay(loopback_config(), use_uvloop=True) as relay, relay.client() as client, Peer() as peer:
         relayed = client.relayed(client.allocate())
         client.channel_bind(0x4000, peer.address)
