@@ -30,7 +30,7 @@ main() {
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PRIVATE_IPV4=$PRIVATE_IPV4" "AWS_REGION=$AWS_REGION" "ASG_NAME=$asg"
 
   mkdir -p "$(dirname "$NGINX_LOCATIONS")"
-  cat >/etc/nginx/sites-available/bbb-proxy <<CONF
+  cat >"$NGINX_DIR/sites-available/bbb-proxy" <<CONF
 # Written by bbb-on-aws: the cluster proxy. Unknown paths get 404: only registered BBB servers are proxied.
 server {
   listen 80 default_server;
@@ -42,8 +42,8 @@ server {
   location / { return 404; }
 }
 CONF
-  ln -sf /etc/nginx/sites-available/bbb-proxy /etc/nginx/sites-enabled/bbb-proxy
-  rm -f /etc/nginx/sites-enabled/default
+  ln -sf "$NGINX_DIR/sites-available/bbb-proxy" "$NGINX_DIR/sites-enabled/bbb-proxy"
+  rm -f "$NGINX_DIR/sites-enabled/default"
   nginx -t -q || die "nginx rejects the proxy configuration"
   systemctl enable nginx
   systemctl restart nginx
