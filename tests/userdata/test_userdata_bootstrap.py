@@ -25,10 +25,14 @@ from tests.userdata.test_userdata_common_steps import Imds
 from tests.userdata.test_userdata_turn_steps import Readyz, ReadyzHandler
 from userdata.render import (
     ALLOCATIONS_METRIC,
+    BBB_INSTALL_URL,
+    BbbParams,
+    EfsSpool,
     ProxyParams,
     S3Object,
     TurnParams,
     bundle_bytes,
+    render_bbb_user_data,
     render_proxy_user_data,
     render_turn_user_data,
 )
@@ -268,3 +272,129 @@ def test_proxy_bootstrap_end_to_end(shell, imds: Imds) -> None:
                        "ASG_NAME=bbb-TurnFleet-ASG\n")
     assert listing(shell.root / "logrotate") == {"bbb-on-aws": "0o644"}
     assert (shell.root / "state" / "ready").read_text() == "1700000000\n"
+
+
+# --- BigBlueButton: a fleet server (role bbb) and the single host (role single) ------------------------------
+
+BBB_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bbb-BbbApiSecret-GhIjKl"
+API_SECRET = "Ap1Bq2Cr3Ds4Et5Fu6Gv7Hw8Ix9Jy0Kz1La2Mb3N"
+SCALELITE_REF_PINNED = "v1.6.5"  # written here, not imported: a changed pin must show up in this test
+SCALELITE_URL = (
+    "https://raw.githubusercontent.com/blindsidenetworks/scalelite/{ref}/bigbluebutton/scalelite_post_publish.rb"
+)
+
+
+def bbb_params(single: bool) -> BbbParams:
+    return BbbParams(
+        **COMMON, bootstrap_bundle=S3Object("assets-bucket", "bbb-bundle.tar"), turn_secret_arn=TURN_ARN,
+        operator_email="ops@example.com", bbb_secret_arn=BBB_ARN, single=single,
+        spool=None if single else EfsSpool("fs-0123456789abcdef0", "fsap-0123456789abcdef0"),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def bbb_host(shell, imds: Imds) -> dict[str, str]:
+    """Disks, DNS, bbb-install, bbb-conf and the API as shims; every BBB path in the scratch directory."""
+    imds.items["meta-data/tags/instance/aws:autoscaling:groupName"] = "bbb-BbbFleet-ASG"
+    root = shell.root
+    for sub in ("dev", "etc-bbb", "nginx", "defaults", "apt", "rap", "greenlight", "data", "spool"):
+        (root / sub).mkdir()
+    (root / "dev" / "sdf").write_text("")
+    (root / "fstab").write_text("# static file system information\n")
+    (root / "os-release").write_text('VERSION_ID="22.04"\n')
+    formatted = root / "formatted"
+    shell.shim("blkid", f'[[ $* == *TYPE* ]] && {{ [[ -e {formatted} ]] && echo ext4; exit 0; }}; echo 1b2c3d4e-uuid')
+    shell.shim("mkfs.ext4", f"touch {formatted}")
+    for name in ("mount", "groupadd", "usermod", "docker", "mount.efs"):
+        shell.shim(name)
+    shell.shim("mountpoint", "exit 1")
+    shell.shim("getent", "exit 2")
+    shell.shim("dig", '[[ " $* " == *" NS "* ]] && echo "ns-1.awsdns-01.org." || echo 203.0.113.10')
+    shell.shim("bbb-conf")
+    # bbb-install logs its arguments; with -g (Greenlight) it leaves Greenlight's .env as the real one does.
+    (root / "bbb-install.sh").write_text(
+        f'printf "%s" bbb-install >>{shell.calls_file}; printf " %q" "$@" >>{shell.calls_file}; '
+        f'echo >>{shell.calls_file}\n'
+        f'[[ " $* " == *" -g "* ]] && printf "BIGBLUEBUTTON_SECRET=random\\n" >{root}/greenlight/.env\nexit 0\n'
+    )  # fmt: skip
+    scalelite = SCALELITE_URL.format(ref=SCALELITE_REF_PINNED)
+    shell.shim("curl", f"""
+        out=""; url=""; prev=""
+        for a; do [[ $prev == -o ]] && out=$a; [[ $a == http* ]] && url=$a; prev=$a; done
+        case "$url" in
+          {BBB_INSTALL_URL}) cp {root}/bbb-install.sh "$out" ;;
+          {scalelite}) echo "spool_dir = '/var/bigbluebutton/spool'" >"$out" ;;
+          https://*/bigbluebutton/api) echo "<response><returncode>SUCCESS</returncode></response>" ;;
+          *) exec /usr/bin/curl "$@" ;;
+        esac""")  # fmt: skip
+    shell.shim("aws", f"""
+        case "$1 $2 $4" in
+          "secretsmanager get-secret-value {TURN_ARN}") echo {TURN_SECRET} ;;
+          "secretsmanager get-secret-value {BBB_ARN}") echo {API_SECRET} ;;
+          "ec2 create-tags "*) ;;
+          *) echo "unexpected aws call: $*" >&2; exit 255 ;;
+        esac""")  # fmt: skip
+    return {
+        "DEV_DIR": str(root / "dev"), "FSTAB": str(root / "fstab"), "DATA_MOUNT": str(root / "data"),
+        "SPOOL_MOUNT": str(root / "spool"), "RAP_SCRIPTS_DIR": str(root / "rap"),
+        "GREENLIGHT_DIR": str(root / "greenlight"), "BBB_ETC": str(root / "etc-bbb"),
+        "BBB_NGINX_DIR": str(root / "nginx"), "DEFAULTS_DIR": str(root / "defaults"), "APT_ETC": str(root / "apt"),
+        "OS_RELEASE": str(root / "os-release"), "BBB_SERVLET_PROPERTIES": str(root / "bigbluebutton.properties"),
+        "BBB_USER": "root", "BBB_GROUP": "root",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["bbb", "single"])
+def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], role: str) -> None:
+    single = role == "single"
+    env = host(shell, "bbb", render_bbb_user_data(bbb_params(single)), imds) | bbb_host
+    result = bootstrap(shell, "bbb", env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fqdn = "bbb.example.com" if single else "bbb-0abc123def4567890.bbb.example.com"
+    assert f"bootstrap finished: https://{fqdn} is ready" in result.stderr
+
+    # Both secrets, each by its own ARN, and the ready tag on this instance only: nothing else reaches AWS.
+    assert shell.calls("aws") == [
+        ["aws", "secretsmanager", "get-secret-value", "--secret-id", TURN_ARN, "--query", "SecretString",
+         "--output", "text"],
+        ["aws", "secretsmanager", "get-secret-value", "--secret-id", BBB_ARN, "--query", "SecretString",
+         "--output", "text"],
+        # The virtual clock: DNS is checked 3 times in a row, 10 s apart, before the install.
+        ["aws", "ec2", "create-tags", "--resources", INSTANCE, "--tags", "Key=bbb-on-aws:ready,Value=1700000020"],
+    ]  # fmt: skip
+    [install] = shell.calls("bbb-install")
+    expected = ["-v", "jammy-300", "-s", fqdn, "-e", "ops@example.com", "-c",
+                "turn.bbb.example.com:turn-secret-set-by-bbb-on-aws"] + (["-g"] if single else [])  # fmt: skip
+    assert install[1:] == expected
+    assert ["bbb-conf", "--setsecret", API_SECRET] in shell.calls("bbb-conf")
+    assert ["bbb-conf", "--restart"] in shell.calls("bbb-conf")
+    mounts = [c[1:] for c in shell.calls("mount")]
+    assert mounts == ([[bbb_host["DATA_MOUNT"]]] if single else [[bbb_host["DATA_MOUNT"]], [bbb_host["SPOOL_MOUNT"]]])
+    assert len(shell.calls("mkfs.ext4")) == 1
+
+    root = shell.root
+    turn_xml = (root / "etc-bbb" / "turn-stun-servers.xml").read_text()
+    assert turn_xml.count(f'value="{TURN_SECRET}"') == 3 and API_SECRET not in turn_xml
+    assert listing(root / "etc-bbb") == {"turn-stun-servers.xml": "0o640"}
+    fstab = (root / "fstab").read_text().splitlines()
+    data_line = f"UUID=1b2c3d4e-uuid {bbb_host['DATA_MOUNT']} ext4 defaults,nofail,x-systemd.device-timeout=30s 0 2"
+    assert fstab[1] == data_line
+    runtime = (root / "conf" / "runtime.env").read_text()
+    assert runtime == (f"INSTANCE_ID={INSTANCE}\nPUBLIC_IPV4=203.0.113.10\nPRIVATE_IPV4=127.0.0.1\n"
+                       f"AWS_REGION=eu-west-1\nFQDN={fqdn}\nASG_NAME=bbb-BbbFleet-ASG\n")  # fmt: skip
+    assert listing(root / "systemd") == {
+        "bbb-on-aws-journal-export.service": "0o644", "bbb-on-aws-meetings-metric.service": "0o644",
+        "bbb-on-aws-meetings-metric.timer": "0o644",
+    }  # fmt: skip
+    assert oct(stat.S_IMODE((root / "log" / "bbb-install.log").stat().st_mode)) == "0o600"
+    assert (root / "state" / "bbb-installed").exists() and (root / "state" / "ready").read_text() == "1700000020\n"
+    if single:  # Greenlight gets the fleet secret and is recreated; no Scalelite pieces
+        assert (root / "greenlight" / ".env").read_text() == f"BIGBLUEBUTTON_SECRET={API_SECRET}\n"
+        assert shell.calls("docker")[0][1:3] == ["compose", "-f"]
+        assert listing(root / "rap") == {} and "\n" + bbb_host["SPOOL_MOUNT"] not in (root / "fstab").read_text()
+    else:  # recordings go to the Scalelite spool through the pinned transfer script
+        assert listing(root / "rap") == {"post_publish/scalelite_post_publish.rb": "0o755", "scalelite.yml": "0o644"}
+        assert f"spool_dir: {bbb_host['SPOOL_MOUNT']}\n" in (root / "rap" / "scalelite.yml").read_text()
+        assert fstab[2] == (f"fs-0123456789abcdef0:/ {bbb_host['SPOOL_MOUNT']} efs "
+                            "_netdev,nofail,noresvport,tls,iam,accesspoint=fsap-0123456789abcdef0 0 0")  # fmt: skip
+        assert shell.calls("docker") == []
