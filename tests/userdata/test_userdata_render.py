@@ -275,16 +275,18 @@ def test_bundle_contents() -> None:
     assert members["turn/lib.sh"].mode == 0o644
     assert members["turn/units/bbb-turn-relay.service"].isfile()
     assert members["common/stun_ping.py"].isfile()
+    assert members["common/prologue.sh"].mode == 0o644  # sourced by every script, never run
     assert not any(name.startswith("bbb/") for name in members)
     assert all(m.mtime == 0 and m.uid == 0 and m.uname == "root" for m in members.values())
     assert constraints == relay_constraints()
     with tarfile.open(fileobj=io.BytesIO(bundle_bytes("bbb"))) as tar:
         names = set(tar.getnames())
-    assert {"bbb/bootstrap.sh", "bbb/cluster_proxy.py", "common/lib.sh"} <= names
+    assert {"bbb/bootstrap.sh", "bbb/cluster_proxy.py", "common/lib.sh", "common/prologue.sh"} <= names
     assert not any(name.startswith("turn/") for name in names)
     with tarfile.open(fileobj=io.BytesIO(bundle_bytes("proxy"))) as tar:
         names = set(tar.getnames())
     assert {"proxy/bootstrap.sh", "proxy/sync.sh", "proxy/units/bbb-on-aws-proxy-sync.timer"} <= names
+    assert "common/prologue.sh" in names
     with pytest.raises(UserDataError):
         bundle_bytes("gateway")  # type: ignore[arg-type]
 
