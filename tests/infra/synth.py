@@ -113,7 +113,10 @@ def synth(shape: str = "scalable", stage: str = "dev", **changes: Any) -> Synth:
     return _cache[key]
 
 
-HASH = re.compile(r"[0-9a-f]{64}")
+# Asset hashes, recognised by where they stand: an asset's object key (<hash>.zip/.tar/.whl/.json), its
+# metadata path (asset.<hash>) and the user data's check of the bundle it fetches (echo "<hash>  $bundle").
+# Any other 64-hex value (e.g. a pinned SHA-256 of a download) stays in the snapshot, so a change shows.
+HASH = re.compile(r"(?<=asset\.)[0-9a-f]{64}|[0-9a-f]{64}(?=\.(?:zip|tar|whl|json)\b|  \$bundle)")
 
 
 def normalized(template: dict[str, Any]) -> dict[str, Any]:

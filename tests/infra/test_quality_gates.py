@@ -146,3 +146,18 @@ def test_templates_match_snapshot(shape, stage, snapshot):
     json_snapshot = snapshot.use_extension(JSONSnapshotExtension)
     for name, template in templates.items():
         assert normalized(template) == json_snapshot(name=name)
+
+
+def test_snapshot_mask_hides_asset_hashes_only():
+    """A pinned SHA-256 (e.g. bbb_install_sha256) must show in the snapshot; asset hashes, which change with any
+    edit of the code they package, must not."""
+    digest = "0123456789abcdef" * 4
+    template = {
+        "Code": {"S3Key": f"{digest}.zip"},
+        "Metadata": {"aws:asset:path": f"asset.{digest}"},
+        "UserData": f'BUNDLE_KEY={digest}.tar\\nif ! echo "{digest}  $bundle" | sha256sum --check\\n'
+                    f"BBB_INSTALL_SHA256={digest}\\n",
+    }  # fmt: skip
+    masked = json.dumps(normalized(template))
+    assert masked.count("<HASH>") == 4 and masked.count(digest) == 1
+    assert f"BBB_INSTALL_SHA256={digest}" in masked

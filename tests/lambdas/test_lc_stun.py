@@ -85,7 +85,7 @@ def test_against_coturn() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        assert result.mapped_address is not None
+        assert result.mapped_address is not None and result.mapped_address[0] == "127.0.0.1"
         udp = stun.binding_udp("127.0.0.1", port, timeout=0.5)
         assert udp.mapped_address is not None and udp.mapped_address[0] == "127.0.0.1"
     finally:

@@ -147,8 +147,8 @@ def test_scalable_parameters() -> None:
     assert env["METRICS_NAMESPACE"] == "BBBOnAWS/bbb"
     assert env["CLUSTER_PROXY"] == "0"
     assert env["BBB_VERSION"] == "jammy-300"
-    assert env["BBB_INSTALL_URL"].endswith("/v3.0.x-release/bbb-install.sh")
-    assert env["SCALELITE_REF"] == render.SCALELITE_REF
+    assert env["BBB_INSTALL_URL"] == "https://raw.githubusercontent.com/bigbluebutton/bbb-install/v3.0.x-release/bbb-install.sh"
+    assert env["SCALELITE_REF"] == "v1.6.5"  # the pin, written here: a changed pin must be seen in review
 
 
 def test_cluster_proxy_host_parameters() -> None:
