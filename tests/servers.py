@@ -16,6 +16,7 @@ Servers that can report the port they bound (an in-process relay on port 0) shou
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import random
@@ -71,3 +72,12 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 10.0, interval: float = 0.005) -> None:
+    """wait_until for coroutines: lets the event loop run until `condition` holds, failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
