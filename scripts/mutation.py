@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -61,8 +61,27 @@ def config(target: Target, timeout: float) -> str:
 
 
 def cosmic_ray(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(Path(PYTHON).parent / "cosmic-ray"), *args], cwd=ROOT, capture_output=True,
-                          text=True, check=False)  # fmt: skip
+    with subprocess.Popen([str(Path(PYTHON).parent / "cosmic-ray"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:  # fmt: skip
+        try:
+            out, err = process.communicate()
+        finally:  # interrupted: stop cosmic-ray before the work tree is restored
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def restore(modules: list[str]) -> None:
+    """cosmic-ray edits modules in place: an interrupted run leaves a mutant behind, so put HEAD's back (the
+    modules had no local change when the run started)."""
+    if subprocess.run(["git", "diff", "--quiet", "--", *modules], cwd=ROOT, check=False).returncode != 0:
+        subprocess.run(["git", "checkout", "--", *modules], cwd=ROOT, check=True)
+        print(f"restored {' '.join(modules)} from HEAD (a mutant was left in place)", file=sys.stderr)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run(name: str, target: Target, out: Path, timeout: float) -> tuple[int, int, list[str]]:
@@ -114,15 +133,17 @@ def main() -> None:
     modules = [m for target in chosen.values() for m in target.modules]
     if subprocess.run(["git", "diff", "--quiet", "--", *modules], cwd=ROOT, check=False).returncode != 0:
         raise SystemExit("commit or stash your changes to the mutated modules first (cosmic-ray edits them in place)")
+    signal.signal(signal.SIGTERM, _terminated)  # `timeout`, CI or kill: restore the modules on the way out
     report = []
-    for name, target in chosen.items():
-        killed, ran, survivors = run(name, target, args.out, args.timeout)
-        score = f"{100.0 * killed / ran:.1f} %" if ran else "n/a"
-        report.append(f"{name}: {killed}/{ran} mutants killed ({score}); {len(survivors)} survived")
-        report.extend(f"  survived: {s}" for s in survivors)
-        print(report[-1 - len(survivors)], flush=True)
-    if subprocess.run(["git", "diff", "--quiet", "--", *modules], cwd=ROOT, check=False).returncode != 0:
-        raise SystemExit(f"the work tree still differs in {shlex.join(modules)}: restore it with git checkout")
+    try:
+        for name, target in chosen.items():
+            killed, ran, survivors = run(name, target, args.out, args.timeout)
+            score = f"{100.0 * killed / ran:.1f} %" if ran else "n/a"
+            report.append(f"{name}: {killed}/{ran} mutants killed ({score}); {len(survivors)} survived")
+            report.extend(f"  survived: {s}" for s in survivors)
+            print(report[-1 - len(survivors)], flush=True)
+    finally:
+        restore(modules)
     (args.out / "report.txt").write_text("\n".join(report) + "\n")
     print("\n".join(report))
 
