@@ -254,6 +254,9 @@ def test_allocation_quota_per_user_and_total() -> None:
     unlimited = AllocationQuota()
     assert all(unlimited.try_acquire("x") is None for _ in range(1000))
     assert quota.user_count("never-seen") == 0 and quota.users == 3
+    for _ in range(3):  # each of a, b and c gives back its last allocation and is forgotten
+        quota.release("a" if quota.user_count("a") else "c" if quota.user_count("c") else "b")
+    assert (quota.total, quota.users, quota.user_count("b")) == (0, 0, 0)
 
 
 def test_lowered_quotas_refuse_new_allocations_above_the_new_limit() -> None:
