@@ -17,7 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 
 _SAMPLE = re.compile(r"^(\d+): : start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", re.MULTILINE)
-_TOTALS = re.compile(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n")
+# The final totals line, not a per-second one (those carry msz= and byte counts, and may be cut under load).
+_TOTALS = re.compile(r"^\d+: : start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)$", re.MULTILINE)
 _LOST = re.compile(r"Total lost packets (\d+) \(([\d.]+)%\)")
 _RTT = re.compile(r"Average round trip delay ([\d.]+) ms; min = (\d+) ms, max = (\d+) ms")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from settings import Config
-from tests.infra.synth import synth
+from tests.infra.synth import Synth, synth
 
 
 @dataclass
@@ -19,6 +19,7 @@ class FrontendSynth:
     config: Config
     error: str | None
     stack: str
+    synth: Synth
 
     @property
     def template_path(self) -> Path:
@@ -29,34 +30,18 @@ class FrontendSynth:
         return json.loads(self.template_path.read_text())
 
     def findings(self) -> list[str]:
-        """Unacknowledged cdk-nag findings on the frontend stack's constructs."""
-        path = self.outdir / "validation-report.json"
-        report = json.loads(path.read_text()) if path.exists() else {"pluginReports": []}
-        return [
-            f"{v['ruleName']} at {c['constructPath']}"
-            for plugin in report["pluginReports"]
-            for v in plugin["violations"]
-            for c in v["violatingConstructs"]
-            if c["constructPath"].startswith(f"{self.stack}/")
-        ]
+        """Unacknowledged cdk-nag findings on the frontend stack's constructs (fails if cdk-nag did not run)."""
+        return self.synth.findings(self.stack)
 
     def acknowledged(self) -> list[tuple[str, str, str]]:
-        path = self.outdir / "validation-report.json"
-        report = json.loads(path.read_text()) if path.exists() else {"pluginReports": []}
-        return [
-            (v["ruleName"], c["constructPath"], (v.get("acknowledgment") or v).get("reason", ""))
-            for plugin in report["pluginReports"]
-            for v in plugin.get("suppressedViolations", [])
-            for c in v.get("violatingConstructs", [])
-            if c["constructPath"].startswith(f"{self.stack}/")
-        ]
+        return self.synth.acknowledged(self.stack)
 
 
 def frontend_synth(capacity: str = "ec2", stage: str = "dev") -> FrontendSynth:
     changes = {} if capacity == "ec2" else {"frontend.capacity": capacity}
     result = synth("scalable", stage, **changes)
     return FrontendSynth(outdir=result.outdir, config=result.config, error=result.error,
-                         stack=f"{result.config.prefix}-frontend")
+                         stack=f"{result.config.prefix}-frontend", synth=result)
 
 
 if __name__ == "__main__":  # quick look while developing: python -m tests.infra.frontend_fixtures

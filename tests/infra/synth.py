@@ -2,6 +2,10 @@
 
 cdk-nag runs in every synth; its failure is recorded instead of raised so that template tests still read
 the templates (CDK writes them before validating) while test_nag reports the findings.
+
+The gate fails closed: CDK writes validation-report.json whenever a validation plugin is attached, so a
+missing report, or one without the AwsSolutions plugin, means cdk-nag did not run and is an error, never
+"no findings".
 """
 
 from __future__ import annotations
@@ -40,8 +44,41 @@ class Synth:
         return {name: json.loads((self.outdir / f"{name}.template.json").read_text()) for name in self.stack_names()}
 
     def report(self) -> dict[str, Any]:
-        path = self.outdir / "validation-report.json"
-        return json.loads(path.read_text()) if path.exists() else {"pluginReports": []}
+        return nag_report(self.outdir)
+
+    def findings(self, stack: str = "") -> list[str]:
+        """Unacknowledged cdk-nag findings, `rule at construct path`, optionally of one stack only."""
+        return [
+            f"{v['ruleName']} at {c['constructPath']}"
+            for plugin in self.report()["pluginReports"]
+            for v in plugin["violations"]
+            for c in v["violatingConstructs"]
+            if c["constructPath"].startswith(f"{stack}/" if stack else "")
+        ]
+
+    def acknowledged(self, stack: str = "") -> list[tuple[str, str, str]]:
+        """(rule, construct path, reason) of every acknowledged cdk-nag finding, optionally of one stack only."""
+        return [
+            (v["ruleName"], c["constructPath"], (v.get("acknowledgment") or v).get("reason", ""))
+            for plugin in self.report()["pluginReports"]
+            if plugin["pluginName"] == NAG_PLUGIN
+            for v in plugin.get("suppressedViolations", [])
+            for c in v.get("violatingConstructs", [])
+            if c["constructPath"].startswith(f"{stack}/" if stack else "")
+        ]
+
+
+NAG_PLUGIN = "AwsSolutions"
+
+
+def nag_report(outdir: Path) -> dict[str, Any]:
+    """The validation report of a synthesis, which must exist and carry the AwsSolutions plugin's result."""
+    path = outdir / "validation-report.json"
+    assert path.exists(), f"no {path.name} in {outdir}: cdk-nag did not run (AwsSolutionsChecks not attached?)"
+    report: dict[str, Any] = json.loads(path.read_text())
+    plugins = [plugin["pluginName"] for plugin in report.get("pluginReports", [])]
+    assert NAG_PLUGIN in plugins, f"{path} has no {NAG_PLUGIN} report (plugins: {plugins}): cdk-nag did not run"
+    return report
 
 
 _cache: dict[str, Synth] = {}
@@ -68,13 +105,18 @@ def synth(shape: str = "scalable", stage: str = "dev", **changes: Any) -> Synth:
         error = None
         try:
             app.synth()
-        except RuntimeError as exc:  # cdk-nag findings: ValidationFailed
+        except RuntimeError as exc:  # cdk-nag findings: ValidationFailed; anything else is a real error
+            if "ValidationFailed" not in str(exc):
+                raise
             error = str(exc)
         _cache[key] = Synth(outdir=outdir, config=config, error=error)
     return _cache[key]
 
 
-HASH = re.compile(r"[0-9a-f]{64}")
+# Asset hashes, recognised by where they stand: an asset's object key (<hash>.zip/.tar/.whl/.json), its
+# metadata path (asset.<hash>) and the user data's check of the bundle it fetches (echo "<hash>  $bundle").
+# Any other 64-hex value (e.g. a pinned SHA-256 of a download) stays in the snapshot, so a change shows.
+HASH = re.compile(r"(?<=asset\.)[0-9a-f]{64}|[0-9a-f]{64}(?=\.(?:zip|tar|whl|json)\b|  \$bundle)")
 
 
 def normalized(template: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,20 @@ from typing import Any
 import pytest
 
 from cdk_constructs.frontend.greenlight import ADMIN_PASSWORD_EXCLUDE
-from cdk_constructs.frontend.tasks import RECORDING_DIRS
 from tests.conftest import ROOT
 from tests.infra.frontend_fixtures import frontend_synth
 
 CAPACITIES = ("ec2", "fargate")
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|KEY_BASE|TOKEN)", re.IGNORECASE)
+
+# Scalelite's recording directories, written here rather than imported from the stack under test: the paths
+# Scalelite's images and its post-publish transfer script expect (docs: Scalelite's recording import).
+RECORDING_DIRS = {
+    "spool": "/var/bigbluebutton/spool",
+    "work": "/var/bigbluebutton/recording/scalelite",
+    "published": "/var/bigbluebutton/published",
+    "unpublished": "/var/bigbluebutton/unpublished",
+}
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -409,7 +417,11 @@ def test_container_instances_are_hardened():
     assert template["Parameters"][image]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
     (group,) = resources(template, "AWS::AutoScaling::AutoScalingGroup").values()
     assert group["UpdatePolicy"]["AutoScalingScheduledAction"]["IgnoreUnmodifiedGroupSizeProperties"] is True
-    assert group["Properties"]["NotificationConfigurations"]
+    [notification] = group["Properties"]["NotificationConfigurations"]
+    assert notification["NotificationTypes"] == [f"autoscaling:EC2_INSTANCE_{event}" for event in (
+        "LAUNCH", "LAUNCH_ERROR", "TERMINATE", "TERMINATE_ERROR")]  # fmt: skip
+    topic = notification["TopicARN"]["Fn::GetStackOutput"]  # the operator topic of the shared stack
+    assert topic["StackName"] == "bbb-shared" and topic["OutputName"].startswith("PublishOutputRefOperatorTopic")
     (cluster,) = resources(template, "AWS::ECS::Cluster").values()
     assert {"Name": "containerInsights", "Value": "enhanced"} in cluster["Properties"]["ClusterSettings"]
 

@@ -256,3 +256,63 @@ def test_single_host_drain_never_removes_the_domain_of_its_replacement(
     world.deliver(world.lifecycle_event(new, "terminate", "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"))
     world.run_executions()
     assert world.records() == []
+
+
+def _completed_only_after_the_meeting_ended(world: World, iid: str, meeting: str) -> None:
+    """The lifecycle action (and the DNS record's removal) came after the meeting ended, and nobody ended it."""
+    start = world.first("execution-start", kind="drain")
+    ended = world.first("meeting-ended", meeting=meeting)
+    completed = world.first("CompleteLifecycleAction", result="CONTINUE", after=start)
+    assert start < ended < completed, [(i, world.events[i][1]) for i in (start, ended, completed)]
+    assert world.events[completed][0] >= world.events[ended][0]
+    assert "end" not in world.fake.hosts[world.host(iid)].calls
+
+
+@pytest.mark.slow
+def test_single_host_waits_for_its_meeting_on_the_meeting_count_alone(world_factory: Any) -> None:
+    """The single shape has no Scalelite: BBB's meeting count is the only guard against ending a live meeting
+    (an off-by-one there, e.g. `meetings > 1`, would complete the scale-in at once)."""
+    single = world_factory("single")
+    iid = launched(single)
+    host = single.host(iid)
+    single.fake.hosts[host].meetings["only-meeting"] = 4  # Greenlight's room, straight on the host
+    single.at(35 * MINUTE, lambda: end_meeting(single, iid, "only-meeting"))
+    single.expect_heartbeats(iid, TERMINATE, 3, TOKEN)  # at 10, 20 and 30 min
+    single.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+
+    terminate(single, iid)
+    [execution] = single.run_executions().values()
+
+    assert execution.status == "SUCCEEDED", execution
+    _completed_only_after_the_meeting_ended(single, iid, "only-meeting")
+    start = single.first("execution-start", kind="drain")
+    completed = single.first("CompleteLifecycleAction", result="CONTINUE", after=start)
+    assert single.events[completed][0] - single.events[start][0] >= timedelta(minutes=35)
+    assert single.first("route53", action="DELETE") > single.first("meeting-ended", meeting="only-meeting")
+    assert single.records() == [] and single.fake.servers == {}
+    assert "ForceRemove" not in execution.visited()
+
+
+@pytest.mark.slow
+def test_scalable_waits_for_a_meeting_scalelite_counts_as_no_load(bbb: World) -> None:
+    """A meeting with nobody in it (all left, or waiting for the moderator) is load 0 to Scalelite, whose poller
+    then disables the cordoned server: BBB's meeting count alone must keep the drain waiting."""
+    iid = launched(bbb)
+    host = bbb.host(iid)
+    bbb.fake.start_meeting(host, "waiting-room", 0)
+    bbb.fake.poll()
+    bbb.at(25 * MINUTE, lambda: end_meeting(bbb, iid, "waiting-room"))
+    bbb.expect_heartbeats(iid, TERMINATE, 2, TOKEN)  # at 10 and 20 min
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+
+    terminate(bbb, iid)
+    [execution] = bbb.run_executions().values()
+
+    assert execution.status == "SUCCEEDED", execution
+    # Scalelite reported no load (and disabled the server) while BBB still had the meeting
+    disabled = [i for i, (_, kind, states) in enumerate(bbb.events) if kind == "scalelite-poll"
+                and "disabled" in states.values()]  # fmt: skip
+    assert disabled and disabled[0] < bbb.first("meeting-ended", meeting="waiting-room")
+    _completed_only_after_the_meeting_ended(bbb, iid, "waiting-room")
+    assert bbb.first("scalelite-deleteServer") > bbb.first("meeting-ended", meeting="waiting-room")
+    assert bbb.fake.servers == {} and bbb.records() == []

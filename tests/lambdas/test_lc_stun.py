@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 from common import stun
 from lc_stun_responder import StunResponder
+
+from tests.servers import free_port
 
 # RFC 5769 §2.2: sample IPv4 response (XOR-MAPPED-ADDRESS 192.0.2.1:32853).
 RFC5769_RESPONSE = bytes.fromhex(
@@ -57,9 +58,7 @@ def test_silence_is_an_error_after_retransmissions(responder: StunResponder) -> 
 def test_against_coturn() -> None:
     binary = shutil.which("turnserver")
     assert binary, "coturn's turnserver is installed on the build machine (apt coturn)"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # coturn listens on UDP and TCP
     process = subprocess.Popen(
         [
             binary,
@@ -86,7 +85,7 @@ def test_against_coturn() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        assert result.mapped_address is not None
+        assert result.mapped_address is not None and result.mapped_address[0] == "127.0.0.1"
         udp = stun.binding_udp("127.0.0.1", port, timeout=0.5)
         assert udp.mapped_address is not None and udp.mapped_address[0] == "127.0.0.1"
     finally:

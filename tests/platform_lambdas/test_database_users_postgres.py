@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.platform_lambdas.conftest import load_handler
+from tests.servers import free_port
 
 handler = load_handler("database_users")
 
@@ -43,18 +43,12 @@ def _bin_dir() -> Path:
     return Path(found).resolve().parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, root: Path) -> None:
         self.bin = _bin_dir()
         self.root = root
         self.data = root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         # PostgreSQL refuses to run as root: run the server as the package's own user then.
         self.as_server = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 

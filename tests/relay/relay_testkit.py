@@ -8,7 +8,6 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long
 from relay.stun.attributes import Address
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.handler import TurnCore
+from tests.servers import free_port, wait_until  # noqa: F401 (the relay tests import them from here)
 
 REALM = "relay.test"
 WALL = 1_900_000_000.0  # the core tests' unix time
@@ -535,28 +535,7 @@ def sign_raw(method: int, body: bytes, session: Session, tid: bytes, *, fingerpr
 # --- a relay process (python -m relay) on loopback ----------------------------------------------
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback (the relay listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+# free_port and wait_until: the whole suite's (tests/servers.py), imported above and re-exported from here.
 
 
 def admin_get(port: int, path: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:

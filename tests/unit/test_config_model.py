@@ -89,6 +89,34 @@ def test_overlapping_subnets():
     assert "deployment.network.publicSubnets[1] '10.1.4.0/22'" in msg
 
 
+A, P, D = (f"deployment.network.{tier}" for tier in ("applicationSubnets", "publicSubnets", "databaseSubnets"))
+
+
+@pytest.mark.parametrize(
+    ("tier", "cidrs", "message"),
+    [
+        pytest.param("applicationSubnets", ["10.1.16.0/20", "10.1.16.0/20", "10.1.48.0/20"],
+                     f"{A}[1]: '10.1.16.0/20' overlaps {A}[0] '10.1.16.0/20'", id="identical-same-tier"),
+        pytest.param("applicationSubnets", ["10.1.16.0/20", "10.1.24.0/21", "10.1.48.0/20"],
+                     f"{A}[1]: '10.1.24.0/21' overlaps {A}[0] '10.1.16.0/20'", id="contained-same-tier"),
+        pytest.param("databaseSubnets", ["10.1.64.0/24", "10.1.64.0/23", "10.1.66.0/24"],
+                     f"{D}[1]: '10.1.64.0/23' overlaps {D}[0] '10.1.64.0/24'", id="containing-same-tier"),
+        pytest.param("databaseSubnets", ["10.1.64.0/24", "10.1.65.0/24", "10.1.48.0/20"],
+                     f"{D}[2]: '10.1.48.0/20' overlaps {A}[2] '10.1.48.0/20'", id="identical-cross-tier"),
+        pytest.param("applicationSubnets", ["10.1.16.0/20", "10.1.4.0/23", "10.1.48.0/20"],
+                     f"{A}[1]: '10.1.4.0/23' overlaps {P}[1] '10.1.4.0/22'", id="contained-cross-tier"),
+    ],
+)
+def test_overlapping_subnets_of_every_shape_are_refused(tier, cidrs, message):
+    assert one_problem(**{f"network.{tier}": cidrs}) == f"{message}; subnets must not overlap"
+
+
+def test_adjacent_subnets_do_not_overlap():
+    """Negative control: touching ranges (10.1.32.0/21 ends where 10.1.40.0/21 starts) are accepted."""
+    config = load_config(ctx(**{"network.applicationSubnets": ["10.1.16.0/20", "10.1.32.0/21", "10.1.40.0/21"]}))
+    assert config.network.application_subnets == ["10.1.16.0/20", "10.1.32.0/21", "10.1.40.0/21"]
+
+
 def test_subnet_outside_vpc():
     msg = one_problem(**{"network.publicSubnets": ["10.1.0.0/22", "10.1.4.0/22", "10.9.8.0/22"]})
     assert "deployment.network.publicSubnets[2]: '10.9.8.0/22' is outside the VPC CIDR '10.1.0.0/16'" in msg

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
 from userdata.render import ALLOCATIONS_METRIC, relay_constraints, relay_listeners
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,25 +33,6 @@ UNIT = USERDATA / "turn" / "units" / "bbb-turn-relay.service"
 SECRET = "Tq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_udp_tcp_port() -> int:
-    """A port free for both UDP and TCP (the relay listens on both)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def lib_shell(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -105,7 +87,7 @@ def test_the_installed_relay_runs_from_its_unit_and_answers_stun(installed_relay
 
     etc = tmp_path / "etc"
     etc.mkdir()
-    listen, proxy, admin = free_udp_tcp_port(), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    listen, proxy, admin = free_port(), free_port(), free_port()
     env = {"RELAY_ETC": str(etc), "RELAY_USER": "root", "RELAY_GROUP": "root", "LISTEN_PORT": str(listen),
            "PROXY_PORT": str(proxy), "ADMIN_LISTEN": f"127.0.0.1:{admin}"}
     result = lib_shell(f"write_relay_secrets {SECRET}; : >{shlex.quote(str(etc))}/allowed-peers.conf; "

@@ -148,8 +148,8 @@ def test_scalable_parameters() -> None:
     assert env["METRICS_NAMESPACE"] == "BBBOnAWS/bbb"
     assert env["CLUSTER_PROXY"] == "0"
     assert env["BBB_VERSION"] == "jammy-300"
-    assert env["BBB_INSTALL_URL"].endswith("/v3.0.x-release/bbb-install.sh")
-    assert env["SCALELITE_REF"] == render.SCALELITE_REF
+    assert env["BBB_INSTALL_URL"] == "https://raw.githubusercontent.com/bigbluebutton/bbb-install/v3.0.x-release/bbb-install.sh"
+    assert env["SCALELITE_REF"] == "v1.6.5"  # the pin, written here: a changed pin must be seen in review
 
 
 def test_cluster_proxy_host_parameters() -> None:
@@ -280,16 +280,18 @@ def test_bundle_contents() -> None:
     assert members["turn/lib.sh"].mode == 0o644
     assert members["turn/units/bbb-turn-relay.service"].isfile()
     assert members["common/stun_ping.py"].isfile()
+    assert members["common/prologue.sh"].mode == 0o644  # sourced by every script, never run
     assert not any(name.startswith("bbb/") for name in members)
     assert all(m.mtime == 0 and m.uid == 0 and m.uname == "root" for m in members.values())
     assert constraints == relay_constraints()
     with tarfile.open(fileobj=io.BytesIO(bundle_bytes("bbb"))) as tar:
         names = set(tar.getnames())
-    assert {"bbb/bootstrap.sh", "bbb/cluster_proxy.py", "common/lib.sh"} <= names
+    assert {"bbb/bootstrap.sh", "bbb/cluster_proxy.py", "common/lib.sh", "common/prologue.sh"} <= names
     assert not any(name.startswith("turn/") for name in names)
     with tarfile.open(fileobj=io.BytesIO(bundle_bytes("proxy"))) as tar:
         names = set(tar.getnames())
     assert {"proxy/bootstrap.sh", "proxy/sync.sh", "proxy/units/bbb-on-aws-proxy-sync.timer"} <= names
+    assert "common/prologue.sh" in names
     with pytest.raises(UserDataError):
         bundle_bytes("gateway")  # type: ignore[arg-type]
 

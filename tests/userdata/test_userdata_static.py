@@ -83,3 +83,70 @@ def test_peer_sync_runs_every_20_seconds_and_metrics_every_60() -> None:
 def test_tools_are_installed() -> None:
     for tool in ("shellcheck", "systemd-analyze", "bash"):
         assert shutil.which(tool), f"{tool} is needed by these tests (Debian package)"
+
+
+# --- Every variable a script reads is defined: by its role's rendered parameters, runtime.env or the libraries ---
+
+ROLE_SCRIPTS = {
+    "bbb/bootstrap.sh": "bbb", "bbb/publish_meetings.sh": "bbb", "turn/bootstrap.sh": "turn",
+    "turn/peer_sync.sh": "turn", "turn/publish_allocations.sh": "turn", "proxy/bootstrap.sh": "proxy",
+    "proxy/sync.sh": "proxy",
+}  # fmt: skip
+OUTSIDE = {"HOME", "PATH", "BASH_SOURCE", "VERSION_ID"}  # the shell's own, and /etc/os-release's (install_efs_utils)
+_READ = re.compile(r"(?<!\\)\$\{?!?([A-Z_][A-Z0-9_]*)")
+_ASSIGNED = re.compile(r"(?:^|[\s;(])([A-Z_][A-Z0-9_]*)\+?=|\$\{([A-Z_][A-Z0-9_]*):?[-=]")
+
+
+def rendered_parameters(role: str) -> set[str]:
+    from tests.userdata.test_userdata_bootstrap import bbb_params, params_env, turn_params
+    from userdata.render import (
+        ProxyParams,
+        S3Object,
+        render_bbb_user_data,
+        render_proxy_user_data,
+        render_turn_user_data,
+    )
+
+    if role == "bbb":  # a fleet server: the single host's parameters are a subset (no spool, no Scalelite)
+        user_data = render_bbb_user_data(bbb_params(single=False))
+    elif role == "turn":
+        user_data = render_turn_user_data(turn_params())
+    else:
+        user_data = render_proxy_user_data(ProxyParams(
+            environment="bbb", domain="bbb.example.com", region="eu-west-1", system_log_group="/s",
+            application_log_group="/a", bootstrap_bundle=S3Object("bucket", "key")))  # fmt: skip
+    return {line.split("=", 1)[0] for line in params_env(user_data).splitlines()}
+
+
+def _code(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+
+def undefined_variables(script: str, role: str, text: str) -> set[str]:
+    """UPPER_CASE names `text` (the script `script` of `role`) reads or requires that nothing defines."""
+    libraries = [_code(USERDATA / name) for name in ("common/prologue.sh", "common/lib.sh", f"{role}/lib.sh")]
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    defined = set(OUTSIDE) | rendered_parameters(role)
+    for source in (*libraries, code):
+        defined |= {a or b for a, b in _ASSIGNED.findall(source)}
+    if "with-runtime" in code:  # the timers also read what the bootstrap wrote into runtime.env
+        bootstrap = _code(USERDATA / role / "bootstrap.sh")
+        call = bootstrap[bootstrap.index("write_runtime_env "):].split("\n\n", 1)[0]
+        defined |= set(re.findall(r'"([A-Z_][A-Z0-9_]*)=', call))
+    required = {name for args in re.findall(r"require_params ((?:[A-Z_0-9 ]|\\\n)+)", code) for name in args.split()}
+    read = set(_READ.findall(code)) | set().union(*(_READ.findall(lib) for lib in libraries))
+    return (read - defined) | (required - rendered_parameters(role) - {"\\"})
+
+
+@pytest.mark.parametrize("script", sorted(ROLE_SCRIPTS))
+def test_every_variable_a_script_reads_is_defined(script: str) -> None:
+    role = ROLE_SCRIPTS[script]
+    assert undefined_variables(script, role, (USERDATA / script).read_text()) == set()
+
+
+def test_a_variable_no_parameter_defines_is_found() -> None:
+    """Negative control: a bootstrap reading (or requiring) a name the renderer never writes is caught."""
+    text = (USERDATA / "turn/bootstrap.sh").read_text()
+    planted = text.replace('"$TURN_SECRET_ARN"', '"$BBB_SECRET_ARN"').replace("require_params ENV_NAME",
+                                                                               "require_params ENV_NAME SPOOL_ID")
+    assert undefined_variables("turn/bootstrap.sh", "turn", planted) == {"BBB_SECRET_ARN", "SPOOL_ID"}

@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,17 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
 from userdata.render import relay_listeners
 
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 TURN = ("common/lib.sh", "turn/lib.sh")
 SECRET = "Tq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A"
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- allowed peers ----------------------------------------------------------------------------------------
@@ -198,7 +192,7 @@ def stun_server(tmp_path: Path) -> Iterator[int]:
     """coturn (Debian package) in STUN-only mode on a free loopback port."""
     if not shutil.which("turnserver"):
         pytest.fail("coturn's turnserver is needed by this test (Debian package coturn)")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()  # coturn listens on UDP and TCP
     process = subprocess.Popen(
         ["turnserver", "-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip", "127.0.0.1",
          "--listening-port", str(port), "--log-file", str(tmp_path / "coturn.log"), "--simple-log",
@@ -259,7 +253,7 @@ def test_ready_tag_needs_readyz_and_a_stun_answer(shell, stun_server: int, ready
 def test_no_ready_tag_without_a_stun_answer(shell, readyz: Readyz) -> None:
     shell.shim("aws")
     readyz.status = 200
-    env = {"ADMIN_LISTEN": f"127.0.0.1:{readyz.server_address[1]}", "LISTEN_PORT": str(free_port(socket.SOCK_DGRAM)),
+    env = {"ADMIN_LISTEN": f"127.0.0.1:{readyz.server_address[1]}", "LISTEN_PORT": str(free_port()),
            "INSTANCE_ID": "i-0turn"}
     result = shell.run("relay_become_ready 127.0.0.1 10 5 || echo not-ready", libs=TURN, env=env)
     assert result.stdout.strip() == "not-ready"

@@ -3,18 +3,11 @@
 # with Greenlight (role single). The user-data stub unpacked this bundle into /opt/bbb-on-aws and wrote
 # /etc/bbb-on-aws/params.env. Safe to run again: finished steps are skipped, and a host that is already
 # ready (serving meetings) is never restarted.
-# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
 set -euo pipefail
-umask 022
-BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
-BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/params.env"
-# shellcheck source=../common/lib.sh
-source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=../common/prologue.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/bbb/lib.sh"
-export HOME=${HOME:-/root} PATH="$PATH:/snap/bin"
 LOG_TAG=bbb-bootstrap
 
 main() {
@@ -22,6 +15,7 @@ main() {
   require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN BBB_SECRET_ARN BBB_INSTALL_URL \
     BBB_VERSION DNS_WAIT_SECONDS READY_WAIT_SECONDS CLUSTER_PROXY METRICS_NAMESPACE SYSTEM_LOG_GROUP \
     APPLICATION_LOG_GROUP CW_AGENT_KEY_FINGERPRINT
+  # shellcheck disable=SC2153 # ROLE: from params.env (test_userdata_static checks the role's parameters define it)
   [[ $ROLE == single ]] && single=1
   [[ $ROLE == single ]] || require_params SPOOL_FILE_SYSTEM_ID SPOOL_ACCESS_POINT_ID SCALELITE_REF
   log "bootstrap of a BigBlueButton host (role $ROLE, environment $ENV_NAME) starts"
@@ -30,6 +24,7 @@ main() {
   apt_install bind9-dnsutils curl gnupg ca-certificates python3-yaml rsync >/dev/null
 
   load_instance_identity public
+  # shellcheck disable=SC2153 # DOMAIN: from params.env (test_userdata_static checks the role's parameters define it)
   fqdn=$(bbb_fqdn "$INSTANCE_ID" "$DOMAIN" "$ROLE")
   asg=$(autoscaling_group_name || true)
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \

@@ -1,15 +1,8 @@
 #!/bin/bash
 # Publish this server's Meetings and Participants to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s).
-# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
 set -euo pipefail
-BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
-BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/params.env"
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/runtime.env"
-# shellcheck source=../common/lib.sh
-source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=../common/prologue.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh" with-runtime
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/bbb/lib.sh"
 LOG_TAG=bbb-metrics
@@ -18,6 +11,7 @@ secret=$(bbb_api_secret) || die "no securitySalt in BBB's properties"
 # The checksum is sha256("getMeetings" + secret); printf is a builtin, so the secret stays off argv.
 checksum=$(printf 'getMeetings%s' "$secret" | sha256sum | cut -d' ' -f1)
 unset secret
+# shellcheck disable=SC2153 # FQDN: from runtime.env (test_userdata_static checks the role's parameters define it)
 xml=$(curl -fsS --max-time 10 --resolve "$FQDN:443:127.0.0.1" \
   "https://$FQDN/bigbluebutton/api/getMeetings?checksum=$checksum") || die "getMeetings did not answer"
 data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings --asg "$ASG_NAME" <<<"$xml") || exit 1

@@ -10,6 +10,8 @@ BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
 BBB_ON_AWS_STATE_DIR=${BBB_ON_AWS_STATE_DIR:-/var/lib/bbb-on-aws}
 BBB_ON_AWS_LOG_DIR=${BBB_ON_AWS_LOG_DIR:-/var/log/bbb-on-aws}
 SYSTEMD_DIR=${SYSTEMD_DIR:-/etc/systemd/system}
+LOGROTATE_DIR=${LOGROTATE_DIR:-/etc/logrotate.d}
+CW_AGENT_DIR=${CW_AGENT_DIR:-/opt/aws/amazon-cloudwatch-agent}
 IMDS_TOKEN=""
 
 log() {
@@ -181,7 +183,7 @@ tag_ready() {
 
 # --- CloudWatch agent -------------------------------------------------------------------------------------
 
-CW_AGENT_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
+CW_AGENT_CTL=$CW_AGENT_DIR/bin/amazon-cloudwatch-agent-ctl
 
 # install_cloudwatch_agent <pinned key fingerprint>: AWS's .deb from the regional bucket, signature checked.
 install_cloudwatch_agent() {
@@ -230,8 +232,8 @@ verify_signed_file() {
 # configure_cloudwatch_agent <config json>: (re)loads the agent with this config and starts it.
 configure_cloudwatch_agent() {
   local config=$1
-  install -m 0644 -o root -g root "$config" /opt/aws/amazon-cloudwatch-agent/etc/bbb-on-aws.json
-  "$CW_AGENT_CTL" -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/bbb-on-aws.json >/dev/null
+  install -m 0644 -o root -g root "$config" "$CW_AGENT_DIR/etc/bbb-on-aws.json"
+  "$CW_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$CW_AGENT_DIR/etc/bbb-on-aws.json" >/dev/null
 }
 
 # --- Host plumbing ----------------------------------------------------------------------------------------
@@ -266,7 +268,7 @@ setup_host_logging() {
   python3 "$BBB_ON_AWS_DIR/common/cw_agent_config.py" --role "$role" --journal-units \
     >"$BBB_ON_AWS_CONF/journal-export.env"
   install_units "$BBB_ON_AWS_DIR/common/units" || true
-  cat >/etc/logrotate.d/bbb-on-aws <<'EOF'
+  cat >"$LOGROTATE_DIR/bbb-on-aws" <<'EOF'
 /var/log/bbb-on-aws/*.log {
   weekly
   rotate 4

@@ -2,18 +2,11 @@
 # Bootstrap of the cluster proxy host (seed 001): nginx serving https://bbb-proxy.<domain>/bbb-<id>/html5client
 # for every registered BBB server. TLS ends at the load balancer bbb-proxy.<domain> points to; this host
 # (private subnet, no public IP) listens on port 80 for it. Safe to run again.
-# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env
 set -euo pipefail
-umask 022
-BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
-BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/params.env"
-# shellcheck source=../common/lib.sh
-source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=../common/prologue.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/proxy/lib.sh"
-export HOME=${HOME:-/root} PATH="$PATH:/snap/bin"
 LOG_TAG=proxy-bootstrap
 
 main() {
@@ -30,7 +23,8 @@ main() {
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PRIVATE_IPV4=$PRIVATE_IPV4" "AWS_REGION=$AWS_REGION" "ASG_NAME=$asg"
 
   mkdir -p "$(dirname "$NGINX_LOCATIONS")"
-  cat >/etc/nginx/sites-available/bbb-proxy <<CONF
+  # shellcheck disable=SC2153 # DOMAIN: from params.env (test_userdata_static checks the role's parameters define it)
+  cat >"$NGINX_DIR/sites-available/bbb-proxy" <<CONF
 # Written by bbb-on-aws: the cluster proxy. Unknown paths get 404: only registered BBB servers are proxied.
 server {
   listen 80 default_server;
@@ -42,8 +36,8 @@ server {
   location / { return 404; }
 }
 CONF
-  ln -sf /etc/nginx/sites-available/bbb-proxy /etc/nginx/sites-enabled/bbb-proxy
-  rm -f /etc/nginx/sites-enabled/default
+  ln -sf "$NGINX_DIR/sites-available/bbb-proxy" "$NGINX_DIR/sites-enabled/bbb-proxy"
+  rm -f "$NGINX_DIR/sites-enabled/default"
   nginx -t -q || die "nginx rejects the proxy configuration"
   systemctl enable nginx
   systemctl restart nginx

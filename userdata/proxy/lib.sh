@@ -6,7 +6,8 @@
 # instance ids checked against a strict pattern; no regex location, no variable upstream, so the proxy can
 # never be steered to another host. Upstream TLS is verified against the server's own name.
 
-NGINX_LOCATIONS=${NGINX_LOCATIONS:-/etc/nginx/bbb-on-aws/locations.conf}
+NGINX_DIR=${NGINX_DIR:-/etc/nginx}
+NGINX_LOCATIONS=${NGINX_LOCATIONS:-$NGINX_DIR/bbb-on-aws/locations.conf}
 
 # registered_bbb_servers <environment>: instance ids of this deployment's BBB fleet servers that are running
 # and tagged ready (their DNS record exists), sorted. Fails when the EC2 API call fails.

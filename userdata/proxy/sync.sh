@@ -1,15 +1,11 @@
 #!/bin/bash
 # Refresh the cluster proxy's locations from this deployment's BBB servers (bbb-on-aws-proxy-sync.timer, 30 s).
-# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env
 set -euo pipefail
-BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
-BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/params.env"
-# shellcheck source=../common/lib.sh
-source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=../common/prologue.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/proxy/lib.sh"
 LOG_TAG=proxy-sync
 
+# shellcheck disable=SC2153 # DOMAIN: from params.env (test_userdata_static checks the role's parameters define it)
 sync_proxy_locations "$ENV_NAME" "$DOMAIN"

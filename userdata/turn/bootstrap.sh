@@ -1,18 +1,11 @@
 #!/bin/bash
 # Bootstrap of a TURN host running our relay (relay/ in the repository). The user-data stub unpacked this
 # bundle into /opt/bbb-on-aws and wrote /etc/bbb-on-aws/params.env. Safe to run again.
-# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
 set -euo pipefail
-umask 022
-BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
-BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/params.env"
-# shellcheck source=../common/lib.sh
-source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=../common/prologue.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/turn/lib.sh"
-export HOME=${HOME:-/root} PATH="$PATH:/snap/bin"
 LOG_TAG=turn-bootstrap
 
 main() {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aioice import Connection, TransportPolicy  # pinned in requirements-dev.txt: missing is a failure, not a skip
+from aioice.turn import create_turn_endpoint
 from relay_testkit import Peer, RunningRelay, loopback_config, rest_credentials
 
-aioice = pytest.importorskip("aioice")
-from aioice import Connection, TransportPolicy  # noqa: E402
-from aioice.turn import create_turn_endpoint  # noqa: E402
+from tests.servers import until
 
 
 class Collector(asyncio.DatagramProtocol):
@@ -50,8 +50,7 @@ def test_aioice_turn_endpoint_allocate_permission_send_receive(relay: RunningRel
                 assert (data, tuple(source)) == (b"to aioice", peer.address)
         finally:
             turn.close()
-            await asyncio.sleep(0.3)  # aioice deletes the allocation (Refresh lifetime 0)
-        assert relay.allocations == 0
+            await until(lambda: relay.allocations == 0, "aioice's Refresh with lifetime 0", 5)
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
 

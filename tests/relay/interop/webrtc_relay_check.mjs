@@ -47,7 +47,24 @@ async function session(config) {
     channels[0].send(`left->right ${i}`);
     channels[1].send(`right->left ${i}`);
   }
-  await Promise.race([done, timeout('messages')]);
+  try {
+    await Promise.race([done, timeout('messages')]);
+  } catch (error) {
+    // Evidence for the report: what each side's data channel handed to SCTP and what each ICE transport
+    // sent and received (equal counts across the two sides mean the relay delivered everything it was given).
+    const evidence = async (pc) => {
+      const found = [];
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'data-channel') found.push({ dc: s.state, messagesSent: s.messagesSent, messagesReceived: s.messagesReceived });
+        if (s.type === 'transport') found.push({ bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, packetsSent: s.packetsSent, packetsReceived: s.packetsReceived });
+      });
+      return found;
+    };
+    const state = { received: { left: received.left.length, right: received.right.length },
+      bufferedAmount: [channels[0].bufferedAmount, channels[1].bufferedAmount],
+      left: await evidence(left), right: await evidence(right) };
+    throw new Error(`${error.message}; ${JSON.stringify(state)}`);
+  }
   const pairOf = async (pc) => {
     const stats = await pc.getStats();
     let pair = null;

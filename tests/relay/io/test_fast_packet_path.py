@@ -205,7 +205,6 @@ def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
 
 def test_tcp_clients_on_uvloop() -> None:
     """uvloop's TCP transports are not asyncio.Transport instances: the stream path must not care."""
-    pytest.importorskip("uvloop")
     with RunningRelay(_config(), use_uvloop=True) as relay, relay.client("tcp") as client, Peer() as peer:
         relayed = client.relayed(client.allocate())
         client.channel_bind(0x4006, peer.address)

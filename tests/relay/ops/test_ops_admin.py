@@ -218,9 +218,11 @@ def _non_loopback_address() -> str | None:
 
 
 def test_control_endpoints_refuse_non_loopback_clients():
+    """Needs a non-loopback IPv4 address to connect from, which a machine without a network (a sandbox with
+    only `lo`) can never offer: the one documented platform skip (tests/conftest.py fails the run on others)."""
     address = _non_loopback_address()
     if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+        pytest.skip("platform: this machine has no non-loopback IPv4 address to connect from")
 
     async def scenario():
         async with Harness(host="0.0.0.0") as h:

@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from relay.ops.control import RelayControl, install_signal_handlers
+from tests.servers import until
 
 
 class FakeClock:
@@ -169,9 +170,9 @@ def test_real_signals_drive_the_control():
         remove = install_signal_handlers(control, loop)
         try:
             os.kill(os.getpid(), signal.SIGHUP)
-            await asyncio.sleep(0.05)
+            await until(lambda: reloads, "the SIGHUP reload")
             os.kill(os.getpid(), signal.SIGUSR1)
-            await asyncio.sleep(0.05)
+            await until(lambda: control.draining, "the SIGUSR1 drain")
             assert control.draining and control.drain_source == "SIGUSR1"
             os.kill(os.getpid(), signal.SIGTERM)
             reason = await asyncio.wait_for(control.wait_for_exit(lambda: 1, poll_interval=3600), 5)

@@ -21,7 +21,6 @@ from relay.policy.tls import (
     select_tls12_ciphers,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 HOST = "relay.test"
 
 

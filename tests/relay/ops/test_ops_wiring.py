@@ -18,6 +18,7 @@ from relay.ops.logs import clear_registered_secrets
 from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 from relay.ops.systemd import SystemdNotifier
 from relay.policy.tls import ServerTls
+from tests.servers import until
 
 
 def make_cert(path: Path, name: str) -> None:
@@ -122,7 +123,7 @@ def test_reload_then_drain_end_to_end(tmp_path):
             (tmp_path / "secret").write_text("second-secret-0123456789abcdef\nfirst-secret-0123456789abcdef\n")
             (tmp_path / "peers").write_text("203.0.113.10\n203.0.113.11\n")
             os.kill(os.getpid(), signal.SIGHUP)
-            await asyncio.sleep(0.1)
+            await until(lambda: tls.generation == 2, "the SIGHUP reload (one callback: all its effects or none)")
             assert notifications()[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
             assert notifications() == ["READY=1"]
             assert state["config"].auth_secrets[0] == "second-secret-0123456789abcdef"
@@ -139,7 +140,7 @@ def test_reload_then_drain_end_to_end(tmp_path):
             # Scale-in: SIGUSR1, allocations end, the relay exits 0.
             waiter = asyncio.create_task(control.wait_for_exit(lambda: stats.allocations, poll_interval=0.01))
             os.kill(os.getpid(), signal.SIGUSR1)
-            await asyncio.sleep(0.05)
+            await until(lambda: control.draining, "the SIGUSR1 drain")
             assert notifications() == ["STATUS=draining"]
             assert await request(admin.port, "GET", "/readyz") == (503, b"draining\n")
             assert b"turn_draining 1.0" in (await request(admin.port, "GET", "/metrics"))[1]

@@ -23,6 +23,7 @@ from relay.stun import Attr
 from relay.stun.attributes import encode_xor_address
 from relay.stun.constants import FINGERPRINT_XOR, MAGIC_COOKIE_BYTES
 from relay.turn.wire import parse_send_indication
+from tests.servers import until
 
 PEERS = st.sampled_from(["52.1.2.3", "127.0.0.1", "::ffff:10.0.0.1", "2600::1", "0.0.0.0", "52.1.2.4"])
 
@@ -148,7 +149,7 @@ def test_data_plane_serves_one_datagram_per_event_and_counts_relayed_bytes(epoll
         plane.add(relay_sock.fileno(), handler)
         for payload in (b"abc", b"bug", b"not relayed", b"defgh"):
             sender.sendto(payload, relay_sock.getsockname())
-        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.run_until_complete(until(lambda: len(received) == 4, "the four datagrams handled"))
         assert received == [b"abc", b"bug", b"not relayed", b"defgh"]
         assert (stats.packets_peer_to_client, stats.bytes_peer_to_client) == (2, 8)
         assert len(plane) == 1
@@ -179,7 +180,7 @@ def test_closing_a_socket_leaves_the_epoll_set_clean_for_its_number() -> None:
     plane.add(number, lambda: (second.recv(100), seen.append("new"))[1] or -1)
     with _udp() as sender:
         sender.sendto(b"x", second.getsockname())
-        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.run_until_complete(until(lambda: seen, "a handler of the reused descriptor"))
     assert seen == ["new"]
     second.close()
     plane.close()

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
+import atheris  # noqa: F401 (pinned in requirements-dev.txt: missing is a failure, not a skip)
 import pytest
-
-atheris = pytest.importorskip("atheris", reason="atheris is pinned in requirements-dev.txt")
-
-from atheris_fuzz import TARGETS, run_all  # noqa: E402
+from atheris_fuzz import TARGETS, run_all
 
 RUNS = 4000
 

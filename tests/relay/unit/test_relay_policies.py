@@ -253,6 +253,33 @@ def test_allocation_quota_per_user_and_total() -> None:
         quota.release("nobody")
     unlimited = AllocationQuota()
     assert all(unlimited.try_acquire("x") is None for _ in range(1000))
+    assert quota.user_count("never-seen") == 0 and quota.users == 3
+    for _ in range(3):  # each of a, b and c gives back its last allocation and is forgotten
+        quota.release("a" if quota.user_count("a") else "c" if quota.user_count("c") else "b")
+    assert (quota.total, quota.users, quota.user_count("b")) == (0, 0, 0)
+
+
+def test_lowered_quotas_refuse_new_allocations_above_the_new_limit() -> None:
+    """A reload may lower the limits below what is in use: existing allocations stay, new ones are refused
+    (a count already above the limit, not only equal to it)."""
+    quota = AllocationQuota(total=10, per_user=5)
+    for _ in range(3):
+        assert quota.try_acquire("a") is None
+    quota.update(total=10, per_user=2)
+    assert quota.try_acquire("a") == 486 and quota.user_count("a") == 3
+    quota.update(total=2, per_user=0)
+    assert quota.try_acquire("b") == 508 and quota.total == 3
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (1, 0), (-1, 1), (1, -1)])
+def test_rate_limits_refuse_a_rate_or_burst_that_is_not_positive(rate: float, burst: float) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        TokenBucket(rate=rate, burst=burst, now=0.0)
+    with pytest.raises(ValueError, match="must be positive"):
+        SourceLimiter(rate=rate, burst=burst)
+    for slots in (0, -1):
+        with pytest.raises(ValueError, match="must be positive"):
+            SourceLimiter(rate=1, burst=1, slots=slots)
 
 
 def test_token_bucket() -> None:
@@ -273,6 +300,8 @@ def test_source_limiter_is_per_source_and_constant_memory() -> None:
     busy = limiter._slot("198.51.100.1")
     other = next(f"203.0.113.{i}" for i in range(256) if limiter._slot(f"203.0.113.{i}") != busy)
     assert limiter.allow(other, NOW)
+    slots = {limiter._slot(f"203.0.113.{i}") for i in range(256)}
+    assert slots <= set(range(64)) and len(slots) > 48  # 256 sources spread over the whole table
     for i in range(10_000):
         limiter.allow(f"10.{i // 256}.{i % 256}.1", NOW)
     assert len(limiter._tokens) == 64
