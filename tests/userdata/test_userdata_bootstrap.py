@@ -143,6 +143,15 @@ def turn_params() -> TurnParams:
 @pytest.fixture
 def turn_host(shell, imds: Imds, readyz: Readyz, stun: StunResponder) -> dict[str, str]:
     env = host(shell, "turn", render_turn_user_data(turn_params()), imds)
+    # The ports come from params.env (the contract's values): point them at the test's STUN and readyz servers.
+    params = shell.root / "conf" / "params.env"
+    lines = params.read_text().splitlines()
+    moved = {"LISTEN_PORT": str(stun.port), "ADMIN_LISTEN": f"127.0.0.1:{readyz.server_address[1]}"}
+    assert {line.split("=", 1)[0] for line in lines} >= set(moved), "params.env lacks the relay's ports"
+    params.write_text("".join(
+        f"{key}={shlex.quote(moved[key])}\n" if (key := line.split("=", 1)[0]) in moved else line + "\n"
+        for line in lines
+    ))
     venv, etc = shell.root / "venv", shell.root / "relay-etc"
     (shell.root / "sysctl").mkdir()
     # `python3 -m venv`: a venv whose python logs `pip install` (as a "pip" call) and installs the command.
@@ -159,7 +168,6 @@ def turn_host(shell, imds: Imds, readyz: Readyz, stun: StunResponder) -> dict[st
     return env | {
         "RELAY_ETC": str(etc), "RELAY_VENV": str(venv), "RELAY_PYTHON": str(shell.bin / "fake-python3"),
         "RELAY_USER": "root", "RELAY_GROUP": "root", "SYSCTL_DIR": str(shell.root / "sysctl"),
-        "LISTEN_PORT": str(stun.port), "ADMIN_LISTEN": f"127.0.0.1:{readyz.server_address[1]}",
     }  # fmt: skip
 
 
