@@ -1,5 +1,6 @@
 #!/bin/bash
-# Publish this server's Meetings and Participants to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s).
+# Publish this server's meetings, participants, video streams and recordings (and, on a fleet server, the age of
+# the Scalelite spool) to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s; docs/host-contract.md, Metrics).
 # shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
 set -euo pipefail
 BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
@@ -20,5 +21,8 @@ checksum=$(printf 'getMeetings%s' "$secret" | sha256sum | cut -d' ' -f1)
 unset secret
 xml=$(curl -fsS --max-time 10 --resolve "$FQDN:443:127.0.0.1" \
   "https://$FQDN/bigbluebutton/api/getMeetings?checksum=$checksum") || die "getMeetings did not answer"
-data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings --asg "$ASG_NAME" <<<"$xml") || exit 1
+args=(--asg "$ASG_NAME" --instance-id "$INSTANCE_ID" --recordings "$DATA_MOUNT/recording")
+# Fleet servers hand recordings to Scalelite through the spool (EFS), which every fleet server mounts.
+[[ $ROLE == bbb ]] && args+=(--transfer --spool "$SPOOL_MOUNT")
+data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings "${args[@]}" <<<"$xml") || exit 1
 aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$data"
