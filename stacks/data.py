@@ -61,6 +61,8 @@ class DataStack(Stack):
         database = self._database(database_subnets)
         app_secrets = self._application_databases(database)
         cache, cache_auth, cache_connections = self._cache(database_subnets)
+        # Its member nodes, <replication group id>-001...: the CacheClusterId of their CloudWatch metrics.
+        self.cache_nodes = [f"{cache.ref}-{n:03d}" for n in range(1, (cache.num_cache_clusters or 1) + 1)]
         self.data = Data(
             database=database,
             greenlight_db=app_secrets["greenlight"],
