@@ -1,6 +1,5 @@
-"""The deployment's one CloudWatch dashboard: a first row that answers "is everything fine?", then a row per
-area (TURN, BBB, frontend, data, certificate and e-mail). Each area's heading links the troubleshooting guide's
-sections for what its widgets show.
+"""The deployment's one CloudWatch dashboard: a first row that answers "is everything fine?" (every alarm of
+the deployment and the key numbers), then a row per area (rows.py).
 """
 
 from __future__ import annotations
@@ -13,210 +12,94 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from cdk_constructs.monitoring import metrics
-from cdk_constructs.monitoring.watched import DataTier, Fleet, Frontend, Watched
+from cdk_constructs.monitoring.rows import GUIDE, WIDTH, AreaRows
+from cdk_constructs.monitoring.watched import Watched
 
-GUIDE = "docs/troubleshooting.md"
-WIDTH = 24  # the dashboard grid's width
-HEIGHT = 6
-
-
-def _heading(text: str, *anchors: str) -> cloudwatch.TextWidget:
-    links = " · ".join(f"[{a}]({GUIDE}#{a})" for a in anchors)
-    return cloudwatch.TextWidget(markdown=f"## {text}" + (f"  \nGuide: {links}" if links else ""), width=WIDTH,
-                                 height=2)
-
-
-def _graph(title: str, left: Sequence[cloudwatch.IMetric], *, right: Sequence[cloudwatch.IMetric] = (),
-           width: int = 8, annotations: Sequence[cloudwatch.HorizontalAnnotation] = (),
-           stacked: bool = False) -> cloudwatch.GraphWidget:
-    return cloudwatch.GraphWidget(title=title, left=list(left), right=list(right), width=width, height=HEIGHT,
-                                  left_annotations=list(annotations), stacked=stacked)
+MAX_ALARMS = 100  # CloudWatch's limit for one alarm status widget
 
 
 class OperationsDashboard(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, dashboard_name: str, watched: Watched,
-                 alarms: Sequence[cloudwatch.IAlarm]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dashboard_name: str,
+        watched: Watched,
+        alarms: Sequence[cloudwatch.IAlarm],
+    ) -> None:
         super().__init__(scope, construct_id)
         self._w = watched
-        self._ns = watched.namespace
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=dashboard_name,
-                                              default_interval=Duration.hours(6))
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=dashboard_name, default_interval=Duration.hours(6)
+        )
+        self._rows = AreaRows(watched, self._row)
         self._summary(dashboard_name, alarms)
-        self._turn(watched.turn)
-        self._bbb(watched.bbb)
+        self._rows.turn(watched.turn)
+        self._rows.bbb(watched.bbb)
         if watched.frontend is not None:
-            self._frontend(watched.frontend)
+            self._rows.frontend(watched.frontend)
         if watched.data is not None:
-            self._data(watched.data)
-        self._certificate_and_email()
+            self._rows.data(watched.data)
+        self._rows.certificate_and_email()
 
     def _row(self, *widgets: cloudwatch.IWidget) -> None:
         self.dashboard.add_widgets(*widgets)
 
-    def _host(self, fleet: Fleet, name: str, *, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
-        return metrics.host(self._ns, name, fleet.group_name, statistic=statistic, label=label or name)
-
-    # -- is everything fine? -----------------------------------------------------------------------------------
-
     def _summary(self, name: str, alarms: Sequence[cloudwatch.IAlarm]) -> None:
-        w = self._w
-        self._row(cloudwatch.TextWidget(
-            markdown=f"# {name}: is everything fine?\nYes when every alarm below is OK (grey: no data yet) and the "
-                     f"numbers are plausible. Each alarm's description says what to check first. Guide: {GUIDE}",
-            width=WIDTH, height=2))
+        w, host = self._w, self._rows.host
+        self._row(
+            cloudwatch.TextWidget(
+                markdown=f"# {name}: is everything fine?\nYes when every alarm below is OK (grey: no data yet) and the "
+                f"numbers are plausible. Each alarm's description says what to check first. Guide: {GUIDE}",
+                width=WIDTH,
+                height=2,
+            )
+        )
+        if len(alarms) > MAX_ALARMS:
+            raise ValueError(f"{len(alarms)} alarms: an alarm status widget shows at most {MAX_ALARMS}")
         # Four alarms per line of the widget.
-        self._row(cloudwatch.AlarmStatusWidget(
-            title="Alarms", alarms=list(alarms), width=WIDTH, height=1 + math.ceil(len(alarms) / 4),
-            sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
-        ))
+        self._row(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms",
+                alarms=list(alarms),
+                width=WIDTH,
+                height=1 + math.ceil(len(alarms) / 4),
+                sort_by=cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
+            )
+        )
         turn, bbb = w.turn, w.bbb
         numbers: list[tuple[str, list[cloudwatch.IMetric]]] = [
-            ("TURN", [metrics.auto_scaling(turn, "GroupInServiceInstances", "Relays in service"),
-                      self._host(turn, "UnhealthyTurnInstances", statistic="Maximum", label="Relays failing the probe"),
-                      self._host(turn, "Allocations", label="Allocations")]),
-            ("BigBlueButton", [metrics.auto_scaling(bbb, "GroupInServiceInstances", "Servers in service"),
-                               self._host(bbb, "Meetings"), self._host(bbb, "Participants")]),
-            ("Recordings and certificate", [
-                self._host(bbb, "RecordingsWaiting", label="Recordings waiting"),
-                self._host(bbb, "RecordingsFailed", label="Recordings failed"),
-                metrics.days_to_expiry(w.certificate_arn)]),
+            (
+                "TURN",
+                [
+                    metrics.auto_scaling(turn, "GroupInServiceInstances", "Relays in service"),
+                    host(turn, "UnhealthyTurnInstances", statistic="Maximum", label="Relays failing the probe"),
+                    host(turn, "Allocations", label="Allocations"),
+                ],
+            ),
+            (
+                "BigBlueButton",
+                [
+                    metrics.auto_scaling(bbb, "GroupInServiceInstances", "Servers in service"),
+                    host(bbb, "Meetings"),
+                    host(bbb, "Participants"),
+                ],
+            ),
+            (
+                "Recordings and certificate",
+                [
+                    host(bbb, "RecordingsWaiting", label="Recordings waiting"),
+                    host(bbb, "RecordingsFailed", label="Recordings failed"),
+                    metrics.days_to_expiry(w.certificate_arn),
+                ],
+            ),
         ]
-        self._row(*[
-            cloudwatch.SingleValueWidget(title=title, metrics=values, width=WIDTH // len(numbers), height=4)
-            for title, values in numbers
-        ])
+        self._row(
+            *[
+                cloudwatch.SingleValueWidget(title=title, metrics=values, width=WIDTH // len(numbers), height=4)
+                for title, values in numbers
+            ]
+        )
 
     # -- areas ---------------------------------------------------------------------------------------------
-
-    def _turn(self, turn: Fleet) -> None:
-        edge = self._w.turn_edge
-        self._row(_heading("TURN relays", "turn-alarm", "ice-failures-1007-1020"))
-        target = cloudwatch.HorizontalAnnotation(value=turn.per_server_target, label="scaling target per relay")
-        self._row(
-            _graph("Allocations per relay", [metrics.per_server(self._ns, "Allocations", turn.group_name,
-                                                                label="")],
-                   right=[self._host(turn, "Allocations", label="Fleet total")], annotations=[target]),
-            _graph("Relayed bytes per minute", [self._host(turn, "BytesClientToPeer", label="client to peer"),
-                                                self._host(turn, "BytesPeerToClient", label="peer to client")]),
-            _graph("Refusals and errors per minute", [
-                self._host(turn, name) for name in ("AuthFailures", "DeniedPeers", "QuotaRejections",
-                                                    "BandwidthDrops", "MalformedPackets", "RateLimited",
-                                                    "ServerErrors")]),
-        )
-        self._row(
-            _graph("Relays", [metrics.auto_scaling(turn, "GroupInServiceInstances", "in service"),
-                              metrics.auto_scaling(turn, "GroupDesiredCapacity", "desired"),
-                              self._host(turn, "UnhealthyTurnInstances", statistic="Maximum",
-                                         label="failing the STUN probe"),
-                              self._host(turn, "Draining", label="draining")], width=6),
-            _graph("Connections and new allocations", [self._host(turn, "TcpConnections", label="TCP connections"),
-                                                       self._host(turn, "TlsConnections", label="TLS connections")],
-                   right=[self._host(turn, "AllocationsCreated", label="allocations created")], width=6),
-            _graph("turns: load balancer (443)", [metrics.nlb(edge, "ActiveFlowCount", statistic="Average"),
-                                                  metrics.nlb(edge, "NewFlowCount"),
-                                                  metrics.nlb(edge, "ClientTLSNegotiationErrorCount")],
-                   right=[metrics.nlb(edge, "HealthyHostCount", statistic="Minimum", per_target_group=True)],
-                   width=6),
-            _graph("CPU and network out", [metrics.ec2(turn, "CPUUtilization", label="CPU % (average)"),
-                                           metrics.ec2(turn, "CPUUtilization", statistic="Maximum",
-                                                       label="CPU % (busiest)")],
-                   right=[metrics.ec2(turn, "NetworkOut", statistic="Sum", label="bytes out")], width=6),
-        )
-
-    def _bbb(self, bbb: Fleet) -> None:
-        self._row(_heading("BigBlueButton servers", "server-not-receiving-meetings", "drain-does-not-finish",
-                           "recording-never-appears"))
-        target = cloudwatch.HorizontalAnnotation(value=bbb.per_server_target, label="scaling target per server")
-        self._row(
-            _graph("Participants per server", [metrics.per_server(self._ns, "Participants", bbb.group_name, label="")],
-                   right=[self._host(bbb, "Participants", label="Fleet total")], annotations=[target]),
-            _graph("Meetings per server", [metrics.per_server(self._ns, "Meetings", bbb.group_name, label="")],
-                   right=[self._host(bbb, "Meetings", label="Fleet total"),
-                          self._host(bbb, "VideoStreams", label="Video streams")]),
-            _graph("Servers", [metrics.auto_scaling(bbb, name, label) for name, label in (
-                ("GroupInServiceInstances", "in service"), ("GroupPendingInstances", "launching"),
-                ("GroupTerminatingInstances", "draining or terminating"), ("GroupDesiredCapacity", "desired"))]),
-        )
-        outcomes = [metrics.lifecycle(self._ns, "LaunchAbandoned", "lifecycle-launch", bbb.group_name),
-                    metrics.lifecycle(self._ns, "DrainMaxReached", "lifecycle-drain", bbb.group_name)]
-        if self._w.frontend is not None:  # Scalelite exists in the scalable shape only
-            outcomes.append(metrics.lifecycle(self._ns, "ScaleliteErrors", "lifecycle-drain", bbb.group_name))
-        self._row(
-            _graph("Launch and drain executions (BBB and TURN)", [
-                metrics.executions(fleet.launch if kind == "launch" else fleet.drain, name,
-                                   f"{fleet.title} {kind} {label}")
-                for fleet in (bbb, self._w.turn) for kind in ("launch", "drain")
-                for name, label in (("ExecutionsStarted", "started"), ("ExecutionsFailed", "failed"),
-                                    ("ExecutionsTimedOut", "timed out"))], width=6),
-            _graph("Lifecycle failures", outcomes, width=6),
-            _graph("CPU and memory", [metrics.ec2(bbb, "CPUUtilization", label="CPU % (average)"),
-                                      metrics.ec2(bbb, "CPUUtilization", statistic="Maximum", label="CPU % (busiest)"),
-                                      self._host(bbb, "mem_used_percent", statistic="Maximum",
-                                                 label="memory % (fullest)")], width=6),
-            _graph("Recordings", [self._host(bbb, "RecordingsWaiting", label="waiting"),
-                                  self._host(bbb, "RecordingsFailed", label="failed")],
-                   right=[self._host(bbb, "RecordingSpoolAge", statistic="Maximum", label="spool age (s)")]
-                   if self._w.data is not None else [], width=6),
-        )
-
-    def _frontend(self, frontend: Frontend) -> None:
-        self._row(_heading("Greenlight and Scalelite (load balancer, ECS)", "server-not-receiving-meetings"))
-        self._row(
-            _graph("Requests and 5xx", [metrics.alb(frontend, "RequestCount")],
-                   right=[metrics.alb(frontend, "HTTPCode_Target_5XX_Count"),
-                          metrics.alb(frontend, "HTTPCode_ELB_5XX_Count")], width=6),
-            _graph("Response time (p95, s)", [
-                metrics.alb(frontend, "TargetResponseTime", statistic="p95", target_group=title, label=title)
-                for title in frontend.target_groups], width=6),
-            _graph("Healthy targets", [
-                metrics.alb(frontend, "HealthyHostCount", statistic="Minimum", target_group=title,
-                            label=f"{title} healthy")
-                for title in frontend.target_groups], width=6),
-            _graph("Running tasks", [metrics.ecs(frontend, title, "RunningTaskCount", insights=True,
-                                                 statistic="Minimum") for title in frontend.services], width=6),
-        )
-        self._row(
-            _graph("ECS CPU %", [metrics.ecs(frontend, title, "CPUUtilization") for title in frontend.services],
-                   width=12),
-            _graph("ECS memory %", [metrics.ecs(frontend, title, "MemoryUtilization") for title in frontend.services],
-                   width=12),
-        )
-
-    def _data(self, data: DataTier) -> None:
-        self._row(_heading("Data (Aurora, cache, recordings file system)", "recording-never-appears"))
-        database = [metrics.database(data, "CPUUtilization")]
-        if data.serverless:
-            database.append(metrics.database(data, "ACUUtilization"))
-        self._row(
-            _graph("Aurora", database, right=[metrics.database(data, "DatabaseConnections", statistic="Maximum")],
-                   width=6),
-            _graph("Cache", [
-                metrics.cache(node, name, label=f"node {i} {label}")
-                for i, node in enumerate(data.cache_nodes, start=1)
-                for name, label in (("EngineCPUUtilization", "engine CPU %"),
-                                    ("DatabaseMemoryUsagePercentage", "memory %"))],
-                   right=[metrics.cache(node, "Evictions", statistic="Sum", label=f"node {i} evictions")
-                          for i, node in enumerate(data.cache_nodes, start=1)], width=6),
-            _graph("Recordings file system", [metrics.file_system(data, "MeteredIOBytes", label="I/O bytes"),
-                                              metrics.file_system(data, "PercentIOLimit", statistic="Maximum",
-                                                                  label="I/O limit %")],
-                   right=[metrics.file_system(data, "StorageBytes", statistic="Average", storage_class="Total",
-                                              label="stored bytes")], width=6),
-            _graph("Recordings waiting and spool age", [self._host(self._w.bbb, "RecordingsWaiting", label="waiting")],
-                   right=[self._host(self._w.bbb, "RecordingSpoolAge", statistic="Maximum", label="spool age (s)")],
-                   width=6),
-        )
-
-    def _certificate_and_email(self) -> None:
-        region = self._w.ses_region
-        self._row(_heading(f"Certificate and e-mail (SES metrics are in {region})", "certificate-alarm"))
-        self._row(
-            _graph("Certificate: days to expiry", [metrics.days_to_expiry(self._w.certificate_arn)],
-                   annotations=[cloudwatch.HorizontalAnnotation(value=60, label="ACM renews from here")]),
-            _graph("E-mail sent", [metrics.ses(region, name) for name in ("Send", "Delivery", "Bounce", "Complaint")]),
-            _graph("E-mail reputation (rate, 0-1)", [
-                metrics.ses(region, "Reputation.BounceRate", statistic="Maximum"),
-                metrics.ses(region, "Reputation.ComplaintRate", statistic="Maximum")],
-                   annotations=[cloudwatch.HorizontalAnnotation(value=0.05, label="bounce review (5 %)"),
-                                cloudwatch.HorizontalAnnotation(value=0.1, label="bounce pause (10 %)")]),
-        )
