@@ -168,7 +168,9 @@ class TurnFleet(Construct):
         self.no_healthy_alarm = cloudwatch.Alarm(
             self, "NoHealthyInstance",
             alarm_description=(
-                f"{config.prefix}: no TURN instance passes the STUN probe; clients behind NAT cannot join audio/video"
+                f"{config.prefix}: no TURN instance passes the STUN probe; clients behind NAT cannot join audio/video. "
+                "Check first: the relays' state in the TURN group and their journal (application log group). "
+                "Guide: docs/troubleshooting.md#turn-alarm"
             ),
             metric=cloudwatch.MathExpression(
                 expression="inService - FILL(unhealthy, 0)",

@@ -233,6 +233,13 @@ def test_every_alarm_notifies_the_operator_and_says_what_to_check(shape: str) ->
     # The alarms made elsewhere have an action too, and the status widget shows every alarm of the deployment.
     existing = alarms(s, "fleets")
     assert existing and all(a.get("AlarmActions") for a in existing.values())
+    # The fleets' own alarms say what to check too; a Lambda's Errors alarm points at its own log group.
+    for name, alarm in existing.items():
+        description = resolved(alarm["AlarmDescription"])
+        if description.endswith("the function failed (see its log group)"):
+            continue
+        assert "Check first: " in description, name
+        assert description.rsplit("Guide: docs/troubleshooting.md#", 1)[1] in GUIDE_ANCHORS, name
     (status,) = [w for w in dashboard(s)["widgets"] if w["type"] == "alarm"]
     assert len(status["properties"]["alarms"]) == len(own) + len(existing)
 
