@@ -357,17 +357,17 @@ class FleetLifecycle(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
-        for name, metric in (
-            ("Failed", machine.metric_failed()),
-            ("TimedOut", machine.metric_timed_out()),
-            ("Aborted", machine.metric_aborted()),
+        for name, metric, outcome in (
+            ("Failed", machine.metric_failed(), "failed"),
+            ("TimedOut", machine.metric_timed_out(), "timed out"),
+            ("Aborted", machine.metric_aborted(), "was aborted"),
         ):
             self.kit.alarm(
                 self,
                 f"{construct_id}{name}",
                 metric,
-                f"{construct_id}: an execution {name.lower()}. Check first: its execution history (the failed step "
-                f"and its error). Guide: {guide}",
+                f"{construct_id}: an execution {outcome}. Check first: its execution history (the last step and its "
+                f"error). Guide: {guide}",
             )
         return machine
 
