@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shlex
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -558,8 +559,14 @@ def test_meetings_metrics_from_get_meetings(shell) -> None:
     (spool / "r9.tar").touch()
     old = time.time() - 300
     os.utime(spool / "r9.tar", (old, old))
+    # The server's Let's Encrypt certificate, valid for 45 more days.
+    live = shell.root / "letsencrypt" / FQDN
+    live.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem"),
+                    "-days", "45", "-subj", f"/CN={FQDN}"], check=True, capture_output=True)
     env = {"BBB_SERVLET_PROPERTIES": str(servlet), "BBB_ETC": str(etc), "DATA_MOUNT": str(data_mount),
-           "SPOOL_MOUNT": str(spool)}
+           "SPOOL_MOUNT": str(spool), "LETSENCRYPT_LIVE": str(shell.root / "letsencrypt")}
     result = shell.run(f"bash {USERDATA}/bbb/publish_meetings.sh", env=env)
     assert result.returncode == 0, result.stderr
     (call,) = shell.calls("aws")
@@ -568,7 +575,7 @@ def test_meetings_metrics_from_get_meetings(shell) -> None:
     group = [{"Name": "AutoScalingGroupName", "Value": "bbb-BbbFleet-1A2B3C"}]
     server = [*group, {"Name": "InstanceId", "Value": "i-0abc"}]
     by_key = {(d["MetricName"], len(d["Dimensions"])): d for d in data}
-    assert len(by_key) == len(data) == 8
+    assert len(by_key) == len(data) == 9
     assert by_key["Meetings", 1] == {"MetricName": "Meetings", "Unit": "Count", "Value": 2, "Dimensions": group}
     assert by_key["Participants", 2] == {"MetricName": "Participants", "Unit": "Count", "Value": 30,
                                          "Dimensions": server}
@@ -577,6 +584,7 @@ def test_meetings_metrics_from_get_meetings(shell) -> None:
     assert by_key["RecordingsFailed", 1]["Value"] == 0
     spool_age = by_key["RecordingSpoolAge", 1]
     assert spool_age["Unit"] == "Seconds" and 300 <= spool_age["Value"] < 360
+    assert 44.9 <= by_key["CertificateDaysLeft", 1]["Value"] <= 45.0
     assert API_SECRET not in " ".join(" ".join(c) for c in shell.calls())
 
 

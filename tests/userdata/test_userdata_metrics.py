@@ -219,3 +219,13 @@ def test_every_published_name_has_a_unit_and_group_dimension() -> None:
     assert {d["MetricName"] for d in data} <= set(metric_data.BBB_METRICS)
     assert values(data) == {"Meetings": 1, "Participants": 3, "VideoStreams": 2}
     assert {d["MetricName"] for d in data if len(d["Dimensions"]) == 2} == {"Meetings", "Participants"}
+
+
+def test_certificate_days_left_from_openssls_end_date(capsys: pytest.CaptureFixture[str]) -> None:
+    now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    assert metric_data.certificate_days_left("Jan 25 08:00:00 2027 GMT", now) == 10.0
+    assert metric_data.certificate_days_left("Jan 14 20:00:00 2027 GMT", now) == -0.5  # expired: negative
+    xml = "<response><returncode>SUCCESS</returncode><meetings/></response>"
+    data = metric_data.bbb_metric_data(xml, "asg", certificate_not_after="yesterday", now=now)
+    assert "CertificateDaysLeft" not in {d["MetricName"] for d in data}
+    assert "CertificateDaysLeft not published: certificate end date 'yesterday'" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Publish this server's meetings, participants, video streams and recordings (and, on a fleet server, the age of
-# the Scalelite spool) to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s; docs/host-contract.md, Metrics).
+# Publish this server's meetings, participants, video streams, recordings and certificate expiry (and, on a
+# fleet server, the age of the Scalelite spool) to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s; docs/host-contract.md, Metrics).
 # shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
 set -euo pipefail
 BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
@@ -24,5 +24,12 @@ xml=$(curl -fsS --max-time 10 --resolve "$FQDN:443:127.0.0.1" \
 args=(--asg "$ASG_NAME" --instance-id "$INSTANCE_ID" --recordings "$DATA_MOUNT/recording")
 # Fleet servers hand recordings to Scalelite through the spool (EFS), which every fleet server mounts.
 [[ $ROLE == bbb ]] && args+=(--transfer --spool "$SPOOL_MOUNT")
+# bbb-install's Let's Encrypt certificate, renewed by certbot: CertificateDaysLeft shows a renewal that fails.
+certificate=${LETSENCRYPT_LIVE:-/etc/letsencrypt/live}/$FQDN/fullchain.pem
+if not_after=$(openssl x509 -enddate -noout -in "$certificate" 2>/dev/null); then
+  args+=(--certificate-not-after "${not_after#notAfter=}")
+else
+  log "cannot read $certificate: CertificateDaysLeft not published"
+fi
 data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings "${args[@]}" <<<"$xml") || exit 1
 aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$data"

@@ -6,7 +6,7 @@ ones in docs/host-contract.md; every name published is in BBB_METRICS or RELAY_M
 dashboard tests check their widgets against these tables).
 
     bbb-meetings  Meetings, Participants, VideoStreams (AutoScalingGroupName; Meetings and Participants also
-                  per InstanceId), RecordingsWaiting, RecordingsFailed, RecordingSpoolAge
+                  per InstanceId), RecordingsWaiting, RecordingsFailed, RecordingSpoolAge, CertificateDaysLeft
     relay         the relay's figures (AutoScalingGroupName; Allocations also per InstanceId). Counters are
                   published as the increase since the previous run, kept in a state file: the relay's
                   counters are totals since it started, CloudWatch wants what happened in this minute.
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -41,6 +42,7 @@ BBB_METRICS = {
     "RecordingsWaiting": "Count",
     "RecordingsFailed": "Count",
     "RecordingSpoolAge": "Seconds",
+    "CertificateDaysLeft": "None",  # days until the server's Let's Encrypt certificate expires
 }
 # CloudWatch name -> (Prometheus sample name, {label: allowed values} or {}, unit, kind). The relay's names are
 # in relay/metrics.py; `gauge` values are published as read, `counter` values as the increase since last run.
@@ -143,6 +145,15 @@ def spool_age(spool: Path, now: float) -> float:
     return max(0.0, round(now - oldest))
 
 
+def certificate_days_left(not_after: str, now: float) -> float:
+    """Days until `not_after` (openssl's `-enddate` form, e.g. "Mar  5 12:00:00 2027 GMT"), one decimal."""
+    try:
+        expires = ssl.cert_time_to_seconds(not_after.strip())
+    except ValueError as error:
+        raise SourceError(f"certificate end date {not_after!r} is not openssl's -enddate form") from error
+    return round((expires - now) / 86400, 1)
+
+
 def bbb_metric_data(
     xml_text: str,
     asg: str,
@@ -151,16 +162,23 @@ def bbb_metric_data(
     recordings: Path | None = None,
     transfer: bool = False,
     spool: Path | None = None,
+    certificate_not_after: str | None = None,
     now: float | None = None,
 ) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
     values: dict[str, float] = dict(meeting_counts(xml_text))
     if recordings is not None:
         values.update(recording_counts(recordings, transfer=transfer))
     if spool is not None:
         try:
-            values["RecordingSpoolAge"] = spool_age(spool, time.time() if now is None else now)
+            values["RecordingSpoolAge"] = spool_age(spool, now)
         except (SourceError, OSError) as error:  # the scaling signal above must still go out
             print(f"metric_data: RecordingSpoolAge not published: {error}", file=sys.stderr)
+    if certificate_not_after is not None:
+        try:
+            values["CertificateDaysLeft"] = certificate_days_left(certificate_not_after, now)
+        except SourceError as error:
+            print(f"metric_data: CertificateDaysLeft not published: {error}", file=sys.stderr)
     return _data(values, BBB_METRICS, asg, instance_id)
 
 
@@ -272,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     bbb.add_argument("--recordings", type=Path, help="BBB's recording directory (/var/bigbluebutton/recording)")
     bbb.add_argument("--transfer", action="store_true", help="recordings go to Scalelite (fleet servers)")
     bbb.add_argument("--spool", type=Path, help="the mounted Scalelite spool: publish RecordingSpoolAge")
+    bbb.add_argument("--certificate-not-after", help="the HTTPS certificate's end date (openssl x509 -enddate)")
     relay = sub.add_parser("relay")
     relay.add_argument("--asg", required=True)
     relay.add_argument("--instance-id", required=True)
@@ -294,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 recordings=args.recordings,
                 transfer=args.transfer,
                 spool=args.spool,
+                certificate_not_after=args.certificate_not_after,
             )
         else:
             data, state = relay_metric_data(
