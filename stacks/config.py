@@ -202,6 +202,9 @@ class Monitoring:
                                    minimum=10, maximum=100)
     certificate_days: int = _f(30, "Alarm when the ACM certificate expires in fewer days (ACM renews 60 days "
                                    "before expiry, so this means renewal is stuck).", minimum=1, maximum=395)
+    server_certificate_days: int = _f(10, "Alarm when a BBB server's Let's Encrypt certificate expires in fewer "
+                                          "days (certbot renews from 30 days before expiry, or a third of the "
+                                          "lifetime for shorter certificates).", minimum=1, maximum=60)
     spool_age_minutes: int = _f(60, "Alarm when a recording has waited this long in the Scalelite spool "
                                     "(the importer is stopped or refuses it).", minimum=5, maximum=10080)
     ses_bounce_percent: float = _f(5.0, "Alarm at this SES bounce rate (AWS reviews the account at 5 %, may pause "

@@ -6,7 +6,7 @@ maximum, an abandoned launch and Lambda errors (cdk_constructs/lifecycle/).
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_sns as sns
@@ -58,6 +58,24 @@ class OperatorAlarms(Construct):
             "is stuck",
             check="the certificate's renewal status in ACM and that its DNS validation CNAMEs are still in the "
             "hosted zone",
+            anchor="certificate-alarm",
+        )
+        self._alarm(
+            "ServerCertificateExpiry",
+            metrics.host(
+                self._namespace,
+                "CertificateDaysLeft",
+                watched.bbb.group_name,
+                statistic="Minimum",
+                period=Duration.hours(1),
+            ),
+            threshold=t.server_certificate_days,
+            comparison=LT,
+            periods=1,
+            what=f"A BBB server's Let's Encrypt certificate expires in fewer than {t.server_certificate_days} days: "
+            "certbot's renewal fails",
+            check="that port 80 of the BBB servers is open to the internet and `certbot renew --dry-run` on the "
+            "server (Session Manager)",
             anchor="certificate-alarm",
         )
         if watched.frontend is not None:

@@ -92,6 +92,7 @@ class OperationsDashboard(Construct):
                     host(bbb, "RecordingsWaiting", label="Recordings waiting"),
                     host(bbb, "RecordingsFailed", label="Recordings failed"),
                     metrics.days_to_expiry(w.certificate_arn),
+                    host(bbb, "CertificateDaysLeft", statistic="Minimum", label="BBB certificate days left"),
                 ],
             ),
         ]

@@ -321,14 +321,25 @@ class AreaRows:
 
     def certificate_and_email(self) -> None:
         region = self._w.ses_region
-        self._row(_heading(f"Certificate and e-mail (SES metrics are in {region})", "certificate-alarm"))
+        self._row(_heading(f"Certificates and e-mail (SES metrics are in {region})", "certificate-alarm"))
         self._row(
             _graph(
-                "Certificate: days to expiry",
+                "ACM certificate (ALB, NLB): days to expiry",
                 [metrics.days_to_expiry(self._w.certificate_arn)],
                 annotations=[cloudwatch.HorizontalAnnotation(value=60, label="ACM renews from here")],
+                width=6,
             ),
-            _graph("E-mail sent", [metrics.ses(region, name) for name in ("Send", "Delivery", "Bounce", "Complaint")]),
+            _graph(
+                "BBB servers' Let's Encrypt certificates: days left",
+                [self.host(self._w.bbb, "CertificateDaysLeft", statistic="Minimum", label="soonest expiry")],
+                annotations=[cloudwatch.HorizontalAnnotation(value=30, label="certbot renews from here")],
+                width=6,
+            ),
+            _graph(
+                "E-mail sent",
+                [metrics.ses(region, name) for name in ("Send", "Delivery", "Bounce", "Complaint")],
+                width=6,
+            ),
             _graph(
                 "E-mail reputation (rate, 0-1)",
                 [
@@ -339,5 +350,6 @@ class AreaRows:
                     cloudwatch.HorizontalAnnotation(value=0.05, label="bounce review (5 %)"),
                     cloudwatch.HorizontalAnnotation(value=0.1, label="bounce pause (10 %)"),
                 ],
+                width=6,
             ),
         )

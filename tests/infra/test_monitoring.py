@@ -250,7 +250,14 @@ def by_id(s: Synth) -> dict[str, dict[str, Any]]:
 
 
 def test_the_alarm_list_by_shape_and_stage() -> None:
-    common = {"TurnAtCapacity", "BbbAtCapacity", "CertificateExpiry", "SesBounceRate", "SesComplaintRate"}
+    common = {
+        "TurnAtCapacity",
+        "BbbAtCapacity",
+        "CertificateExpiry",
+        "ServerCertificateExpiry",
+        "SesBounceRate",
+        "SesComplaintRate",
+    }
     scalable = {"Frontend5xxRate", "ImporterNotRunning", "DatabaseCpu", "DatabaseCapacity", "RecordingSpoolAge"}
     assert set(by_id(synth("single", "dev"))) == common
     assert set(by_id(synth("scalable", "dev"))) == common | scalable | {"CacheCpu1", "CacheMemory1"}
@@ -270,6 +277,7 @@ def test_thresholds_come_from_cdk_json_and_ses_elsewhere_gets_graphs_not_alarms(
     assert default["SesBounceRate"]["Threshold"] == 0.05
     assert default["RecordingSpoolAge"]["Threshold"] == 3600
     assert default["CertificateExpiry"]["ComparisonOperator"] == "LessThanThreshold"
+    assert default["ServerCertificateExpiry"]["Threshold"] == 10
     assert default["ImporterNotRunning"]["TreatMissingData"] == "breaching"
     changed = synth(
         "scalable",
