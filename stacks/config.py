@@ -200,6 +200,8 @@ class Monitoring:
                                 minimum=10, maximum=100)
     cache_memory_percent: int = _f(85, "Alarm when a cache node's memory use stays at or above this for 15 minutes.",
                                    minimum=10, maximum=100)
+    disk_percent: int = _f(85, "Alarm when a disk of a BBB server (/, /var/bigbluebutton) or a TURN server (/) "
+                                "is this full for 15 minutes.", minimum=10, maximum=99)
     certificate_days: int = _f(30, "Alarm when the ACM certificate expires in fewer days (ACM renews 60 days "
                                    "before expiry, so this means renewal is stuck).", minimum=1, maximum=395)
     server_certificate_days: int = _f(10, "Alarm when a BBB server's Let's Encrypt certificate expires in fewer "

@@ -78,6 +78,21 @@ class OperatorAlarms(Construct):
             "server (Session Manager)",
             anchor="certificate-alarm",
         )
+        for fleet, path, anchor in (
+            (watched.bbb, "/var/bigbluebutton", "recording-never-appears"),
+            (watched.bbb, "/", None),
+            (watched.turn, "/", "turn-alarm"),
+        ):
+            self._alarm(
+                f"{fleet.title.capitalize()}Disk{'Data' if path != '/' else 'Root'}",
+                metrics.disk(self._namespace, fleet.group_name, path),
+                threshold=t.disk_percent,
+                periods=3,
+                what=f"A {fleet.title} server's {path} is {t.disk_percent} % full or more",
+                check=f"`df -h {path}` and `du -xsh {path}/*` on the fullest server (Session Manager); "
+                + ("unfinished or failed recordings under /var/bigbluebutton/recording" if path != "/" else "logs"),
+                anchor=anchor,
+            )
         if watched.frontend is not None:
             self._frontend(watched.frontend, t)
         if watched.data is not None:

@@ -48,6 +48,19 @@ def per_server(namespace: str, name: str, group: str, *, label: str) -> cloudwat
     )
 
 
+def disk(namespace: str, group: str, path: str, *, label: str | None = None) -> cloudwatch.Metric:
+    """The CloudWatch agent's disk use of one mount point; the fleet's fullest (its hosts share the series:
+    the agent's only instance dimension is the group). Every disk of the hosts is ext4."""
+    return cloudwatch.Metric(
+        namespace=namespace,
+        metric_name="disk_used_percent",
+        dimensions_map={GROUP: group, "path": path, "fstype": "ext4"},
+        statistic="Maximum",
+        period=FIVE_MINUTES,
+        label=label or f"disk % {path} (fullest)",
+    )
+
+
 def lifecycle(namespace: str, name: str, service: str, group: str) -> cloudwatch.Metric:
     """Outcomes the lifecycle Lambdas count (Powertools: dimensions service and the group)."""
     return cloudwatch.Metric(

@@ -13,6 +13,7 @@ from cdk_constructs.monitoring.watched import DataTier, Fleet, Frontend, Watched
 GUIDE = "docs/troubleshooting.md"
 WIDTH = 24  # the dashboard grid's width
 HEIGHT = 6
+BBB_DISKS = ("/", "/var/bigbluebutton")  # the CloudWatch agent's disks on BBB hosts (cw_agent_config.py)
 
 
 def _heading(text: str, *anchors: str) -> cloudwatch.TextWidget:
@@ -202,11 +203,12 @@ class AreaRows:
             ),
             _graph("Lifecycle failures", outcomes, width=6),
             _graph(
-                "CPU and memory",
+                "CPU, memory and disks",
                 [
                     metrics.ec2(bbb, "CPUUtilization", label="CPU % (average)"),
                     metrics.ec2(bbb, "CPUUtilization", statistic="Maximum", label="CPU % (busiest)"),
                     self.host(bbb, "mem_used_percent", statistic="Maximum", label="memory % (fullest)"),
+                    *[metrics.disk(self._ns, bbb.group_name, path) for path in BBB_DISKS],
                 ],
                 width=6,
             ),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cdk_constructs.monitoring.rows import BBB_DISKS
 from stacks.config import ConfigError, load_config
 from tests.infra.synth import Synth, deployment, synth
 
@@ -200,6 +201,21 @@ def test_every_widget_and_alarm_reads_a_published_metric(shape: str) -> None:
         assert set(alarm_metrics(alarm)) <= known, name
 
 
+def test_disks_watched_are_the_ones_the_agent_measures() -> None:
+    disks = load("userdata/common/cw_agent_config.py").DISKS
+    assert tuple(disks["bbb"]) == BBB_DISKS
+    s = synth("scalable", "dev")
+    watched = {
+        (resolved(d["Value"]))
+        for alarm in alarms(s).values()
+        for m in alarm.get("Metrics", [{"MetricStat": {"Metric": alarm}}])
+        if m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "disk_used_percent"
+        for d in m["MetricStat"]["Metric"]["Dimensions"]
+        if d["Name"] == "path"
+    }
+    assert watched == set(disks["bbb"]) | set(disks["turn"])
+
+
 def test_group_metrics_read_are_collected_by_the_fleets() -> None:
     s = synth("scalable", "dev")
     read = {m[1] for w in dashboard(s)["widgets"] for m in widget_metrics(w) if m[0] == "AWS/AutoScaling"}
@@ -257,6 +273,9 @@ def test_the_alarm_list_by_shape_and_stage() -> None:
         "ServerCertificateExpiry",
         "SesBounceRate",
         "SesComplaintRate",
+        "BbbDiskData",
+        "BbbDiskRoot",
+        "TurnDiskRoot",
     }
     scalable = {"Frontend5xxRate", "ImporterNotRunning", "DatabaseCpu", "DatabaseCapacity", "RecordingSpoolAge"}
     assert set(by_id(synth("single", "dev"))) == common
