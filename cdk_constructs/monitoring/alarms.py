@@ -48,6 +48,29 @@ class OperatorAlarms(Construct):
             "the BBB group's maximum size (bbb.maxInstances) and whether a server is cordoned or "
             "draining in Scalelite (`bbb-on-aws status`)",
         )
+        self._certificates(watched, t)
+        self._disks(watched, t)
+        if watched.frontend is not None:
+            self._frontend(watched.frontend, t)
+        if watched.data is not None:
+            self._data(watched.data, t)
+            self._alarm(
+                "RecordingSpoolAge",
+                metrics.host(self._namespace, "RecordingSpoolAge", watched.bbb.group_name, statistic="Maximum"),
+                threshold=t.spool_age_minutes * 60,
+                periods=3,
+                what=f"A recording has waited more than {t.spool_age_minutes} minutes in the Scalelite spool",
+                check="the recording importer's log (Scalelite log group, stream importer) for the refused tarball",
+                anchor="recording-never-appears",
+            )
+        # An alarm reads metrics of its own region only: SES in another region gets its graphs, not its alarms.
+        if watched.ses_region == Stack.of(self).region:
+            self._ses(watched.ses_region, t)
+
+    # -- per area ------------------------------------------------------------------------------------------
+
+    def _certificates(self, watched: Watched, t: Monitoring) -> None:
+        """The ACM certificate (ALB, NLB) and the BBB servers' own Let's Encrypt certificates."""
         self._alarm(
             "CertificateExpiry",
             metrics.days_to_expiry(watched.certificate_arn),
@@ -78,6 +101,9 @@ class OperatorAlarms(Construct):
             "server (Session Manager)",
             anchor="certificate-alarm",
         )
+
+    def _disks(self, watched: Watched, t: Monitoring) -> None:
+        """The disks the CloudWatch agent measures (userdata/common/cw_agent_config.py)."""
         for fleet, path, anchor in (
             (watched.bbb, "/var/bigbluebutton", "recording-never-appears"),
             (watched.bbb, "/", None),
@@ -93,24 +119,6 @@ class OperatorAlarms(Construct):
                 + ("unfinished or failed recordings under /var/bigbluebutton/recording" if path != "/" else "logs"),
                 anchor=anchor,
             )
-        if watched.frontend is not None:
-            self._frontend(watched.frontend, t)
-        if watched.data is not None:
-            self._data(watched.data, t)
-            self._alarm(
-                "RecordingSpoolAge",
-                metrics.host(self._namespace, "RecordingSpoolAge", watched.bbb.group_name, statistic="Maximum"),
-                threshold=t.spool_age_minutes * 60,
-                periods=3,
-                what=f"A recording has waited more than {t.spool_age_minutes} minutes in the Scalelite spool",
-                check="the recording importer's log (Scalelite log group, stream importer) for the refused tarball",
-                anchor="recording-never-appears",
-            )
-        # An alarm reads metrics of its own region only: SES in another region gets its graphs, not its alarms.
-        if watched.ses_region == Stack.of(self).region:
-            self._ses(watched.ses_region, t)
-
-    # -- per area ------------------------------------------------------------------------------------------
 
     def _capacity(self, fleet: Fleet, percent: int, anchor: str, check: str) -> None:
         """The fleet cannot grow (desired = maximum) and its servers carry `percent` of their scaling target."""
