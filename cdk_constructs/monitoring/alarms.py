@@ -6,6 +6,8 @@ maximum, an abandoned launch and Lambda errors (cdk_constructs/lifecycle/).
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -63,9 +65,9 @@ class OperatorAlarms(Construct):
                 check="the recording importer's log (Scalelite log group, stream importer) for the refused tarball",
                 anchor="recording-never-appears",
             )
-        # An alarm reads metrics of its own region only: SES in another region gets its graphs, not its alarms.
+        # SES in another region: its alarms are in that region's stack (stacks/email.py), its graphs here.
         if watched.ses_region == Stack.of(self).region:
-            self._ses(watched.ses_region, t)
+            self.alarms += ses_alarms(self, region=watched.ses_region, thresholds=t, topic=topic)
 
     # -- per area ------------------------------------------------------------------------------------------
 
@@ -216,49 +218,64 @@ class OperatorAlarms(Construct):
                 anchor=None,
             )
 
-    def _ses(self, region: str, t: Monitoring) -> None:
+    # -- one alarm -----------------------------------------------------------------------------------------
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, **settings: Any) -> None:
+        self.alarms.append(operator_alarm(self, construct_id, metric, topic=self._topic, **settings))
+
+
+def operator_alarm(
+    scope: Construct,
+    construct_id: str,
+    metric: cloudwatch.IMetric,
+    *,
+    topic: sns.ITopic,
+    threshold: float,
+    periods: int,
+    what: str,
+    check: str,
+    anchor: str | None,
+    comparison: cloudwatch.ComparisonOperator = GTE,
+    missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+) -> cloudwatch.Alarm:
+    """An alarm whose ALARM and OK go to `topic`, its description saying what happened, what to check first and
+    which section of the troubleshooting guide explains it."""
+    guide = f"{GUIDE}#{anchor}" if anchor else GUIDE
+    alarm = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=comparison,
+        evaluation_periods=periods,
+        datapoints_to_alarm=periods,
+        treat_missing_data=missing,
+        alarm_description=f"{what}. Check first: {check}. Guide: {guide}",
+    )
+    alarm.add_alarm_action(actions.SnsAction(topic))
+    alarm.add_ok_action(actions.SnsAction(topic))
+    return alarm
+
+
+def ses_alarms(scope: Construct, *, region: str, thresholds: Monitoring, topic: sns.ITopic) -> list[cloudwatch.Alarm]:
+    """SES's account-wide bounce and complaint rates. An alarm reads metrics of its own region and notifies a
+    topic of its own region, so these live in the SES region's stack when SES is not in the deployment's."""
+    t = thresholds
+    return [
+        operator_alarm(
+            scope,
+            f"Ses{name}",
+            metrics.ses(region, f"Reputation.{name}", statistic="Maximum"),
+            topic=topic,
+            threshold=percent / 100,
+            periods=1,
+            what=f"The SES {name[:-4].lower()} rate reached {percent:g} % (AWS reviews the account at "
+            f"{review:g} % and may pause sending at {pause:g} %)",
+            check="the addresses Greenlight sends to (invitations, sign-ups) in the SES console's reputation page",
+            anchor=None,
+        )
         for name, percent, review, pause in (
             ("BounceRate", t.ses_bounce_percent, 5, 10),
             ("ComplaintRate", t.ses_complaint_percent, 0.1, 0.5),
-        ):
-            self._alarm(
-                f"Ses{name}",
-                metrics.ses(region, f"Reputation.{name}", statistic="Maximum"),
-                threshold=percent / 100,
-                periods=1,
-                what=f"The SES {name[:-4].lower()} rate reached {percent:g} % (AWS reviews the account at "
-                f"{review:g} % and may pause sending at {pause:g} %)",
-                check="the addresses Greenlight sends to (invitations, sign-ups) in the SES console's reputation page",
-                anchor=None,
-            )
-
-    # -- one alarm -----------------------------------------------------------------------------------------
-
-    def _alarm(
-        self,
-        construct_id: str,
-        metric: cloudwatch.IMetric,
-        *,
-        threshold: float,
-        periods: int,
-        what: str,
-        check: str,
-        anchor: str | None,
-        comparison: cloudwatch.ComparisonOperator = GTE,
-        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
-    ) -> None:
-        guide = f"{GUIDE}#{anchor}" if anchor else GUIDE
-        alarm = cloudwatch.Alarm(
-            self,
-            construct_id,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=comparison,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            treat_missing_data=missing,
-            alarm_description=f"{what}. Check first: {check}. Guide: {guide}",
         )
-        alarm.add_alarm_action(actions.SnsAction(self._topic))
-        alarm.add_ok_action(actions.SnsAction(self._topic))
-        self.alarms.append(alarm)
+    ]

@@ -16,6 +16,7 @@ import pytest
 from cdk_constructs.monitoring.rows import BBB_DISKS
 from stacks.config import ConfigError, load_config
 from tests.infra.synth import Synth, deployment, synth
+from tests.infra.test_quality_gates import cfn_lint
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE_ANCHORS = {
@@ -312,7 +313,17 @@ def test_thresholds_come_from_cdk_json_and_ses_elsewhere_gets_graphs_not_alarms(
     assert other["TurnAtCapacity"]["Threshold"] == 75
     assert other["TurnAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 6, 100 * load / 400, 0)"
     assert other["RecordingSpoolAge"]["Threshold"] == 900
-    assert not {"SesBounceRate", "SesComplaintRate"} & set(other)  # an alarm reads its own region only
+    assert not {"SesBounceRate", "SesComplaintRate"} & set(other)  # an alarm reads its own region only...
+    # ...so they are in the SES region's stack, with that region's own operator topic, cdk-nag and cfn-lint clean.
+    assert changed.error is None, changed.error
+    email = alarms(changed, "email")
+    assert sorted(re.sub(r"[0-9A-F]{8}$", "", k) for k in email) == ["SesBounceRate", "SesComplaintRate"]
+    topics = [k for k, r in changed.template("email")["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
+    for alarm in email.values():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topics[0]}]
+        assert alarm["Metrics"][0]["MetricStat"]["Metric"]["Namespace"] == "AWS/SES"
+    lint = cfn_lint([str(changed.outdir / f"{changed.config.prefix}-email.template.json")], "us-east-1")
+    assert lint.returncode & 3 == 0, lint.stdout + lint.stderr
     ses = {m[3] for w in dashboard(changed)["widgets"] for m in widget_metrics(w) if m[0] == "AWS/SES"}
     assert ses == {"us-east-1"}
 
