@@ -3,7 +3,8 @@
 
 import sys
 
-from stacks.config import ConfigError
+from cdk_json import CdkJsonError
+from settings import ConfigError
 from stacks.deployment import build_app
 
 
@@ -12,6 +13,9 @@ def main() -> int:
         app, _ = build_app()
     except ConfigError as error:
         print(f"Configuration error (cdk.json) — nothing was synthesized.\n{error}", file=sys.stderr)
+        return 1
+    except CdkJsonError as error:
+        print(f"cdk.json cannot be read — nothing was synthesized.\n{error}", file=sys.stderr)
         return 1
     app.synth()
     return 0

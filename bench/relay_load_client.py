@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.auth import rest_password
+from relay.policy.auth import rest_password
 from relay.stun import Attr, Message, MessageClass, Method, StunDecodeError, decode, encode, long_term_key
 
 RETRANSMIT = 1.0

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.auth import rest_password
 from relay.config import Listener, RelayConfig
-from relay.metrics import RelayStats
+from relay.ops.metrics import RelayStats
+from relay.policy.auth import rest_password
 from relay.server.app import RelayServer
 from relay.server.fastwire import parse_send
 from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long_term_key

@@ -27,7 +27,8 @@ def synth_once(shape: str, outdir: Path) -> float:
         **os.environ,
         "CDK_OUTDIR": str(outdir),
         "CDK_CONTEXT_JSON": json.dumps({"deployment.environment.type": shape}),
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        # package.json's Node 22 LTS, as scripts/env.sh sets it.
+        "PATH": f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     start = time.perf_counter()
     subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True)

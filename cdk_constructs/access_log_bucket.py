@@ -1,4 +1,5 @@
-"""An encrypted, private S3 bucket for load balancer access logs, kept as long as the stage keeps logs."""
+"""An encrypted, private S3 bucket for load balancer access logs (the ALBs' and the TURN NLB's), kept as long
+as the stage keeps logs."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
+from settings import Deployment
 
 
-def access_log_bucket(scope: Construct, construct_id: str, *, config: Config) -> s3.Bucket:
+def access_log_bucket(scope: Construct, construct_id: str, *, deployment: Deployment) -> s3.Bucket:
     # SSE-S3: ELB log delivery cannot write with a customer-managed KMS key it has no grant on.
-    dev = not config.is_production_like
+    dev = not deployment.is_production_like
     bucket = s3.Bucket(
         scope, construct_id,
         encryption=s3.BucketEncryption.S3_MANAGED,
@@ -20,7 +21,7 @@ def access_log_bucket(scope: Construct, construct_id: str, *, config: Config) ->
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         enforce_ssl=True,
         versioned=False,
-        lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(config.log_retention_days))],
+        lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(deployment.log_retention_days))],
         removal_policy=RemovalPolicy.DESTROY if dev else RemovalPolicy.RETAIN,
         auto_delete_objects=dev,  # dev: data is destroyed with the stack (stage rules)
     )

@@ -19,9 +19,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+import contract
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
+from settings import Bbb, Deployment
 from userdata.render import BbbParams, EfsSpool, render_bbb_user_data
 
 MEDIA_PORTS = (16384, 32768)  # BBB 3.0: FreeSWITCH and bbb-webrtc-sfu (mediasoup) media
@@ -41,18 +42,18 @@ class BbbHosts(Construct):
     """Security group, role, launch template and Auto Scaling group of BBB hosts of one role."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, vpc: ec2.IVpc, host_role: str,
-        turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret, spool: Spool | None,
-        min_capacity: int, desired_capacity: int, max_capacity: int, cluster_proxy: bool = False,
+        self, scope: Construct, construct_id: str, *, bbb: Bbb, deployment: Deployment, operator_email: str,
+        vpc: ec2.IVpc, host_role: str, turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret,
+        spool: Spool | None, min_capacity: int, desired_capacity: int, max_capacity: int, cluster_proxy: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.config = config
+        self.settings = bbb
+        self.deployment = deployment
         self.host_role = host_role
-        bbb = config.bbb
 
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, allow_all_outbound=True,
-            description=f"{config.prefix} BigBlueButton {host_role} hosts: HTTP(S) and WebRTC media",
+            description=f"{deployment.prefix} BigBlueButton {host_role} hosts: HTTP(S) and WebRTC media",
         )
         anywhere = ec2.Peer.any_ipv4()
         sg = self.security_group
@@ -70,8 +71,8 @@ class BbbHosts(Construct):
                    "WebRTC media range 16384-32768, where nothing but FreeSWITCH and mediasoup listen.",
         ))
 
-        self.logs = HostLogs(self, "Logs", config=config)
-        self.host = HostRole(self, "HostRole", config=config, host_role=host_role, host_logs=self.logs)
+        self.logs = HostLogs(self, "Logs", deployment=deployment)
+        self.host = HostRole(self, "HostRole", deployment=deployment, host_role=host_role, host_logs=self.logs)
         self.role = self.host.role
         self.host.allow_secret_read(turn_secret, bbb_secret)
         self.bootstrap = HostBootstrap(self, "Bootstrap", bundle="bbb")
@@ -81,14 +82,14 @@ class BbbHosts(Construct):
         self.host.acknowledge_wildcards()
 
         self.user_data = render_bbb_user_data(BbbParams(
-            environment=config.environment.name,
-            domain=config.names.domain,
+            environment=deployment.environment_name,
+            domain=deployment.names.domain,
             region=Stack.of(self).region,
             bootstrap_bundle=self.bootstrap.s3_object,
             turn_secret_arn=turn_secret.secret_arn,
             system_log_group=self.logs.system.log_group_name,
             application_log_group=self.logs.application.log_group_name,
-            operator_email=config.operator_email,
+            operator_email=operator_email,
             bbb_secret_arn=bbb_secret.secret_arn,
             single=host_role == "single",
             spool=None if spool is None else EfsSpool(spool.file_system.file_system_id,
@@ -101,7 +102,7 @@ class BbbHosts(Construct):
             user_data=self.user_data, volumes=Volumes(root_gib=bbb.root_volume_gib, data_gib=bbb.data_volume_gib),
         )
         self.group = host_group(
-            self, "Group", config=config, host_role=host_role, vpc=vpc, template=template,
+            self, "Group", deployment=deployment, host_role=host_role, vpc=vpc, template=template,
             min_capacity=min_capacity, desired_capacity=desired_capacity, max_capacity=max_capacity,
             warmup=BBB_WARMUP,
         )
@@ -127,15 +128,15 @@ class BbbFleet(BbbHosts):
     """The scalable shape's BBB servers: sized by participants, drained (never cut) on scale-in."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, vpc: ec2.IVpc,
-        turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret, spool: Spool,
+        self, scope: Construct, construct_id: str, *, bbb: Bbb, deployment: Deployment, operator_email: str,
+        vpc: ec2.IVpc, turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret, spool: Spool,
+        cluster_proxy: bool,
     ) -> None:
-        bbb = config.bbb
         super().__init__(
-            scope, construct_id, config=config, vpc=vpc, host_role="bbb", turn_secret=turn_secret,
-            bbb_secret=bbb_secret, spool=spool, min_capacity=bbb.min_instances,
-            desired_capacity=bbb.desired_instances, max_capacity=bbb.max_instances,
-            cluster_proxy=config.cluster_proxy.enabled,
+            scope, construct_id, bbb=bbb, deployment=deployment, operator_email=operator_email, vpc=vpc,
+            host_role="bbb", turn_secret=turn_secret, bbb_secret=bbb_secret, spool=spool,
+            min_capacity=bbb.min_instances, desired_capacity=bbb.desired_instances, max_capacity=bbb.max_instances,
+            cluster_proxy=cluster_proxy,
         )
         self.participants_policy: autoscaling.TargetTrackingScalingPolicy | None = None
         self.scale_in_enabled = False
@@ -158,7 +159,7 @@ class BbbFleet(BbbHosts):
         self.participants_policy = self.group.scale_to_track_metric(
             "ParticipantsPerServer",
             metric=self.participants_metric(),
-            target_value=self.config.bbb.participants_per_server,
+            target_value=self.settings.participants_per_server,
             estimated_instance_warmup=BBB_WARMUP,
             disable_scale_in=not self.scale_in_enabled,
         )
@@ -166,7 +167,7 @@ class BbbFleet(BbbHosts):
     def participants_metric(self) -> cloudwatch.Metric:
         """The contract metric: each server's participants; Average = participants per reporting server."""
         return cloudwatch.Metric(
-            namespace=self.config.metric_namespace, metric_name="Participants",
+            namespace=self.deployment.metric_namespace, metric_name=contract.PARTICIPANTS_METRIC,
             dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
             statistic="Average", period=Duration.minutes(1),
         )

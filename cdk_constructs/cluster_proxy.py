@@ -22,7 +22,8 @@ from constructs import Construct
 
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.https_alb import HttpsLoadBalancer
-from stacks.config import Config
+from settings import ClusterProxy as ClusterProxySettings
+from settings import Deployment
 from userdata.render import ProxyParams, render_proxy_user_data
 
 HOST_ROLE = "proxy"
@@ -33,18 +34,17 @@ HEALTH_PATH = "/healthz"
 
 class ClusterProxy(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, vpc: ec2.IVpc, zone: route53.IHostedZone,
-        certificate: acm.ICertificate,
+        self, scope: Construct, construct_id: str, *, settings: ClusterProxySettings, deployment: Deployment,
+        vpc: ec2.IVpc, zone: route53.IHostedZone, certificate: acm.ICertificate,
     ) -> None:
+        """Only for the scalable shape (a fleet of BBB servers): settings/rules.py refuses it for `single`."""
         super().__init__(scope, construct_id)
-        if config.environment.type != "scalable":
-            raise ValueError("the cluster proxy serves a fleet of BBB servers: it needs the scalable shape")
         # Two hosts in two zones where an outage matters (the proxy is on every join's path), one in dev.
-        capacity = 2 if config.is_production_like else 1
+        capacity = 2 if deployment.is_production_like else 1
 
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, allow_all_outbound=False,
-            description=f"{config.prefix} cluster proxy hosts: HTTP from their ALB, HTTPS out to the BBB servers",
+            description=f"{deployment.prefix} cluster proxy hosts: HTTP from their ALB, HTTPS out to the BBB servers",
         )
         sg = self.security_group
         # The BBB servers (by their public names, TLS verified) and the AWS APIs the host calls.
@@ -52,8 +52,8 @@ class ClusterProxy(Construct):
         # Ubuntu's package mirrors (apt verifies signatures) for nginx and updates.
         sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP to Ubuntu's package mirrors")
 
-        self.logs = HostLogs(self, "Logs", config=config)
-        host = HostRole(self, "HostRole", config=config, host_role=HOST_ROLE, host_logs=self.logs)
+        self.logs = HostLogs(self, "Logs", deployment=deployment)
+        host = HostRole(self, "HostRole", deployment=deployment, host_role=HOST_ROLE, host_logs=self.logs)
         self.role = host.role
         self.bootstrap = HostBootstrap(self, "Bootstrap", bundle="proxy")
         self.bootstrap.grant_read(self.role)
@@ -63,19 +63,19 @@ class ClusterProxy(Construct):
         host.acknowledge_wildcards()
 
         self.user_data = render_proxy_user_data(ProxyParams(
-            environment=config.environment.name,
-            domain=config.names.domain,
+            environment=deployment.environment_name,
+            domain=deployment.names.domain,
             region=Stack.of(self).region,
             bootstrap_bundle=self.bootstrap.s3_object,
             system_log_group=self.logs.system.log_group_name,
             application_log_group=self.logs.application.log_group_name,
         ))
         template = launch_template(
-            self, "LaunchTemplate", instance_type=config.cluster_proxy.instance_type, role=self.role,
+            self, "LaunchTemplate", instance_type=settings.instance_type, role=self.role,
             security_group=sg, user_data=self.user_data, volumes=Volumes(root_gib=ROOT_VOLUME_GIB), public_ip=False,
         )
         self.group = host_group(
-            self, "Group", config=config, host_role=HOST_ROLE, vpc=vpc, template=template,
+            self, "Group", deployment=deployment, host_role=HOST_ROLE, vpc=vpc, template=template,
             min_capacity=capacity, desired_capacity=capacity, max_capacity=capacity, warmup=Duration.minutes(5),
             subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             health_checks=autoscaling.HealthChecks.with_additional_checks(
@@ -84,8 +84,7 @@ class ClusterProxy(Construct):
 
         self.load_balancer = HttpsLoadBalancer(
             self, "LoadBalancer", vpc=vpc, subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
-            certificate=certificate, log_expiry_days=config.log_retention_days,
-            retain_logs=config.is_production_like,
+            certificate=certificate, deployment=deployment,
         )
         self.target_group = elbv2.ApplicationTargetGroup(
             self, "Targets", vpc=vpc, port=HTTP_PORT, protocol=elbv2.ApplicationProtocol.HTTP,
@@ -94,10 +93,10 @@ class ClusterProxy(Construct):
             health_check=elbv2.HealthCheck(path=HEALTH_PATH, healthy_http_codes="200",
                                            interval=Duration.seconds(15)),
         )
-        self.load_balancer.route("ProxyHost", host=config.names.cluster_proxy, priority=10,
+        self.load_balancer.route("ProxyHost", host=deployment.names.cluster_proxy, priority=10,
                                  target_group=self.target_group)
         self.record = route53.ARecord(
-            self, "Alias", zone=zone, record_name=config.names.cluster_proxy + ".",
+            self, "Alias", zone=zone, record_name=deployment.names.cluster_proxy + ".",
             target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.load_balancer.alb)),
-            comment=f"{config.prefix}: BBB cluster proxy (seed 001)",
+            comment=f"{deployment.prefix}: BBB cluster proxy (seed 001)",
         )

@@ -12,8 +12,8 @@ from constructs import Construct
 
 from cdk_constructs.lambda_defaults import PythonFunction
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
-from stacks.stage_rules import log_removal_policy, log_retention
+from settings import Deployment
+from settings.stage_rules import log_removal_policy, log_retention
 
 
 class PythonCustomResourceProvider(Construct):
@@ -24,18 +24,18 @@ class PythonCustomResourceProvider(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: Config,
+        deployment: Deployment,
         folder: str,
         description: str,
         timeout: Duration | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = PythonFunction(
-            self, "Handler", config=config, folder=folder, description=description, handler="index.on_event",
+            self, "Handler", config=deployment, folder=folder, description=description, handler="index.on_event",
             timeout=timeout or Duration.minutes(5),
         )
         framework_logs = logs.LogGroup(
-            self, "FrameworkLogs", retention=log_retention(config), removal_policy=log_removal_policy(config)
+            self, "FrameworkLogs", retention=log_retention(deployment), removal_policy=log_removal_policy(deployment)
         )
         framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         framework_logs.grant_write(framework_role)
@@ -53,7 +53,7 @@ class PythonCustomResourceProvider(Construct):
         acknowledge(
             self.handler,
             "L1",
-            "Python 3.13 on purpose: AWS's public Powertools layer is pinned for python313 (lambda_defaults.py)",
+            "Python 3.13 on purpose: AWS's public Powertools layer is pinned for python313 (lambda_function.py)",
         )
 
     @property

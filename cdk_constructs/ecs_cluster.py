@@ -14,7 +14,7 @@ cache, EFS) are written once for both capacities.
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, CfnAutoScalingScheduledAction, CfnUpdatePolicy, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -22,8 +22,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cdk_constructs.group_size import keep_running_size
 from cdk_constructs.nag import acknowledge
-from stacks.config import Frontend
+from settings import Frontend
 
 # Outbound ports tasks (and the EC2 instances under them) need beyond the data tier, which is opened per
 # destination where it is granted: 443 for Docker Hub, the AWS APIs (ECS, ECR, Secrets Manager, CloudWatch
@@ -96,15 +97,8 @@ class FrontendCluster(Construct):
             enable_managed_termination_protection=True, enable_managed_draining=True, target_capacity_percent=100,
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
-        cfn_group = group.node.default_child
-        assert isinstance(cfn_group, autoscaling.CfnAutoScalingGroup)
-        cfn_group.cfn_options.update_policy = CfnUpdatePolicy(
-            auto_scaling_scheduled_action=CfnAutoScalingScheduledAction(ignore_unmodified_group_size_properties=True)
-        )
-        Annotations.of(group).acknowledge_warning(
-            "@aws-cdk/aws-autoscaling:desiredCapacitySet",
-            "IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the size ECS managed scaling chose",
-        )
+        keep_running_size(group, why="IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the size "
+                                     "ECS managed scaling chose")
         acknowledge(
             template.role or group, "IAM5[Action::ecs:Submit*]",
             "CDK's standard ECS container-instance policy: the agent reports task and container state changes",
@@ -117,6 +111,10 @@ class FrontendCluster(Construct):
         self.auto_scaling_group = group
 
     # -- placement helpers --------------------------------------------------------------------------------
+
+    def host_port(self, container_port: int) -> int:
+        """The host port of a container port: the same on Fargate, 0 (Docker picks a dynamic one) in bridge mode."""
+        return container_port if self.fargate else 0
 
     def task_definition(self, scope: Construct, construct_id: str, *, cpu: int, memory_mib: int) -> ecs.TaskDefinition:
         """A task definition for this capacity; `cpu`/`memory_mib` are the task totals (Fargate needs them)."""

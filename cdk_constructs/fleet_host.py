@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Annotations, CfnAutoScalingScheduledAction, CfnUpdatePolicy, Duration, Stack, Tags
+from aws_cdk import Duration, Stack, Tags
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -23,17 +23,18 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_constructs.group_size import keep_running_size
 from cdk_constructs.nag import acknowledge, resource_finding
-from stacks.config import Config
-from stacks.stage_rules import log_removal_policy, log_retention
+from contract import TAG_ENVIRONMENT as ENVIRONMENT_TAG
+from contract import TAG_READY as READY_TAG
+from contract import TAG_ROLE as ROLE_TAG
+from settings import Deployment
+from settings.stage_rules import log_removal_policy, log_retention
 from userdata.render import Role as BundleRole
 from userdata.render import S3Object, write_bundle
 
 # Canonical's public SSM parameter, resolved by CloudFormation at deploy time (no lookup, no pinned AMI id).
 UBUNTU_2204_AMI_PARAMETER = "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id"
-ENVIRONMENT_TAG = "bbb-on-aws:environment"
-ROLE_TAG = "bbb-on-aws:role"
-READY_TAG = "bbb-on-aws:ready"
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name
 DATA_DEVICE = "/dev/sdf"  # userdata/bbb/lib.sh looks for exactly this mapping
 
@@ -77,9 +78,9 @@ class HostBootstrap(Construct):
 class HostLogs(Construct):
     """The two log groups a fleet's CloudWatch agent ships to (it creates streams, never groups)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment) -> None:
         super().__init__(scope, construct_id)
-        props = {"retention": log_retention(config), "removal_policy": log_removal_policy(config)}
+        props = {"retention": log_retention(deployment), "removal_policy": log_removal_policy(deployment)}
         self.system = logs.LogGroup(self, "System", **props)
         self.application = logs.LogGroup(self, "Application", **props)
 
@@ -95,12 +96,12 @@ class HostLogs(Construct):
 class HostRole(Construct):
     """The instance role with what every host needs; fleets add their own grants through `role`."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: Config, host_role: str,
+    def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment, host_role: str,
                  host_logs: HostLogs) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
             self, "Role", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description=f"{config.prefix} {host_role} hosts (docs/host-contract.md)",
+            description=f"{deployment.prefix} {host_role} hosts (docs/host-contract.md)",
         )
         host_logs.grant_write(self.role)
         self._own_instance_arn = Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
@@ -108,7 +109,7 @@ class HostRole(Construct):
             # Metrics of the host and its CloudWatch agent, only into this deployment's namespace.
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": config.metric_namespace}},
+                conditions={"StringEquals": {"cloudwatch:namespace": deployment.metric_namespace}},
             ),
             # The one tag a host writes, on itself only, once ready.
             iam.PolicyStatement(
@@ -117,7 +118,7 @@ class HostRole(Construct):
                 conditions={
                     "StringEquals": {
                         "aws:ARN": "${ec2:SourceInstanceARN}",
-                        f"ec2:ResourceTag/{ENVIRONMENT_TAG}": config.environment.name,
+                        f"ec2:ResourceTag/{ENVIRONMENT_TAG}": deployment.environment_name,
                     },
                     "ForAllValues:StringEquals": {"aws:TagKeys": [READY_TAG]},
                 },
@@ -212,7 +213,7 @@ def _gp3(size_gib: int) -> ec2.BlockDeviceVolume:
 
 
 def host_group(
-    scope: Construct, construct_id: str, *, config: Config, host_role: str, vpc: ec2.IVpc,
+    scope: Construct, construct_id: str, *, deployment: Deployment, host_role: str, vpc: ec2.IVpc,
     template: ec2.LaunchTemplate, min_capacity: int, desired_capacity: int, max_capacity: int,
     warmup: Duration, health_checks: autoscaling.HealthChecks | None = None,
     subnets: ec2.SubnetSelection | None = None,
@@ -239,18 +240,10 @@ def host_group(
             autoscaling.GroupMetric.PENDING_INSTANCES, autoscaling.GroupMetric.TERMINATING_INSTANCES,
         )],
     )
-    cfn_group = group.node.default_child
-    assert isinstance(cfn_group, autoscaling.CfnAutoScalingGroup)
-    cfn_group.cfn_options.update_policy = CfnUpdatePolicy(
-        auto_scaling_scheduled_action=CfnAutoScalingScheduledAction(ignore_unmodified_group_size_properties=True)
-    )
-    Annotations.of(group).acknowledge_warning(
-        "@aws-cdk/aws-autoscaling:desiredCapacitySet",
-        "IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the running size",
-    )
+    keep_running_size(group, why="IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the running size")
     acknowledge(group, "AS3", "Auto Scaling notifications cannot reach the operator topic (SSE-KMS with a key the "
                               "Auto Scaling service-linked role has no grant on); the lifecycle automation alarms "
                               "on abandoned launches, failed drains and failed executions instead.")
-    Tags.of(group).add(ENVIRONMENT_TAG, config.environment.name, apply_to_launched_instances=True)
+    Tags.of(group).add(ENVIRONMENT_TAG, deployment.environment_name, apply_to_launched_instances=True)
     Tags.of(group).add(ROLE_TAG, host_role, apply_to_launched_instances=True)
     return group

@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.access_log_bucket import access_log_bucket
 from cdk_constructs.nag import acknowledge
+from settings import Deployment
 
 TLS_POLICY = elbv2.SslPolicy.RECOMMENDED_TLS  # ELBSecurityPolicy-TLS13-1-2-2021-06
 
@@ -29,8 +30,7 @@ class HttpsLoadBalancer(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         certificate: acm.ICertificate,
-        log_expiry_days: int,
-        retain_logs: bool,
+        deployment: Deployment,
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
@@ -49,21 +49,7 @@ class HttpsLoadBalancer(Construct):
             self, "Alb", vpc=vpc, vpc_subnets=subnets, internet_facing=True, security_group=self.security_group,
             drop_invalid_header_fields=True, idle_timeout=Duration.seconds(60),
         )
-        self.log_bucket = s3.Bucket(
-            self, "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(log_expiry_days))],
-            removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
-            auto_delete_objects=not retain_logs,
-        )
-        acknowledge(
-            self.log_bucket, "S1",
-            "This bucket receives the ALB's access logs; logging access to the log bucket itself would need "
-            "yet another bucket and adds nothing an operator reads",
-        )
+        self.log_bucket = access_log_bucket(self, "AccessLogs", deployment=deployment)
         self.alb.log_access_logs(self.log_bucket, prefix="alb")
         self.https = self.alb.add_listener(
             "Https", port=443, protocol=elbv2.ApplicationProtocol.HTTPS, certificates=[certificate],

@@ -22,8 +22,8 @@ from constructs import Construct
 from cdk_constructs.ecs_cluster import FrontendCluster
 from cdk_constructs.lambda_defaults import PythonFunction
 from cdk_constructs.nag import acknowledge
-from stacks.config import Config
-from stacks.stage_rules import log_removal_policy, log_retention
+from settings import Deployment
+from settings.stage_rules import log_removal_policy, log_retention
 
 
 class RunTaskOnce(Construct):
@@ -32,7 +32,7 @@ class RunTaskOnce(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: Config,
+        deployment: Deployment,
         cluster: FrontendCluster,
         task_definition: ecs.TaskDefinition,
         container_name: str,
@@ -46,11 +46,11 @@ class RunTaskOnce(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         on_event = PythonFunction(
-            self, "OnEvent", config=config, folder="greenlight_admin", handler="index.on_event",
+            self, "OnEvent", config=deployment, folder="greenlight_admin", handler="index.on_event",
             description="Starts the one-off Greenlight admin task", timeout=Duration.minutes(1),
         ).function
         is_complete = PythonFunction(
-            self, "IsComplete", config=config, folder="greenlight_admin", handler="index.is_complete",
+            self, "IsComplete", config=deployment, folder="greenlight_admin", handler="index.is_complete",
             description="Waits for the one-off Greenlight admin task", timeout=Duration.minutes(1),
         ).function
 
@@ -84,7 +84,7 @@ class RunTaskOnce(Construct):
         )
 
         framework_logs = logs.LogGroup(
-            self, "FrameworkLogs", retention=log_retention(config), removal_policy=log_removal_policy(config)
+            self, "FrameworkLogs", retention=log_retention(deployment), removal_policy=log_removal_policy(deployment)
         )
         provider = cr.Provider(
             self, "Provider", on_event_handler=on_event, is_complete_handler=is_complete,

@@ -11,17 +11,18 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.bbb_fleet import BbbHosts
-from stacks.config import Config
+from settings import Bbb, Deployment
 
 HOST_ROLE = "single"
 
 
 class SingleHost(BbbHosts):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, vpc: ec2.IVpc,
-        turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret,
+        self, scope: Construct, construct_id: str, *, bbb: Bbb, deployment: Deployment, operator_email: str,
+        vpc: ec2.IVpc, turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret,
     ) -> None:
         super().__init__(
-            scope, construct_id, config=config, vpc=vpc, host_role=HOST_ROLE, turn_secret=turn_secret,
-            bbb_secret=bbb_secret, spool=None, min_capacity=1, desired_capacity=1, max_capacity=1,
+            scope, construct_id, bbb=bbb, deployment=deployment, operator_email=operator_email, vpc=vpc,
+            host_role=HOST_ROLE, turn_secret=turn_secret, bbb_secret=bbb_secret, spool=None,
+            min_capacity=1, desired_capacity=1, max_capacity=1,
         )

@@ -26,16 +26,16 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+import contract
 from cdk_constructs.access_log_bucket import access_log_bucket
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.relay_wheel import RelayWheel
-from stacks.config import Config
+from contract import PROXY_PORT, TURN_PORT
+from contract import TURNS_PORT as TLS_PORT
+from settings import Deployment, Turn
 from userdata.render import S3Object, TurnParams, render_turn_user_data
 
-TURN_PORT = 3478  # UDP and TCP, clients and the prober
-PROXY_PORT = 3479  # plain TCP with PROXY protocol v2, from the NLB only
-TLS_PORT = 443  # the NLB's listener (turns.<domain>)
 HOST_ROLE = "turn"
 # The NLB only holds back the start of the lifecycle drain: existing TURN-over-TLS sessions stay up after
 # deregistration (connection termination stays off) while the relay drains them; see README "TURN on 443".
@@ -47,22 +47,23 @@ TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 
 class TurnFleet(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: Config, vpc: ec2.IVpc, zone: route53.IHostedZone,
-        certificate: acm.ICertificate, turn_secret: secretsmanager.ISecret, topic: sns.ITopic,
+        self, scope: Construct, construct_id: str, *, turn: Turn, deployment: Deployment, vpc: ec2.IVpc,
+        zone: route53.IHostedZone, certificate: acm.ICertificate, turn_secret: secretsmanager.ISecret,
+        topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        turn = config.turn
-        self.config = config
+        self.settings = turn
+        self.deployment = deployment
         self._turn_secret_arn = turn_secret.secret_arn
 
         # --- Network ------------------------------------------------------------------------------------
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, allow_all_outbound=True,
-            description=f"{config.prefix} TURN relays: TURN/STUN 3478, relay ports, PROXY port from the NLB",
+            description=f"{deployment.prefix} TURN relays: TURN/STUN 3478, relay ports, PROXY port from the NLB",
         )
         self.load_balancer_security_group = ec2.SecurityGroup(
             self, "LoadBalancerSecurityGroup", vpc=vpc, allow_all_outbound=False,
-            description=f"{config.prefix} TURN NLB: TLS 443 from clients, PROXY TCP to the relays",
+            description=f"{deployment.prefix} TURN NLB: TLS 443 from clients, PROXY TCP to the relays",
         )
         anywhere = ec2.Peer.any_ipv4()
         sg = self.security_group
@@ -89,8 +90,8 @@ class TurnFleet(Construct):
                     "turns.<domain> is a public TLS endpoint for clients behind firewalls that only allow 443.")
 
         # --- Hosts --------------------------------------------------------------------------------------
-        self.logs = HostLogs(self, "Logs", config=config)
-        host_role = HostRole(self, "HostRole", config=config, host_role=HOST_ROLE, host_logs=self.logs)
+        self.logs = HostLogs(self, "Logs", deployment=deployment)
+        host_role = HostRole(self, "HostRole", deployment=deployment, host_role=HOST_ROLE, host_logs=self.logs)
         self.role = host_role.role
         host_role.allow_secret_read(turn_secret)
         self.wheel = RelayWheel(self, "RelayWheel")
@@ -110,7 +111,7 @@ class TurnFleet(Construct):
             user_data=self.user_data, volumes=Volumes(root_gib=turn.root_volume_gib),
         )
         self.group = host_group(
-            self, "Group", config=config, host_role=HOST_ROLE, vpc=vpc, template=template,
+            self, "Group", deployment=deployment, host_role=HOST_ROLE, vpc=vpc, template=template,
             min_capacity=turn.min_instances, desired_capacity=turn.desired_instances,
             max_capacity=turn.max_instances, warmup=Duration.minutes(10),
             health_checks=autoscaling.HealthChecks.with_additional_checks(
@@ -125,7 +126,9 @@ class TurnFleet(Construct):
             # Any node must reach any relay: with one instance, two of three zones have none.
             cross_zone_enabled=True,
         )
-        self.load_balancer.log_access_logs(access_log_bucket(self, "AccessLogs", config=config), prefix="turn-nlb")
+        self.load_balancer.log_access_logs(
+            access_log_bucket(self, "AccessLogs", deployment=deployment), prefix="turn-nlb"
+        )
         self.target_group = elbv2.NetworkTargetGroup(
             self, "ProxyTargets", vpc=vpc, port=PROXY_PORT, protocol=elbv2.Protocol.TCP,
             target_type=elbv2.TargetType.INSTANCE, targets=[self.group],
@@ -144,9 +147,9 @@ class TurnFleet(Construct):
             default_target_groups=[self.target_group],
         )
         self.turns_record = route53.ARecord(
-            self, "TurnsAlias", zone=zone, record_name=config.names.turns + ".",
+            self, "TurnsAlias", zone=zone, record_name=deployment.names.turns + ".",
             target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.load_balancer)),
-            comment=f"{config.prefix}: TURN over TLS (NLB)",
+            comment=f"{deployment.prefix}: TURN over TLS (NLB)",
         )
 
         # --- Scaling ------------------------------------------------------------------------------------
@@ -168,9 +171,9 @@ class TurnFleet(Construct):
         self.no_healthy_alarm = cloudwatch.Alarm(
             self, "NoHealthyInstance",
             alarm_description=(
-                f"{config.prefix}: no TURN instance passes the STUN probe; clients behind NAT cannot join audio/video. "
-                "Check first: the relays' state in the TURN group and their journal (application log group). "
-                "Guide: docs/troubleshooting.md#turn-alarm"
+                f"{deployment.prefix}: no TURN instance passes the STUN probe; clients behind NAT cannot join "
+                "audio/video. Check first: the relays' state in the TURN group and their journal (application "
+                "log group). Guide: docs/troubleshooting.md#turn-alarm"
             ),
             metric=cloudwatch.MathExpression(
                 expression="inService - FILL(unhealthy, 0)",
@@ -181,7 +184,7 @@ class TurnFleet(Construct):
                         statistic="Minimum", period=Duration.minutes(1),
                     ),
                     "unhealthy": cloudwatch.Metric(
-                        namespace=config.metric_namespace, metric_name="UnhealthyTurnInstances",
+                        namespace=deployment.metric_namespace, metric_name=contract.UNHEALTHY_TURN_METRIC,
                         dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
                         statistic="Maximum", period=Duration.minutes(1),
                     ),
@@ -198,16 +201,16 @@ class TurnFleet(Construct):
     def allocations_metric(self) -> cloudwatch.Metric:
         """The contract metric: live allocations, averaged over the instances reporting (per-instance load)."""
         return cloudwatch.Metric(
-            namespace=self.config.metric_namespace, metric_name="Allocations",
+            namespace=self.deployment.metric_namespace, metric_name=contract.ALLOCATIONS_METRIC,
             dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
             statistic="Average", period=Duration.minutes(1),
         )
 
     def user_data_params(self) -> TurnParams:
-        turn = self.config.turn
+        turn = self.settings
         return TurnParams(
-            environment=self.config.environment.name,
-            domain=self.config.names.domain,
+            environment=self.deployment.environment_name,
+            domain=self.deployment.names.domain,
             region=Stack.of(self).region,
             bootstrap_bundle=self.bootstrap.s3_object,
             turn_secret_arn=self._turn_secret_arn,

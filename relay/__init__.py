@@ -1,8 +1,11 @@
 """bbb-turn-relay: a TURN/STUN relay for BigBlueButton (RFC 8489, RFC 8656), safe on the open internet.
 
-Layout: `relay.stun` (codec) and `relay.turn` (allocation state and request handling) are the pure
-protocol core; `relay.auth`, `relay.nonce`, `relay.peers` and `relay.quotas` are its pure policies;
-`relay.server` does the socket I/O and the per-packet forwarding; `relay.cli` starts it all.
+Layout, in reading order (each folder imports only folders before it):
+`relay.stun` (codec), `relay.ops` (admin endpoint, control, metrics, logs, systemd; beside everything,
+it imports no other folder), `relay.policy` (auth, nonces, peers, quotas, TLS policy), `relay.config`
+(the configuration value and its loader), `relay.turn` (allocation state and request handling: with
+stun the pure protocol core), `relay.server` (socket I/O, per-packet forwarding, PROXY protocol) and
+`relay.process` (`cli`, the worker supervisor and its workers), which starts it all.
 """
 
 from __future__ import annotations

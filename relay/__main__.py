@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from relay.cli import main
+from relay.process.cli import main
 
 raise SystemExit(main())

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything on a fresh Debian machine (Python 3.11+, Node 20+), idempotently:
-#   the Python virtualenv (.venv) from the pinned requirements, the pinned CDK CLI (npm ci), and with
+# Installs everything on a fresh Debian machine (Python 3.11+, npm), idempotently:
+#   the Python virtualenv (.venv) from the pinned requirements with the operator command `bbb-on-aws`
+#   installed in it, the pinned CDK CLI and Node 22 LTS (npm ci:
+#   package.json, used through scripts/env.sh), and with
 #   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
 #   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL).
 set -euo pipefail
@@ -21,5 +23,7 @@ fi
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
+# The operator command `bbb-on-aws` (console script; its dependencies are pinned in the requirements above).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 .venv/bin/python -m pip check >/dev/null
 npm ci --no-audit --no-fund --loglevel=error

@@ -16,7 +16,9 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.config import Config, load_config
+import contract
+from cdk_json import read_cdk_json
+from settings import Config, load_config
 from stacks.data import DataStack
 from stacks.email import EmailStack
 from stacks.fleets import FleetsStack
@@ -29,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cdk_json_context() -> dict[str, Any]:
-    return json.loads((ROOT / "cdk.json").read_text())["context"]
+    """cdk.json's context; a malformed file raises CdkJsonError with its line and column."""
+    return read_cdk_json(ROOT / "cdk.json")["context"]
 
 
 # What the CLI sets by default; set here too so that `python app.py` writes the very same templates.
@@ -66,7 +69,7 @@ def compose(app: cdk.App, config: Config) -> None:
     """The deployment's stacks and how they depend on each other (explicit keyword arguments only)."""
     env = cdk.Environment(region=config.environment.region)
     name = config.prefix
-    tags = {"bbb-on-aws:environment": config.environment.name}
+    tags = {contract.TAG_ENVIRONMENT: config.environment.name}
 
     def stack_props(part: str, description: str) -> dict[str, Any]:
         return {"stack_name": f"{name}-{part}", "env": env, "description": f"BigBlueButton on AWS ({name}): "

@@ -16,7 +16,7 @@ from constructs import Construct
 
 from cdk_constructs.monitoring.alarms import ses_alarms
 from cdk_constructs.operator_topic import operator_topic
-from stacks.config import Config
+from settings import Config
 from stacks.shared import import_zone, ses_region
 
 SPF = "v=spf1 include:amazonses.com ~all"

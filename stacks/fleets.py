@@ -13,14 +13,15 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
+import contract
 from cdk_constructs.bbb_fleet import BbbFleet, BbbHosts, Spool
 from cdk_constructs.cluster_proxy import ClusterProxy
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
 from cdk_constructs.single_host import SingleHost
-from cdk_constructs.turn_fleet import TURN_PORT, TurnFleet
-from stacks.config import CONTEXT_KEY, Config, ConfigError
+from cdk_constructs.turn_fleet import TurnFleet
+from settings import CONTEXT_KEY, Config, ConfigError
+from settings.stage_rules import log_retention
 from stacks.interfaces import Data, Shared
-from stacks.stage_rules import log_retention
 
 
 class FleetsStack(Stack):
@@ -40,8 +41,8 @@ class FleetsStack(Stack):
         turn_timings, bbb_timings = _checked_timings(config)
 
         self.turn = TurnFleet(
-            self, "Turn", config=config, vpc=vpc, zone=shared.zone, certificate=shared.certificate,
-            turn_secret=secrets.turn, topic=shared.topic,
+            self, "Turn", turn=config.turn, deployment=config.deployment, vpc=vpc, zone=shared.zone,
+            certificate=shared.certificate, turn_secret=secrets.turn, topic=shared.topic,
         )
         self.turn_lifecycle = self._lifecycle(
             "TurnLifecycle", self.turn.group, role="turn", timings=turn_timings,
@@ -51,22 +52,25 @@ class FleetsStack(Stack):
         if scalable:
             assert data is not None
             fleet = BbbFleet(
-                self, "Bbb", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
+                self, "Bbb", bbb=config.bbb, deployment=config.deployment, operator_email=config.operator_email,
+                vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
                 spool=Spool(file_system=data.file_system, access_point=data.access_points["spool"]),
+                cluster_proxy=config.cluster_proxy.enabled,
             )
             self.bbb_lifecycle = self._lifecycle("BbbLifecycle", fleet.group, role="bbb", timings=bbb_timings)
             # Scale-in only because the drain above is wired to this very group's terminating hook.
             fleet.scale_on_participants(drained_by=self.bbb_lifecycle.terminate_hook)
             self.bbb = fleet
             self.cluster_proxy = (
-                ClusterProxy(self, "ClusterProxy", config=config, vpc=vpc, zone=shared.zone,
-                             certificate=shared.certificate)
+                ClusterProxy(self, "ClusterProxy", settings=config.cluster_proxy, deployment=config.deployment,
+                             vpc=vpc, zone=shared.zone, certificate=shared.certificate)
                 if config.cluster_proxy.enabled else None
             )
         else:
             self.cluster_proxy = None
             self.bbb = SingleHost(
-                self, "Single", config=config, vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api
+                self, "Single", bbb=config.bbb, deployment=config.deployment, operator_email=config.operator_email,
+                vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
             )
             self.bbb_lifecycle = self._lifecycle("SingleLifecycle", self.bbb.group, role="single",
                                                  timings=bbb_timings)
@@ -88,7 +92,7 @@ class FleetsStack(Stack):
             scalelite_secret=shared.secrets.scalelite_loadbalancer if role == "bbb" else None,
             scalelite_api_url=f"https://{config.names.scalelite}/scalelite/api" if role == "bbb" else None,
             timings=timings,
-            turn_port=TURN_PORT,
+            turn_port=contract.TURN_PORT,
             log_retention=log_retention(config),
         )
 

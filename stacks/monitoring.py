@@ -13,7 +13,7 @@ from constructs import Construct
 
 from cdk_constructs.lifecycle import FleetLifecycle
 from cdk_constructs.monitoring import DataTier, Fleet, Frontend, OperationsDashboard, OperatorAlarms, TurnEdge, Watched
-from stacks.config import Config
+from settings import Config
 from stacks.data import DataStack
 from stacks.fleets import FleetsStack
 from stacks.frontend import FrontendStack
@@ -92,9 +92,9 @@ def _fleet(
 
 
 def _frontend(stack: FrontendStack) -> Frontend:
-    web = {"Greenlight": stack.greenlight, "Scalelite": stack.scalelite}
+    web = {"Greenlight": stack.greenlight.web, "Scalelite": stack.scalelite.web}
     services = {title: service.service.service_name for title, service in web.items()}
-    services.update({"Poller": stack.poller.service_name, "Importer": stack.importer.service_name})
+    services.update({"Poller": stack.scalelite.poller.service_name, "Importer": stack.scalelite.importer.service_name})
     return Frontend(
         load_balancer=stack.lb.alb.load_balancer_full_name,
         target_groups={title: service.target_group.target_group_full_name for title, service in web.items()},

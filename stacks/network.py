@@ -12,8 +12,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk_constructs.explicit_subnets import ExplicitSubnetCidrs
-from stacks.config import Config
-from stacks.stage_rules import log_removal_policy, log_retention
+from settings import Config
+from settings.stage_rules import log_removal_policy, log_retention
 
 PUBLIC, APPLICATION, DATABASE = "public", "application", "database"
 

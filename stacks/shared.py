@@ -19,7 +19,7 @@ from constructs import Construct
 from cdk_constructs.custom_resource_provider import PythonCustomResourceProvider
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.operator_topic import operator_topic
-from stacks.config import Config
+from settings import Config
 from stacks.interfaces import PlatformSecrets, Shared
 
 SMTP_PORT = "587"  # STARTTLS; Greenlight: SMTP_STARTTLS_AUTO=true
@@ -140,7 +140,7 @@ class SharedStack(Stack):
             "rotation Lambda could not derive the SES SMTP password without the IAM secret key",
         )
         provider = PythonCustomResourceProvider(
-            self, "SmtpCredentialsProvider", config=config, folder="smtp_credentials",
+            self, "SmtpCredentialsProvider", deployment=config.deployment, folder="smtp_credentials",
             description="Creates the SES SMTP user's access key and stores the derived SMTP password",
         )
         handler = provider.handler.function

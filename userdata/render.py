@@ -32,6 +32,8 @@ from typing import Literal
 
 import tomllib
 
+import contract
+
 Role = Literal["bbb", "turn", "proxy"]
 
 USERDATA_DIR = Path(__file__).resolve().parent
@@ -48,7 +50,7 @@ BBB_INSTALL_URL = "https://raw.githubusercontent.com/bigbluebutton/bbb-install/v
 SCALELITE_REF = "v1.6.5"
 # Signing key of AWS's CloudWatch agent packages (CloudWatch user guide, "Verify the signature").
 CLOUDWATCH_AGENT_KEY_FINGERPRINT = "937616F3450B7D806CBD9725D58167303B789C72"
-# The relay's active-allocations gauge on /metrics (relay/metrics.py).
+# The relay's active-allocations gauge on /metrics (relay/ops/metrics.py).
 ALLOCATIONS_METRIC = "turn_allocations"
 
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
@@ -56,8 +58,10 @@ _PATTERNS = {
     "environment": (r"[a-z][a-z0-9-]{1,18}[a-z0-9]", "3-20 lowercase letters, digits or '-'"),
     "dns": (r"(?=.{4,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", "a lowercase DNS name"),
     "region": (r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", "an AWS region such as eu-west-1"),
-    "secret_arn": (r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+",
-                   "a Secrets Manager secret ARN"),
+    "secret_arn": (
+        r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+",
+        "a Secrets Manager secret ARN",
+    ),
     "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name"),
     "key": (r"[A-Za-z0-9._/-]{1,1024}", "an S3 object key of letters, digits, '.', '_', '/' or '-'"),
     "log_group": (r"[A-Za-z0-9_/.#-]{1,512}", "a CloudWatch Logs group name"),
@@ -69,8 +73,10 @@ _PATTERNS = {
     "git_ref": (r"[A-Za-z0-9._-]{1,64}", "a git tag such as v1.6.5"),
     "file_system": (r"fs-[0-9a-f]{8,40}", "an EFS file system id"),
     "access_point": (r"fsap-[0-9a-f]{8,40}", "an EFS access point id"),
-    "wheel": (r"bbb_turn_relay-[A-Za-z0-9_.+!]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl",
-              "the relay wheel's file name, e.g. bbb_turn_relay-0.1.0-py3-none-any.whl"),
+    "wheel": (
+        r"bbb_turn_relay-[A-Za-z0-9_.+!]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl",
+        "the relay wheel's file name, e.g. bbb_turn_relay-0.1.0-py3-none-any.whl",
+    ),
     "metric": (r"[a-zA-Z_:][a-zA-Z0-9_:]*", "a Prometheus metric name"),
 }
 
@@ -259,14 +265,14 @@ def _check_common(problems: list[str], params: HostParams) -> None:
 
 
 def local_port_range(min_port: int, max_port: int) -> tuple[int, int]:
-    """Ephemeral ports for the TURN host, outside the relay range (at least 8192 of them)."""
-    for low, high in ((32768, min_port - 1), (max_port + 1, 65535), (10000, min_port - 1)):
-        if high - low + 1 >= 8192:
-            return low, high
-    raise UserDataError([
-        f"relay ports {min_port}-{max_port} leave fewer than 8192 ephemeral ports for the host; "
-        "narrow turn.relayPorts (e.g. 49152-65535)"
-    ])
+    """Ephemeral ports for the TURN host, outside the relay range (contract.ephemeral_port_range)."""
+    window = contract.ephemeral_port_range(min_port, max_port)
+    if window is None:
+        raise UserDataError([
+            f"relay ports {min_port}-{max_port} leave fewer than {contract.EPHEMERAL_PORTS_MINIMUM} ephemeral "
+            "ports for the host; narrow deployment.turn.relayPorts (e.g. 49152-65535)"
+        ])
+    return window
 
 
 # --- Rendering --------------------------------------------------------------------------------------------
@@ -350,7 +356,7 @@ def _common_values(params: HostParams, role: str) -> dict[str, str | int]:
         "BUNDLE_KEY": params.bootstrap_bundle.key,
         "SYSTEM_LOG_GROUP": params.system_log_group,
         "APPLICATION_LOG_GROUP": params.application_log_group,
-        "METRICS_NAMESPACE": f"BBBOnAWS/{params.environment}",
+        "METRICS_NAMESPACE": contract.metric_namespace(params.environment),
         "CW_AGENT_KEY_FINGERPRINT": params.cloudwatch_agent_key_fingerprint,
         "READY_WAIT_SECONDS": params.ready_wait_seconds,
     }
@@ -405,6 +411,15 @@ def render_bbb_user_data(params: BbbParams) -> str:
     return _render(what, "bbb", "bbb", values)
 
 
+def relay_listeners() -> dict[str, str]:
+    """The relay's listeners as params.env values, from contract.py: turn/lib.sh has no defaults of its own."""
+    return {
+        "LISTEN_PORT": str(contract.TURN_PORT),
+        "PROXY_PORT": str(contract.PROXY_PORT),
+        "ADMIN_LISTEN": contract.admin_listen(),
+    }
+
+
 def render_turn_user_data(params: TurnParams) -> str:
     """User data of a TURN host running the relay wheel."""
     if not isinstance(params, TurnParams):
@@ -416,17 +431,15 @@ def render_turn_user_data(params: TurnParams) -> str:
     _check(problems, "relay_wheel.key", params.relay_wheel.key, "key")
     _check(problems, "relay_wheel_filename", params.relay_wheel_filename, "wheel")
     _check(problems, "allocations_metric", params.allocations_metric, "metric")
-    _check_int(problems, "min_port", params.min_port, 1024, 65535)
-    _check_int(problems, "max_port", params.max_port, 1024, 65535)
+    # Bounds only: the relay port rule (listeners, size, ephemeral ports) is settings/rules.py's, which names
+    # the cdk.json key; what reaches here has passed it.
+    _check_int(problems, "min_port", params.min_port, contract.RELAY_PORT_FLOOR, contract.RELAY_PORT_CEILING)
+    _check_int(problems, "max_port", params.max_port, contract.RELAY_PORT_FLOOR, contract.RELAY_PORT_CEILING)
     for name in ("total_quota", "user_quota", "max_bps"):
         _check_int(problems, name, getattr(params, name), 0, 10**12)
     _check_int(problems, "drain_timeout_seconds", params.drain_timeout_seconds, 0, 172800)
-    if not problems:
-        if params.min_port > params.max_port:
-            problems.append(f"min_port {params.min_port} is above max_port {params.max_port}")
-        for port, use in ((3478, "TURN"), (3479, "the NLB's PROXY-protocol TCP"), (9641, "the admin endpoint")):
-            if params.min_port <= port <= params.max_port:
-                problems.append(f"relay ports {params.min_port}-{params.max_port} include {port}, used by {use}")
+    if not problems and params.min_port > params.max_port:
+        problems.append(f"min_port {params.min_port} is above max_port {params.max_port}")
     if problems:
         raise UserDataError(problems)
     low, high = local_port_range(params.min_port, params.max_port)
@@ -437,6 +450,7 @@ def render_turn_user_data(params: TurnParams) -> str:
         "RELAY_WHEEL_BUCKET": params.relay_wheel.bucket,
         "RELAY_WHEEL_KEY": params.relay_wheel.key,
         "RELAY_WHEEL_FILENAME": params.relay_wheel_filename,
+        **relay_listeners(),
         "MIN_PORT": params.min_port,
         "MAX_PORT": params.max_port,
         "LOCAL_PORT_RANGE": f"{low} {high}",
@@ -477,6 +491,7 @@ __all__ = [
     "check_size",
     "local_port_range",
     "relay_constraints",
+    "relay_listeners",
     "render_bbb_user_data",
     "render_proxy_user_data",
     "render_turn_user_data",

@@ -39,8 +39,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+import contract
 from cdk_constructs.lifecycle import names, permissions, state_machines
-from cdk_constructs.lifecycle.functions import POWERTOOLS_LAYER_VERSION, FunctionKit
+from cdk_constructs.lifecycle.functions import FunctionKit
 from cdk_constructs.lifecycle.prober import TurnProber
 from cdk_constructs.lifecycle.reconciler import Reconciler
 from cdk_constructs.lifecycle.timings import LifecycleTimings, ResolvedTimings
@@ -73,8 +74,7 @@ class FleetLifecycle(Construct):
         scalelite_secret: secretsmanager.ISecret | None = None,
         scalelite_api_url: str | None = None,
         timings: LifecycleTimings | None = None,
-        turn_port: int = 3478,
-        powertools_layer_version: int = POWERTOOLS_LAYER_VERSION,
+        turn_port: int = contract.TURN_PORT,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -129,7 +129,6 @@ class FleetLifecycle(Construct):
             "Functions",
             operator_topic=operator_topic,
             base_environment=base_env,
-            powertools_layer_version=powertools_layer_version,
             log_retention=log_retention,
         )
         zone_id = hosted_zone.hosted_zone_id

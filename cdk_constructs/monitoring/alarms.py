@@ -16,7 +16,7 @@ from constructs import Construct
 
 from cdk_constructs.monitoring import metrics
 from cdk_constructs.monitoring.watched import DataTier, Fleet, Frontend, Watched
-from stacks.config import Monitoring
+from settings import Monitoring
 
 GUIDE = "docs/troubleshooting.md"
 # Below this many requests in 5 minutes a few errors are noise, not a rate (a health check's 503 at night).

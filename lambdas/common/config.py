@@ -33,8 +33,11 @@ def _required(name: str) -> str:
     return value
 
 
-def _seconds(name: str, default: int, minimum: int = 1) -> int:
-    raw = _env(name, str(default))
+def _seconds(name: str, default: int | None, minimum: int = 1) -> int:
+    """A whole number from the environment; `default` None: required (set by the construct from contract.py)."""
+    raw = _env(name, None if default is None else str(default))
+    if raw is None:
+        _required(name)
     try:
         value = int(str(raw))
     except ValueError:
@@ -119,7 +122,7 @@ def load() -> Settings:
         drain_max_seconds=_seconds("DRAIN_MAX_SECONDS", 4 * 3600),
         heartbeat_interval_seconds=_seconds("HEARTBEAT_INTERVAL_SECONDS", 600),
         unreachable_after_checks=_seconds("UNREACHABLE_AFTER_CHECKS", 3),
-        turn_port=_seconds("TURN_PORT", 3478),
+        turn_port=_seconds("TURN_PORT", None),  # contract.TURN_PORT, passed by FleetLifecycle
         probe_timeout_seconds=probe_timeout_value,
         bbb_api_url_template=str(template),
     )

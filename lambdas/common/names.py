@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 
-TAG_ENVIRONMENT = "bbb-on-aws:environment"
-TAG_ROLE = "bbb-on-aws:role"
-TAG_READY = "bbb-on-aws:ready"
+# The contract's tags, re-exported: the handlers and cdk_constructs/lifecycle read them from here.
+from .contract import METRIC_NAMESPACE_PREFIX, TURN_POOL_PREFIX
+from .contract import TAG_ENVIRONMENT as TAG_ENVIRONMENT
+from .contract import TAG_READY as TAG_READY
+from .contract import TAG_ROLE as TAG_ROLE
+
 # Put on the Route 53 health checks the automation creates (the reconciler finds them by these tags).
 TAG_INSTANCE_ID = "bbb-on-aws:instance-id"
 
@@ -71,7 +74,7 @@ def parse_instance_host(name: str, domain: str) -> tuple[str, str] | None:
 
 
 def turn_pool_name(domain: str) -> str:
-    return f"turn.{normalize_domain(domain)}"
+    return f"{TURN_POOL_PREFIX}{normalize_domain(domain)}"
 
 
 def bbb_api_url(host: str) -> str:
@@ -91,7 +94,7 @@ def parse_bbb_api_url(url: str, domain: str) -> str | None:
 
 
 def metric_namespace(environment: str) -> str:
-    return f"BBBOnAWS/{environment}"
+    return f"{METRIC_NAMESPACE_PREFIX}{environment}"
 
 
 def probe_alarm_prefix(environment: str) -> str:

@@ -1,1 +1,1 @@
-"""Custom resource handlers for the CDK Provider framework (`on_event` only, no `is_complete`)."""
+"""Lambda function: the lifecycle automation's deploy-time custom resources (fleet_bootstrap)."""

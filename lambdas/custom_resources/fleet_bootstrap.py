@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from common import config, executions
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from common import config, executions, observability
+from common.custom_resource import CustomResource, Request, Result
 
-from custom_resources.framework import CustomResource, Request, Result
-
-logger = Logger()
+logger, metrics = observability.tools()
 
 
 def _physical_id() -> str:
@@ -38,9 +37,10 @@ def delete(request: Request) -> Result:
     return {"PhysicalResourceId": request.physical_id or _physical_id()}
 
 
-_resource = CustomResource(create=create_or_update, update=create_or_update, delete=delete)
+resource = CustomResource(create=create_or_update, update=create_or_update, delete=delete, logger=logger)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def on_event(event: dict[str, Any], context: Any) -> Result:
-    return _resource(event, context)
+def on_event(event: dict[str, Any], context: LambdaContext) -> Result:
+    return resource(event, context)

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import role_sql
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from common import observability
+from common.custom_resource import CustomResource, Request, Result
 
-logger = Logger()
+from database_users import role_sql
+
+logger, metrics = observability.tools()
 
 # Serverless v2 at 0 ACU resumes in up to ~15 s; a cluster still starting answers "unavailable" for a while.
 RETRYABLE = frozenset({"DatabaseResumingException", "DatabaseUnavailableException"})
@@ -140,24 +143,30 @@ def remove(target: Target) -> None:
     logger.info("Dropped role and database", extra={"role": target.role, "database": target.database})
 
 
-@logger.inject_lambda_context(log_event=False)
-def on_event(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    request_type = event.get("RequestType")
-    physical_id = str(event.get("PhysicalResourceId") or "")
-    logger.info("Database user request", extra={"request_type": request_type, "physical_id": physical_id})
-    if request_type not in ("Create", "Update", "Delete"):
-        raise ValueError(f"RequestType {request_type!r} is not Create, Update or Delete: not a custom resource event")
-    if request_type == "Delete":
-        try:
-            target = Target.of(event.get("ResourceProperties") or {})
-        except ValueError as exc:  # a Create that failed validation left nothing behind to delete
-            logger.warning("Nothing to delete", extra={"reason": str(exc)})
-            return {"PhysicalResourceId": physical_id}
-        if physical_id != target.physical_id:  # a Create that never finished
-            logger.info("Delete of a resource that was never created", extra={"physical_id": physical_id})
-            return {"PhysicalResourceId": physical_id}
-        remove(target)
-        return {"PhysicalResourceId": physical_id}
-    target = Target.of(event.get("ResourceProperties") or {})
+def create_or_update(request: Request) -> Result:
+    target = Target.of(request.properties)
     ensure(target)
     return {"PhysicalResourceId": target.physical_id}
+
+
+def delete(request: Request) -> Result:
+    physical_id = request.physical_id or ""
+    try:
+        target = Target.of(request.properties)
+    except ValueError as exc:  # a Create that failed validation left nothing behind to delete
+        logger.warning("Nothing to delete", extra={"reason": str(exc)})
+        return {"PhysicalResourceId": physical_id}
+    if physical_id != target.physical_id:  # a Create that never finished
+        logger.info("Delete of a resource that was never created", extra={"physical_id": physical_id})
+        return {"PhysicalResourceId": physical_id}
+    remove(target)
+    return {"PhysicalResourceId": physical_id}
+
+
+resource = CustomResource(create=create_or_update, update=create_or_update, delete=delete, logger=logger)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def on_event(event: Mapping[str, Any], context: LambdaContext) -> Result:
+    return resource(event, context)

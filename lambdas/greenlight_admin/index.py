@@ -20,15 +20,16 @@ ResourceProperties:
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from common import observability
+from common.custom_resource import CustomResource, Request, Result, parse
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "greenlight-admin"))
+logger, metrics = observability.tools()
 _CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 5})
 STARTED_BY = "cfn-greenlight-admin"
 LOG_LINES_IN_REASON = 15
@@ -53,8 +54,8 @@ def physical_id(properties: Mapping[str, Any]) -> str:
     return f"greenlight-admin/{properties['AdminEmail']}"
 
 
-def _properties(event: Mapping[str, Any]) -> dict[str, Any]:
-    props = dict(event.get("ResourceProperties") or {})
+def _properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    props = dict(properties)
     missing = [k for k in REQUIRED if not props.get(k)]
     if missing:
         raise PropertyError(f"missing resource properties {missing}; the stack must set all of {list(REQUIRED)}")
@@ -89,8 +90,8 @@ def _run_task_request(props: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _start(event: Mapping[str, Any]) -> dict[str, Any]:
-    props = _properties(event)
+def start(request: Request) -> Result:
+    props = _properties(request.properties)
     response = _client("ecs").run_task(**_run_task_request(props))
     failures = response.get("failures") or []
     tasks = response.get("tasks") or []
@@ -103,14 +104,18 @@ def _start(event: Mapping[str, Any]) -> dict[str, Any]:
     return {"PhysicalResourceId": physical_id(props), "Data": {"TaskArn": task_arn}}
 
 
-def on_event(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    request_type = event.get("RequestType")
-    if request_type in ("Create", "Update"):
-        return _start(event)
-    if request_type == "Delete":
-        # Keep the account: deleting a stack (or replacing this resource) must not delete users.
-        return {"PhysicalResourceId": str(event.get("PhysicalResourceId") or "greenlight-admin")}
-    raise ValueError(f"RequestType {request_type!r} is not Create, Update or Delete")
+def keep(request: Request) -> Result:
+    """Delete keeps the account: deleting a stack (or replacing this resource) must not delete users."""
+    return {"PhysicalResourceId": request.physical_id or "greenlight-admin"}
+
+
+resource = CustomResource(create=start, update=start, delete=keep, logger=logger)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def on_event(event: Mapping[str, Any], context: LambdaContext) -> Result:
+    return resource(event, context)
 
 
 def _log_tail(props: Mapping[str, Any], task_arn: str) -> list[str]:
@@ -125,11 +130,14 @@ def _log_tail(props: Mapping[str, Any], task_arn: str) -> list[str]:
     return [e["message"].rstrip() for e in events]
 
 
-def is_complete(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    if event.get("RequestType") == "Delete":
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def is_complete(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse(event)
+    if request.request_type == "Delete":
         return {"IsComplete": True}
-    props = _properties(event)
-    task_arn = (event.get("Data") or {}).get("TaskArn")
+    props = _properties(request.properties)
+    task_arn = request.data.get("TaskArn")
     if not task_arn:
         raise PropertyError("is_complete got no Data.TaskArn from on_event")
     described = _client("ecs").describe_tasks(cluster=props["Cluster"], tasks=[task_arn])

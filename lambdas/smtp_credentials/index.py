@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from smtp_password import smtp_password
+from common import observability
+from common.custom_resource import CustomResource, Request, Result
 
-logger = Logger()
+from smtp_credentials.smtp_password import smtp_password
+
+logger, metrics = observability.tools()
 
 _ACCESS_KEY_ID = re.compile(r"^AKIA[A-Z0-9]{12,124}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
@@ -125,18 +128,19 @@ def _ensure(settings: Settings, keep: str | None) -> str:
     return key_id
 
 
-def _create(properties: Mapping[str, Any]) -> dict[str, Any]:
-    return {"PhysicalResourceId": _ensure(Settings.of(properties), keep=None)}
+def create(request: Request) -> Result:
+    return {"PhysicalResourceId": _ensure(Settings.of(request.properties), keep=None)}
 
 
-def _update(properties: Mapping[str, Any], physical_id: str) -> dict[str, Any]:
-    settings = Settings.of(properties)
-    keep = physical_id if _ACCESS_KEY_ID.match(physical_id or "") else None
-    key_id = _ensure(settings, keep=keep)
-    return {"PhysicalResourceId": key_id}
+def update(request: Request) -> Result:
+    settings = Settings.of(request.properties)
+    physical_id = request.physical_id or ""
+    keep = physical_id if _ACCESS_KEY_ID.match(physical_id) else None
+    return {"PhysicalResourceId": _ensure(settings, keep=keep)}
 
 
-def _delete(properties: Mapping[str, Any], physical_id: str) -> dict[str, Any]:
+def delete(request: Request) -> Result:
+    properties, physical_id = request.properties, request.physical_id or ""
     user_name = str(properties.get("UserName") or "")
     if not user_name:
         logger.warning("Delete without UserName: nothing to clean up")
@@ -147,7 +151,7 @@ def _delete(properties: Mapping[str, Any], physical_id: str) -> dict[str, Any]:
         if exc.response["Error"]["Code"] == "NoSuchEntity":  # the user is already gone, and its keys with it
             return {"PhysicalResourceId": physical_id}
         raise
-    if _ACCESS_KEY_ID.match(physical_id or ""):
+    if _ACCESS_KEY_ID.match(physical_id):
         try:
             current = str(_held_credentials(str(properties.get("SecretArn"))).get("username", ""))
         except ClientError:
@@ -160,16 +164,10 @@ def _delete(properties: Mapping[str, Any], physical_id: str) -> dict[str, Any]:
     return {"PhysicalResourceId": physical_id}
 
 
-@logger.inject_lambda_context(log_event=False)
-def on_event(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    request_type = event.get("RequestType")
-    properties = event.get("ResourceProperties") or {}
-    physical_id = str(event.get("PhysicalResourceId") or "")
-    logger.info("SMTP credentials request", extra={"request_type": request_type, "physical_id": physical_id})
-    if request_type == "Create":
-        return _create(properties)
-    if request_type == "Update":
-        return _update(properties, physical_id)
-    if request_type == "Delete":
-        return _delete(properties, physical_id)
-    raise ValueError(f"RequestType {request_type!r} is not Create, Update or Delete: not a custom resource event")
+resource = CustomResource(create=create, update=update, delete=delete, logger=logger)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def on_event(event: Mapping[str, Any], context: LambdaContext) -> Result:
+    return resource(event, context)

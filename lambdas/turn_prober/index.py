@@ -12,11 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from common import alarms, aws, config, instances, stun
+from common import alarms, aws, config, instances, observability, stun
 
-logger = Logger()
+logger, metrics = observability.tools()
 
 
 def probe(ip: str, port: int, timeout: float) -> dict[str, Any]:
@@ -80,6 +79,7 @@ def run(settings: config.Settings) -> dict[str, Any]:
     return {"probed": len(results), "unhealthy": unhealthy, "results": results}
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return run(config.load())

@@ -7,8 +7,8 @@ pool, runs the expiry timer, and applies reloads. One instance per process (per 
     server.reload(new_config)     # SIGHUP: secrets, static users, peer lists, TLS, quotas
     await server.close()          # ends every allocation and closes every socket
 
-In a worker (relay.worker) the supervisor passes `sockets` (listeners it bound with SO_REUSEPORT),
-`port_range` (this worker's share of the relay ports), a shared `quota` (relay.shared_quotas) and a
+In a worker (relay.process.worker) the supervisor passes `sockets` (listeners it bound with SO_REUSEPORT),
+`port_range` (this worker's share of the relay ports), a shared `quota` (relay.policy.shared_quotas) and a
 config whose nonce_secret every worker shares. The allocation table, the port pool and the relay
 sockets belong to this process.
 """
@@ -24,11 +24,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from relay.auth import Authenticator
 from relay.config import Listener, RelayConfig
-from relay.nonce import Nonces
-from relay.peers import PeerPolicy
-from relay.quotas import AllocationQuota, QuotaBackend, SourceLimiter
+from relay.policy.auth import Authenticator
+from relay.policy.nonce import Nonces
+from relay.policy.peers import PeerPolicy
+from relay.policy.quotas import AllocationQuota, QuotaBackend, SourceLimiter
 from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
 from relay.server.relays import SocketBinder
@@ -72,7 +72,7 @@ class RelayServer:
             config.static_users,
             ms_timestamp_ttl=config.rest_ms_timestamp_ttl,
         )
-        # `allowed_peers` already holds the networks of `allowed_peers_file` (relay.config_loader merges
+        # `allowed_peers` already holds the networks of `allowed_peers_file` (relay.config merges
         # them, and reads the file again on every reload).
         self.peers = PeerPolicy(config.allowed_peers, config.denied_peers, allow_loopback=config.allow_loopback_peers)
         self.nonces = Nonces(config.nonce_secret or os.urandom(32), config.nonce_lifetime)

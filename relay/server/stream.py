@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from relay.proxy_protocol import ProxyHeaderBuffer, ProxyProtocolError
 from relay.server.forwarding import Forwarder, report_internal_error
+from relay.server.proxy_protocol import ProxyHeaderBuffer, ProxyProtocolError
 from relay.stun.attributes import Address
 from relay.turn.handler import TurnCore
 from relay.turn.wire import stream_frame_length

@@ -23,11 +23,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from relay.auth import Authenticator, AuthFailure, Credential
 from relay.config import RelayConfig
-from relay.nonce import Nonces, NonceStatus
-from relay.peers import PeerPolicy
-from relay.quotas import QuotaBackend, SourceLimiter, TokenBucket
+from relay.policy.auth import Authenticator, AuthFailure, Credential
+from relay.policy.nonce import Nonces, NonceStatus
+from relay.policy.peers import PeerPolicy
+from relay.policy.quotas import QuotaBackend, SourceLimiter, TokenBucket
 from relay.stun.attributes import Address
 from relay.stun.constants import (
     CHANNEL_MAX,

@@ -8,12 +8,8 @@ reads for the failure reason, is moto.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -21,7 +17,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.platform_lambdas.conftest import LambdaContext, load_handler
+
 REGION = "eu-west-1"
 CLUSTER = f"arn:aws:ecs:{REGION}:123456789012:cluster/bbb-frontend-EcsCluster"
 TASK_DEFINITION = f"arn:aws:ecs:{REGION}:123456789012:task-definition/GreenlightAdminTask:3"
@@ -30,18 +27,8 @@ COMMAND = ["set -eu\nrc=0\nbundle exec rake \"admin:create[$ADMIN_NAME,$ADMIN_EM
 LOG_GROUP = "bbb-frontend-GreenlightLogs"
 
 
-def load_handler() -> ModuleType:
-    name = "frontend_handler_greenlight_admin"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "lambdas" / "greenlight_admin" / "index.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-handler = load_handler()
+handler = load_handler("greenlight_admin")
+CONTEXT = LambdaContext()
 
 
 def properties(capacity: str = "fargate", **changes: Any) -> dict[str, Any]:
@@ -104,7 +91,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
 @pytest.mark.parametrize("capacity", ["fargate", "ec2"])
 def test_create_runs_the_admin_task_with_the_command_override(aws, capacity):
     aws.add_response("run_task", {"tasks": [task("PROVISIONING")], "failures": []}, expected_run_task(capacity))
-    result = handler.on_event(event("Create", properties(capacity)))
+    result = handler.on_event(event("Create", properties(capacity)), CONTEXT)
     assert result == {"PhysicalResourceId": "greenlight-admin/ops@example.com", "Data": {"TaskArn": TASK}}
 
 
@@ -121,7 +108,7 @@ def test_update_runs_the_idempotent_task_again_under_the_same_id(aws):
     aws.add_response("run_task", {"tasks": [task("PENDING")], "failures": []}, expected_run_task())
     old = properties()
     result = handler.on_event(event("Update", properties(), OldResourceProperties=old,
-                                    PhysicalResourceId="greenlight-admin/ops@example.com"))
+                                    PhysicalResourceId="greenlight-admin/ops@example.com"), CONTEXT)
     assert result["PhysicalResourceId"] == "greenlight-admin/ops@example.com"
 
 
@@ -129,7 +116,7 @@ def test_a_new_email_is_a_new_physical_id(aws):
     props = properties(AdminEmail="boss@example.com")
     request = expected_run_task()
     aws.add_response("run_task", {"tasks": [task("PENDING")], "failures": []}, request)
-    result = handler.on_event(event("Update", props, PhysicalResourceId="greenlight-admin/ops@example.com"))
+    result = handler.on_event(event("Update", props, PhysicalResourceId="greenlight-admin/ops@example.com"), CONTEXT)
     assert result["PhysicalResourceId"] == "greenlight-admin/boss@example.com"
 
 
@@ -137,19 +124,19 @@ def test_placement_failure_fails_the_deployment_with_ecs_reason(aws):
     failure = {"arn": "arn:container-instance", "reason": "RESOURCE:MEMORY"}
     aws.add_response("run_task", {"tasks": [], "failures": [failure]}, expected_run_task("ec2"))
     with pytest.raises(RuntimeError, match="RESOURCE:MEMORY"):
-        handler.on_event(event("Create", properties("ec2")))
+        handler.on_event(event("Create", properties("ec2")), CONTEXT)
 
 
 def test_is_complete_reports_a_running_task_as_not_complete(aws):
     aws.add_response("describe_tasks", {"tasks": [task("RUNNING")], "failures": []},
                      {"cluster": CLUSTER, "tasks": [TASK]})
-    assert handler.is_complete(event("Create", Data={"TaskArn": TASK})) == {"IsComplete": False}
+    assert handler.is_complete(event("Create", Data={"TaskArn": TASK}), CONTEXT) == {"IsComplete": False}
 
 
 def test_is_complete_on_exit_code_zero(aws):
     aws.add_response("describe_tasks", {"tasks": [task("STOPPED", 0, stoppedReason="Essential container exited")],
                                         "failures": []}, {"cluster": CLUSTER, "tasks": [TASK]})
-    assert handler.is_complete(event("Update", Data={"TaskArn": TASK})) == {"IsComplete": True}
+    assert handler.is_complete(event("Update", Data={"TaskArn": TASK}), CONTEXT) == {"IsComplete": True}
 
 
 def test_non_zero_exit_fails_with_code_reason_and_log_tail(aws):
@@ -164,7 +151,7 @@ def test_non_zero_exit_fails_with_code_reason_and_log_tail(aws):
     aws.add_response("describe_tasks", {"tasks": [task("STOPPED", 1, stoppedReason="Essential container exited")],
                                         "failures": []}, {"cluster": CLUSTER, "tasks": [TASK]})
     with pytest.raises(RuntimeError) as failure:
-        handler.is_complete(event("Create", Data={"TaskArn": TASK}))
+        handler.is_complete(event("Create", Data={"TaskArn": TASK}), CONTEXT)
     message = str(failure.value)
     assert "exit code 1" in message and "Essential container exited" in message
     assert "did not create ops@example.com" in message
@@ -176,21 +163,21 @@ def test_a_task_that_never_started_reports_ecs_reason_even_without_logs(aws):
     stopped["containers"][0]["reason"] = "CannotPullContainerError"
     aws.add_response("describe_tasks", {"tasks": [stopped], "failures": []}, {"cluster": CLUSTER, "tasks": [TASK]})
     with pytest.raises(RuntimeError, match=r"exit code None.*CannotPullContainerError.*unreadable"):
-        handler.is_complete(event("Create", Data={"TaskArn": TASK}))
+        handler.is_complete(event("Create", Data={"TaskArn": TASK}), CONTEXT)
 
 
 def test_a_vanished_task_fails(aws):
     aws.add_response("describe_tasks", {"tasks": [], "failures": [{"arn": TASK, "reason": "MISSING"}]},
                      {"cluster": CLUSTER, "tasks": [TASK]})
     with pytest.raises(RuntimeError, match="MISSING"):
-        handler.is_complete(event("Create", Data={"TaskArn": TASK}))
+        handler.is_complete(event("Create", Data={"TaskArn": TASK}), CONTEXT)
 
 
 def test_delete_keeps_the_account_and_calls_nothing(aws):
     # The Stubber has no responses queued: any ECS call would raise.
     deleted = event("Delete", PhysicalResourceId="greenlight-admin/ops@example.com")
-    assert handler.on_event(deleted) == {"PhysicalResourceId": "greenlight-admin/ops@example.com"}
-    assert handler.is_complete(deleted) == {"IsComplete": True}
+    assert handler.on_event(deleted, CONTEXT) == {"PhysicalResourceId": "greenlight-admin/ops@example.com"}
+    assert handler.is_complete(deleted, CONTEXT) == {"IsComplete": True}
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -201,9 +188,9 @@ def test_delete_keeps_the_account_and_calls_nothing(aws):
 ])
 def test_bad_properties_are_named(aws, change, message):
     with pytest.raises(ValueError, match=message):
-        handler.on_event(event("Create", properties("fargate", **change)))
+        handler.on_event(event("Create", properties("fargate", **change)), CONTEXT)
 
 
 def test_unknown_request_type_is_rejected():
     with pytest.raises(ValueError, match="not Create, Update or Delete"):
-        handler.on_event({"RequestType": "Replace"})
+        handler.on_event({"RequestType": "Replace"}, CONTEXT)

@@ -17,7 +17,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_secretsmanager as secretsmanager
 
-from stacks.config import Config, load_config
+from settings import Config, load_config
 from stacks.deployment import effective_context
 from tests.infra.synth import deployment, synth
 

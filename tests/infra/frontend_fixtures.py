@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacks.config import Config
+from settings import Config
 from tests.infra.synth import synth
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacks.config import Config
+from settings import Config
 from stacks.deployment import build_app, cdk_json_context
 
 SHAPES = ("scalable", "single")

@@ -105,8 +105,9 @@ def harness():
     stack = cdk.Stack(app, "Fleet", env=cdk.Environment(region=config.environment.region))
 
     def fleet(name: str) -> BbbFleet:
-        return BbbFleet(stack, name, config=config, vpc=inputs.vpc, turn_secret=inputs.turn_secret,
-                        bbb_secret=inputs.bbb_secret,
+        return BbbFleet(stack, name, bbb=config.bbb, deployment=config.deployment,
+                        operator_email=config.operator_email, vpc=inputs.vpc, turn_secret=inputs.turn_secret,
+                        bbb_secret=inputs.bbb_secret, cluster_proxy=False,
                         spool=Spool(file_system=inputs.file_system, access_point=inputs.spool))
 
     return stack, fleet
@@ -194,7 +195,8 @@ def test_secrets_under_a_customer_key_are_decrypted_only_through_secrets_manager
     key = kms.Key(stack, "Key")
     secret = secretsmanager.Secret(stack, "Secret", encryption_key=key)
     plain = secretsmanager.Secret(stack, "Plain")
-    host = HostRole(stack, "Host", config=config, host_role="bbb", host_logs=HostLogs(stack, "Logs", config=config))
+    logs = HostLogs(stack, "Logs", deployment=config.deployment)
+    host = HostRole(stack, "Host", deployment=config.deployment, host_role="bbb", host_logs=logs)
     host.allow_secret_read(secret, plain)
     document = stack.resolve(host.role.node.find_child("DefaultPolicy").document)
     (decrypt,) = [s for s in document["Statement"] if s["Action"] == "kms:Decrypt"]

@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from cdk_constructs.container_command import Prologue
-from stacks.frontend import SCALELITE_API_PREPARE, admin_command
+from cdk_constructs.frontend.greenlight import admin_command
+from cdk_constructs.frontend.scalelite import SCALELITE_API_PREPARE
 
 SHELLS = [["busybox", "sh"], ["dash"]]
 NASTY = "p@ss/w:rd%^ &x?#[]'\"$`\\é"

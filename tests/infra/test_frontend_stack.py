@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from stacks.frontend import ADMIN_PASSWORD_EXCLUDE, RECORDING_DIRS
+from cdk_constructs.frontend.greenlight import ADMIN_PASSWORD_EXCLUDE
+from cdk_constructs.frontend.tasks import RECORDING_DIRS
 from tests.conftest import ROOT
 from tests.infra.frontend_fixtures import frontend_synth
 

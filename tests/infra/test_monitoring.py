@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cdk_constructs.monitoring.rows import BBB_DISKS
-from stacks.config import ConfigError, load_config
+from settings import ConfigError, load_config
 from tests.infra.synth import Synth, deployment, synth
 from tests.infra.test_quality_gates import cfn_lint
 

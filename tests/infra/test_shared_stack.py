@@ -133,7 +133,7 @@ def test_smtp_handler_may_manage_only_that_users_keys(dev):
 def test_smtp_handler_runs_python_313_with_the_powertools_layer(dev):
     functions = resources(dev.template("shared"), "AWS::Lambda::Function")
     (handler,) = [f["Properties"] for k, f in functions.items() if k.startswith("SmtpCredentialsProviderHandler")]
-    assert handler["Runtime"] == "python3.13" and handler["Handler"] == "index.on_event"
+    assert handler["Runtime"] == "python3.13" and handler["Handler"] == "smtp_credentials.index.on_event"
     (layer,) = handler["Layers"]
     assert re.search(r":017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:\d+", json.dumps(layer))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,6 @@ ROOT = HERE.parent.parent
 for path in (ROOT / "lambdas", HERE / "support"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_lambda_powertools.utilities import parameters  # noqa: E402
 from common import aws  # noqa: E402
@@ -54,14 +51,6 @@ def lifecycle_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     app, _stack = lc_test_stack.build(outdir, nag=False)
     app.synth()
     return json.loads((outdir / f"{lc_test_stack.STACK_NAME}.template.json").read_text())
-
-
-@pytest.fixture(autouse=True)
-def _quiet_empty_metrics() -> None:
-    """pytest restores warning filters per test, dropping the one the handlers set at import."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
-"""The reusable custom-resource pattern (lambdas/custom_resources/framework.py) and the dispatcher's
+"""The reusable custom-resource pattern (lambdas/common/custom_resource.py) and the dispatcher's
 refusals (events that must start nothing)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from custom_resources.framework import CustomResource, Request
+from aws_lambda_powertools import Logger
+from common.custom_resource import CustomResource, Request
 
 EVENT = {
     "RequestType": "Create",
@@ -63,3 +65,17 @@ def test_dispatcher_routes_only_this_groups_lifecycle_events(world_factory: Any)
     with pytest.raises(ValueError, match="not an Auto Scaling lifecycle event"):
         world.invoke_handler("lifecycle_dispatch.", {"source": "aws.ec2", "detail": {}})
     assert world.execution_count() == 0
+
+
+def test_every_log_line_of_a_request_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = Logger(service="custom-resource-test")
+
+    def create(request: Request) -> dict[str, Any]:
+        logger.info("made")
+        return {"PhysicalResourceId": "thing-a"}
+
+    CustomResource(create=create, logger=logger)({**EVENT, "PhysicalResourceId": "old"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["message"] for line in lines] == ["custom resource request", "made"]
+    for line in lines:
+        assert (line["request_type"], line["logical_id"], line["physical_id"]) == ("Create", "Thing", "old")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from common import config, names
 
+import contract
+
 
 def test_instance_names_follow_the_contract() -> None:
     assert (
@@ -54,6 +56,7 @@ BASE = {
     "HOSTED_ZONE_ID": "/hostedzone/Z123",
     "LAUNCH_HOOK_NAME": "l",
     "TERMINATE_HOOK_NAME": "t",
+    "TURN_PORT": str(contract.TURN_PORT),
 }
 
 
@@ -79,6 +82,8 @@ def test_settings_are_read_and_normalized(monkeypatch: pytest.MonkeyPatch) -> No
         ("DRAIN_MAX_SECONDS", "4h", "is not a whole number"),
         ("DOMAIN_NAME", "nodot", "DOMAIN_NAME"),
         ("BBB_API_URL_TEMPLATE", "https://x/api", "must contain {host}"),
+        ("TURN_PORT", None, "TURN_PORT is not set"),
+        ("TURN_PORT", "3478/udp", "TURN_PORT='3478/udp' is not a whole number"),
     ],
 )
 def test_bad_settings_name_the_variable(
@@ -92,3 +97,13 @@ def test_bad_settings_name_the_variable(
         monkeypatch.setenv(key, value)
     with pytest.raises(config.ConfigurationError, match=message):
         config.load()
+
+
+def test_the_handlers_names_come_from_the_contract() -> None:
+    """The lifecycle asset ships lambdas/common/contract.py: the handlers' names are the infrastructure's."""
+    assert (names.TAG_ENVIRONMENT, names.TAG_ROLE, names.TAG_READY) == (
+        contract.TAG_ENVIRONMENT, contract.TAG_ROLE, contract.TAG_READY)
+    assert names.metric_namespace("prod") == contract.metric_namespace("prod") == "BBBOnAWS/prod"
+    assert names.instance_host("turn", "i-0abc1234", "x.org") == f"{contract.TURN_HOST_PREFIX}0abc1234.x.org"
+    assert names.instance_host("bbb", "i-0abc1234", "x.org") == f"{contract.BBB_HOST_PREFIX}0abc1234.x.org"
+    assert names.turn_pool_name("x.org") == f"{contract.TURN_POOL_PREFIX}x.org"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,24 +12,16 @@ from types import ModuleType
 import pytest
 from moto import mock_aws
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+LAMBDAS = Path(__file__).resolve().parent.parent.parent / "lambdas"
 REGION = "eu-west-1"
 
 
 def load_handler(folder: str) -> ModuleType:
-    """lambdas/<folder>/index.py under a unique module name, with its folder importable as Lambda makes it."""
-    source = ROOT / "lambdas" / folder
-    if str(source) not in sys.path:
-        sys.path.insert(0, str(source))
-    name = f"platform_handler_{folder}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, source / "index.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    """lambdas/<folder>/index.py imported as Lambda imports it: `lambdas/` is the code root (the asset holds
+    the folder and the shared library `common`), the handler is `<folder>.index`."""
+    if str(LAMBDAS) not in sys.path:
+        sys.path.insert(0, str(LAMBDAS))
+    return importlib.import_module(f"{folder}.index")
 
 
 @dataclass

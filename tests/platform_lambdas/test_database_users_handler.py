@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 from tests.platform_lambdas.conftest import load_handler
 
 handler = load_handler("database_users")
-import role_sql  # noqa: E402
+from database_users import role_sql  # noqa: E402
 
 CLUSTER = "arn:aws:rds:eu-west-1:123456789012:cluster:bbb-aurora"
 ADMIN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-abc"

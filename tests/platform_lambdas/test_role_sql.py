@@ -11,7 +11,7 @@ import pytest
 from tests.platform_lambdas.conftest import load_handler
 
 load_handler("database_users")
-import role_sql  # noqa: E402
+from database_users import role_sql  # noqa: E402
 
 
 def rfc7677_server_check(verifier: str) -> None:

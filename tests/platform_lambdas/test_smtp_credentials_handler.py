@@ -10,7 +10,7 @@ import pytest
 from tests.platform_lambdas.conftest import REGION, load_handler
 
 handler = load_handler("smtp_credentials")
-from smtp_password import smtp_password  # noqa: E402
+from smtp_credentials.smtp_password import smtp_password  # noqa: E402
 
 USER = "bbb-shared-SmtpUser"
 HOST = f"email-smtp.{REGION}.amazonaws.com"

@@ -12,7 +12,7 @@ import pytest
 from tests.platform_lambdas.conftest import load_handler
 
 load_handler("smtp_credentials")
-from smtp_password import smtp_password  # noqa: E402
+from smtp_credentials.smtp_password import smtp_password  # noqa: E402
 
 # terraform-provider-aws, internal/service/iam/access_key_test.go (TestSESSMTPPasswordFromSecretKeySigV4): a
 # second implementation of the same derivation, whose output authenticates against SES.

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.auth import Authenticator, rest_password
 from relay.config import RelayConfig
-from relay.metrics import RelayStats
-from relay.nonce import Nonces
-from relay.peers import PeerPolicy
-from relay.quotas import AllocationQuota
+from relay.ops.metrics import RelayStats
+from relay.policy.auth import Authenticator, rest_password
+from relay.policy.nonce import Nonces
+from relay.policy.peers import PeerPolicy
+from relay.policy.quotas import AllocationQuota
 from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long_term_key, verify_integrity
 from relay.stun.attributes import Address
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6

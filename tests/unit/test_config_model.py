@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from stacks.config import ConfigError, fargate_pair_ok, load_config, parameters
+import contract
+from settings import ConfigError, fargate_pair_ok, load_config, parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = json.loads((ROOT / "cdk.json").read_text())["context"]["deployment"]
@@ -196,8 +197,32 @@ def test_missing_section_names_the_context_key():
 
 def test_relay_port_range_checks():
     assert "holds 101 ports" in one_problem(**{"turn.relayPorts": {"min": 50000, "max": 50100}})
-    assert "contains the listening ports" in one_problem(**{"turn.relayPorts": {"min": 2000, "max": 9000}})
+    assert "contains the listening ports 3478" in one_problem(**{"turn.relayPorts": {"min": 2000, "max": 9000}})
     assert "min=60000 > max=50000" in one_problem(**{"turn.relayPorts": {"min": 60000, "max": 50000}})
+
+
+@pytest.mark.parametrize(("ports", "message"), [
+    # Passed the old config rule and failed only in userdata/render.py, without naming the key.
+    ({"min": 9000, "max": 12000}, f"contains the listening ports {contract.ADMIN_PORT} (the relay's admin endpoint)"),
+    ({"min": 3000, "max": 4000}, f"{contract.TURN_PORT} (TURN/STUN (UDP and TCP)), {contract.PROXY_PORT}"),
+    ({"min": 12000, "max": 60000}, "leaves fewer than 8192 ephemeral ports"),
+    ({"min": 1023, "max": 60000}, "must be at least 1024"),
+    ({"min": 40000, "max": 65536}, "must be at most 65535"),
+])
+def test_every_relay_port_problem_names_the_key_at_load(ports, message):
+    """The one rule for the relay range runs when the settings load, before any construct or user data."""
+    problem = one_problem(**{"turn.relayPorts": ports})
+    assert problem.startswith("deployment.turn.relayPorts")
+    assert message in problem
+
+
+def test_a_range_that_passes_the_settings_renders():
+    """What the settings accept, the user-data renderer (which checks bounds only) accepts too."""
+    from userdata.render import local_port_range
+
+    config = load_config(ctx(**{"turn.relayPorts": {"min": 20000, "max": 40000}}))
+    ports = config.turn.relay_ports
+    assert local_port_range(ports.min, ports.max) == (40001, 65535)
 
 
 def test_serverless_capacity_steps():

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from relay.metrics import RelayCollector, build_registry, render_metrics
+from relay.ops.metrics import RelayCollector, build_registry, render_metrics
 from relay.stun import MessageClass
 
 ROOT = Path(__file__).resolve().parents[2]

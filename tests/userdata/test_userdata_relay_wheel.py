@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from userdata.render import ALLOCATIONS_METRIC, relay_constraints
+from userdata.render import ALLOCATIONS_METRIC, relay_constraints, relay_listeners
 
 REPO = Path(__file__).resolve().parents[2]
 USERDATA = REPO / "userdata"
@@ -159,7 +159,7 @@ def test_the_rendered_production_config_passes_the_relays_own_check(installed_re
     """relay.conf exactly as a TURN host renders it (instance addresses, default ports) is valid for the relay."""
     etc = tmp_path / "etc"
     etc.mkdir()
-    env = {"RELAY_ETC": str(etc), "RELAY_USER": "root", "RELAY_GROUP": "root"}
+    env = {"RELAY_ETC": str(etc), "RELAY_USER": "root", "RELAY_GROUP": "root", **relay_listeners()}
     result = lib_shell(f"write_relay_secrets {SECRET}; printf '203.0.113.5\\n10.1.0.5\\n' >{etc}/allowed-peers.conf; "
                        "render_relay_conf turn.bbb.example.com 10.1.0.23 203.0.113.10 49152 65535 10000 16 0 3600 "
                        f">{etc}/relay.conf", env)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import contract
 from userdata import render
 from userdata.render import (
     BbbParams,
@@ -176,6 +177,9 @@ def test_turn_parameters() -> None:
     assert env["RELAY_WHEEL_KEY"] == "9f8e7d.whl"
     assert (env["TOTAL_QUOTA"], env["USER_QUOTA"], env["MAX_BPS"]) == ("10000", "16", "125000")
     assert env["ALLOCATIONS_METRIC"] == "turn_allocations"
+    # The relay's listeners come from the contract through params.env; turn/lib.sh has no defaults.
+    assert (env["LISTEN_PORT"], env["PROXY_PORT"]) == (str(contract.TURN_PORT), str(contract.PROXY_PORT))
+    assert env["ADMIN_LISTEN"] == f"127.0.0.1:{contract.ADMIN_PORT}"
 
 
 def test_no_parameter_carries_a_secret_value() -> None:
@@ -230,9 +234,10 @@ def test_shape_rules(params, message: str) -> None:
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"min_port": 3000, "max_port": 4000}, "include 3478"),
+    # Bounds only here: the listener, size and ephemeral rules are the settings' (tests/unit/test_config_model.py).
+    ({"min_port": 1023, "max_port": 4000}, "min_port"),
+    ({"min_port": 50000, "max_port": 65536}, "max_port"),
     ({"min_port": 60000, "max_port": 50000}, "is above max_port"),
-    ({"min_port": 1024, "max_port": 65535}, "include 3478"),
     ({"min_port": 12000, "max_port": 60000}, "fewer than 8192 ephemeral ports"),
     ({"relay_wheel_filename": "relay.whl"}, "relay_wheel_filename"),
     ({"user_quota": -1}, "user_quota"),

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from userdata.render import relay_listeners
 
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 TURN = ("common/lib.sh", "turn/lib.sh")
@@ -125,7 +126,7 @@ def test_peer_sync_script_uses_params(shell, peers: Path) -> None:
 
 def test_relay_conf_in_coturn_syntax(shell) -> None:
     result = shell.run("render_relay_conf turn.bbb.example.com 10.1.0.23 203.0.113.10 49152 65535 10000 16 0 3600",
-                       libs=TURN, env={"RELAY_ETC": "/etc/bbb-turn-relay"})
+                       libs=TURN, env={"RELAY_ETC": "/etc/bbb-turn-relay", **relay_listeners()})
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
     assert lines == [
@@ -172,7 +173,8 @@ def relay_exposition(stats: RelayStats, draining: bool = False) -> str:
 
 def test_relay_metrics_publish_counter_increases_once_cloudwatch_took_them(shell) -> None:
     (shell.root / "conf" / "params.env").write_text(
-        "METRICS_NAMESPACE=BBBOnAWS/bbb\nALLOCATIONS_METRIC=turn_allocations\n")
+        "METRICS_NAMESPACE=BBBOnAWS/bbb\nALLOCATIONS_METRIC=turn_allocations\n"
+        f"ADMIN_LISTEN={relay_listeners()['ADMIN_LISTEN']}\n")
     (shell.root / "conf" / "runtime.env").write_text("ASG_NAME=bbb-TurnFleet-9Z\nINSTANCE_ID=i-0turn\n")
     stats = RelayStats()
     stats.allocations, stats.allocations_created, stats.bytes_client_to_peer = 5, 120, 10_000

@@ -27,6 +27,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from contract import ALLOCATIONS_METRIC, MEETINGS_METRIC, PARTICIPANTS_METRIC  # shipped beside this file
+
 # A Prometheus text-format sample line: name, optional {labels}, value (timestamps are not emitted by the relay).
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+\d+)?$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -36,8 +38,8 @@ INSTANCE = "InstanceId"
 
 # CloudWatch name -> unit, for what a BBB host publishes.
 BBB_METRICS = {
-    "Meetings": "Count",
-    "Participants": "Count",
+    MEETINGS_METRIC: "Count",
+    PARTICIPANTS_METRIC: "Count",
     "VideoStreams": "Count",
     "RecordingsWaiting": "Count",
     "RecordingsFailed": "Count",
@@ -45,9 +47,9 @@ BBB_METRICS = {
     "CertificateDaysLeft": "None",  # days until the server's Let's Encrypt certificate expires
 }
 # CloudWatch name -> (Prometheus sample name, {label: allowed values} or {}, unit, kind). The relay's names are
-# in relay/metrics.py; `gauge` values are published as read, `counter` values as the increase since last run.
+# in relay/ops/metrics.py; `gauge` values are published as read, `counter` values as the increase since last run.
 RELAY_METRICS: dict[str, tuple[str, dict[str, tuple[str, ...]], str, str]] = {
-    "Allocations": ("turn_allocations", {}, "Count", "gauge"),
+    ALLOCATIONS_METRIC: ("turn_allocations", {}, "Count", "gauge"),
     "TcpConnections": ("turn_connections", {"transport": ("tcp",)}, "Count", "gauge"),
     "TlsConnections": ("turn_connections", {"transport": ("tls",)}, "Count", "gauge"),
     "Draining": ("turn_draining", {}, "Count", "gauge"),
@@ -68,7 +70,7 @@ RELAY_METRICS: dict[str, tuple[str, dict[str, tuple[str, ...]], str, str]] = {
 # restarted and its counters began again at zero.
 RELAY_START = "process_start_time_seconds"
 # Per-instance series too (bounded by the group's maximum size): the dashboard's per-server lines, the drain.
-PER_INSTANCE = {"Meetings", "Participants", "Allocations"}
+PER_INSTANCE = {MEETINGS_METRIC, PARTICIPANTS_METRIC, ALLOCATIONS_METRIC}
 
 
 class SourceError(ValueError):
@@ -95,12 +97,12 @@ def meeting_counts(xml_text: str) -> dict[str, int]:
     if (root.findtext("returncode") or "").strip() != "SUCCESS":
         message = (root.findtext("message") or root.findtext("messageKey") or "no returncode").strip()
         raise SourceError(f"getMeetings failed: {message}")
-    counts = {"Meetings": 0, "Participants": 0, "VideoStreams": 0}
+    counts = {MEETINGS_METRIC: 0, PARTICIPANTS_METRIC: 0, "VideoStreams": 0}
     for meeting in root.findall("meetings/meeting"):
         if (meeting.findtext("isBreakout") or "false").strip().lower() == "true":
             continue
-        counts["Meetings"] += 1
-        counts["Participants"] += _count(meeting, "participantCount")
+        counts[MEETINGS_METRIC] += 1
+        counts[PARTICIPANTS_METRIC] += _count(meeting, "participantCount")
         counts["VideoStreams"] += _count(meeting, "videoCount")
     return counts
 
@@ -108,7 +110,7 @@ def meeting_counts(xml_text: str) -> dict[str, int]:
 def count_meetings(xml_text: str) -> tuple[int, int]:
     """(meetings, participants) on this server."""
     counts = meeting_counts(xml_text)
-    return counts["Meetings"], counts["Participants"]
+    return counts[MEETINGS_METRIC], counts[PARTICIPANTS_METRIC]
 
 
 def recording_counts(root: Path, *, transfer: bool) -> dict[str, int]:
@@ -220,7 +222,7 @@ def relay_values(metrics_text: str, allocations_metric: str = "turn_allocations"
     """Every RELAY_METRICS figure as the relay reports it now (counters as totals since it started)."""
     values = {}
     for name, (sample, labels, _unit, _kind) in RELAY_METRICS.items():
-        values[name] = sum_samples(metrics_text, allocations_metric if name == "Allocations" else sample, labels)
+        values[name] = sum_samples(metrics_text, allocations_metric if name == ALLOCATIONS_METRIC else sample, labels)
     return values
 
 

@@ -1,16 +1,14 @@
 # shellcheck shell=bash
 # Steps of the TURN host bootstrap and its timers. Sourced by bootstrap.sh, peer_sync.sh and the tests.
-# Paths, ports and the service account can be moved with environment variables so the tests run the same
-# functions in a scratch directory against a real relay.
+# Paths and the service account can be moved with environment variables so the tests run the same functions
+# in a scratch directory against a real relay. The ports (LISTEN_PORT, PROXY_PORT, ADMIN_LISTEN) have no
+# default here: they come from params.env, rendered from contract.py.
 
 RELAY_ETC=${RELAY_ETC:-/etc/bbb-turn-relay}
 RELAY_VENV=${RELAY_VENV:-/opt/bbb-turn-relay}
 RELAY_USER=${RELAY_USER:-bbb-turn-relay}
 RELAY_GROUP=${RELAY_GROUP:-bbb-turn-relay}
 RELAY_PYTHON=${RELAY_PYTHON:-/usr/bin/python3}
-LISTEN_PORT=${LISTEN_PORT:-3478}
-PROXY_PORT=${PROXY_PORT:-3479}
-ADMIN_LISTEN=${ADMIN_LISTEN:-127.0.0.1:9641}
 SYSCTL_DIR=${SYSCTL_DIR:-/etc/sysctl.d}
 
 # --- Kernel -----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def browser_tooling() -> None:
         what
         for what, present in (
             (f"{CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists()),
-            ("node (Node 20)", shutil.which("node") is not None),
+            ("node (npm ci installs Node 22)", shutil.which("node") is not None),
             ("node_modules/playwright-core (npm ci)", (ROOT / "node_modules" / "playwright-core").is_dir()),
         )
         if not present
@@ -82,7 +82,7 @@ def test_chromium_data_channel_through_relay(transport: str) -> None:
 
 
 def test_chromium_over_turns(tmp_path: Path) -> None:
-    from relay.tls import ServerTls
+    from relay.policy.tls import ServerTls
 
     cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
     subprocess.run(

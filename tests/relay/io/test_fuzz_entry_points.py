@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from relay_fuzz_strategies import anything, stream_chunks
 from relay_testkit import RunningRelay, loopback_config
 
-from relay.metrics import RelayStats
+from relay.ops.metrics import RelayStats
 from relay.server.app import RelayServer
 
 ENTRY = settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))

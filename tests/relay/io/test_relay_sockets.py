@@ -205,7 +205,7 @@ def _make_cert(directory: Path) -> tuple[str, str]:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make a certificate")
 def test_tls_listener(tmp_path: Path) -> None:
-    from relay.tls import ServerTls
+    from relay.policy.tls import ServerTls
 
     cert, key = _make_cert(tmp_path)
     config = loopback_config(listeners=(Listener("tls", "127.0.0.1", 0),), cert_file=cert, key_file=key)
@@ -226,7 +226,7 @@ def test_tls_listener(tmp_path: Path) -> None:
 
 def test_reload_rotates_secrets_and_peer_file_without_dropping_sessions(tmp_path: Path) -> None:
     """Reload the way the CLI does: load_config again (it re-reads the files), apply_reload, server.reload."""
-    from relay.config_loader import apply_reload, load_config
+    from relay.config import apply_reload, load_config
 
     peers_file, secrets_file, conf = tmp_path / "allowed-peers.conf", tmp_path / "secrets", tmp_path / "relay.conf"
     peers_file.write_text("127.0.0.1\n")

@@ -7,10 +7,12 @@ import http.client
 import socket
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from relay.admin import AdminServer
-from relay.control import RelayControl
-from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.admin import AdminServer, start_admin
+from relay.ops.control import RelayControl
+from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 
 
 def run(coro):
@@ -240,3 +242,48 @@ def test_port_in_use_is_reported():
                 await other.start()
 
     run(scenario())
+
+
+class _Restarts(Collector):
+    """A collector of the caller's own, like the supervisor's worker gauges."""
+
+    def collect(self):
+        family = GaugeMetricFamily("turn_test_extra", "An extra collector registered by start_admin.")
+        family.add_metric([], 7)
+        yield family
+
+
+def test_start_admin_serves_the_relay_metrics_and_extra_collectors():
+    """The one start-up that the single process and the supervisor share: snapshot read at each scrape."""
+
+    async def scenario():
+        stats, control = RelayStats(), RelayControl(3600)
+        refreshed = []
+
+        async def refresh() -> None:
+            refreshed.append(True)
+
+        admin = await start_admin(
+            control, stats.snapshot, "127.0.0.1", 0, collectors=(_Restarts(),), before_metrics=refresh
+        )
+        assert admin is not None
+        try:
+            stats.allocations = 3
+            control.start_drain()
+            status, _, body = await request(admin.port, "GET", "/metrics")
+        finally:
+            await admin.close()
+        text = body.decode()
+        assert status == 200 and refreshed == [True]
+        assert "turn_allocations 3.0" in text and "turn_draining 1.0" in text and "turn_test_extra 7.0" in text
+
+    run(scenario())
+
+
+def test_start_admin_on_a_taken_port_tells_the_operator_and_returns_none(capsys):
+    async def scenario():
+        async with Harness() as h:
+            assert await start_admin(h.control, RelayStats().snapshot, "127.0.0.1", h.port) is None
+
+    run(scenario())
+    assert "bbb-turn-relay: cannot start the admin endpoint:" in capsys.readouterr().err

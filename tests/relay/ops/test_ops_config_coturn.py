@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import Listener
-from relay.config_loader import ALIASES, CLI_ONLY, KEY_INDEX, load_config
-from relay.logs import clear_registered_secrets
+from relay.config import ALIASES, CLI_ONLY, KEY_INDEX, Listener, load_config
+from relay.ops.logs import clear_registered_secrets
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import Listener, RelayConfig
-from relay.config_loader import (
+from relay.config import (
     KEYS,
     RELOADABLE_FIELDS,
+    Listener,
     LoadResult,
+    RelayConfig,
     apply_reload,
     config_summary,
     help_text,
     load_config,
 )
-from relay.logs import clear_registered_secrets, configure_logging, get_logger, scrub
+from relay.ops.logs import clear_registered_secrets, configure_logging, get_logger, scrub
 
 SECRET = "d41d8cd98f00b204e9800998ecf8427e"
 BASE = f"static-auth-secret={SECRET}\nrealm=turn.example.org\n"
@@ -594,7 +595,7 @@ def test_check_config_end_to_end_through_a_subprocess(tmp_path):
     (tmp_path / "turnserver.conf").write_text(BASE + "verbose\nno-stun\n")
     script = (
         "import os, sys\n"
-        "from relay.config_loader import load_config\n"
+        "from relay.config import load_config\n"
         "r = load_config(sys.argv[1:], os.environ)\n"
         "print(r.report())\n"
         "sys.exit(r.exit_code)\n"

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from relay.control import RelayControl, install_signal_handlers
+from relay.ops.control import RelayControl, install_signal_handlers
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from relay.logs import (
+from relay.ops.logs import (
     REDACTED,
     clear_registered_secrets,
     configure_logging,

@@ -7,7 +7,7 @@ import multiprocessing
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.metrics import (
+from relay.ops.metrics import (
     AUTH_FAILURE_REASONS,
     COUNTER_FIELDS,
     GAUGE_FIELDS,

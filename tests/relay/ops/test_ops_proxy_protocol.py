@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.proxy_protocol import (
+from relay.server.proxy_protocol import (
     V2_SIGNATURE,
     NeedMore,
     ProxyHeader,

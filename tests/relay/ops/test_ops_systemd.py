@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from relay.systemd import SystemdNotifier
+from relay.ops.systemd import SystemdNotifier
 
 
 @pytest.fixture

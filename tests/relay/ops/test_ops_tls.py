@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.tls import (
+from relay.policy.tls import (
     DEFAULT_TLS12_CIPHERS,
     ServerTls,
     TlsConfigError,

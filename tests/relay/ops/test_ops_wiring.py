@@ -11,13 +11,13 @@ import socket
 import subprocess
 from pathlib import Path
 
-from relay.admin import AdminServer
-from relay.config_loader import apply_reload, load_config
-from relay.control import RelayControl, install_signal_handlers
-from relay.logs import clear_registered_secrets
-from relay.metrics import RelayCollector, RelayStats, build_registry, render_metrics
-from relay.systemd import SystemdNotifier
-from relay.tls import ServerTls
+from relay.config import apply_reload, load_config
+from relay.ops.admin import AdminServer
+from relay.ops.control import RelayControl, install_signal_handlers
+from relay.ops.logs import clear_registered_secrets
+from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
+from relay.ops.systemd import SystemdNotifier
+from relay.policy.tls import ServerTls
 
 
 def make_cert(path: Path, name: str) -> None:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relay_fuzz_strategies import attribute_sections, tlv
 
-from relay.metrics import RelayStats
+from relay.ops.metrics import RelayStats
 from relay.server.dataplane import EpollDataPlane, LoopReaders, data_plane
 from relay.server.fastwire import MAX_CACHED_PEERS, parse_send
 from relay.server.mmsg import BatchReceiver, address_key

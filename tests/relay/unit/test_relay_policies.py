@@ -9,10 +9,10 @@ import ipaddress
 
 import pytest
 
-from relay.auth import Authenticator, AuthFailure, parse_rest_username, rest_password
-from relay.nonce import NONCE_LENGTH, Nonces, NonceStatus
-from relay.peers import PeerPolicy, normalise, normalise_text, parse_peer_list
-from relay.quotas import AllocationQuota, SourceLimiter, TokenBucket
+from relay.policy.auth import Authenticator, AuthFailure, parse_rest_username, rest_password
+from relay.policy.nonce import NONCE_LENGTH, Nonces, NonceStatus
+from relay.policy.peers import PeerPolicy, normalise, normalise_text, parse_peer_list
+from relay.policy.quotas import AllocationQuota, SourceLimiter, TokenBucket
 
 NOW = 1_800_000_000.0
 REALM = "turn.example.org"

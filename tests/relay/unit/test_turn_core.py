@@ -22,7 +22,7 @@ from relay_testkit import (
 from relay_testkit import CoreHarness as Harness
 
 from relay.config import RelayConfig
-from relay.quotas import SourceLimiter
+from relay.policy.quotas import SourceLimiter
 from relay.stun import Attr, Message, MessageClass, Method, decode, encode, verify_integrity
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.handler import CHANNEL_COOLDOWN

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from relay_testkit import loopback_config
 
-from relay import ipc
 from relay.config import Listener, RelayConfig
-from relay.shared_quotas import SharedQuota
-from relay.workers import bind_listeners, split_port_range, worker_count
+from relay.policy.shared_quotas import SharedQuota
+from relay.process import ipc
+from relay.process.workers import bind_listeners, split_port_range, worker_count
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -81,7 +81,7 @@ def test_shared_quota_loses_no_update_under_concurrency_from_another_process() -
     mine = SharedQuota(parent.fd, 0)
     script = (
         "import sys\n"
-        "from relay.shared_quotas import SharedQuota\n"
+        "from relay.policy.shared_quotas import SharedQuota\n"
         "q = SharedQuota(int(sys.argv[1]), 1)\n"
         "for i in range(3000):\n"
         "    assert q.try_acquire('shared-user') is None\n"

@@ -1,0 +1,102 @@
+"""The host contract's numbers and names (docs/host-contract.md), in one place.
+
+Every side reads them from here: the settings (the relay port rule), the constructs (security groups, the NLB,
+tags, metrics), the user-data renderer (which writes the ports into the host's params.env, so the shell
+scripts have no defaults of their own), the hosts' metric publisher (userdata/common/contract.py links to this
+file and ships in the bootstrap bundle) and the lifecycle Lambda handlers (common/names.py). It lives in the
+Lambda tree because the lifecycle functions' asset is `lambdas/` and must ship it; the infrastructure side
+imports it as the top-level `contract` (contract.py re-exports it). Plain values only: it imports nothing,
+and runs on the hosts' Python 3.10.
+"""
+
+from __future__ import annotations
+
+# --- TURN host ports ---------------------------------------------------------------------------------------
+TURN_PORT = 3478  # UDP and TCP: clients (TURN/STUN), the prober and the launch check
+PROXY_PORT = 3479  # plain TCP with PROXY protocol v2, from the TURN NLB only (its TLS 443 listener forwards here)
+TURNS_PORT = 443  # the NLB's TLS listener (turns.<domain>)
+ADMIN_HOST = "127.0.0.1"  # the relay's admin endpoint is never exposed
+ADMIN_PORT = 9641  # /metrics, /healthz, /readyz, POST /drain
+# The relay's fixed listeners: the relay port range must not contain any of them.
+TURN_FIXED_PORTS: dict[int, str] = {
+    TURN_PORT: "TURN/STUN (UDP and TCP)",
+    PROXY_PORT: "the NLB's PROXY-protocol TCP",
+    ADMIN_PORT: "the relay's admin endpoint",
+}
+
+# --- TURN relay port range -----------------------------------------------------------------------------------
+RELAY_PORT_FLOOR = 1024  # no privileged ports
+RELAY_PORT_CEILING = 65535
+RELAY_PORTS_MINIMUM = 1000  # each allocation holds one relay port
+# Outgoing connections of the host (AWS APIs, apt, the CloudWatch agent) take ephemeral ports outside the relay
+# range (userdata/render.py:local_port_range): at least this many must be left.
+EPHEMERAL_PORTS_MINIMUM = 8192
+
+# --- Tags (on the Auto Scaling groups, propagated to instances) -------------------------------------------
+TAG_ENVIRONMENT = "bbb-on-aws:environment"
+TAG_ROLE = "bbb-on-aws:role"
+TAG_READY = "bbb-on-aws:ready"  # the one tag a host writes, on itself, once ready
+
+# --- DNS names under <domain> --------------------------------------------------------------------------------
+BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.<domain>
+TURN_HOST_PREFIX = "turn-"  # turn-<instance id without i->.<domain>
+TURN_POOL_PREFIX = "turn."  # turn.<domain>: weighted, health-checked A records, one per TURN instance
+TURNS_PREFIX = "turns."  # turns.<domain>: the TURN NLB (TLS on 443)
+SCALELITE_PREFIX = "scalelite."  # scalelite.<domain>: Scalelite's API and recordings
+CLUSTER_PROXY_PREFIX = "bbb-proxy."  # bbb-proxy.<domain>: the optional cluster proxy (seed 001)
+
+# --- Metrics -------------------------------------------------------------------------------------------------
+METRIC_NAMESPACE_PREFIX = "BBBOnAWS/"  # + environment name
+ALLOCATIONS_METRIC = "Allocations"  # TURN hosts: live allocations (the scale-out signal)
+MEETINGS_METRIC = "Meetings"  # BBB hosts: meetings
+PARTICIPANTS_METRIC = "Participants"  # BBB hosts: participants (the scale-out signal)
+UNHEALTHY_TURN_METRIC = "UnhealthyTurnInstances"  # the prober: TURN instances failing their STUN probe
+
+
+def ephemeral_port_range(min_port: int, max_port: int) -> tuple[int, int] | None:
+    """The host's ephemeral ports (net.ipv4.ip_local_port_range) outside the relay range, or None if no window
+    leaves EPHEMERAL_PORTS_MINIMUM: Linux's default window above the range, then below, then from 10000."""
+    for low, high in ((32768, min_port - 1), (max_port + 1, 65535), (10000, min_port - 1)):
+        if high - low + 1 >= EPHEMERAL_PORTS_MINIMUM:
+            return low, high
+    return None
+
+
+def metric_namespace(environment: str) -> str:
+    return f"{METRIC_NAMESPACE_PREFIX}{environment}"
+
+
+def admin_listen() -> str:
+    """HOST:PORT of the relay's admin endpoint (the relay.conf `admin-listen` value)."""
+    return f"{ADMIN_HOST}:{ADMIN_PORT}"
+
+
+__all__ = [
+    "ADMIN_HOST",
+    "ADMIN_PORT",
+    "ALLOCATIONS_METRIC",
+    "BBB_HOST_PREFIX",
+    "CLUSTER_PROXY_PREFIX",
+    "EPHEMERAL_PORTS_MINIMUM",
+    "MEETINGS_METRIC",
+    "METRIC_NAMESPACE_PREFIX",
+    "PARTICIPANTS_METRIC",
+    "PROXY_PORT",
+    "RELAY_PORTS_MINIMUM",
+    "RELAY_PORT_CEILING",
+    "RELAY_PORT_FLOOR",
+    "SCALELITE_PREFIX",
+    "TAG_ENVIRONMENT",
+    "TAG_READY",
+    "TAG_ROLE",
+    "TURNS_PORT",
+    "TURNS_PREFIX",
+    "TURN_FIXED_PORTS",
+    "TURN_HOST_PREFIX",
+    "TURN_POOL_PREFIX",
+    "TURN_PORT",
+    "UNHEALTHY_TURN_METRIC",
+    "admin_listen",
+    "ephemeral_port_range",
+    "metric_namespace",
+]

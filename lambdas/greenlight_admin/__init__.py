@@ -1,0 +1,1 @@
+"""Lambda function: the custom resource that runs Greenlight's first-administrator task."""

@@ -1,0 +1,1 @@
+"""Lambda function: the SES SMTP credentials custom resource (IAM access key -> Secrets Manager)."""

@@ -1,0 +1,93 @@
+"""The relay's validated configuration: one immutable value that every part of the relay reads.
+
+Loading (file, CLI flags, environment, coturn's turnserver.conf keys) lives in the rest of `relay.config`;
+this module only defines the shape and the defaults, so the protocol core and the I/O layer depend on
+nothing but this value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+Transport = Literal["udp", "tcp", "tls"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket. `proxy_protocol` expects a PROXY v2 header first (TCP behind an NLB)."""
+
+    transport: Transport
+    host: str
+    port: int
+    proxy_protocol: bool = False
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    realm: str = "turn.local"
+    listeners: tuple[Listener, ...] = (
+        Listener("udp", "0.0.0.0", 3478),
+        Listener("tcp", "0.0.0.0", 3478),
+    )
+    # Relay sockets bind `relay_ip`; XOR-RELAYED-ADDRESS advertises `external_ip` (1:1 NAT on EC2).
+    relay_ip: str = "0.0.0.0"
+    external_ip: str | None = None
+    relay_ipv6: str | None = None
+    external_ipv6: str | None = None
+    min_port: int = 49152
+    max_port: int = 65535
+
+    # Authentication: TURN REST API shared secrets (all accepted, for rotation) and/or static users.
+    auth_secrets: tuple[str, ...] = ()
+    static_users: tuple[tuple[str, str], ...] = ()  # (username, password)
+    auth_secret_file: str | None = None  # one secret per line; the loader merges it into auth_secrets
+    # Key for stateless nonces; instances sharing it accept each other's nonces. None = random per start.
+    nonce_secret: bytes | None = None
+    nonce_lifetime: int = 600  # seconds; older nonces get 438 Stale Nonce
+    unauthenticated_rate: float = 10.0  # 401 responses per source IP per second
+    unauthenticated_burst: float = 20.0  # ... with bursts this large (many users behind one school NAT)
+    rest_ms_timestamp_ttl: int = 86400  # legacy BBB usernames carry a creation time in ms: valid this long
+    software: str | None = None  # SOFTWARE attribute; None = do not announce
+    fingerprint: bool = True
+
+    # Peer policy: deny-by-default special-purpose ranges; `allowed_peers` wins over every deny.
+    allowed_peers: tuple[IPNetwork, ...] = ()
+    denied_peers: tuple[IPNetwork, ...] = ()
+    allowed_peers_file: str | None = None  # re-read on SIGHUP (BBB server list kept fresh by the host)
+    allow_loopback_peers: bool = False  # tests and the benchmark only
+
+    # Quotas (0 = unlimited).
+    total_quota: int = 0
+    user_quota: int = 0
+    max_bps: int = 0  # per allocation, bytes per second, each direction
+    max_permissions: int = 100  # peer IPs per allocation (508 beyond)
+    # RFC 8656 channels are 0x4000-0x4FFF; RFC 5766 clients (coturn <= 4.6 turnutils_uclient, pjnath)
+    # pick up to 0x7FFF. Browsers count up from 0x4000, so the strict range is the default.
+    legacy_channel_numbers: bool = False
+
+    # Lifetimes (seconds), RFC 8656 defaults.
+    default_lifetime: int = 600
+    max_lifetime: int = 3600
+    permission_lifetime: int = 300
+    channel_lifetime: int = 600
+
+    # TLS (for `tls` listeners).
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    tls_ciphers: str | None = None  # None = the relay's modern default set
+
+    # Operations.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9641  # /metrics, /healthz, /readyz, POST /drain
+    drain_timeout: int = 3600  # seconds a drain waits for allocations before exiting anyway
+    drain_min_allocations: int = 0  # a drain ends once allocations fall to this many (coturn's option)
+    workers: int = 0  # 0 = one per CPU core
+    log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    # Keys read from a coturn file that were accepted but have no effect (reported as warnings).
+    ignored_keys: tuple[str, ...] = field(default=(), compare=False)

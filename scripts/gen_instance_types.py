@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Write settings/instance_types.json: every EC2 instance type the pinned botocore knows, with its architecture.
+
+The list comes from the EC2 service model shipped with botocore (the `InstanceType` enum), so it needs no
+credentials or network and changes only when botocore's pin does: run this script after bumping botocore
+(`--check` fails when the committed file is stale). Architecture is derived from the family name, because the
+service model does not carry it: Graviton families have a `g` right after the generation digit (c7g, c7gn,
+m6gd, t4g, r8gb, is4gen) plus `a1`; `mac*` is marked `mac` (dedicated hosts only); everything else is x86_64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import sys
+from pathlib import Path
+
+import botocore
+import botocore.session
+
+OUTPUT = Path(__file__).resolve().parent.parent / "settings" / "instance_types.json"
+_GRAVITON = re.compile(r"^[a-z]+\d+g[a-z]*$")
+
+
+def architecture(instance_type: str) -> str:
+    family = instance_type.split(".", 1)[0]
+    if family.startswith("mac"):
+        return "mac"
+    if family == "a1" or _GRAVITON.match(family):
+        return "arm64"
+    return "x86_64"
+
+
+def catalogue(today: datetime.date) -> dict[str, object]:
+    model = botocore.session.get_session().get_service_model("ec2")
+    names = sorted(set(model.shape_for("InstanceType").enum))
+    return {
+        "source": f"botocore {botocore.__version__}, EC2 service model {model.api_version}, shape InstanceType "
+        "(scripts/gen_instance_types.py)",
+        "botocore": botocore.__version__,
+        "generated": today.isoformat(),
+        "types": {name: architecture(name) for name in names},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed file differs (date ignored)")
+    args = parser.parse_args(argv)
+    fresh = catalogue(datetime.datetime.now(datetime.timezone.utc).date())
+    if args.check:
+        kept = json.loads(OUTPUT.read_text())
+        if {k: v for k, v in kept.items() if k != "generated"} != {k: v for k, v in fresh.items() if k != "generated"}:
+            print(
+                f"{OUTPUT} is stale for botocore {botocore.__version__}: run scripts/gen_instance_types.py",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    OUTPUT.write_text(json.dumps(fresh, indent=1) + "\n")
+    print(f"wrote {len(fresh['types'])} instance types to {OUTPUT}")  # type: ignore[arg-type]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

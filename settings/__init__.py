@@ -1,0 +1,56 @@
+"""The deployment's settings: the one typed, validated model read from cdk.json's context.
+
+- model.py: the sections and their operator docs (the README's parameter table is generated from them),
+  `Config` and the `Deployment` value every construct receives besides its own section.
+- loading.py: cdk.json context (and `-c` overrides) -> Config, every single-value problem at once.
+- rules.py: rules across keys (the relay port range among them), each naming the cdk.json keys.
+- stage_rules.py: the stage as CDK values (log retention, removal policies); the only CDK import here.
+
+Stacks and constructs import this package; it imports only `contract` (and CDK in stage_rules.py).
+"""
+
+from settings.loading import camel, load_config, parameters
+from settings.model import (
+    CONTEXT_KEY,
+    Bbb,
+    Cache,
+    ClusterProxy,
+    Config,
+    ConfigError,
+    Container,
+    Database,
+    Deployment,
+    Domain,
+    Environment,
+    Frontend,
+    Monitoring,
+    Names,
+    Network,
+    PortRange,
+    Turn,
+)
+from settings.rules import fargate_pair_ok
+
+__all__ = [
+    "CONTEXT_KEY",
+    "Bbb",
+    "Cache",
+    "ClusterProxy",
+    "Config",
+    "ConfigError",
+    "Container",
+    "Database",
+    "Deployment",
+    "Domain",
+    "Environment",
+    "Frontend",
+    "Monitoring",
+    "Names",
+    "Network",
+    "PortRange",
+    "Turn",
+    "camel",
+    "fargate_pair_ok",
+    "load_config",
+    "parameters",
+]

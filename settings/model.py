@@ -1,0 +1,315 @@
+"""The deployment's configuration model: typed sections read from cdk.json's context, each field with its
+operator-facing doc (the README's parameter table is generated from it) and its single-value checks.
+
+Everything lives under the context key `deployment` (camelCase keys, nested by section). Loading and
+single-value checks: settings/loading.py; rules across keys: settings/rules.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import contract
+
+CONTEXT_KEY = "deployment"
+
+Stage = Literal["dev", "stage", "prod"]
+Shape = Literal["scalable", "single"]
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; str() lists one problem per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"{len(problems)} problem(s) in cdk.json context '{CONTEXT_KEY}':\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Field helpers: `doc` is the operator-facing description (the README's parameter table is generated from it).
+
+
+def _f(default: Any, doc: str, **checks: Any) -> Any:
+    factory = {"default_factory": (lambda d=default: d)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"doc": doc, **checks}, **factory)
+
+
+def _required(doc: str, **checks: Any) -> Any:
+    return field(metadata={"doc": doc, "required": True, **checks})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    name: str = _f("bbb", "Environment name; prefixes every stack and resource of this deployment.",
+                   pattern=(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$", "3-20 lowercase letters, digits or '-'"))
+    stage: Stage = _f("dev", "dev: 1 NAT, single DB instance, data destroyed with the stack; "
+                             "stage/prod: NAT per AZ, DB writer+reader, deletion protection, data retained.")
+    type: Shape = _f("scalable", "scalable: Greenlight + Scalelite on ECS with BBB and TURN fleets; "
+                                 "single: one BBB host with Greenlight, plus the TURN fleet.")
+    region: str = _f("eu-west-1", "AWS region to deploy to (the availability zones must be in it).",
+                     pattern=(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", "an AWS region such as eu-west-1"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Domain:
+    hosted_zone_id: str = _required("Route 53 public hosted zone id (imported by id, no lookup).",
+                                    pattern=(r"^Z[A-Z0-9]{1,31}$", "a hosted zone id such as Z0123456789ABCDEFGHIJ"))
+    hosted_zone_name: str = _required("The hosted zone's domain name, e.g. example.com.", dns=True)
+    name: str = _required("Domain of this deployment inside the zone, e.g. bbb.example.com; "
+                          "Greenlight is served here, the other names below it.", dns=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    vpc_cidr: str = _f("10.1.0.0/16", "VPC CIDR block.", cidr=True)
+    availability_zones: list[str] = _f(["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+                                       "Availability zone names (no lookup): 2 or 3, in the region.")
+    public_subnets: list[str] = _f(["10.1.0.0/22", "10.1.4.0/22", "10.1.8.0/22"],
+                                   "Public subnet CIDRs, one per AZ (ALB, NLB, NAT, BBB and TURN hosts).", cidrs=True)
+    application_subnets: list[str] = _f(["10.1.16.0/20", "10.1.32.0/20", "10.1.48.0/20"],
+                                        "Private application subnet CIDRs, one per AZ (ECS, EFS, Lambda).",
+                                        cidrs=True)
+    database_subnets: list[str] = _f(["10.1.64.0/24", "10.1.65.0/24", "10.1.66.0/24"],
+                                     "Isolated database subnet CIDRs, one per AZ (Aurora, ElastiCache).", cidrs=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Database:
+    engine_version: str = _f("17.9", "Aurora PostgreSQL engine version (major.minor).",
+                             pattern=(r"^(1[3-8])\.\d{1,2}$", "an Aurora PostgreSQL version 13.x to 18.x"))
+    capacity: Literal["serverless", "provisioned"] = _f("serverless", "Aurora Serverless v2 or provisioned instances.")
+    instance_class: str = _f("db.t4g.medium", "Instance class when capacity is provisioned.",
+                             pattern=(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a DB instance class such as db.t4g.medium"))
+    serverless_min_acu: float = _f(0.5, "Serverless v2 minimum capacity (ACU, 0 to 256 in steps of 0.5).")
+    serverless_max_acu: float = _f(4.0, "Serverless v2 maximum capacity (ACU, 1 to 256 in steps of 0.5).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cache:
+    engine: Literal["valkey", "redis"] = _f("valkey", "ElastiCache engine.")
+    engine_version: str = _f("8.0", "Engine version.", pattern=(r"^\d+\.\d+$", "major.minor, e.g. 8.0"))
+    node_type: str = _f("cache.t4g.micro", "Cache node type.",
+                        pattern=(r"^cache\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a cache node type such as cache.t4g.micro"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Container:
+    image: str = _required("Container image.", pattern=(r"^[\w.\-/:@]+$", "an image reference such as repo/name:tag"))
+    cpu: int = _required("CPU units (1024 = 1 vCPU).", minimum=64, maximum=16384)
+    memory_mib: int = _required("Memory limit in MiB.", minimum=128, maximum=122880)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frontend:
+    capacity: Literal["ec2", "fargate"] = _f("ec2", "ECS capacity: EC2 instances (as the sample) or Fargate.")
+    instance_type: str = _f("t3a.large", "ECS container instance type (capacity ec2).", instance_type=True)
+    min_instances: int = _f(1, "ECS instances: minimum.", minimum=0, maximum=100)
+    desired_instances: int = _f(2, "ECS instances: desired.", minimum=0, maximum=100)
+    max_instances: int = _f(4, "ECS instances: maximum.", minimum=1, maximum=100)
+    greenlight: Container = _f(Container(image="bigbluebutton/greenlight:v3", cpu=512, memory_mib=1024),
+                               "Greenlight v3.")
+    scalelite_api: Container = _f(Container(image="blindsidenetwks/scalelite:v1.6-api", cpu=512, memory_mib=1024),
+                                  "Scalelite API (same task as nginx).")
+    scalelite_nginx: Container = _f(Container(image="blindsidenetwks/scalelite:v1.6-nginx", cpu=512, memory_mib=1024),
+                                    "Scalelite nginx (same task as the API).")
+    scalelite_poller: Container = _f(Container(image="blindsidenetwks/scalelite:v1.6-poller", cpu=256, memory_mib=512),
+                                     "Scalelite poller.")
+    scalelite_importer: Container = _f(Container(image="blindsidenetwks/scalelite:v1.6-recording-importer",
+                                                 cpu=256, memory_mib=512),
+                                       "Scalelite recording importer (always exactly one task).")
+    greenlight_tasks: int = _f(2, "Greenlight tasks (desired).", minimum=1, maximum=20)
+    scalelite_api_tasks: int = _f(2, "Scalelite API+nginx tasks (desired).", minimum=1, maximum=20)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PortRange:
+    min: int = _f(49152, "Lowest relay port.", minimum=1024, maximum=65535)
+    max: int = _f(65535, "Highest relay port.", minimum=1024, maximum=65535)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bbb:
+    instance_type: str = _f("c5a.2xlarge", "BBB server instance type (BBB recommends 8 cores, 16 GB).",
+                            instance_type=True)
+    min_instances: int = _f(1, "BBB servers: minimum.", minimum=0, maximum=200)
+    desired_instances: int = _f(1, "BBB servers: desired.", minimum=0, maximum=200)
+    max_instances: int = _f(3, "BBB servers: maximum.", minimum=1, maximum=200)
+    root_volume_gib: int = _f(40, "Root volume size (GiB).", minimum=20, maximum=16384)
+    data_volume_gib: int = _f(100, "Data volume for /var/bigbluebutton (GiB).", minimum=10, maximum=16384)
+    participants_per_server: int = _f(100, "Scale-out target: average participants per BBB server.",
+                                      minimum=1, maximum=5000)
+    drain_max_hours: float = _f(4.0, "Longest a BBB server waits for meetings and recordings on scale-in.",
+                                minimum=0.5, maximum=47)
+    install_sha256: str | None = _f(None, "SHA-256 of the reviewed bbb-install.sh (v3.0 branch) to refuse any "
+                                          "other script; null = trust the branch over HTTPS.",
+                                    pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Turn:
+    instance_type: str = _f("t3.small", "TURN server instance type.", instance_type=True)
+    min_instances: int = _f(1, "TURN servers: minimum.", minimum=1, maximum=100)
+    desired_instances: int = _f(2, "TURN servers: desired.", minimum=1, maximum=100)
+    max_instances: int = _f(4, "TURN servers: maximum.", minimum=1, maximum=100)
+    root_volume_gib: int = _f(10, "Root volume size (GiB).", minimum=8, maximum=1024)
+    relay_ports: PortRange = _f(PortRange(), "UDP relay port range.")
+    user_quota: int = _f(16, "Allocations per TURN username (0 = unlimited).", minimum=0, maximum=100000)
+    total_quota: int = _f(10000, "Allocations per TURN server (0 = unlimited).", minimum=0, maximum=1000000)
+    max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
+    allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
+                                     minimum=1, maximum=1000000)
+    # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
+    drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
+                                minimum=1, maximum=2820)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterProxy:
+    enabled: bool = _f(False, "Serve every BBB server's HTML5 client under bbb-proxy.<domain> (seed 001).")
+    instance_type: str = _f("t3.small", "Cluster proxy instance type.", instance_type=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Monitoring:
+    """Alarm thresholds (cdk_constructs/monitoring/README.md lists each alarm and what it watches)."""
+
+    capacity_percent: int = _f(90, "Alarm when a BBB or TURN fleet at its maximum size carries this percentage of "
+                                   "its per-server scaling target (bbb.participantsPerServer, "
+                                   "turn.allocationsPerServer) for 5 minutes.", minimum=10, maximum=1000)
+    alb_5xx_percent: float = _f(5.0, "Alarm when this percentage of the frontend's requests fail with a 5xx "
+                                     "(load balancer or target) for 15 minutes.", minimum=0.1, maximum=100)
+    database_cpu_percent: int = _f(80, "Alarm when Aurora's CPU (and, serverless, its capacity used of "
+                                       "database.serverlessMaxAcu) stays at or above this for 15 minutes.",
+                                   minimum=10, maximum=100)
+    cache_cpu_percent: int = _f(80, "Alarm when a cache node's engine CPU stays at or above this for 15 minutes.",
+                                minimum=10, maximum=100)
+    cache_memory_percent: int = _f(85, "Alarm when a cache node's memory use stays at or above this for 15 minutes.",
+                                   minimum=10, maximum=100)
+    disk_percent: int = _f(85, "Alarm when a disk of a BBB server (/, /var/bigbluebutton) or a TURN server (/) "
+                                "is this full for 15 minutes.", minimum=10, maximum=99)
+    certificate_days: int = _f(30, "Alarm when the ACM certificate expires in fewer days (ACM renews 60 days "
+                                   "before expiry, so this means renewal is stuck).", minimum=1, maximum=395)
+    server_certificate_days: int = _f(10, "Alarm when a BBB server's Let's Encrypt certificate expires in fewer "
+                                          "days (certbot renews from 30 days before expiry, or a third of the "
+                                          "lifetime for shorter certificates).", minimum=1, maximum=60)
+    spool_age_minutes: int = _f(60, "Alarm when a recording has waited this long in the Scalelite spool "
+                                    "(the importer is stopped or refuses it).", minimum=5, maximum=10080)
+    ses_bounce_percent: float = _f(5.0, "Alarm at this SES bounce rate (AWS reviews the account at 5 %, may pause "
+                                        "sending at 10 %).", minimum=0.1, maximum=10)
+    ses_complaint_percent: float = _f(0.1, "Alarm at this SES complaint rate (AWS reviews at 0.1 %, may pause "
+                                           "sending at 0.5 %).", minimum=0.01, maximum=0.5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    environment: Environment = _f(Environment(), "Environment.")
+    operator_email: str = _required("Operator e-mail: alarms, Let's Encrypt, Greenlight's first administrator.",
+                                    email=True)
+    domain: Domain = _required("DNS.")
+    ses_region: str | None = _f(None, "SES region if SES is not available in the deployment region (null = same).",
+                                pattern=(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", "an AWS region such as eu-west-1"))
+    network: Network = _f(Network(), "Network.")
+    database: Database = _f(Database(), "Aurora PostgreSQL.")
+    cache: Cache = _f(Cache(), "ElastiCache.")
+    frontend: Frontend = _f(Frontend(), "ECS frontend (Greenlight, Scalelite).")
+    bbb: Bbb = _f(Bbb(), "BigBlueButton servers.")
+    turn: Turn = _f(Turn(), "TURN servers.")
+    cluster_proxy: ClusterProxy = _f(ClusterProxy(), "Cluster proxy.")
+    monitoring: Monitoring = _f(Monitoring(), "Dashboard and alarm thresholds.")
+
+    # -- derived values: the one place stacks read stage rules and names from ----------------------------
+
+    @property
+    def is_production_like(self) -> bool:
+        return self.environment.stage != "dev"
+
+    @property
+    def nat_gateways(self) -> int:
+        return len(self.network.availability_zones) if self.is_production_like else 1
+
+    @property
+    def log_retention_days(self) -> int:
+        return {"dev": 7, "stage": 90, "prod": 365}[self.environment.stage]
+
+    @property
+    def backup_retention_days(self) -> int:
+        return {"dev": 1, "stage": 7, "prod": 30}[self.environment.stage]
+
+    @property
+    def names(self) -> Names:
+        return Names(domain=self.domain.name)
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of stack names, alarm names and metric namespaces of this deployment."""
+        return self.environment.name
+
+    @property
+    def deployment(self) -> Deployment:
+        """What every construct reads besides its own section."""
+        return Deployment(
+            environment_name=self.environment.name, names=self.names, is_production_like=self.is_production_like,
+            log_retention_days=self.log_retention_days, backup_retention_days=self.backup_retention_days,
+        )
+
+    @property
+    def metric_namespace(self) -> str:
+        return contract.metric_namespace(self.environment.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Names:
+    """DNS names of the deployment (see docs/host-contract.md)."""
+
+    domain: str
+
+    @property
+    def greenlight(self) -> str:
+        return self.domain
+
+    @property
+    def scalelite(self) -> str:
+        return f"{contract.SCALELITE_PREFIX}{self.domain}"
+
+    @property
+    def turn(self) -> str:
+        return f"{contract.TURN_POOL_PREFIX}{self.domain}"
+
+    @property
+    def turns(self) -> str:
+        return f"{contract.TURNS_PREFIX}{self.domain}"
+
+    @property
+    def cluster_proxy(self) -> str:
+        return f"{contract.CLUSTER_PROXY_PREFIX}{self.domain}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deployment:
+    """The deployment-wide values a construct needs besides its own section: names, namespace, stage facts.
+
+    Plain values; settings/stage_rules.py turns the stage facts into CDK values (retention, removal policy).
+    """
+
+    environment_name: str
+    names: Names
+    is_production_like: bool
+    log_retention_days: int
+    backup_retention_days: int
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of stack names, alarm names and descriptions of this deployment."""
+        return self.environment_name
+
+    @property
+    def metric_namespace(self) -> str:
+        return contract.metric_namespace(self.environment_name)
