@@ -26,15 +26,18 @@ GIB = 2**30
 
 # What the stacks create, per shape (see the module docstring).
 SECRETS = {"scalable": 10, "single": 6}  # Secrets Manager secrets: shared (6) + data (3) + frontend (1)
-STATIC_ALARMS = {"scalable": 31, "single": 30}  # CloudWatch alarms in the templates (fleets stack)
+STATIC_ALARMS = {"scalable": 47, "single": 39}  # CloudWatch alarms in the dev templates (fleets, monitoring)
 KMS_KEYS = 1  # shared stack
 DASHBOARDS = 1
 ECS_ROOT_GIB = 30  # cdk_constructs/ecs_cluster.py
 PROXY_ROOT_GIB = 10  # cdk_constructs/cluster_proxy.py
-# Custom metrics (namespace BBBOnAWS/<env> and the Lambdas' own): a fixed base, plus per TURN instance
-# Allocations{group,instance} and TurnProbeHealthy{instance}. An estimate: CloudWatch bills each series.
-BASE_CUSTOM_METRICS = 20
+# Custom metrics (namespace BBBOnAWS/<env> and the Lambdas' own): a fixed base (the Lambdas', the agent's, the
+# relay's 16 and the BBB servers' 7 per group: docs/host-contract.md), plus per TURN instance
+# Allocations{group,instance} and TurnProbeHealthy{instance}, per BBB server Meetings and Participants
+# {group,instance}. An estimate: CloudWatch bills each series.
+BASE_CUSTOM_METRICS = 40
 METRICS_PER_TURN_INSTANCE = 2
+METRICS_PER_BBB_INSTANCE = 2
 
 
 class PriceError(ValueError):
@@ -277,6 +280,7 @@ class Estimate:
     def _operations(self, fleets: list[tuple[str, str, str, tuple[int, int, int], int]]) -> None:
         t, shape = self.t, self.c.environment.type
         turn = next(f[3] for f in fleets if f[0] == "TURN servers")
+        bbb = next(f[3] for f in fleets if f[0] in ("BBB servers", "BBB+Greenlight host"))
         secret, src = t.get("secretMonth")
         self._fixed("Secrets Manager", f"{SECRETS[shape]} secrets", secret * SECRETS[shape], src)
         kms, src = t.get("kmsKeyMonth")
@@ -292,9 +296,13 @@ class Estimate:
         metric, s1 = t.get("cloudwatchMetricMonth")
         self.add(
             "CloudWatch custom metrics",
-            f"~{BASE_CUSTOM_METRICS} + {METRICS_PER_TURN_INSTANCE} per TURN server",
+            f"~{BASE_CUSTOM_METRICS} + {METRICS_PER_TURN_INSTANCE} per TURN server"
+            f" + {METRICS_PER_BBB_INSTANCE} per BBB server",
             metric,
-            tuple(BASE_CUSTOM_METRICS + METRICS_PER_TURN_INSTANCE * n for n in turn),
+            tuple(
+                BASE_CUSTOM_METRICS + METRICS_PER_TURN_INSTANCE * n + METRICS_PER_BBB_INSTANCE * b
+                for n, b in zip(turn, bbb, strict=True)
+            ),
             s1,
         )  # type: ignore[arg-type]
         dash, s1 = t.get("cloudwatchDashboardMonth")

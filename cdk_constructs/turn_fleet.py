@@ -172,7 +172,8 @@ class TurnFleet(Construct):
             self, "NoHealthyInstance",
             alarm_description=(
                 f"{deployment.prefix}: no TURN instance passes the STUN probe; clients behind NAT cannot join "
-                "audio/video"
+                "audio/video. Check first: the relays' state in the TURN group and their journal (application "
+                "log group). Guide: docs/troubleshooting.md#turn-alarm"
             ),
             metric=cloudwatch.MathExpression(
                 expression="inService - FILL(unhealthy, 0)",

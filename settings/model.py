@@ -178,6 +178,37 @@ class ClusterProxy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Monitoring:
+    """Alarm thresholds (cdk_constructs/monitoring/README.md lists each alarm and what it watches)."""
+
+    capacity_percent: int = _f(90, "Alarm when a BBB or TURN fleet at its maximum size carries this percentage of "
+                                   "its per-server scaling target (bbb.participantsPerServer, "
+                                   "turn.allocationsPerServer) for 5 minutes.", minimum=10, maximum=1000)
+    alb_5xx_percent: float = _f(5.0, "Alarm when this percentage of the frontend's requests fail with a 5xx "
+                                     "(load balancer or target) for 15 minutes.", minimum=0.1, maximum=100)
+    database_cpu_percent: int = _f(80, "Alarm when Aurora's CPU (and, serverless, its capacity used of "
+                                       "database.serverlessMaxAcu) stays at or above this for 15 minutes.",
+                                   minimum=10, maximum=100)
+    cache_cpu_percent: int = _f(80, "Alarm when a cache node's engine CPU stays at or above this for 15 minutes.",
+                                minimum=10, maximum=100)
+    cache_memory_percent: int = _f(85, "Alarm when a cache node's memory use stays at or above this for 15 minutes.",
+                                   minimum=10, maximum=100)
+    disk_percent: int = _f(85, "Alarm when a disk of a BBB server (/, /var/bigbluebutton) or a TURN server (/) "
+                                "is this full for 15 minutes.", minimum=10, maximum=99)
+    certificate_days: int = _f(30, "Alarm when the ACM certificate expires in fewer days (ACM renews 60 days "
+                                   "before expiry, so this means renewal is stuck).", minimum=1, maximum=395)
+    server_certificate_days: int = _f(10, "Alarm when a BBB server's Let's Encrypt certificate expires in fewer "
+                                          "days (certbot renews from 30 days before expiry, or a third of the "
+                                          "lifetime for shorter certificates).", minimum=1, maximum=60)
+    spool_age_minutes: int = _f(60, "Alarm when a recording has waited this long in the Scalelite spool "
+                                    "(the importer is stopped or refuses it).", minimum=5, maximum=10080)
+    ses_bounce_percent: float = _f(5.0, "Alarm at this SES bounce rate (AWS reviews the account at 5 %, may pause "
+                                        "sending at 10 %).", minimum=0.1, maximum=10)
+    ses_complaint_percent: float = _f(0.1, "Alarm at this SES complaint rate (AWS reviews at 0.1 %, may pause "
+                                           "sending at 0.5 %).", minimum=0.01, maximum=0.5)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     environment: Environment = _f(Environment(), "Environment.")
     operator_email: str = _required("Operator e-mail: alarms, Let's Encrypt, Greenlight's first administrator.",
@@ -192,6 +223,7 @@ class Config:
     bbb: Bbb = _f(Bbb(), "BigBlueButton servers.")
     turn: Turn = _f(Turn(), "TURN servers.")
     cluster_proxy: ClusterProxy = _f(ClusterProxy(), "Cluster proxy.")
+    monitoring: Monitoring = _f(Monitoring(), "Dashboard and alarm thresholds.")
 
     # -- derived values: the one place stacks read stage rules and names from ----------------------------
 

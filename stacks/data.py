@@ -44,6 +44,8 @@ class DataStack(Stack):
             self, vpc=vpc, subnets=database_subnets, settings=config.cache, availability_zones=zones,
             deployment=deployment,
         )
+        # Its member nodes, <replication group id>-001...: the CacheClusterId of their CloudWatch metrics.
+        self.cache_nodes = [f"{cache.ref}-{n:03d}" for n in range(1, (cache.num_cache_clusters or 1) + 1)]
         self.data = Data(
             database=database,
             greenlight_db=app_secrets["greenlight"],

@@ -23,6 +23,7 @@ from stacks.data import DataStack
 from stacks.email import EmailStack
 from stacks.fleets import FleetsStack
 from stacks.frontend import FrontendStack
+from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
 from stacks.shared import SharedStack, ses_region
 
@@ -84,22 +85,28 @@ def compose(app: cdk.App, config: Config) -> None:
         **stack_props("email", "SES domain identity, DKIM, MAIL FROM, DMARC"),
         "env": cdk.Environment(region=ses_region(config)),
     })
-    data = (
+    data_stack = (
         DataStack(
             app, f"{name}-data", config=config, vpc=network.vpc,
             application_subnets=network.application_subnets, database_subnets=network.database_subnets,
             **stack_props("data", "recordings EFS, Aurora PostgreSQL, Valkey/Redis cache"),
-        ).data
+        )
         if config.environment.type == "scalable"
         else None
     )
+    data = None if data_stack is None else data_stack.data
+    frontend = None
     if data is not None:
-        FrontendStack(
+        frontend = FrontendStack(
             app, f"{name}-frontend", config=config, vpc=network.vpc, shared=shared, data=data,
             public_subnets=network.public_subnets, application_subnets=network.application_subnets,
             **stack_props("frontend", "ECS running Greenlight v3 and Scalelite behind an HTTPS load balancer"),
         )
-    FleetsStack(
+    fleets = FleetsStack(
         app, f"{name}-fleets", config=config, vpc=network.vpc, shared=shared, data=data,
         **stack_props("fleets", "TURN relays behind DNS and an NLB, BigBlueButton servers, lifecycle automation"),
+    )
+    MonitoringStack(
+        app, f"{name}-monitoring", config=config, shared=shared, fleets=fleets, frontend=frontend, data=data_stack,
+        ses_region=ses_region(config), **stack_props("monitoring", "operations dashboard, alarms to the operator"),
     )

@@ -14,6 +14,8 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_ses as ses
 from constructs import Construct
 
+from cdk_constructs.monitoring.alarms import ses_alarms
+from cdk_constructs.operator_topic import operator_topic
 from settings import Config
 from stacks.shared import import_zone, ses_region
 
@@ -62,6 +64,11 @@ class EmailStack(Stack):
         )
         route53.TxtRecord(self, "MailFromSpf", zone=zone, record_name=mail_from, values=[SPF],
                           ttl=Duration.minutes(30))
+        # SES's reputation alarms must be in SES's region, with a topic of that region: the monitoring stack
+        # has them when that is the deployment's region.
+        if ses_region(config) != config.environment.region:
+            topic = operator_topic(self, prefix=config.prefix, email=config.operator_email)
+            ses_alarms(self, region=ses_region(config), thresholds=config.monitoring, topic=topic)
         # At the zone apex the operator very likely has a DMARC policy already (a second TXT record set of the
         # same name would fail the deployment); below it, the name is ours.
         if domain != config.domain.hosted_zone_name:

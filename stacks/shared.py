@@ -8,18 +8,17 @@ lambdas/smtp_credentials) that creates the IAM access key itself.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CustomResource, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from cdk_constructs.custom_resource_provider import PythonCustomResourceProvider
 from cdk_constructs.nag import acknowledge
+from cdk_constructs.operator_topic import operator_topic
 from settings import Config
 from stacks.interfaces import PlatformSecrets, Shared
 
@@ -62,40 +61,7 @@ class SharedStack(Stack):
     # -- operator notifications ------------------------------------------------------------------------------
 
     def _operator_topic(self) -> sns.ITopic:
-        """Encrypted with our own key: the AWS-managed SNS key's policy cannot be extended, so CloudWatch alarms
-        and EventBridge rules could not publish to a topic encrypted with it."""
-        key = kms.Key(
-            self,
-            "OperatorTopicKey",
-            description=f"Encrypts the operator notification topic of {self._config.prefix}",
-            enable_key_rotation=True,
-            pending_window=Duration.days(7),
-            removal_policy=RemovalPolicy.DESTROY,  # protects messages in flight only; nothing to keep
-        )
-        publishers = [iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")]
-        # What AWS documents for alarms/rules publishing to an SSE-KMS topic: the service needs a data key.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AlarmsAndRulesPublishToEncryptedTopic",
-                principals=publishers,  # type: ignore[arg-type]
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],  # in a key policy, "*" is this key
-            )
-        )
-        topic = sns.Topic(self, "OperatorTopic", display_name=f"BBB {self._config.prefix}", master_key=key,
-                          enforce_ssl=True)
-        # The topic policy replaces SNS's default one, so the publishers of this account are allowed explicitly.
-        topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AlarmsAndRulesOfThisAccountPublish",
-                principals=publishers,  # type: ignore[arg-type]
-                actions=["sns:Publish"],
-                resources=[topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
-            )
-        )
-        topic.add_subscription(subscriptions.EmailSubscription(self._config.operator_email))
-        return topic
+        return operator_topic(self, prefix=self._config.prefix, email=self._config.operator_email)
 
     # -- generated secrets -----------------------------------------------------------------------------------
 

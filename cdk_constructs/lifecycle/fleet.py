@@ -47,6 +47,7 @@ from cdk_constructs.lifecycle.reconciler import Reconciler
 from cdk_constructs.lifecycle.timings import LifecycleTimings, ResolvedTimings
 from cdk_constructs.nag import acknowledge, resource_finding
 
+DRAIN_GUIDE = "docs/troubleshooting.md#drain-does-not-finish"
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
@@ -183,13 +184,16 @@ class FleetLifecycle(Construct):
             "LaunchStateMachine",
             state_machines.launch_definition(self, self.launch_function, poll=t.launch_poll),
             timeout=t.launch_max + 30 * 60,
+            guide=_guide(role),
         )
         drain = (
             state_machines.turn_drain_definition(self, self.drain_function, poll=t.drain_poll, dns_wait=t.dns_ttl_wait)
             if role == "turn"
             else state_machines.bbb_drain_definition(self, self.drain_function, poll=t.drain_poll)
         )
-        self.drain_state_machine = self._state_machine("DrainStateMachine", drain, timeout=t.drain_max + 3600)
+        self.drain_state_machine = self._state_machine(
+            "DrainStateMachine", drain, timeout=t.drain_max + 3600, guide=DRAIN_GUIDE
+        )
         machines = [self.launch_state_machine, self.drain_state_machine]
         machine_arns = [machine.state_machine_arn for machine in machines]
         machines_env = {
@@ -241,7 +245,8 @@ class FleetLifecycle(Construct):
                 statistic="Sum",
                 period=Duration.minutes(5),
             ),
-            "Lifecycle events could not be delivered to the dispatcher (the reconciler recovers them)",
+            "Lifecycle events could not be delivered to the dispatcher (the reconciler recovers them). Check first: "
+            f"the dispatcher function's errors and the rule's target. Guide: {DRAIN_GUIDE}",
         )
 
         # --- reconciler, prober, bootstrap ---------------------------------------------------------
@@ -314,26 +319,31 @@ class FleetLifecycle(Construct):
             self,
             "LaunchAbandonedAlarm",
             custom("LaunchAbandoned", "lifecycle-launch"),
-            f"A {role} instance did not become ready and was abandoned (Auto Scaling replaces it)",
+            f"A {role} instance did not become ready and was abandoned (Auto Scaling replaces it). Check first: the "
+            f"instance's bootstrap log (system log group, stream <instance id>/bootstrap). Guide: {_guide(role)}",
         )
         self.kit.alarm(
             self,
             "DrainMaxReachedAlarm",
             custom("DrainMaxReached", "lifecycle-drain"),
-            f"A {role} drain reached its maximum; remaining sessions were ended",
+            f"A {role} drain reached its maximum; remaining sessions were ended. Check first: the drain execution's "
+            f"history (what it waited for). Guide: {DRAIN_GUIDE}",
         )
         if role == "bbb":
             self.kit.alarm(
                 self,
                 "ScaleliteErrorsAlarm",
                 custom("ScaleliteErrors", "lifecycle-drain"),
-                "Scalelite's API keeps failing during drains",
+                "Scalelite's API keeps failing during drains. Check first: the Scalelite service's tasks and logs. "
+                "Guide: docs/troubleshooting.md#server-not-receiving-meetings",
                 threshold=5,
                 evaluation_periods=3,
             )
         self._acknowledge(provider)
 
-    def _state_machine(self, construct_id: str, definition: sfn.IChainable, *, timeout: int) -> sfn.StateMachine:
+    def _state_machine(
+        self, construct_id: str, definition: sfn.IChainable, *, timeout: int, guide: str
+    ) -> sfn.StateMachine:
         log_group = logs.LogGroup(
             self, f"{construct_id}Logs", retention=self.kit.log_retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -346,16 +356,17 @@ class FleetLifecycle(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
-        for name, metric in (
-            ("Failed", machine.metric_failed()),
-            ("TimedOut", machine.metric_timed_out()),
-            ("Aborted", machine.metric_aborted()),
+        for name, metric, outcome in (
+            ("Failed", machine.metric_failed(), "failed"),
+            ("TimedOut", machine.metric_timed_out(), "timed out"),
+            ("Aborted", machine.metric_aborted(), "was aborted"),
         ):
             self.kit.alarm(
                 self,
                 f"{construct_id}{name}",
                 metric,
-                f"{construct_id}: an execution {name.lower()} (see its execution history)",
+                f"{construct_id}: an execution {outcome}. Check first: its execution history (the last step and its "
+                f"error). Guide: {guide}",
             )
         return machine
 
@@ -436,6 +447,12 @@ class FleetLifecycle(Construct):
 
     def _environment_name(self) -> str:
         return self.kit.base_environment["ENVIRONMENT_NAME"]
+
+
+def _guide(role: str) -> str:
+    """The troubleshooting guide's section for a launch problem of this fleet."""
+    section = "turn-alarm" if role == "turn" else "server-not-receiving-meetings"
+    return f"docs/troubleshooting.md#{section}"
 
 
 def _record_patterns(role: str, domain: str) -> list[str]:

@@ -44,8 +44,8 @@ DEFAULT = {
     "EFS recordings": (33.00,) * 3,  # 0.33 x 100 GB
     "Secrets Manager": (4.00,) * 3,  # 10 x 0.40
     "KMS": (1.00,) * 3,
-    "CloudWatch alarms": (3.20, 3.30, 3.50),  # (31 + TURN servers) x 0.10
-    "CloudWatch custom metrics": (6.60, 7.20, 8.40),  # (20 + 2 x TURN servers) x 0.30
+    "CloudWatch alarms": (4.80, 4.90, 5.10),  # (47 + TURN servers) x 0.10
+    "CloudWatch custom metrics": (13.20, 13.80, 16.20),  # (40 + 2 x TURN servers + 2 x BBB servers) x 0.30
     "CloudWatch dashboard + logs": (5.85,) * 3,  # 3 + 5 GB x 0.57
     "Route 53 hosted zone": (0.50,) * 3,
     "Route 53 health checks": (0.50, 1.00, 2.00),  # 0.50 per TURN server
@@ -62,8 +62,8 @@ SINGLE = {
     "Network Load Balancer (turns:443)": (20.81,) * 3,  # (0.0225 + 0.006) x 730 = 20.805
     "Secrets Manager": (2.40,) * 3,  # 6 x 0.40
     "KMS": (1.00,) * 3,
-    "CloudWatch alarms": (3.10, 3.20, 3.40),  # (30 + TURN servers) x 0.10
-    "CloudWatch custom metrics": (6.60, 7.20, 8.40),
+    "CloudWatch alarms": (4.00, 4.10, 4.30),  # (39 + TURN servers) x 0.10
+    "CloudWatch custom metrics": (13.20, 13.80, 15.00),  # (40 + 2 x TURN servers + 2 x 1 host) x 0.30
     "CloudWatch dashboard + logs": (5.50,) * 3,  # 3 + 5 GB x 0.50
     "Route 53 hosted zone": (0.50,) * 3,
     "Route 53 health checks": (0.50, 1.00, 2.00),
@@ -82,7 +82,7 @@ def test_default_configuration(capsys):
     assert code == 0
     assert result["region"] == "eu-west-1" and result["currency"] == "USD"
     assert table(result) == DEFAULT
-    assert result["total"] == pytest.approx(1081.67, abs=0.005)
+    assert result["total"] == pytest.approx(1089.87, abs=0.005)
     assert result["total"] == pytest.approx(sum(v[1] for v in DEFAULT.values()), abs=0.005)
     assert result["total_min"] == pytest.approx(sum(v[0] for v in DEFAULT.values()), abs=0.005)
     assert result["total_max"] == pytest.approx(sum(v[2] for v in DEFAULT.values()), abs=0.005)
@@ -94,13 +94,16 @@ def test_single_shape_in_us_east_1(capsys):
     assert code == 0
     assert result["region"] == "us-east-1"
     assert table(result) == SINGLE
-    assert result["total"] == pytest.approx(736.77, abs=0.005)
+    assert result["total"] == pytest.approx(744.27, abs=0.005)
 
 
 @pytest.mark.parametrize(
     ("override", "changed"),
     [
-        ("deployment.bbb.maxInstances=5", {("EC2 BBB servers", 2), ("EBS BBB servers", 2), ("Public IPv4", 2)}),
+        (
+            "deployment.bbb.maxInstances=5",
+            {("EC2 BBB servers", 2), ("EBS BBB servers", 2), ("Public IPv4", 2), ("CloudWatch custom metrics", 2)},
+        ),
         (
             "deployment.turn.desiredInstances=3",
             {
@@ -186,7 +189,7 @@ def test_text_table_has_every_line_and_the_total(capsys):
     out = capsys.readouterr().out
     for component in DEFAULT:
         assert component in out
-    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["997.08", "1,081.67", "2,123.00"]
+    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,005.28", "1,089.87", "2,132.40"]
 
 
 @pytest.mark.parametrize("shape", ["scalable", "single"])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -528,7 +531,7 @@ def test_no_ready_tag_when_the_api_never_answers(shell) -> None:
 
 def test_meetings_metrics_from_get_meetings(shell) -> None:
     conf = shell.root / "conf"
-    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\n")
+    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=bbb\n")
     (conf / "runtime.env").write_text(f"FQDN={FQDN}\nASG_NAME=bbb-BbbFleet-1A2B3C\nINSTANCE_ID=i-0abc\n")
     servlet = shell.root / "bigbluebutton.properties"
     servlet.write_text("securitySalt=packaged-default\n")
@@ -542,24 +545,53 @@ def test_meetings_metrics_from_get_meetings(shell) -> None:
         cat {shell.root}/get-meetings.xml
     """)
     shell.shim("aws")
-    env = {"BBB_SERVLET_PROPERTIES": str(servlet), "BBB_ETC": str(etc)}
+    # One recording published and waiting for the transfer to Scalelite, one tarball not yet in the spool,
+    # and a spool whose oldest tarball arrived 300 s ago.
+    data_mount = shell.root / "bbb-data"
+    status = data_mount / "recording" / "status"
+    for marker in ("archived/r1.done", "sanity/r1.done", "published/r1-presentation.done"):
+        (status / marker).parent.mkdir(parents=True, exist_ok=True)
+        (status / marker).touch()
+    (data_mount / "recording" / "scalelite").mkdir(parents=True)
+    (data_mount / "recording" / "scalelite" / "r0.tar").touch()
+    spool = shell.root / "spool"
+    spool.mkdir()
+    (spool / "r9.tar").touch()
+    old = time.time() - 300
+    os.utime(spool / "r9.tar", (old, old))
+    # The server's Let's Encrypt certificate, valid for 45 more days.
+    live = shell.root / "letsencrypt" / FQDN
+    live.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(live / "privkey.pem"), "-out", str(live / "fullchain.pem"),
+                    "-days", "45", "-subj", f"/CN={FQDN}"], check=True, capture_output=True)
+    env = {"BBB_SERVLET_PROPERTIES": str(servlet), "BBB_ETC": str(etc), "DATA_MOUNT": str(data_mount),
+           "SPOOL_MOUNT": str(spool), "LETSENCRYPT_LIVE": str(shell.root / "letsencrypt")}
     result = shell.run(f"bash {USERDATA}/bbb/publish_meetings.sh", env=env)
     assert result.returncode == 0, result.stderr
     (call,) = shell.calls("aws")
     assert call[:5] == ["aws", "cloudwatch", "put-metric-data", "--namespace", "BBBOnAWS/bbb"]
     data = json.loads(call[call.index("--metric-data") + 1])
-    dims = [{"Name": "AutoScalingGroupName", "Value": "bbb-BbbFleet-1A2B3C"}]
-    assert data == [
-        {"MetricName": "Meetings", "Unit": "Count", "Value": 2, "Dimensions": dims},
-        {"MetricName": "Participants", "Unit": "Count", "Value": 30, "Dimensions": dims},
-    ]
+    group = [{"Name": "AutoScalingGroupName", "Value": "bbb-BbbFleet-1A2B3C"}]
+    server = [*group, {"Name": "InstanceId", "Value": "i-0abc"}]
+    by_key = {(d["MetricName"], len(d["Dimensions"])): d for d in data}
+    assert len(by_key) == len(data) == 9
+    assert by_key["Meetings", 1] == {"MetricName": "Meetings", "Unit": "Count", "Value": 2, "Dimensions": group}
+    assert by_key["Participants", 2] == {"MetricName": "Participants", "Unit": "Count", "Value": 30,
+                                         "Dimensions": server}
+    assert by_key["VideoStreams", 1]["Value"] == 3
+    assert by_key["RecordingsWaiting", 1]["Value"] == 2
+    assert by_key["RecordingsFailed", 1]["Value"] == 0
+    spool_age = by_key["RecordingSpoolAge", 1]
+    assert spool_age["Unit"] == "Seconds" and 300 <= spool_age["Value"] < 360
+    assert 44.9 <= by_key["CertificateDaysLeft", 1]["Value"] <= 45.0
     assert API_SECRET not in " ".join(" ".join(c) for c in shell.calls())
 
 
 def test_meetings_metrics_fail_loudly_when_bbb_refuses(shell) -> None:
     conf = shell.root / "conf"
-    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\n")
-    (conf / "runtime.env").write_text(f"FQDN={FQDN}\nASG_NAME=asg\n")
+    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=bbb\n")
+    (conf / "runtime.env").write_text(f"FQDN={FQDN}\nASG_NAME=asg\nINSTANCE_ID=i-0abc\n")
     props = shell.root / "p.properties"
     props.write_text(f"securitySalt={API_SECRET}\n")
     shell.shim("curl", "echo '<response><returncode>FAILED</returncode><messageKey>checksumError</messageKey>"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 from tests.servers import free_port
 from userdata.render import relay_listeners
 
@@ -159,29 +160,45 @@ def test_kernel_tuning_keeps_ephemeral_ports_out_of_the_relay_range(shell) -> No
     assert shell.calls("sysctl") == [["sysctl", "-q", "--system"]]
 
 
-def test_allocations_metric(shell) -> None:
+def relay_exposition(stats: RelayStats, draining: bool = False) -> str:
+    """What the relay's /metrics serves for these counters (its own collector and renderer)."""
+    return render_metrics(build_registry(RelayCollector(stats.snapshot, draining=lambda: draining))).decode()
+
+
+def test_relay_metrics_publish_counter_increases_once_cloudwatch_took_them(shell) -> None:
     (shell.root / "conf" / "params.env").write_text(
         "METRICS_NAMESPACE=BBBOnAWS/bbb\nALLOCATIONS_METRIC=turn_allocations\n"
         f"ADMIN_LISTEN={relay_listeners()['ADMIN_LISTEN']}\n")
     (shell.root / "conf" / "runtime.env").write_text("ASG_NAME=bbb-TurnFleet-9Z\nINSTANCE_ID=i-0turn\n")
-    metrics = ("# HELP turn_allocations active allocations\n# TYPE turn_allocations gauge\n"
-               'turn_allocations{transport="udp"} 3\nturn_allocations{transport="tcp"} 2\n'
-               "turn_allocations_created_total 120\n")
-    (shell.root / "metrics.txt").write_text(metrics)
+    stats = RelayStats()
+    stats.allocations, stats.allocations_created, stats.bytes_client_to_peer = 5, 120, 10_000
+    (shell.root / "metrics.txt").write_text(relay_exposition(stats))
     shell.shim("curl", f'[[ ${{@: -1}} == http://127.0.0.1:9641/metrics ]] && cat {shell.root}/metrics.txt')
     shell.shim("aws")
-    result = shell.run(f"bash {USERDATA}/turn/publish_allocations.sh")
+    script = f"bash {USERDATA}/turn/publish_allocations.sh"
+    assert shell.run(script).returncode == 0
+    stats.allocations, stats.allocations_created, stats.bytes_client_to_peer = 3, 125, 25_000
+    (shell.root / "metrics.txt").write_text(relay_exposition(stats, draining=True))
+    # CloudWatch refuses this minute: the state stays, so the next run still counts from the first one.
+    shell.shim("aws", "exit 255")
+    assert shell.run(script).returncode != 0
+    shell.shim("aws")
+    result = shell.run(script)
     assert result.returncode == 0, result.stderr
-    (call,) = shell.calls("aws")
-    assert call[1:5] == ["cloudwatch", "put-metric-data", "--namespace", "BBBOnAWS/bbb"]
-    data = json.loads(call[call.index("--metric-data") + 1])
-    assert data == [
-        {"MetricName": "Allocations", "Unit": "Count", "Value": 5.0,
-         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "bbb-TurnFleet-9Z"}]},
-        {"MetricName": "Allocations", "Unit": "Count", "Value": 5.0,
-         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": "bbb-TurnFleet-9Z"},
-                        {"Name": "InstanceId", "Value": "i-0turn"}]},
-    ]
+    first, _refused, last = shell.calls("aws")
+    assert last[1:5] == ["cloudwatch", "put-metric-data", "--namespace", "BBBOnAWS/bbb"]
+    group = [{"Name": "AutoScalingGroupName", "Value": "bbb-TurnFleet-9Z"}]
+    first_data = json.loads(first[first.index("--metric-data") + 1])
+    assert {d["MetricName"] for d in first_data} == {"Allocations", "TcpConnections", "TlsConnections", "Draining"}
+    data = {(d["MetricName"], len(d["Dimensions"])): d for d in json.loads(last[last.index("--metric-data") + 1])}
+    assert data["Allocations", 1] == {"MetricName": "Allocations", "Unit": "Count", "Value": 3.0, "Dimensions": group}
+    assert data["Allocations", 2]["Dimensions"] == [*group, {"Name": "InstanceId", "Value": "i-0turn"}]
+    assert data["AllocationsCreated", 1]["Value"] == 5.0
+    assert data["BytesClientToPeer", 1] == {"MetricName": "BytesClientToPeer", "Unit": "Bytes", "Value": 15_000.0,
+                                            "Dimensions": group}
+    assert data["Draining", 1]["Value"] == 1.0
+    state = json.loads((shell.root / "state" / "relay-counters.json").read_text())
+    assert state["counters"]["AllocationsCreated"] == 125
 
 
 # --- readiness against a real STUN server -----------------------------------------------------------------

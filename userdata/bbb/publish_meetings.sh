@@ -1,5 +1,6 @@
 #!/bin/bash
-# Publish this server's Meetings and Participants to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s).
+# Publish this server's meetings, participants, video streams, recordings and certificate expiry (and, on a
+# fleet server, the age of the Scalelite spool) to CloudWatch (bbb-on-aws-meetings-metric.timer, 60 s; docs/host-contract.md, Metrics).
 set -euo pipefail
 # shellcheck source=../common/prologue.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh" with-runtime
@@ -14,5 +15,16 @@ unset secret
 # shellcheck disable=SC2153 # FQDN: from runtime.env (test_userdata_static checks the role's parameters define it)
 xml=$(curl -fsS --max-time 10 --resolve "$FQDN:443:127.0.0.1" \
   "https://$FQDN/bigbluebutton/api/getMeetings?checksum=$checksum") || die "getMeetings did not answer"
-data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings --asg "$ASG_NAME" <<<"$xml") || exit 1
+args=(--asg "$ASG_NAME" --instance-id "$INSTANCE_ID" --recordings "$DATA_MOUNT/recording")
+# Fleet servers hand recordings to Scalelite through the spool (EFS), which every fleet server mounts.
+# shellcheck disable=SC2153 # ROLE: from params.env (test_userdata_static checks the role's parameters define it)
+[[ $ROLE == bbb ]] && args+=(--transfer --spool "$SPOOL_MOUNT")
+# bbb-install's Let's Encrypt certificate, renewed by certbot: CertificateDaysLeft shows a renewal that fails.
+certificate=${LETSENCRYPT_LIVE:-/etc/letsencrypt/live}/$FQDN/fullchain.pem
+if not_after=$(openssl x509 -enddate -noout -in "$certificate" 2>/dev/null); then
+  args+=(--certificate-not-after "${not_after#notAfter=}")
+else
+  log "cannot read $certificate: CertificateDaysLeft not published"
+fi
+data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings "${args[@]}" <<<"$xml") || exit 1
 aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$data"
