@@ -41,8 +41,24 @@ def command(output: Path, clang: str = CLANG) -> list[str]:
         [f"-I/usr/include/{sysconfig.get_config_var('MULTIARCH')}"] if sysconfig.get_config_var("MULTIARCH") else []
     )
     # -g: BTF, which libbpf needs for the map definitions; no host-specific flag, so one object serves
-    # x86-64 and arm64 hosts alike (BPF is little-endian on both).
-    return [clang, "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", *include, "-c", str(SOURCE), "-o", str(output)]
+    # x86-64 and arm64 hosts alike (BPF is little-endian on both). The prefix maps keep the build folder
+    # out of the debug info: the same source and compiler give the same bytes wherever they are built.
+    reproducible = [f"-fdebug-prefix-map={SOURCE.parent}=.", "-fdebug-compilation-dir=."]
+    return [
+        clang,
+        "-target",
+        "bpf",
+        "-O2",
+        "-g",
+        "-Wall",
+        "-Werror",
+        *reproducible,
+        *include,
+        "-c",
+        str(SOURCE),
+        "-o",
+        str(output),
+    ]
 
 
 def build(directory: Path) -> Path | None:
