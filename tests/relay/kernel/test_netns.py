@@ -1,0 +1,103 @@
+"""The program attached to a real interface (veth in network namespaces, netns_kit's layout) with entries
+installed by hand: client and peer exchange data through it with real sockets, nothing reaches the
+relay's own sockets while an entry exists, and everything does once it is removed."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+from kernel_kit import COOKIE, channel_data, send_indication
+from netns_kit import CLIENT_IP, PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, nothing_waiting
+
+from relay.server.kernel import maps
+from relay.server.kernel.loader import TcRelay
+
+CLIENT = (CLIENT_IP, 50123)
+SERVER = (RELAY_IP, 3478)
+RELAY = (RELAY_IP, 49170)
+PEER = (PEER_IP, 40000)
+CHANNEL = 0x4ABC
+
+
+@pytest.fixture(scope="module")
+def topology(loaded: TcRelay) -> Iterator[Topology]:
+    net = Topology()
+    try:
+        net.create()
+        net.run_in(net.relay, lambda: loaded.attach(RELAY_INTERFACE))
+        yield net
+    finally:
+        if _exists(net):
+            net.run_in(net.relay, loaded.detach)
+        net.destroy()
+
+
+def _exists(net: Topology) -> bool:
+    try:
+        net.run_in(net.relay, lambda: socket.if_nametoindex(RELAY_INTERFACE))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture()
+def sockets(topology: Topology) -> Iterator[dict[str, socket.socket]]:
+    made = {
+        "client": topology.udp(topology.client, CLIENT),
+        "peer": topology.udp(topology.peer, PEER),
+        "listener": topology.udp(topology.relay, SERVER),  # what user space would read
+        "relayed": topology.udp(topology.relay, RELAY),
+    }
+    yield made
+    for sock in made.values():
+        sock.close()
+
+
+def test_channel_data_crosses_the_relay_in_the_kernel_both_ways(relay: TcRelay, sockets: dict) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    relay.add_channel(CLIENT, SERVER, CHANNEL, RELAY, PEER)
+    for i in range(20):
+        sockets["client"].sendto(channel_data(CHANNEL, b"to peer %d" % i), SERVER)
+        assert sockets["peer"].recvfrom(2048) == (b"to peer %d" % i, RELAY)
+        sockets["peer"].sendto(b"to client %d!" % i, RELAY)
+        assert sockets["client"].recvfrom(2048) == (channel_data(CHANNEL, b"to client %d!" % i), SERVER)
+    assert nothing_waiting(sockets["listener"]) and nothing_waiting(sockets["relayed"])
+    assert relay.channel_counters(CLIENT, SERVER, CHANNEL).packets == 20
+    assert relay.peer_counters(RELAY, PEER[0], PEER[1]).packets == 20
+    totals = relay.totals()
+    assert (totals["channel_to_peer"].packets, totals["channel_to_client"].packets) == (20, 20)
+    assert totals["errors"] == maps.Counters(0, 0)
+
+
+def test_indications_cross_the_relay_in_the_kernel_both_ways(relay: TcRelay, sockets: dict) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    sockets["client"].sendto(send_indication(PEER, b"hello peer"), SERVER)
+    assert sockets["peer"].recvfrom(2048) == (b"hello peer", RELAY)
+    sockets["peer"].sendto(b"hello client", RELAY)
+    message, source = sockets["client"].recvfrom(2048)
+    assert source == SERVER
+    kind, length, cookie = struct.unpack_from("!HHI", message)
+    assert (kind, length, cookie) == (0x0017, len(message) - 20, COOKIE)
+    xport = PEER[1] ^ (COOKIE >> 16)
+    xaddr = struct.unpack("!I", socket.inet_aton(PEER[0]))[0] ^ COOKIE
+    assert message[20:32] == struct.pack("!HHBBHI", 0x0012, 8, 0, 1, xport, xaddr)
+    assert message[32:36] == struct.pack("!HH", 0x0013, 12) and message[36:48] == b"hello client"
+    assert nothing_waiting(sockets["listener"]) and nothing_waiting(sockets["relayed"])
+    assert relay.totals()["send_to_peer"].packets == relay.totals()["data_to_client"].packets == 1
+
+
+def test_once_the_entries_are_gone_user_space_gets_every_packet(relay: TcRelay, sockets: dict) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    relay.add_channel(CLIENT, SERVER, CHANNEL, RELAY, PEER)
+    sockets["client"].sendto(channel_data(CHANNEL, b"one"), SERVER)
+    assert sockets["peer"].recv(2048) == b"one"
+    relay.remove_channel(CLIENT, SERVER, CHANNEL, RELAY, PEER)
+    relay.remove_permission(CLIENT, SERVER, RELAY, PEER[0])
+    sockets["client"].sendto(channel_data(CHANNEL, b"two"), SERVER)
+    assert sockets["listener"].recvfrom(2048) == (channel_data(CHANNEL, b"two"), CLIENT)
+    sockets["peer"].sendto(b"three", RELAY)
+    assert sockets["relayed"].recvfrom(2048) == (b"three", PEER)
+    assert nothing_waiting(sockets["peer"]) and nothing_waiting(sockets["client"])
