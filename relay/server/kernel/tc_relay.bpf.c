@@ -14,7 +14,7 @@
  *                   transaction id: the attributes the userspace path sends)
  *
  * Everything else returns TC_ACT_OK before a single byte is changed: not IPv4/UDP, IP options,
- * fragments, frames not addressed to this host, a UDP checksum of 0 or one that does not verify (which
+ * fragments, GRO-merged skbs, frames not addressed to this host, a UDP checksum of 0 or one that does not verify (which
  * also catches CHECKSUM_PARTIAL skbs from local senders, whose field holds only the pseudo-header sum),
  * ChannelData numbers outside 0x4000-0x4FFF, a ChannelData length beyond the datagram, more than 3 bytes
  * or non-zero bytes after it, Send indications with any other attribute (DONT-FRAGMENT, FINGERPRINT,
@@ -37,7 +37,7 @@
 
 #define MAX_ENTRIES (1 << 18)
 #define MAX_UDP_LENGTH 2048 /* larger datagrams (jumbo frames inside the VPC) stay in user space */
-#define CHUNK 256
+#define CHUNK 128 /* bytes summed per bpf_csum_diff call: a stack buffer, with the caller's frame under 512 */
 #define ETH_LEN 14
 #define IP_LEN 20
 #define UDP_LEN 8
@@ -218,8 +218,9 @@ static __always_inline void count(__u32 index, __u64 bytes)
 }
 
 /* The received UDP checksum is a full, valid one: verified by the NIC (CHECKSUM_UNNECESSARY), or
- * summed here. Incremental updates below start from it, so it must be right. */
-static __always_inline int udp_checksum_ok(struct __sk_buff *skb, const struct headers *h, __u32 udp_length)
+ * summed here. Incremental updates below start from it, so it must be right. Called only once a map
+ * entry matched: packets for user space do not pay for it. A subprogram, not inlined four times. */
+static __noinline int udp_checksum_ok(struct __sk_buff *skb, const struct headers *h, __u32 udp_length)
 {
 	__u8 buffer[CHUNK];
 	struct pseudo ph = {};
@@ -248,7 +249,11 @@ static __always_inline int udp_checksum_ok(struct __sk_buff *skb, const struct h
 		asm volatile("" : "+r"(size)); /* keep the bound check below on the register that is used */
 		if (size < 1 || size > CHUNK || bpf_skb_load_bytes(skb, L4_OFF + offset, buffer, size))
 			return 0;
-		sum = bpf_csum_diff(0, 0, (__be32 *)buffer, (size + 3) & ~3u, (__wsum)sum);
+		size = (size + 3) & ~3ull; /* whole words: the zeroed tail pads an odd length */
+		asm volatile("" : "+r"(size));
+		if (size > CHUNK)
+			return 0;
+		sum = bpf_csum_diff(0, 0, (__be32 *)buffer, size, (__wsum)sum);
 		if (sum < 0)
 			return 0;
 	}
@@ -354,6 +359,8 @@ static __always_inline int client_channel_data(struct __sk_buff *skb, const stru
 	entry = bpf_map_lookup_elem(&channels, &key);
 	if (!entry)
 		return NO_MATCH;
+	if (!udp_checksum_ok(skb, h, UDP_LEN + payload))
+		return TC_ACT_OK;
 	total = IP_LEN + UDP_LEN + length;
 	ip_header(&out.ip, entry->relay_ip, entry->peer_ip, total);
 	out.udp.source = entry->relay_port;
@@ -414,6 +421,8 @@ static __always_inline int client_send_indication(struct __sk_buff *skb, const s
 	entry = bpf_map_lookup_elem(&permissions, &key);
 	if (!entry)
 		return NO_MATCH;
+	if (!udp_checksum_ok(skb, h, UDP_LEN + payload))
+		return TC_ACT_OK;
 	total = IP_LEN + UDP_LEN + length;
 	ip_header(&out.ip, entry->relay_ip, key.peer_ip, total);
 	out.udp.source = entry->relay_port;
@@ -448,7 +457,7 @@ static __always_inline int peer_datagram(struct __sk_buff *skb, const struct con
 		struct out_channel out = {};
 
 		total = IP_LEN + UDP_LEN + 4 + payload;
-		if (total > cfg->mtu)
+		if (total > cfg->mtu || !udp_checksum_ok(skb, h, UDP_LEN + payload))
 			return TC_ACT_OK;
 		ip_header(&out.ip, entry->server_ip, entry->client_ip, total);
 		out.udp.source = entry->server_port;
@@ -475,7 +484,7 @@ static __always_inline int peer_datagram(struct __sk_buff *skb, const struct con
 		padding = (4 - (payload & 3)) & 3;
 		stun_length = 12 + 4 + payload + padding;
 		total = IP_LEN + UDP_LEN + STUN_HEADER + stun_length;
-		if (total > cfg->mtu)
+		if (total > cfg->mtu || !udp_checksum_ok(skb, h, UDP_LEN + payload))
 			return TC_ACT_OK;
 		ip_header(&out.ip, entry->server_ip, entry->client_ip, total);
 		out.udp.source = entry->server_port;
@@ -524,8 +533,8 @@ int tc_relay(struct __sk_buff *skb)
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg || !cfg->enabled)
 		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->pkt_type != PACKET_HOST)
-		return TC_ACT_OK;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->pkt_type != PACKET_HOST || skb->gso_size)
+		return TC_ACT_OK; /* GRO-merged datagrams stay whole: user space receives them as the stack does */
 	if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
 		return TC_ACT_OK;
 	if (h.eth.h_proto != bpf_htons(ETH_P_IP) || h.ip.version != 4 || h.ip.ihl != 5 ||
@@ -539,8 +548,6 @@ int tc_relay(struct __sk_buff *skb)
 	payload = udp_length - UDP_LEN;
 	if (L3_OFF + IP_LEN + udp_length != skb->len)
 		return TC_ACT_OK; /* Ethernet padding after a tiny datagram: user space's */
-	if (!udp_checksum_ok(skb, &h, udp_length))
-		return TC_ACT_OK;
 	if (payload < 4 || bpf_skb_load_bytes(skb, PAYLOAD_OFF, &first, 1))
 		first = 0xFF; /* too short for ChannelData or STUN: only a peer's datagram can be this small */
 	if ((first & 0xC0) == 0x40)
