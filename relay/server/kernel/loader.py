@@ -224,9 +224,13 @@ class TcRelay:
             result = lib.bpf_object__load(handle)
             if result:
                 code = _errno(result)
-                hint = " (loading BPF programs needs CAP_BPF and CAP_NET_ADMIN, or root)" if code == errno.EPERM else ""
+                if code == errno.EPERM:  # the verifier never ran: its log would only be libbpf's relocations
+                    raise KernelOffloadUnavailable(
+                        "the kernel refused to load the BPF program (Operation not permitted): the relay needs "
+                        "CAP_BPF and CAP_NET_ADMIN (AmbientCapabilities= in its systemd unit)"
+                    )
                 raise KernelOffloadUnavailable(
-                    f"the kernel refused the BPF program ({os.strerror(code)}){hint}: {_last_log()}"
+                    f"the kernel refused the BPF program ({os.strerror(code)}): {_last_log()}"
                 )
             self.program_fd = lib.bpf_program__fd(program)
             self.map_fds = {name: lib.bpf_map__fd(found) for name, found in self._map_handles.items()}
