@@ -292,44 +292,44 @@ class TcRelay:
     def configure(self, *, enabled: bool, mtu: int, ifindex: int = 0) -> None:
         """Turn forwarding on or off; `mtu` bounds the IPv4 packets it sends, `ifindex` (0: the one a
         packet came in on) is where they leave."""
-        self._update("config", maps.INDEX.pack(0), maps.CONFIG.pack(int(enabled), ifindex, mtu, 0))
+        self.update("config", maps.INDEX.pack(0), maps.CONFIG.pack(int(enabled), ifindex, mtu, 0))
 
     def add_channel(
         self, client: maps.Endpoint, server: maps.Endpoint, channel: int, relay: maps.Endpoint, peer: maps.Endpoint
     ) -> None:
         """Both directions of a bound channel whose peer is permitted."""
-        self._update("channels", maps.channel_key(client, server, channel), maps.out_value(relay, peer))
-        self._update("peers", maps.peer_key(relay, peer[0], peer[1]), maps.peer_value(client, server, channel))
+        self.update("channels", maps.channel_key(client, server, channel), maps.out_value(relay, peer))
+        self.update("peers", maps.peer_key(relay, peer[0], peer[1]), maps.peer_value(client, server, channel))
 
     def remove_channel(
         self, client: maps.Endpoint, server: maps.Endpoint, channel: int, relay: maps.Endpoint, peer: maps.Endpoint
     ) -> None:
-        self._delete("channels", maps.channel_key(client, server, channel))
-        self._delete("peers", maps.peer_key(relay, peer[0], peer[1]))
+        self.delete("channels", maps.channel_key(client, server, channel))
+        self.delete("peers", maps.peer_key(relay, peer[0], peer[1]))
 
     def add_permission(
         self, client: maps.Endpoint, server: maps.Endpoint, relay: maps.Endpoint, peer_host: str
     ) -> None:
         """Send indications to, and Data indications from, any port of a permitted peer."""
-        self._update("permissions", maps.permission_key(client, server, peer_host), maps.out_value(relay))
-        self._update("peers", maps.peer_key(relay, peer_host), maps.peer_value(client, server))
+        self.update("permissions", maps.permission_key(client, server, peer_host), maps.out_value(relay))
+        self.update("peers", maps.peer_key(relay, peer_host), maps.peer_value(client, server))
 
     def remove_permission(
         self, client: maps.Endpoint, server: maps.Endpoint, relay: maps.Endpoint, peer_host: str
     ) -> None:
-        self._delete("permissions", maps.permission_key(client, server, peer_host))
-        self._delete("peers", maps.peer_key(relay, peer_host))
+        self.delete("permissions", maps.permission_key(client, server, peer_host))
+        self.delete("peers", maps.peer_key(relay, peer_host))
 
     def channel_counters(self, client: maps.Endpoint, server: maps.Endpoint, channel: int) -> maps.Counters | None:
-        value = self._lookup("channels", maps.channel_key(client, server, channel), maps.OUT_VALUE.size)
+        value = self.lookup("channels", maps.channel_key(client, server, channel), maps.OUT_VALUE.size)
         return None if value is None else maps.out_counters(value)
 
     def permission_counters(self, client: maps.Endpoint, server: maps.Endpoint, peer_host: str) -> maps.Counters | None:
-        value = self._lookup("permissions", maps.permission_key(client, server, peer_host), maps.OUT_VALUE.size)
+        value = self.lookup("permissions", maps.permission_key(client, server, peer_host), maps.OUT_VALUE.size)
         return None if value is None else maps.out_counters(value)
 
     def peer_counters(self, relay: maps.Endpoint, peer_host: str, peer_port: int = 0) -> maps.Counters | None:
-        value = self._lookup("peers", maps.peer_key(relay, peer_host, peer_port), maps.PEER_VALUE.size)
+        value = self.lookup("peers", maps.peer_key(relay, peer_host, peer_port), maps.PEER_VALUE.size)
         return None if value is None else maps.peer_counters(value)
 
     def totals(self) -> dict[str, maps.Counters]:
@@ -337,7 +337,7 @@ class TcRelay:
         slot = (maps.COUNTER.size + 7) & ~7
         result = {}
         for index, name in enumerate(maps.STAT_NAMES):
-            raw = self._lookup("stats", maps.INDEX.pack(index), slot * self.cpus)
+            raw = self.lookup("stats", maps.INDEX.pack(index), slot * self.cpus)
             packets = octets = 0
             if raw is not None:
                 for cpu in range(self.cpus):
@@ -351,10 +351,10 @@ class TcRelay:
         """Empty every entry map and zero the counters (a restarted relay starts from nothing installed)."""
         for name in ("channels", "permissions", "peers"):
             for key in list(self.keys(name)):
-                self._delete(name, key)
+                self.delete(name, key)
         slot = (maps.COUNTER.size + 7) & ~7
         for index in range(len(maps.STAT_NAMES)):
-            self._update("stats", maps.INDEX.pack(index), bytes(slot * self.cpus))
+            self.update("stats", maps.INDEX.pack(index), bytes(slot * self.cpus))
 
     def keys(self, name: str) -> Iterator[bytes]:
         """Every key of map `name` (a snapshot walk; entries added meanwhile may be missed)."""
@@ -367,20 +367,20 @@ class TcRelay:
             yield key
             current = ctypes.create_string_buffer(key, size)
 
-    def _update(self, name: str, key: bytes, value: bytes) -> None:
+    def update(self, name: str, key: bytes, value: bytes) -> None:
         result = self._lib.bpf_map_update_elem(self.map_fds[name], key, value, _BPF_ANY)
         if result:
             code = _errno(result)
             raise OSError(code, f"bpf map {name!r} update failed: {os.strerror(code)}")
 
-    def _delete(self, name: str, key: bytes) -> bool:
+    def delete(self, name: str, key: bytes) -> bool:
         result = self._lib.bpf_map_delete_elem(self.map_fds[name], key)
         if result and _errno(result) != errno.ENOENT:
             code = _errno(result)
             raise OSError(code, f"bpf map {name!r} delete failed: {os.strerror(code)}")
         return result == 0
 
-    def _lookup(self, name: str, key: bytes, size: int) -> bytes | None:
+    def lookup(self, name: str, key: bytes, size: int) -> bytes | None:
         value = ctypes.create_string_buffer(size)
         result = self._lib.bpf_map_lookup_elem(self.map_fds[name], key, value)
         if result:

@@ -109,7 +109,7 @@ def test_channel_numbers_outside_the_range_are_never_forwarded(relay: TcRelay, c
     key = maps.CHANNEL_KEY.pack(
         maps.ip4(CLIENT[0]), maps.ip4(SERVER[0]), maps.port(CLIENT[1]), maps.port(SERVER[1]), channel
     )
-    relay._update("channels", key, maps.out_value(RELAY, PEER))
+    relay.update("channels", key, maps.out_value(RELAY, PEER))
     passes_untouched(relay, frame(ipv4_udp(CLIENT, SERVER, channel_data(channel, PAYLOAD))))
 
 
