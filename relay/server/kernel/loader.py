@@ -247,8 +247,7 @@ class TcRelay:
     def attach(self, interface: str | int) -> None:
         """Attach to the TC ingress hook of `interface` (name or index), creating clsact when absent and
         replacing an earlier copy of this filter (a restarted relay)."""
-        ifindex = interface if isinstance(interface, int) else socket.if_nametoindex(interface)
-        hook = _TcHook(sz=ctypes.sizeof(_TcHook), ifindex=ifindex, attach_point=_BPF_TC_INGRESS)
+        hook = _hook(interface)
         result = self._lib.bpf_tc_hook_create(ctypes.byref(hook))
         if result and _errno(result) != errno.EEXIST:
             raise KernelOffloadUnavailable(
@@ -410,6 +409,35 @@ class TcRelay:
             code = _errno(result)
             raise OSError(code, f"BPF_PROG_TEST_RUN failed: {os.strerror(code)}")
         return opts.retval, data_out.raw[: opts.data_size_out]
+
+
+def _hook(interface: str | int) -> _TcHook:
+    ifindex = interface if isinstance(interface, int) else socket.if_nametoindex(interface)
+    return _TcHook(sz=ctypes.sizeof(_TcHook), ifindex=ifindex, attach_point=_BPF_TC_INGRESS)
+
+
+def attached_program(interface: str | int) -> int | None:
+    """The id of the program in our filter slot on `interface`'s ingress hook, or None."""
+    lib = _libbpf()
+    hook = _hook(interface)
+    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), handle=TC_HANDLE, priority=TC_PRIORITY)
+    if lib.bpf_tc_query(ctypes.byref(hook), ctypes.byref(opts)):
+        return None
+    return opts.prog_id
+
+
+def detach_interface(interface: str | int) -> bool:
+    """Remove our filter from `interface` whoever attached it: an attached filter keeps the program and
+    its maps alive after the relay exits, so a relay that died would otherwise go on forwarding for
+    allocations nobody owns (the unit's ExecStopPost runs this). True if there was one."""
+    lib = _libbpf()
+    hook = _hook(interface)
+    opts = _TcOpts(sz=ctypes.sizeof(_TcOpts), handle=TC_HANDLE, priority=TC_PRIORITY)
+    result = lib.bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts))
+    if result and _errno(result) != errno.ENOENT:
+        code = _errno(result)
+        raise OSError(code, f"cannot detach the TC program from {interface}: {os.strerror(code)}")
+    return result == 0
 
 
 def _possible_cpus() -> int:

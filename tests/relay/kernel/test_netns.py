@@ -4,9 +4,13 @@ relay's own sockets while an entry exists, and everything does once it is remove
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kernel_kit import COOKIE, channel_data, send_indication
@@ -20,6 +24,7 @@ SERVER = (RELAY_IP, 3478)
 RELAY = (RELAY_IP, 49170)
 PEER = (PEER_IP, 40000)
 CHANNEL = 0x4ABC
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +106,47 @@ def test_once_the_entries_are_gone_user_space_gets_every_packet(relay: TcRelay, 
     sockets["peer"].sendto(b"three", RELAY)
     assert sockets["relayed"].recvfrom(2048) == (b"three", PEER)
     assert nothing_waiting(sockets["peer"]) and nothing_waiting(sockets["client"])
+
+
+CRASHING_RELAY = f"""
+import os, sys
+from relay.server.kernel.loader import TcRelay
+program = TcRelay(open(sys.argv[1], "rb").read())
+program.attach({RELAY_INTERFACE!r})
+program.configure(enabled=True, mtu=1500)
+program.add_permission({CLIENT!r}, {SERVER!r}, {RELAY!r}, {PEER[0]!r})
+program.add_channel({CLIENT!r}, {SERVER!r}, {CHANNEL}, {RELAY!r}, {PEER!r})
+os._exit(1)  # dies without detaching
+"""
+
+
+def _kernel_command(topology: Topology, *args: str) -> str:
+    command = ["ip", "netns", "exec", topology.relay, sys.executable, *args]
+    run = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert run.returncode in (0, 1), run.stderr
+    return run.stdout.strip()
+
+
+def test_a_dead_relay_s_filter_forwards_until_detach_removes_it(
+    topology: Topology, loaded: TcRelay, sockets: dict, bpf_object: bytes, tmp_path: Path
+) -> None:
+    (tmp_path / "tc_relay.bpf.o").write_bytes(bpf_object)
+    try:
+        _kernel_command(topology, "-c", CRASHING_RELAY, str(tmp_path / "tc_relay.bpf.o"))
+        # The process is gone, its program is not: this is why the unit must detach after the relay stops.
+        sockets["client"].sendto(channel_data(CHANNEL, b"orphan"), SERVER)
+        assert sockets["peer"].recvfrom(2048) == (b"orphan", RELAY)
+        assert _kernel_command(topology, "-m", "relay.server.kernel", "status", RELAY_INTERFACE).startswith("program ")
+        assert _kernel_command(topology, "-m", "relay.server.kernel", "detach", RELAY_INTERFACE) == (
+            f"detached from {RELAY_INTERFACE}"
+        )
+        assert _kernel_command(topology, "-m", "relay.server.kernel", "status", RELAY_INTERFACE) == (
+            f"nothing attached to {RELAY_INTERFACE}"
+        )
+        sockets["client"].sendto(channel_data(CHANNEL, b"after"), SERVER)
+        assert sockets["listener"].recvfrom(2048) == (channel_data(CHANNEL, b"after"), CLIENT)
+        assert nothing_waiting(sockets["peer"])
+    finally:
+        topology.run_in(topology.relay, lambda: loaded.attach(RELAY_INTERFACE))  # back for the other tests
