@@ -35,7 +35,9 @@ _BPF_PROG_TYPE_SCHED_CLS = 3
 _BPF_TC_INGRESS = 1
 _BPF_TC_F_REPLACE = 1
 _BPF_ANY = 0
-_LIBBPF_NAMES = ("bpf", "libbpf.so.1", "libbpf.so.0")
+# Where libbpf is looked for: what the linker's cache calls "bpf", then both sonames (Debian 12 and
+# Ubuntu 22.04). A list, so a check against another build of libbpf can put its own path first.
+LIBBPF_CANDIDATES = [ctypes.util.find_library("bpf"), "libbpf.so.1", "libbpf.so.0"]
 
 
 class KernelOffloadUnavailable(RuntimeError):
@@ -92,11 +94,8 @@ def _libbpf() -> Any:
     global _lib, _print_callback
     if _lib is not None:
         return _lib
-    path = ctypes.util.find_library("bpf")
-    candidates = [path] if path else []
-    candidates += [name for name in _LIBBPF_NAMES[1:] if name != path]
     lib = None
-    for candidate in candidates:
+    for candidate in filter(None, LIBBPF_CANDIDATES):
         try:
             lib = ctypes.CDLL(candidate, use_errno=True)
             break
@@ -130,6 +129,7 @@ def _libbpf() -> Any:
         "bpf_prog_test_run_opts": (cint, [cint, ctypes.POINTER(_TestRunOpts)]),
         "libbpf_get_error": (ctypes.c_long, [vp]),
         "libbpf_set_print": (vp, [_PRINT_FN]),
+        "libbpf_strerror": (cint, [cint, ctypes.c_char_p, ctypes.c_size_t]),
     }
     for name, (restype, argtypes) in signatures.items():
         try:
@@ -166,6 +166,15 @@ def _errno(result: int) -> int:
     return ctypes.get_errno() or errno.EPERM
 
 
+def _strerror(code: int) -> str:
+    """errno text, or libbpf's own for its codes from 4000 up (LIBBPF_ERRNO__*: bad ELF, wrong kernel...)."""
+    if code >= 4000 and _lib is not None:
+        buffer = ctypes.create_string_buffer(256)
+        if _lib.libbpf_strerror(code, buffer, len(buffer)) == 0:
+            return buffer.value.decode(errors="replace")
+    return os.strerror(code)
+
+
 def _last_log(lines: int = 6) -> str:
     tail = [line for line in _log_lines if line.strip()][-lines:]
     return " | ".join(tail) if tail else "libbpf printed nothing"
@@ -198,9 +207,7 @@ class TcRelay:
         handle = lib.bpf_object__open_mem(self._buffer, len(data), None)
         error = -lib.libbpf_get_error(handle) if handle else ctypes.get_errno() or errno.EINVAL
         if error:
-            raise KernelOffloadUnavailable(
-                f"libbpf could not open the BPF object ({os.strerror(error)}): {_last_log()}"
-            )
+            raise KernelOffloadUnavailable(f"libbpf could not open the BPF object ({_strerror(error)}): {_last_log()}")
         self._obj: int | None = handle
         self._hooks: list[_TcHook] = []
         try:
@@ -229,9 +236,7 @@ class TcRelay:
                         "the kernel refused to load the BPF program (Operation not permitted): the relay needs "
                         "CAP_BPF and CAP_NET_ADMIN (AmbientCapabilities= in its systemd unit)"
                     )
-                raise KernelOffloadUnavailable(
-                    f"the kernel refused the BPF program ({os.strerror(code)}): {_last_log()}"
-                )
+                raise KernelOffloadUnavailable(f"the kernel refused the BPF program ({_strerror(code)}): {_last_log()}")
             self.program_fd = lib.bpf_program__fd(program)
             self.map_fds = {name: lib.bpf_map__fd(found) for name, found in self._map_handles.items()}
         except BaseException:
