@@ -294,7 +294,7 @@ class TcRelay:
     # --- maps --------------------------------------------------------------------------------------
 
     def configure(self, *, enabled: bool, mtu: int, ifindex: int = 0) -> None:
-        """Turn forwarding on or off; `mtu` bounds the IPv4 packets it sends, `ifindex` (0: the one a
+        """Turn forwarding on or off; `mtu` bounds the IP packets it sends, `ifindex` (0: the one a
         packet came in on) is where they leave."""
         self.update("config", maps.INDEX.pack(0), maps.CONFIG.pack(int(enabled), ifindex, mtu, 0))
 
@@ -302,39 +302,47 @@ class TcRelay:
         self, client: maps.Endpoint, server: maps.Endpoint, channel: int, relay: maps.Endpoint, peer: maps.Endpoint
     ) -> None:
         """Both directions of a bound channel whose peer is permitted."""
-        self.update("channels", maps.channel_key(client, server, channel), maps.out_value(relay, peer))
-        self.update("peers", maps.peer_key(relay, peer[0], peer[1]), maps.peer_value(client, server, channel))
+        self.put(maps.channel_key(client, server, channel), maps.out_value(relay, peer))
+        self.put(maps.peer_key(relay, peer[0], peer[1]), maps.peer_value(client, server, channel))
 
     def remove_channel(
         self, client: maps.Endpoint, server: maps.Endpoint, channel: int, relay: maps.Endpoint, peer: maps.Endpoint
     ) -> None:
-        self.delete("channels", maps.channel_key(client, server, channel))
-        self.delete("peers", maps.peer_key(relay, peer[0], peer[1]))
+        self.remove(maps.channel_key(client, server, channel))
+        self.remove(maps.peer_key(relay, peer[0], peer[1]))
 
     def add_permission(
         self, client: maps.Endpoint, server: maps.Endpoint, relay: maps.Endpoint, peer_host: str
     ) -> None:
         """Send indications to, and Data indications from, any port of a permitted peer."""
-        self.update("permissions", maps.permission_key(client, server, peer_host), maps.out_value(relay))
-        self.update("peers", maps.peer_key(relay, peer_host), maps.peer_value(client, server))
+        self.put(maps.permission_key(client, server, peer_host), maps.out_value(relay))
+        self.put(maps.peer_key(relay, peer_host), maps.peer_value(client, server))
 
     def remove_permission(
         self, client: maps.Endpoint, server: maps.Endpoint, relay: maps.Endpoint, peer_host: str
     ) -> None:
-        self.delete("permissions", maps.permission_key(client, server, peer_host))
-        self.delete("peers", maps.peer_key(relay, peer_host))
+        self.remove(maps.permission_key(client, server, peer_host))
+        self.remove(maps.peer_key(relay, peer_host))
 
     def channel_counters(self, client: maps.Endpoint, server: maps.Endpoint, channel: int) -> maps.Counters | None:
-        value = self.lookup("channels", maps.channel_key(client, server, channel), maps.OUT_VALUE.size)
-        return None if value is None else maps.out_counters(value)
+        return self.counters(maps.channel_key(client, server, channel))
 
     def permission_counters(self, client: maps.Endpoint, server: maps.Endpoint, peer_host: str) -> maps.Counters | None:
-        value = self.lookup("permissions", maps.permission_key(client, server, peer_host), maps.OUT_VALUE.size)
-        return None if value is None else maps.out_counters(value)
+        return self.counters(maps.permission_key(client, server, peer_host))
 
     def peer_counters(self, relay: maps.Endpoint, peer_host: str, peer_port: int = 0) -> maps.Counters | None:
-        value = self.lookup("peers", maps.peer_key(relay, peer_host, peer_port), maps.PEER_VALUE.size)
-        return None if value is None else maps.peer_counters(value)
+        return self.counters(maps.peer_key(relay, peer_host, peer_port))
+
+    def put(self, slot: maps.Slot, value: bytes) -> None:
+        self.update(slot[0], slot[1], value)
+
+    def remove(self, slot: maps.Slot) -> bool:
+        return self.delete(slot[0], slot[1])
+
+    def counters(self, slot: maps.Slot) -> maps.Counters | None:
+        """An entry's packets and payload bytes so far, or None when it is not installed."""
+        value = self.lookup(slot[0], slot[1], maps.MAP_LAYOUTS[slot[0]][1])
+        return None if value is None else maps.counters(value)
 
     def totals(self) -> dict[str, maps.Counters]:
         """Packets and payload bytes forwarded per path since load, summed over CPUs."""
@@ -353,7 +361,7 @@ class TcRelay:
 
     def clear(self) -> None:
         """Empty every entry map and zero the counters (a restarted relay starts from nothing installed)."""
-        for name in ("channels", "permissions", "peers"):
+        for name in maps.ENTRY_MAPS:
             for key in list(self.keys(name)):
                 self.delete(name, key)
         slot = (maps.COUNTER.size + 7) & ~7

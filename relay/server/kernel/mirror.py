@@ -11,9 +11,10 @@ never call it, so nothing the kernel forwards refreshes anything (RFC 8656). Bec
 deleted by `tick`), the kernel can never forward what the userspace path would not.
 
 An allocation stays entirely in user space when the kernel cannot do the same job: TCP/TLS clients
-(ChannelData padding and stream framing), IPv6 clients or relays, a listener bound to a wildcard address
-(the program needs the exact 5-tuple), and allocations under a bandwidth limit (`max-bps` is policed
-by the userspace token buckets, never in the kernel). `reason(allocation)` says which.
+(ChannelData padding and stream framing), a listener bound to a wildcard address (the program needs the
+exact 5-tuple), no relayed address of the client's family, and allocations under a bandwidth limit
+(`max-bps` is policed by the userspace token buckets, never in the kernel). `reason(allocation)` says
+which. Peers of the other family than the client's stay in user space too (no translation in the kernel).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from typing import Any, Protocol
 
 from relay.server.kernel import maps
 
-Entries = dict[tuple[str, bytes], bytes]  # (map name, key) -> value as installed
+_FAMILY = {4: 1, 6: 2}  # IP version -> the allocation's relay family key (FAMILY_IPV4, FAMILY_IPV6)
+
+Entries = dict[maps.Slot, bytes]  # (map name, key) -> value as installed
 
 
 class Program(Protocol):
-    def update(self, name: str, key: bytes, value: bytes) -> None: ...
-    def delete(self, name: str, key: bytes) -> bool: ...
+    def put(self, slot: maps.Slot, value: bytes) -> None: ...
+    def remove(self, slot: maps.Slot) -> bool: ...
 
 
 def socket_address(endpoint: Any) -> maps.Endpoint:
@@ -37,11 +40,11 @@ def socket_address(endpoint: Any) -> maps.Endpoint:
     return endpoint.sock.getsockname()[:2]
 
 
-def _ipv4(host: str) -> bool:
+def _version(host: str) -> int:
     try:
-        return ipaddress.ip_address(host).version == 4
+        return ipaddress.ip_address(host).version
     except ValueError:
-        return False
+        return 0
 
 
 class KernelMirror:
@@ -55,20 +58,20 @@ class KernelMirror:
         return len(self._installed)
 
     def reason(self, allocation: Any) -> str | None:
-        """Why `allocation` is served in user space only, or None when the kernel can forward for it."""
+        """Why `allocation` is served in user space only, or None when the kernel can forward for it
+        (for its peers of the client's address family; others stay in user space)."""
         if allocation.closed:
             return "the allocation has ended"
         if allocation.origin.transport != "udp":
             return f"the client uses {allocation.origin.transport.upper()}"
-        if not _ipv4(allocation.client[0]):
-            return "the client is not IPv4"
+        version = _version(allocation.client[0])
         server = allocation.origin.local[0]
-        if not _ipv4(server) or ipaddress.ip_address(server).is_unspecified:
-            return "the listener is not bound to one IPv4 address"
+        if _version(server) != version or ipaddress.ip_address(server).is_unspecified:
+            return f"the listener is not bound to one IPv{version} address"
         if allocation.bucket_from_client is not None or allocation.bucket_to_client is not None:
             return "a bandwidth limit applies (max-bps is policed in user space)"
-        if 1 not in allocation.relays:
-            return "the allocation has no IPv4 relayed address"
+        if _FAMILY[version] not in allocation.relays:
+            return f"the allocation has no IPv{version} relayed address (the kernel does not translate families)"
         return None
 
     def desired(self, allocation: Any) -> Entries:
@@ -76,16 +79,17 @@ class KernelMirror:
         if self.reason(allocation) is not None:
             return {}
         client, server = allocation.client[:2], allocation.origin.local[:2]
-        relay = self.relay_address(allocation.relays[1])
+        version = _version(client[0])
+        relay = self.relay_address(allocation.relays[_FAMILY[version]])
         entries: Entries = {}
         for host in allocation.permissions:
-            if _ipv4(host):
-                entries["permissions", maps.permission_key(client, server, host)] = maps.out_value(relay)
-                entries["peers", maps.peer_key(relay, host)] = maps.peer_value(client, server)
+            if _version(host) == version:
+                entries[maps.permission_key(client, server, host)] = maps.out_value(relay)
+                entries[maps.peer_key(relay, host)] = maps.peer_value(client, server)
         for number, (_, peer) in allocation.channel_out.items():
-            if _ipv4(peer[0]) and peer[0] in allocation.permissions:
-                entries["channels", maps.channel_key(client, server, number)] = maps.out_value(relay, peer)
-                entries["peers", maps.peer_key(relay, peer[0], peer[1])] = maps.peer_value(client, server, number)
+            if _version(peer[0]) == version and peer[0] in allocation.permissions:
+                entries[maps.channel_key(client, server, number)] = maps.out_value(relay, peer)
+                entries[maps.peer_key(relay, peer[0], peer[1])] = maps.peer_value(client, server, number)
         return entries
 
     def sync(self, allocation: Any) -> None:
@@ -95,10 +99,10 @@ class KernelMirror:
         installed = self._installed.get(allocation.seq, {})
         wanted = self.desired(allocation)
         for slot in installed.keys() - wanted.keys():
-            self.program.delete(*slot)
+            self.program.remove(slot)
         for slot, value in wanted.items():
             if installed.get(slot) != value:
-                self.program.update(slot[0], slot[1], value)
+                self.program.put(slot, value)
         if wanted:
             self._installed[allocation.seq] = wanted
         else:
@@ -106,7 +110,7 @@ class KernelMirror:
 
     def forget(self, allocation: Any) -> None:
         for slot in self._installed.pop(allocation.seq, {}):
-            self.program.delete(*slot)
+            self.program.remove(slot)
 
     def installed(self, allocation: Any) -> Entries:
         return dict(self._installed.get(allocation.seq, {}))

@@ -37,7 +37,7 @@
 
 #define MAX_ENTRIES (1 << 18)
 #define MAX_UDP_LENGTH 2048 /* larger datagrams (jumbo frames inside the VPC) stay in user space */
-#define CHUNK 128 /* bytes summed per bpf_csum_diff call: a stack buffer, with the caller's frame under 512 */
+#define CHUNK 256 /* bytes summed per bpf_csum_diff call, copied into `scratch` */
 #define ETH_LEN 14
 #define IP_LEN 20
 #define UDP_LEN 8
@@ -156,6 +156,19 @@ struct {
 	__type(value, struct counter);
 } stats SEC(".maps");
 
+struct chunk {
+	__u8 bytes[CHUNK];
+};
+
+/* The checksum's copy buffer: too big for the 512-byte stack beside the packet builders. Per CPU, and a
+ * TC program runs with bottom halves off, so one run never sees another's bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct chunk);
+} scratch SEC(".maps");
+
 struct headers { /* Ethernet, IPv4 without options, UDP: loaded with one bpf_skb_load_bytes */
 	struct ethhdr eth;
 	struct iphdr ip;
@@ -218,23 +231,22 @@ static __always_inline void count(__u32 index, __u64 bytes)
 }
 
 /* The received UDP checksum is a full, valid one: verified by the NIC (CHECKSUM_UNNECESSARY), or
- * summed here. Incremental updates below start from it, so it must be right. Called only once a map
- * entry matched: packets for user space do not pay for it. A subprogram, not inlined four times. */
-static __noinline int udp_checksum_ok(struct __sk_buff *skb, const struct headers *h, __u32 udp_length)
+ * summed here from `seed`, the pseudo-header's sum. Incremental updates below start from it, so it must
+ * be right. Called only once a map entry matched: packets for user space do not pay for it. A
+ * subprogram, shared by both address families instead of being inlined at every call. */
+static __noinline int udp_sum_ok(struct __sk_buff *skb, __u32 l4_offset, __u32 udp_length, __u32 seed)
 {
-	__u8 buffer[CHUNK];
-	struct pseudo ph = {};
-	__s64 sum;
+	__u32 zero = 0;
+	struct chunk *chunk;
+	__u8 *buffer;
+	__s64 sum = seed;
 
 	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
 		return 1;
-	ph.saddr = h->ip.saddr;
-	ph.daddr = h->ip.daddr;
-	ph.protocol = IPPROTO_UDP;
-	ph.length = h->udp.len;
-	sum = bpf_csum_diff(0, 0, (__be32 *)&ph, 12, 0);
-	if (sum < 0)
+	chunk = bpf_map_lookup_elem(&scratch, &zero);
+	if (!chunk)
 		return 0;
+	buffer = chunk->bytes;
 	for (__u32 i = 0; i < MAX_UDP_LENGTH / CHUNK; i++) {
 		__u64 offset = i * CHUNK;
 		__u64 size; /* 64-bit: no zero-extended copy for the compiler to check instead of it */
@@ -245,9 +257,9 @@ static __noinline int udp_checksum_ok(struct __sk_buff *skb, const struct header
 		if (size > CHUNK)
 			size = CHUNK;
 		else
-			__builtin_memset(buffer, 0, sizeof(buffer)); /* odd tails are summed with zero padding */
+			__builtin_memset(buffer, 0, CHUNK); /* odd tails are summed with zero padding */
 		asm volatile("" : "+r"(size)); /* keep the bound check below on the register that is used */
-		if (size < 1 || size > CHUNK || bpf_skb_load_bytes(skb, L4_OFF + offset, buffer, size))
+		if (size < 1 || size > CHUNK || bpf_skb_load_bytes(skb, l4_offset + offset, buffer, size))
 			return 0;
 		size = (size + 3) & ~3ull; /* whole words: the zeroed tail pads an odd length */
 		asm volatile("" : "+r"(size));
@@ -258,6 +270,19 @@ static __noinline int udp_checksum_ok(struct __sk_buff *skb, const struct header
 			return 0;
 	}
 	return fold((__u64)sum) == 0xffff;
+}
+
+static __always_inline int udp_checksum_ok(struct __sk_buff *skb, const struct headers *h, __u32 udp_length)
+{
+	struct pseudo ph = {};
+	__s64 seed;
+
+	ph.saddr = h->ip.saddr;
+	ph.daddr = h->ip.daddr;
+	ph.protocol = IPPROTO_UDP;
+	ph.length = h->udp.len;
+	seed = bpf_csum_diff(0, 0, (__be32 *)&ph, 12, 0);
+	return seed >= 0 && udp_sum_ok(skb, L4_OFF, udp_length, (__u32)seed);
 }
 
 /* The last `count` (0-3) bytes before `end` are zero: padding that may be dropped without changing
@@ -521,6 +546,8 @@ static __always_inline int peer_datagram(struct __sk_buff *skb, const struct con
 	return TC_ACT_OK;
 }
 
+#include "tc_relay6.h"
+
 SEC("tc")
 int tc_relay(struct __sk_buff *skb)
 {
@@ -533,8 +560,12 @@ int tc_relay(struct __sk_buff *skb)
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg || !cfg->enabled)
 		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->pkt_type != PACKET_HOST || skb->gso_size)
+	if (skb->pkt_type != PACKET_HOST || skb->gso_size || skb->vlan_present)
 		return TC_ACT_OK; /* GRO-merged datagrams stay whole: user space receives them as the stack does */
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return tc_relay6(skb, cfg);
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
 		return TC_ACT_OK;
 	if (h.eth.h_proto != bpf_htons(ETH_P_IP) || h.ip.version != 4 || h.ip.ihl != 5 ||

@@ -107,7 +107,7 @@ def test_malformed_or_unknown_channel_data_passes_untouched(relay: TcRelay, mess
 def test_channel_numbers_outside_the_range_are_never_forwarded(relay: TcRelay, channel: int) -> None:
     # Install the out-of-range number behind maps.py's back: the program must check the range itself.
     key = maps.CHANNEL_KEY.pack(
-        maps.ip4(CLIENT[0]), maps.ip4(SERVER[0]), maps.port(CLIENT[1]), maps.port(SERVER[1]), channel
+        maps.address(CLIENT[0]), maps.address(SERVER[0]), maps.port(CLIENT[1]), maps.port(SERVER[1]), channel
     )
     relay.update("channels", key, maps.out_value(RELAY, PEER))
     passes_untouched(relay, frame(ipv4_udp(CLIENT, SERVER, channel_data(channel, PAYLOAD))))
