@@ -119,3 +119,67 @@ def udp_checksum_valid(packet: bytes) -> bool:
     segment = packet[ihl:]
     pseudo = packet[12:20] + struct.pack("!BBH", 0, 17, len(segment))
     return ones_complement_sum(pseudo + segment) == 0xFFFF
+
+
+# --- IPv6 ----------------------------------------------------------------------------------------------
+
+ETH6_TO_HOST = bytes(6) + bytes.fromhex("02aabbccddee") + b"\x86\xdd"
+CLIENT6 = ("2001:db8:c::7", 50123)
+SERVER6 = ("2001:db8:5::5", 3478)
+RELAY6 = ("2001:db8:5::5", 49170)
+PEER6 = ("2001:db8:e::9", 40000)
+
+
+def udp6_checksum(src: str, dst: str, segment: bytes) -> int:
+    pseudo = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+    pseudo += struct.pack("!IxxxB", len(segment), 17)
+    value = ~ones_complement_sum(pseudo + segment) & 0xFFFF
+    return value or 0xFFFF
+
+
+def ipv6_udp(
+    src: tuple[str, int],
+    dst: tuple[str, int],
+    payload: bytes,
+    *,
+    hop_limit: int = 57,
+    checksum: int | None = None,
+    next_header: int = 17,
+    extension: bytes = b"",
+) -> bytes:
+    """An IPv6 packet carrying one UDP datagram (after `extension`, whose own next header is UDP)."""
+    segment = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    value = udp6_checksum(src[0], dst[0], segment) if checksum is None else checksum
+    segment = segment[:6] + struct.pack("!H", value) + segment[8:]
+    header = struct.pack("!IHBB", 6 << 28, len(extension) + len(segment), next_header, hop_limit)
+    header += socket.inet_pton(socket.AF_INET6, src[0]) + socket.inet_pton(socket.AF_INET6, dst[0])
+    return header + extension + segment
+
+
+def frame6(packet: bytes) -> bytes:
+    return ETH6_TO_HOST + packet
+
+
+def forwarded6(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    """What the program must send over IPv6: traffic class and flow label 0, hop limit 64."""
+    return ipv6_udp(src, dst, payload, hop_limit=64)
+
+
+def xor_peer_address6(peer: tuple[str, int], tid: bytes) -> bytes:
+    mask = struct.pack("!I", COOKIE) + tid
+    raw = bytes(a ^ b for a, b in zip(socket.inet_pton(socket.AF_INET6, peer[0]), mask, strict=True))
+    return struct.pack("!HHBBH", 0x0012, 20, 0, 2, peer[1] ^ (COOKIE >> 16)) + raw
+
+
+def send_indication6(peer: tuple[str, int], payload: bytes, tid: bytes = bytes(range(12)), extra: bytes = b"") -> bytes:
+    return stun(0x0016, xor_peer_address6(peer, tid) + attribute(0x0013, payload) + extra, tid)
+
+
+def data_indication6(peer: tuple[str, int], payload: bytes, tid: bytes) -> bytes:
+    return stun(0x0017, xor_peer_address6(peer, tid) + attribute(0x0013, payload), tid)
+
+
+def udp6_checksum_valid(packet: bytes) -> bool:
+    segment = packet[40:]
+    pseudo = packet[8:40] + struct.pack("!IxxxB", len(segment), 17)
+    return struct.unpack_from("!H", segment, 6)[0] != 0 and ones_complement_sum(pseudo + segment) == 0xFFFF

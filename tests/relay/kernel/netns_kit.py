@@ -6,6 +6,8 @@ interface and reaches both the client and the peer through a router.
                                        |
                                    10.71.3.2 relay (interface "relay0": the TC program's hook)
 
+and the same in IPv6 (fd00:71:N::2 behind fd00:71:N::1).
+
 Names carry the test process's id, so parallel runs do not collide. Sockets are created in a namespace
 by a short-lived thread that entered it with setns(2) (a socket keeps its namespace afterwards); the
 senders' veths compute UDP checksums in software (`tx off`), as a NIC's would be on the wire.
@@ -26,6 +28,7 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLIENT_IP, PEER_IP, RELAY_IP = "10.71.1.2", "10.71.2.2", "10.71.3.2"
+CLIENT_IP6, PEER_IP6, RELAY_IP6 = "fd00:71:1::2", "fd00:71:2::2", "fd00:71:3::2"
 RELAY_INTERFACE = "relay0"
 
 
@@ -46,22 +49,28 @@ class Topology:
     def create(self) -> None:
         for name in self.names:
             _ip("netns", "add", name)
+            # no duplicate address detection: link-local addresses are usable at once (neighbour discovery)
+            _in(name, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
         links = [
-            (self.client, "cl0", CLIENT_IP, "10.71.1.1", "gc0"),
-            (self.peer, "pe0", PEER_IP, "10.71.2.1", "gp0"),
-            (self.relay, RELAY_INTERFACE, RELAY_IP, "10.71.3.1", "gr0"),
+            (self.client, "cl0", CLIENT_IP, "10.71.1.1", "gc0", CLIENT_IP6, "fd00:71:1::1"),
+            (self.peer, "pe0", PEER_IP, "10.71.2.1", "gp0", PEER_IP6, "fd00:71:2::1"),
+            (self.relay, RELAY_INTERFACE, RELAY_IP, "10.71.3.1", "gr0", RELAY_IP6, "fd00:71:3::1"),
         ]
         _in(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        for ns, inner, address, gateway, outer in links:
+        for ns, inner, address, gateway, outer, address6, gateway6 in links:
             _ip("link", "add", inner, "netns", ns, "type", "veth", "peer", "name", outer, "netns", self.router)
             _in(ns, "ip", "addr", "add", f"{address}/24", "dev", inner)
             _in(ns, "ip", "link", "set", inner, "up")
             _in(ns, "ip", "link", "set", "lo", "up")
             _in(ns, "ip", "route", "add", "default", "via", gateway)
             _in(ns, "ethtool", "-K", inner, "tx", "off")  # full checksums on the wire, as from a real NIC
+            _in(ns, "ip", "-6", "addr", "add", f"{address6}/64", "dev", inner, "nodad")
+            _in(ns, "ip", "-6", "route", "add", "default", "via", gateway6)
             _in(self.router, "ip", "addr", "add", f"{gateway}/24", "dev", outer)
+            _in(self.router, "ip", "-6", "addr", "add", f"{gateway6}/64", "dev", outer, "nodad")
             _in(self.router, "ip", "link", "set", outer, "up")
             _in(self.router, "ethtool", "-K", outer, "tx", "off")
+        _in(self.router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")  # global, and each interface present
 
     def destroy(self) -> None:
         for name in self.names:
@@ -93,7 +102,7 @@ class Topology:
 
     def udp(self, ns: str, address: tuple[str, int]) -> socket.socket:
         def make() -> socket.socket:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind(address)
             sock.settimeout(2.0)
             return sock

@@ -13,8 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernel_kit import COOKIE, channel_data, send_indication
-from netns_kit import CLIENT_IP, PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, nothing_waiting
+from kernel_kit import COOKIE, channel_data, data_indication6, send_indication, send_indication6
+from netns_kit import (
+    CLIENT_IP,
+    CLIENT_IP6,
+    PEER_IP,
+    PEER_IP6,
+    RELAY_INTERFACE,
+    RELAY_IP,
+    RELAY_IP6,
+    Topology,
+    nothing_waiting,
+)
 
 from relay.server.kernel import maps
 from relay.server.kernel.loader import TcRelay
@@ -24,6 +34,7 @@ SERVER = (RELAY_IP, 3478)
 RELAY = (RELAY_IP, 49170)
 PEER = (PEER_IP, 40000)
 CHANNEL = 0x4ABC
+CLIENT6, SERVER6, RELAY6, PEER6 = (CLIENT_IP6, 50123), (RELAY_IP6, 3478), (RELAY_IP6, 49170), (PEER_IP6, 40000)
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -92,6 +103,44 @@ def test_indications_cross_the_relay_in_the_kernel_both_ways(relay: TcRelay, soc
     assert message[32:36] == struct.pack("!HH", 0x0013, 12) and message[36:48] == b"hello client"
     assert nothing_waiting(sockets["listener"]) and nothing_waiting(sockets["relayed"])
     assert relay.totals()["send_to_peer"].packets == relay.totals()["data_to_client"].packets == 1
+
+
+@pytest.fixture()
+def sockets6(topology: Topology) -> Iterator[dict[str, socket.socket]]:
+    made = {
+        "client": topology.udp(topology.client, CLIENT6),
+        "peer": topology.udp(topology.peer, PEER6),
+        "listener": topology.udp(topology.relay, SERVER6),
+        "relayed": topology.udp(topology.relay, RELAY6),
+    }
+    yield made
+    for sock in made.values():
+        sock.close()
+
+
+def _from(sock: socket.socket) -> tuple[bytes, tuple[str, int]]:
+    data, source = sock.recvfrom(2048)
+    return data, source[:2]
+
+
+def test_ipv6_channels_and_indications_cross_the_relay_in_the_kernel(relay: TcRelay, sockets6: dict) -> None:
+    relay.add_permission(CLIENT6, SERVER6, RELAY6, PEER6[0])
+    tid = bytes(range(12))
+    sockets6["client"].sendto(send_indication6(PEER6, b"indicated", tid), SERVER6)
+    assert _from(sockets6["peer"]) == (b"indicated", RELAY6)
+    sockets6["peer"].sendto(b"data back", RELAY6)
+    message, source = _from(sockets6["client"])
+    assert source == SERVER6 and message == data_indication6(PEER6, b"data back", message[8:20])
+    relay.add_channel(CLIENT6, SERVER6, CHANNEL, RELAY6, PEER6)
+    for i in range(10):
+        sockets6["client"].sendto(channel_data(CHANNEL, b"v6 to peer %d" % i), SERVER6)
+        assert _from(sockets6["peer"]) == (b"v6 to peer %d" % i, RELAY6)
+        sockets6["peer"].sendto(b"v6 to client %d" % i, RELAY6)
+        assert _from(sockets6["client"]) == (channel_data(CHANNEL, b"v6 to client %d" % i), SERVER6)
+    assert nothing_waiting(sockets6["listener"]) and nothing_waiting(sockets6["relayed"])
+    totals = relay.totals()
+    assert [totals[name].packets for name in ("send_to_peer", "data_to_client", "channel_to_peer")] == [1, 1, 10]
+    assert totals["errors"].packets == 0
 
 
 def test_once_the_entries_are_gone_user_space_gets_every_packet(relay: TcRelay, sockets: dict) -> None:
