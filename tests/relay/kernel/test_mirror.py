@@ -8,12 +8,25 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from kernel_kit import TC_ACT_OK, TC_ACT_REDIRECT, channel_data, forwarded, frame, ipv4_udp, send_indication
+from kernel_kit import (
+    TC_ACT_OK,
+    TC_ACT_REDIRECT,
+    channel_data,
+    forwarded,
+    forwarded6,
+    frame,
+    frame6,
+    ipv4_udp,
+    ipv6_udp,
+    send_indication,
+    send_indication6,
+)
 from relay_testkit import CLIENT, PEER, CoreHarness, FakeOrigin, request
 
 from relay.server.kernel.loader import TcRelay
 from relay.server.kernel.mirror import KernelMirror
 from relay.stun import Attr, MessageClass, Method
+from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 
 SERVER = FakeOrigin().local
 RELAY_PRIVATE = "10.0.0.5"
@@ -151,3 +164,24 @@ def test_allocations_the_kernel_cannot_serve_stay_in_user_space(relay: TcRelay, 
     wildcard.origin = FakeOrigin(local=("0.0.0.0", 3478))
     assert wildcard.allocate().message_class == MessageClass.SUCCESS
     assert mirror.reason(wildcard.allocation()) == "the listener is not bound to one IPv4 address"
+
+
+def test_an_ipv6_allocation_gets_ipv6_entries_and_its_ipv4_peers_stay_in_user_space(relay: TcRelay) -> None:
+    client6, server6, peer6 = ("2001:db8:c::20", 40000), ("2001:db8:5::5", 3478), ("2a00:1450:4001::1", 6000)
+    h = CoreHarness()
+    h.origin = FakeOrigin(local=server6)
+    dual = request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV6))
+    assert h.send(dual, client=client6).message_class == MessageClass.SUCCESS
+    allocation = h.allocation(client6)
+    assert set(allocation.relays) == {FAMILY_IPV4, FAMILY_IPV6}
+    mirror = KernelMirror(
+        relay, relay_address=lambda e: ("2001:db8:5::5" if e.family == 2 else RELAY_PRIVATE, e.advertised[1])
+    )
+    for peer in (peer6, PEER):
+        message = request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, peer))
+        assert h.send(message, client=client6).message_class == MessageClass.SUCCESS
+    mirror.sync(allocation)
+    assert {name for name, _ in mirror.installed(allocation)} == {"permissions6", "peers6"}
+    relay6 = ("2001:db8:5::5", allocation.relays[FAMILY_IPV6].advertised[1])
+    send = frame6(ipv6_udp(client6, server6, send_indication6(peer6, PAYLOAD)))
+    assert relay.test_run(send) == (TC_ACT_REDIRECT, frame6(forwarded6(relay6, peer6, PAYLOAD)))
