@@ -3,8 +3,10 @@ Python byte arithmetic for IPv4, UDP (RFC 768 checksum), ChannelData and STUN in
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
+from collections.abc import Callable
 
 ETH_TO_HOST = bytes(6) + bytes.fromhex("02aabbccddee") + b"\x08\x00"  # BPF_PROG_TEST_RUN's device is lo (MAC 0)
 COOKIE = 0x2112A442
@@ -183,3 +185,26 @@ def udp6_checksum_valid(packet: bytes) -> bool:
     segment = packet[40:]
     pseudo = packet[8:40] + struct.pack("!IxxxB", len(segment), 17)
     return struct.unpack_from("!H", segment, 6)[0] != 0 and ones_complement_sum(pseudo + segment) == 0xFFFF
+
+
+def mutate(rng: random.Random, packet: bytes, reseal: Callable[[bytes, bool], bytes], min_length: int = 34) -> bytes:
+    """One to three kinds of damage to a frame past its Ethernet header: a byte replaced or a bit flipped,
+    the frame cut short (never below `min_length`: BPF_PROG_TEST_RUN refuses frames shorter than an IP
+    header), bytes inserted, zero bytes appended; then half the time `reseal(frame, fix_lengths)`
+    recomputes checksums (and, half of those times, the length fields) so later checks are reached."""
+    data = bytearray(packet)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        roll = rng.random()
+        position = rng.randrange(14, len(data))
+        if roll < 0.6:
+            data[position] = rng.randrange(256)
+        elif roll < 0.8:
+            data[position] ^= 1 << rng.randrange(8)
+        elif roll < 0.9 and position >= min_length:
+            del data[position:]
+        elif roll < 0.95:
+            data[position:position] = bytes(rng.randrange(1, 5))
+        else:  # zero bytes after the message: padding, or more than padding
+            data += bytes(rng.randrange(1, 6))
+    mutated = bytes(data)
+    return reseal(mutated, rng.random() < 0.5) if rng.random() < 0.5 else mutated

@@ -24,6 +24,7 @@ from kernel_kit import (
     frame,
     ip_checksum,
     ipv4_udp,
+    mutate,
     ones_complement_sum,
     send_indication,
     udp_checksum,
@@ -123,22 +124,7 @@ def _seeds() -> list[bytes]:
 
 
 def _mutate(rng: random.Random, packet: bytes) -> bytes:
-    data = bytearray(packet)
-    for _ in range(rng.choice((1, 1, 2, 3))):
-        roll = rng.random()
-        position = rng.randrange(14, len(data))
-        if roll < 0.6:
-            data[position] = rng.randrange(256)
-        elif roll < 0.8:
-            data[position] ^= 1 << rng.randrange(8)
-        elif roll < 0.9 and position >= 34:  # BPF_PROG_TEST_RUN refuses IPv4 frames shorter than an IP header
-            del data[position:]
-        elif roll < 0.95:
-            data[position:position] = bytes(rng.randrange(1, 5))
-        else:  # zero bytes after the message: padding, or more than padding
-            data += bytes(rng.randrange(1, 6))
-    mutated = bytes(data)
-    return _reseal(mutated, lengths=rng.random() < 0.5) if rng.random() < 0.5 else mutated
+    return mutate(rng, packet, _reseal)
 
 
 def test_damaged_frames_are_forwarded_exactly_as_the_model_says_or_passed_untouched(relay: TcRelay) -> None:
