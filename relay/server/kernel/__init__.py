@@ -1,7 +1,8 @@
-"""In-kernel forwarding of TURN data over UDP/IPv4 (issue 12).
+"""In-kernel forwarding of TURN data over UDP, IPv4 and IPv6 (issue 12).
 
   tc_relay.bpf.c  the TC ingress program: ChannelData and Send indications from clients, datagrams from
-                  peers (ChannelData or Data indications back), per-entry and per-path counters
+                  peers (ChannelData or Data indications back), per-entry and per-path counters;
+                  tc_relay6.h is its IPv6 half
   build.py        compiles it when the wheel is built (relay/setup.py); nothing compiles on the hosts
   loader.py       loads, attaches, detaches and edits the maps through the system's libbpf (ctypes)
   maps.py         the map layouts, the one place the Python side defines them

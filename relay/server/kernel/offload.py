@@ -106,7 +106,7 @@ def start(mode: str, listening_ip: str, relay_ip: str, *, obj: bytes | None = No
         _log.warning("kernel offload unavailable, serving from user space: %s", error)
         return None
     _log.info(
-        "kernel offload on %s (MTU %d): UDP/IPv4 channels and indications forwarded in the kernel",
+        "kernel offload on %s (MTU %d): UDP channels and indications forwarded in the kernel",
         offload.interface,
         offload.mtu,
     )

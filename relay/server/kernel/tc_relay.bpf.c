@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* In-kernel TURN forwarding (RFC 8656) for UDP over IPv4: a TC (clsact) ingress program on the relay's
- * interface. The Python control plane stays the only authority: it puts an entry in a map after a
+/* In-kernel TURN forwarding (RFC 8656) over UDP: a TC (clsact) ingress program on the relay's interface.
+ * This file is the IPv4 half and the entry point; tc_relay6.h is the IPv6 half (same paths, same rules). The Python control plane stays the only authority: it puts an entry in a map after a
  * ChannelBind or CreatePermission succeeded and removes it when the binding or the permission ends. This
  * program only forwards what the maps say, and only packets that are plainly what they claim to be.
  *
