@@ -130,6 +130,16 @@ class Counters:
     bytes: int
 
 
+def relay_port_of_peer_key(key: bytes) -> int:
+    layout = PEER_KEY if len(key) == PEER_KEY.size else PEER_KEY6
+    return int.from_bytes(layout.unpack(key)[2], "big")
+
+
+def relay_port_of_out_value(value: bytes) -> int:
+    layout = OUT_VALUE if len(value) == OUT_VALUE.size else OUT_VALUE6
+    return int.from_bytes(layout.unpack(value)[2], "big")
+
+
 def counters(value: bytes) -> Counters:
     """The packet and byte counters every entry value ends with."""
     packets, octets = COUNTER.unpack_from(value, len(value) - COUNTER.size)

@@ -1,5 +1,5 @@
 """Switching the in-kernel path on for a host: `start(mode, listening_ip, relay_ip)` is what the relay's
-process calls once, before it forks its workers (they inherit the program's map descriptors).
+supervisor calls once, before it starts its workers (they are passed the program's map descriptors).
 
     off   nothing is loaded
     auto  load and attach when this host can; otherwise one log line says why and the relay serves
@@ -40,7 +40,7 @@ class Offload:
     mtu: int
 
     def mirror(self) -> KernelMirror:
-        """A mirror for one worker's allocations (each worker owns its own; the maps are shared)."""
+        """A mirror over this process's handle (a worker builds its own over `MapSet.from_fds`)."""
         return KernelMirror(self.program)
 
     def stop(self) -> None:
