@@ -66,6 +66,7 @@ class _TestRunOpts(ctypes.Structure):
 
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_PRINT_BUFFER = 1 << 22  # the largest verifier log libbpf hands over (a failed load logs up to 16 MiB)
 _log_lines: deque[str] = deque(maxlen=40)  # libbpf's and the verifier's last words, for error messages
 _lib: Any = None
 _print_callback: Any = None
@@ -126,8 +127,9 @@ def _libbpf() -> Any:
     vsnprintf = libc.vsnprintf
     vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
 
+    buffer = ctypes.create_string_buffer(_PRINT_BUFFER)  # a verifier log arrives in one call: keep its end
+
     def record(level: int, fmt: bytes, args: int) -> int:  # va_list arrives as a pointer on x86-64 and arm64
-        buffer = ctypes.create_string_buffer(1024)
         vsnprintf(buffer, len(buffer), fmt, args)
         for line in buffer.value.decode(errors="replace").splitlines():
             if line.strip():

@@ -59,6 +59,12 @@ class TcRelay(MapSet):
     """The loaded program and its maps. `close()` detaches it (if attached) and frees everything."""
 
     def __init__(self, obj: bytes | None = None) -> None:
+        missing = missing_capabilities()
+        if missing:
+            raise KernelOffloadUnavailable(
+                f"loading the BPF program needs {', '.join(CAPABILITIES)} (missing: {', '.join(missing)}): "
+                "AmbientCapabilities= in the relay's systemd unit"
+            )
         lib = _libbpf()
         self._lib = lib
         data = packaged_object() if obj is None else obj
@@ -93,8 +99,9 @@ class TcRelay(MapSet):
                 code = _errno(result)
                 if code == errno.EPERM:  # the verifier never ran: its log would only be libbpf's relocations
                     raise KernelOffloadUnavailable(
-                        "the kernel refused to load the BPF program (Operation not permitted): the relay needs "
-                        "CAP_BPF and CAP_NET_ADMIN (AmbientCapabilities= in its systemd unit)"
+                        "the kernel refused to load the BPF program (Operation not permitted): a security "
+                        "module or kernel.unprivileged_bpf_disabled settings may forbid it even with "
+                        f"{', '.join(CAPABILITIES)}"
                     )
                 raise KernelOffloadUnavailable(f"the kernel refused the BPF program ({_strerror(code)}): {_last_log()}")
             self.program_fd = lib.bpf_program__fd(program)
@@ -103,6 +110,7 @@ class TcRelay(MapSet):
             self.close()
             raise
         super().__init__(map_fds, lib)
+        self.update("crc32", maps.INDEX.pack(0), maps.crc32_tables())  # the FINGERPRINT check's tables
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -168,6 +176,30 @@ class TcRelay(MapSet):
             code = _errno(result)
             raise OSError(code, f"BPF_PROG_TEST_RUN failed: {os.strerror(code)}")
         return opts.retval, data_out.raw[: opts.data_size_out]
+
+
+# What loading takes: CAP_BPF and CAP_NET_ADMIN for a TC program, and CAP_PERFMON because without it the
+# verifier also walks every speculative path (Spectre v1 hardening), and the FINGERPRINT check's CRC loop
+# then exceeds its budget. Bit numbers from <linux/capability.h>.
+CAPABILITIES = ("CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON")
+_CAPABILITY_BITS = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
+
+
+def missing_capabilities(status: str = "/proc/self/status") -> list[str]:
+    """Which of CAPABILITIES this process lacks in its effective set (CAP_SYS_ADMIN stands in for CAP_BPF
+    and CAP_PERFMON, as the kernel lets it)."""
+    try:
+        with open(status) as f:
+            line = next(line for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        return []  # cannot tell: let the kernel decide
+    effective = int(line.split()[1], 16)
+    has = {name: bool(effective >> bit & 1) for name, bit in _CAPABILITY_BITS.items()}
+    return [
+        name
+        for name in CAPABILITIES
+        if not has[name] and not (name in ("CAP_BPF", "CAP_PERFMON") and has["CAP_SYS_ADMIN"])
+    ]
 
 
 def _hook(interface: str | int) -> _TcHook:

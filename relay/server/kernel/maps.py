@@ -42,7 +42,8 @@ CHUNK = 256  # the checksum's scratch buffer (CHUNK in the C source)
 MAP_LAYOUTS: dict[str, tuple[int, int]] = {  # map name -> (key size, value size)
     "config": (INDEX.size, CONFIG.size),
     "stats": (INDEX.size, COUNTER.size),
-    "scratch": (INDEX.size, CHUNK),
+    "scratch": (INDEX.size, CHUNK + 4),  # the buffer and a cursor
+    "crc32": (INDEX.size, 4 * 256 * 4),
     "channels": (CHANNEL_KEY.size, OUT_VALUE.size),
     "permissions": (PERMISSION_KEY.size, OUT_VALUE.size),
     "peers": (PEER_KEY.size, PEER_VALUE.size),
@@ -128,6 +129,23 @@ def peer_value(client: Endpoint, server: Endpoint, channel: int = 0) -> bytes:
 class Counters:
     packets: int
     bytes: int
+
+
+def crc32_tables() -> bytes:
+    """The `crc32` map's value: CRC-32 (IEEE, reflected, as zlib) lookup tables for slice-by-4, t[k * 256 + n]
+    with t[0..255] the byte table and each next table one byte further. The program's FINGERPRINT check
+    reads them; tests compare its result with zlib's."""
+    tables = [[0] * 256 for _ in range(4)]
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
+        tables[0][n] = crc
+    for k in range(1, 4):
+        for n in range(256):
+            previous = tables[k - 1][n]
+            tables[k][n] = (previous >> 8) ^ tables[0][previous & 0xFF]
+    return struct.pack("=1024I", *(value for table in tables for value in table))
 
 
 def relay_port_of_peer_key(key: bytes) -> int:

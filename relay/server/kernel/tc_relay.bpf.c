@@ -13,12 +13,15 @@
  *                   -> a Data indication (XOR-PEER-ADDRESS, DATA padded to 4 bytes, random
  *                   transaction id: the attributes the userspace path sends)
  *
+ * A Send indication may end with a FINGERPRINT (Firefox always sends one): it is checked (CRC-32 over
+ * the message, tables in `crc32`) and dropped with the STUN framing.
+ *
  * Everything else returns TC_ACT_OK before a single byte is changed: not IPv4/UDP, IP options,
  * fragments, GRO-merged skbs, frames not addressed to this host, a UDP checksum of 0 or one that does not verify (which
  * also catches CHECKSUM_PARTIAL skbs from local senders, whose field holds only the pseudo-header sum),
  * ChannelData numbers outside 0x4000-0x4FFF, a ChannelData length beyond the datagram, more than 3 bytes
- * or non-zero bytes after it, Send indications with any other attribute (DONT-FRAGMENT, FINGERPRINT,
- * SOFTWARE, unknown ones) or a bad length, results longer than the configured MTU, and every packet
+ * or non-zero bytes after it, Send indications with any other attribute (DONT-FRAGMENT, SOFTWARE,
+ * unknown ones), a wrong FINGERPRINT or a bad length, results longer than the configured MTU, and every packet
  * while `config` is not enabled. Once a packet has been changed it is redirected, or dropped if a helper
  * fails half-way (counted in STAT_ERRORS): a half-rewritten packet never reaches user space.
  *
@@ -47,6 +50,8 @@
 #define STUN_COOKIE 0x2112A442
 #define STUN_HEADER 20
 #define SEND_PREFIX 36 /* STUN header 20 + XOR-PEER-ADDRESS (IPv4) 12 + DATA's type and length 4 */
+#define STUN_FINGERPRINT_XOR 0x5354554e
+#define FINGERPRINT_LEN 8 /* type, length, CRC */
 #define IP_DF 0x4000
 #define IP_MF_OFFSET 0x3FFF
 #define OUT_TTL 64
@@ -158,6 +163,7 @@ struct {
 
 struct chunk {
 	__u8 bytes[CHUNK];
+	__u32 cursor; /* see fingerprint_ok */
 };
 
 /* The checksum's copy buffer: too big for the 512-byte stack beside the packet builders. Per CPU, and a
@@ -168,6 +174,19 @@ struct {
 	__type(key, __u32);
 	__type(value, struct chunk);
 } scratch SEC(".maps");
+
+/* CRC-32 tables for slice-by-4 (t[k * 256 + n]), filled by the loader after load (maps.crc32_tables):
+ * until then t[1] is 0 and every FINGERPRINT fails, so those Send indications go to user space. */
+struct crc_tables {
+	__u32 t[4 * 256];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct crc_tables);
+} crc32 SEC(".maps");
 
 struct headers { /* Ethernet, IPv4 without options, UDP: loaded with one bpf_skb_load_bytes */
 	struct ethhdr eth;
@@ -285,6 +304,47 @@ static __always_inline int udp_checksum_ok(struct __sk_buff *skb, const struct h
 	return seed >= 0 && udp_sum_ok(skb, L4_OFF, udp_length, (__u32)seed);
 }
 
+/* A Send indication's FINGERPRINT (RFC 8489 section 14.7, checked as section 7.3 requires: a wrong one
+ * and the message is discarded, by user space): the CRC-32 of the `length` bytes (a multiple of 4) of
+ * the message before the attribute, XORed with 0x5354554e, equals `expected`. */
+static __noinline int fingerprint_ok(struct __sk_buff *skb, __u32 offset, __u32 length, __u32 expected)
+{
+	__u32 zero = 0, crc = 0xFFFFFFFF;
+	struct crc_tables *table;
+	struct chunk *chunk;
+
+	table = bpf_map_lookup_elem(&crc32, &zero);
+	chunk = bpf_map_lookup_elem(&scratch, &zero);
+	if (!table || !chunk || table->t[1] == 0)
+		return 0;
+	/* One flat loop over 4-byte words (nested loops multiply the paths the verifier walks), copying the
+	 * next CHUNK bytes into `scratch` every CHUNK / 4 words. */
+	for (__u32 word = 0; word < MAX_UDP_LENGTH / 4; word++) {
+		__u64 at = (word * 4) & (CHUNK - 1);
+
+		if (word * 4 >= length)
+			break;
+		if (at == 0) {
+			__u64 size = length - word * 4;
+
+			if (size > CHUNK)
+				size = CHUNK;
+			asm volatile("" : "+r"(size));
+			if (size < 4 || size > CHUNK || bpf_skb_load_bytes(skb, offset + word * 4, chunk->bytes, size))
+				return 0;
+		}
+		/* The offset goes through map memory so the verifier cannot know it: without CAP_PERFMON it
+		 * refuses pointer arithmetic whose offset is a different constant on each pass (Spectre v1
+		 * sanitizing), and an unknown, masked offset is the same case every time. */
+		*(volatile __u32 *)&chunk->cursor = at;
+		at = *(volatile __u32 *)&chunk->cursor & (CHUNK - 4);
+		crc ^= *(__u32 *)(chunk->bytes + at); /* little-endian load: the reflected CRC's order */
+		crc = table->t[768 + (crc & 0xff)] ^ table->t[512 + ((crc >> 8) & 0xff)] ^
+		      table->t[256 + ((crc >> 16) & 0xff)] ^ table->t[crc >> 24];
+	}
+	return (crc ^ 0xFFFFFFFF ^ STUN_FINGERPRINT_XOR) == expected;
+}
+
 /* The last `count` (0-3) bytes before `end` are zero: padding that may be dropped without changing
  * the UDP checksum. */
 static __always_inline int zero_tail(struct __sk_buff *skb, __u32 end, __u32 count)
@@ -318,7 +378,8 @@ static __always_inline void ip_header(struct iphdr *ip, __u32 saddr, __u32 daddr
  * words, add the new ones and `added`. Every removed or added run starts at an even offset of the UDP
  * datagram and has an even length, so the payload's words keep their alignment. */
 static __always_inline __u16 udp_checksum(const struct headers *h, const struct iphdr *ip, const struct udphdr *udp,
-					  __be32 *removed, __u32 removed_size, __be32 *added, __u32 added_size)
+					  __be32 *removed, __u32 removed_size, __be32 *trailer, __u32 trailer_size,
+					  __be32 *added, __u32 added_size)
 {
 	struct pseudo before = {}, after = {};
 	__s64 sum;
@@ -340,6 +401,8 @@ static __always_inline __u16 udp_checksum(const struct headers *h, const struct 
 			    (__u16)~h->udp.check);
 	if (removed_size)
 		sum = bpf_csum_diff(removed, removed_size, 0, 0, (__wsum)sum);
+	if (trailer_size)
+		sum = bpf_csum_diff(trailer, trailer_size, 0, 0, (__wsum)sum);
 	if (added_size)
 		sum = bpf_csum_diff(0, 0, added, added_size, (__wsum)sum);
 	check = ~fold((__u64)sum);
@@ -391,7 +454,7 @@ static __always_inline int client_channel_data(struct __sk_buff *skb, const stru
 	out.udp.source = entry->relay_port;
 	out.udp.dest = entry->peer_port;
 	out.udp.len = bpf_htons(UDP_LEN + length);
-	out.udp.check = udp_checksum(h, &out.ip, &out.udp, (__be32 *)words, 4, 0, 0);
+	out.udp.check = udp_checksum(h, &out.ip, &out.udp, (__be32 *)words, 4, 0, 0, 0, 0);
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
 		return NO_MATCH; /* nothing changed yet */
 	if (trailing && bpf_skb_change_tail(skb, L3_OFF + total, 0))
@@ -410,9 +473,9 @@ static __always_inline int client_send_indication(struct __sk_buff *skb, const s
 	struct permission_key key = {};
 	struct out_ip_udp out = {};
 	struct out_value *entry;
-	__u32 prefix[SEND_PREFIX / 4];
+	__u32 prefix[SEND_PREFIX / 4], fingerprint[2] = {};
 	__u8 *bytes = (__u8 *)prefix;
-	__u32 stun_length, length, padding, total;
+	__u32 stun_length, length, padding, total, end;
 	__u16 peer_port;
 
 	if (payload < SEND_PREFIX || bpf_skb_load_bytes(skb, PAYLOAD_OFF, prefix, SEND_PREFIX))
@@ -431,9 +494,15 @@ static __always_inline int client_send_indication(struct __sk_buff *skb, const s
 		return NO_MATCH;
 	length = ((__u32)bytes[34] << 8) | bytes[35];
 	padding = (4 - (length & 3)) & 3;
-	if (SEND_PREFIX + length + padding != payload)
+	end = SEND_PREFIX + length + padding; /* where DATA ends: the message, or a FINGERPRINT after it */
+	if (end + FINGERPRINT_LEN == payload) {
+		if (bpf_skb_load_bytes(skb, PAYLOAD_OFF + end, fingerprint, FINGERPRINT_LEN) ||
+		    fingerprint[0] != bpf_htonl(0x80280004))
+			return NO_MATCH;
+	} else if (end != payload) {
 		return NO_MATCH;
-	if (!zero_tail(skb, PAYLOAD_OFF + payload, padding))
+	}
+	if (!zero_tail(skb, PAYLOAD_OFF + end, padding))
 		return NO_MATCH;
 	peer_port = ((__u16)bytes[26] << 8 | bytes[27]) ^ (STUN_COOKIE >> 16);
 	if (peer_port == 0)
@@ -448,15 +517,18 @@ static __always_inline int client_send_indication(struct __sk_buff *skb, const s
 		return NO_MATCH;
 	if (!udp_checksum_ok(skb, h, UDP_LEN + payload))
 		return TC_ACT_OK;
+	if (end != payload && !fingerprint_ok(skb, PAYLOAD_OFF, end, bpf_ntohl(fingerprint[1])))
+		return TC_ACT_OK;
 	total = IP_LEN + UDP_LEN + length;
 	ip_header(&out.ip, entry->relay_ip, key.peer_ip, total);
 	out.udp.source = entry->relay_port;
 	out.udp.dest = bpf_htons(peer_port);
 	out.udp.len = bpf_htons(UDP_LEN + length);
-	out.udp.check = udp_checksum(h, &out.ip, &out.udp, (__be32 *)prefix, SEND_PREFIX, 0, 0);
+	out.udp.check = udp_checksum(h, &out.ip, &out.udp, (__be32 *)prefix, SEND_PREFIX, (__be32 *)fingerprint,
+				     end != payload ? FINGERPRINT_LEN : 0, 0, 0);
 	if (bpf_skb_adjust_room(skb, -SEND_PREFIX, BPF_ADJ_ROOM_NET, 0))
 		return NO_MATCH;
-	if (padding && bpf_skb_change_tail(skb, L3_OFF + total, 0))
+	if (payload != SEND_PREFIX + length && bpf_skb_change_tail(skb, L3_OFF + total, 0))
 		return fail();
 	if (bpf_skb_store_bytes(skb, L3_OFF, &out, sizeof(out), BPF_F_RECOMPUTE_CSUM))
 		return fail();
@@ -490,7 +562,7 @@ static __always_inline int peer_datagram(struct __sk_buff *skb, const struct con
 		out.udp.len = bpf_htons(UDP_LEN + 4 + payload);
 		out.channel = bpf_htons(entry->channel);
 		out.length = bpf_htons(payload);
-		out.udp.check = udp_checksum(h, &out.ip, &out.udp, 0, 0, (__be32 *)&out.channel, 4);
+		out.udp.check = udp_checksum(h, &out.ip, &out.udp, 0, 0, 0, 0, (__be32 *)&out.channel, 4);
 		if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
 			return TC_ACT_OK;
 		if (bpf_skb_store_bytes(skb, L3_OFF, &out, sizeof(out), BPF_F_RECOMPUTE_CSUM))
@@ -528,7 +600,7 @@ static __always_inline int peer_datagram(struct __sk_buff *skb, const struct con
 		out.xaddr = h->ip.saddr ^ bpf_htonl(STUN_COOKIE);
 		out.data_type = bpf_htons(0x0013);
 		out.data_length = bpf_htons(payload);
-		out.udp.check = udp_checksum(h, &out.ip, &out.udp, 0, 0, (__be32 *)&out.type, SEND_PREFIX);
+		out.udp.check = udp_checksum(h, &out.ip, &out.udp, 0, 0, 0, 0, (__be32 *)&out.type, SEND_PREFIX);
 		/* the tail first: if it cannot grow, nothing has changed yet */
 		if (padding && bpf_skb_change_tail(skb, L3_OFF + IP_LEN + UDP_LEN + payload + padding, 0))
 			return TC_ACT_OK;

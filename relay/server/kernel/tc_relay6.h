@@ -167,7 +167,8 @@ static __always_inline void ip6_header(struct ip6 *ip, const __u32 *saddr, const
 }
 
 static __always_inline __u16 udp_checksum6(const struct headers6 *h, const struct ip6 *ip, const struct udphdr *udp,
-					   __be32 *removed, __u32 removed_size, __be32 *added, __u32 added_size)
+					   __be32 *removed, __u32 removed_size, __be32 *trailer, __u32 trailer_size,
+					   __be32 *added, __u32 added_size)
 {
 	struct pseudo6 before = {}, after = {};
 	__s64 sum;
@@ -183,6 +184,8 @@ static __always_inline __u16 udp_checksum6(const struct headers6 *h, const struc
 			    (__u16)~h->udp.check);
 	if (removed_size)
 		sum = bpf_csum_diff(removed, removed_size, 0, 0, (__wsum)sum);
+	if (trailer_size)
+		sum = bpf_csum_diff(trailer, trailer_size, 0, 0, (__wsum)sum);
 	if (added_size)
 		sum = bpf_csum_diff(0, 0, added, added_size, (__wsum)sum);
 	check = ~fold((__u64)sum);
@@ -222,7 +225,7 @@ static __always_inline int client_channel_data6(struct __sk_buff *skb, const str
 	out.udp.source = entry->relay_port;
 	out.udp.dest = entry->peer_port;
 	out.udp.len = bpf_htons(UDP_LEN + length);
-	out.udp.check = udp_checksum6(h, &out.ip, &out.udp, (__be32 *)words, 4, 0, 0);
+	out.udp.check = udp_checksum6(h, &out.ip, &out.udp, (__be32 *)words, 4, 0, 0, 0, 0);
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
 		return NO_MATCH;
 	if (trailing && bpf_skb_change_tail(skb, L4_OFF6 + UDP_LEN + length, 0))
@@ -241,9 +244,9 @@ static __always_inline int client_send_indication6(struct __sk_buff *skb, const 
 	struct permission_key6 key = {};
 	struct out_ip6_udp out = {};
 	struct out_value6 *entry;
-	__u32 prefix[SEND_PREFIX6 / 4];
+	__u32 prefix[SEND_PREFIX6 / 4], fingerprint[2] = {};
 	__u8 *bytes = (__u8 *)prefix;
-	__u32 stun_length, length, padding;
+	__u32 stun_length, length, padding, end;
 	__u16 peer_port;
 
 	if (payload < SEND_PREFIX6 || bpf_skb_load_bytes(skb, PAYLOAD_OFF6, prefix, SEND_PREFIX6))
@@ -260,9 +263,15 @@ static __always_inline int client_send_indication6(struct __sk_buff *skb, const 
 		return NO_MATCH;
 	length = ((__u32)bytes[46] << 8) | bytes[47];
 	padding = (4 - (length & 3)) & 3;
-	if (SEND_PREFIX6 + length + padding != payload)
+	end = SEND_PREFIX6 + length + padding;
+	if (end + FINGERPRINT_LEN == payload) {
+		if (bpf_skb_load_bytes(skb, PAYLOAD_OFF6 + end, fingerprint, FINGERPRINT_LEN) ||
+		    fingerprint[0] != bpf_htonl(0x80280004))
+			return NO_MATCH;
+	} else if (end != payload) {
 		return NO_MATCH;
-	if (!zero_tail(skb, PAYLOAD_OFF6 + payload, padding))
+	}
+	if (!zero_tail(skb, PAYLOAD_OFF6 + end, padding))
 		return NO_MATCH;
 	peer_port = ((__u16)bytes[26] << 8 | bytes[27]) ^ (STUN_COOKIE >> 16);
 	if (peer_port == 0)
@@ -280,14 +289,17 @@ static __always_inline int client_send_indication6(struct __sk_buff *skb, const 
 		return NO_MATCH;
 	if (!udp_checksum_ok6(skb, h, UDP_LEN + payload))
 		return TC_ACT_OK;
+	if (end != payload && !fingerprint_ok(skb, PAYLOAD_OFF6, end, bpf_ntohl(fingerprint[1])))
+		return TC_ACT_OK;
 	ip6_header(&out.ip, entry->relay_ip, key.peer_ip, UDP_LEN + length);
 	out.udp.source = entry->relay_port;
 	out.udp.dest = bpf_htons(peer_port);
 	out.udp.len = bpf_htons(UDP_LEN + length);
-	out.udp.check = udp_checksum6(h, &out.ip, &out.udp, (__be32 *)prefix, SEND_PREFIX6, 0, 0);
+	out.udp.check = udp_checksum6(h, &out.ip, &out.udp, (__be32 *)prefix, SEND_PREFIX6, (__be32 *)fingerprint,
+				      end != payload ? FINGERPRINT_LEN : 0, 0, 0);
 	if (bpf_skb_adjust_room(skb, -SEND_PREFIX6, BPF_ADJ_ROOM_NET, 0))
 		return NO_MATCH;
-	if (padding && bpf_skb_change_tail(skb, L4_OFF6 + UDP_LEN + length, 0))
+	if (payload != SEND_PREFIX6 + length && bpf_skb_change_tail(skb, L4_OFF6 + UDP_LEN + length, 0))
 		return fail();
 	if (bpf_skb_store_bytes(skb, L3_OFF, &out, sizeof(out), BPF_F_RECOMPUTE_CSUM))
 		return fail();
@@ -320,7 +332,7 @@ static __always_inline int peer_datagram6(struct __sk_buff *skb, const struct co
 		out.udp.len = bpf_htons(UDP_LEN + 4 + payload);
 		out.channel = bpf_htons(entry->channel);
 		out.length = bpf_htons(payload);
-		out.udp.check = udp_checksum6(h, &out.ip, &out.udp, 0, 0, (__be32 *)&out.channel, 4);
+		out.udp.check = udp_checksum6(h, &out.ip, &out.udp, 0, 0, 0, 0, (__be32 *)&out.channel, 4);
 		if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
 			return TC_ACT_OK;
 		if (bpf_skb_store_bytes(skb, L3_OFF, &out, sizeof(out), BPF_F_RECOMPUTE_CSUM))
@@ -361,7 +373,7 @@ static __always_inline int peer_datagram6(struct __sk_buff *skb, const struct co
 		out.xaddr[3] = h->ip.saddr[3] ^ out.tid[2];
 		out.data_type = bpf_htons(0x0013);
 		out.data_length = bpf_htons(payload);
-		out.udp.check = udp_checksum6(h, &out.ip, &out.udp, 0, 0, (__be32 *)&out.type, SEND_PREFIX6);
+		out.udp.check = udp_checksum6(h, &out.ip, &out.udp, 0, 0, 0, 0, (__be32 *)&out.type, SEND_PREFIX6);
 		if (padding && bpf_skb_change_tail(skb, PAYLOAD_OFF6 + payload + padding, 0))
 			return TC_ACT_OK;
 		if (padding && bpf_skb_store_bytes(skb, PAYLOAD_OFF6 + payload, &zero, padding, BPF_F_RECOMPUTE_CSUM))

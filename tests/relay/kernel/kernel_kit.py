@@ -3,6 +3,7 @@ Python byte arithmetic for IPv4, UDP (RFC 768 checksum), ChannelData and STUN in
 
 from __future__ import annotations
 
+import binascii
 import random
 import socket
 import struct
@@ -208,3 +209,12 @@ def mutate(rng: random.Random, packet: bytes, reseal: Callable[[bytes, bool], by
             data += bytes(rng.randrange(1, 6))
     mutated = bytes(data)
     return reseal(mutated, rng.random() < 0.5) if rng.random() < 0.5 else mutated
+
+
+def with_fingerprint(message: bytes, damage: int = 0) -> bytes:
+    """`message` with a FINGERPRINT attribute appended (RFC 8489 section 14.7): the header's length
+    covers it, the CRC-32 covers everything before it; `damage` is XORed into the CRC."""
+    length = struct.unpack_from("!H", message, 2)[0] + 8
+    covered = message[:2] + struct.pack("!H", length) + message[4:]
+    crc = (binascii.crc32(covered) ^ 0x5354554E ^ damage) & 0xFFFFFFFF
+    return covered + struct.pack("!HHI", 0x8028, 4, crc)

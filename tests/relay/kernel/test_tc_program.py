@@ -25,6 +25,7 @@ from kernel_kit import (
     send_indication,
     stun,
     udp_checksum_valid,
+    with_fingerprint,
     xor_peer_address,
 )
 
@@ -187,6 +188,41 @@ def test_send_indication_becomes_udp_to_the_peer(relay: TcRelay, size: int) -> N
     assert udp_checksum_valid(out[14:])
     assert relay.permission_counters(CLIENT, SERVER, PEER[0]) == maps.Counters(1, size)
     assert relay.totals()["send_to_peer"] == maps.Counters(1, size)
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 120, 1001])
+def test_a_send_indication_with_a_fingerprint_is_checked_and_forwarded(relay: TcRelay, size: int) -> None:
+    """What Firefox sends: XOR-PEER-ADDRESS, DATA, FINGERPRINT (nICEr adds one to every message)."""
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    payload = bytes((i * 17 + 1) & 0xFF for i in range(size))
+    action, out = relay.test_run(frame(ipv4_udp(CLIENT, SERVER, with_fingerprint(send_indication(PEER, payload)))))
+    assert (action, out) == (TC_ACT_REDIRECT, frame(forwarded(RELAY, PEER, payload)))
+    assert udp_checksum_valid(out[14:])
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        with_fingerprint(send_indication(PEER, PAYLOAD), damage=1),  # a wrong CRC: discarded by user space
+        with_fingerprint(send_indication(PEER, PAYLOAD), damage=0x80000000),
+        with_fingerprint(send_indication(PEER, PAYLOAD[:7]), damage=0x100),
+        with_fingerprint(send_indication(PEER, PAYLOAD)) + attribute(0x8022, b"late"),  # not the last attribute
+    ],
+)
+def test_a_send_indication_with_a_bad_fingerprint_goes_to_user_space(relay: TcRelay, message: bytes) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    passes_untouched(relay, frame(ipv4_udp(CLIENT, SERVER, message)))
+
+
+def test_without_its_crc_tables_the_program_sends_every_fingerprint_to_user_space(relay: TcRelay) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    packet = frame(ipv4_udp(CLIENT, SERVER, with_fingerprint(send_indication(PEER, PAYLOAD))))
+    relay.update("crc32", maps.INDEX.pack(0), bytes(len(maps.crc32_tables())))
+    try:
+        passes_untouched(relay, packet)
+    finally:
+        relay.update("crc32", maps.INDEX.pack(0), maps.crc32_tables())
+    assert relay.test_run(packet)[0] == TC_ACT_REDIRECT
 
 
 def test_send_indication_to_any_port_of_a_permitted_peer(relay: TcRelay) -> None:

@@ -27,6 +27,7 @@ from kernel_kit import (
     send_indication6,
     stun,
     udp6_checksum_valid,
+    with_fingerprint,
     xor_peer_address6,
 )
 
@@ -71,6 +72,18 @@ def test_indications_over_ipv6(relay: TcRelay, size: int) -> None:
     assert out == frame6(forwarded6(SERVER6, CLIENT6, data_indication6(PEER6, payload, tid)))
     assert udp6_checksum_valid(out[14:])
     assert relay.permission_counters(CLIENT6, SERVER6, PEER6[0]) == maps.Counters(1, size)
+
+
+@pytest.mark.parametrize("size", [0, 3, 120])
+def test_a_fingerprinted_send_indication_over_ipv6(relay: TcRelay, size: int) -> None:
+    relay.add_permission(CLIENT6, SERVER6, RELAY6, PEER6[0])
+    payload = bytes((i * 3) & 0xFF for i in range(size))
+    message = with_fingerprint(send_indication6(PEER6, payload, TID))
+    action, out = relay.test_run(frame6(ipv6_udp(CLIENT6, SERVER6, message)))
+    assert (action, out) == (TC_ACT_REDIRECT, frame6(forwarded6(RELAY6, PEER6, payload)))
+    assert udp6_checksum_valid(out[14:])
+    damaged = frame6(ipv6_udp(CLIENT6, SERVER6, with_fingerprint(send_indication6(PEER6, payload, TID), damage=4)))
+    passes_untouched(relay, damaged)
 
 
 def test_a_checksum_that_comes_out_zero_is_sent_as_ffff(relay: TcRelay) -> None:
