@@ -5,6 +5,7 @@ IP and UDP checksums recomputed after the damage, so the checks behind the check
 
 from __future__ import annotations
 
+import binascii
 import random
 import socket
 import struct
@@ -28,6 +29,7 @@ from kernel_kit import (
     ones_complement_sum,
     send_indication,
     udp_checksum,
+    with_fingerprint,
 )
 
 from relay.server.kernel.loader import TcRelay
@@ -78,8 +80,7 @@ def model(packet: bytes) -> bytes | None:
             and stun_length % 4 == 0
             and (xpa[0], xpa[1], xpa[3]) == (0x0012, 8, 1)
             and data_type == 0x0013
-            and 36 + length + padding == len(payload)
-            and payload[36 + length :] == bytes(padding)
+            and _ends_well(payload, 36 + length, padding)
             and peer[1] != 0
             and client_5_tuple
             and peer[0] == PEER[0]
@@ -91,6 +92,17 @@ def model(packet: bytes) -> bytes | None:
         return frame(forwarded(SERVER, CLIENT, channel_data(CHANNEL, payload))) if 32 + len(payload) <= MTU else None
     indication = data_indication((src, sport), payload, bytes(12))
     return frame(forwarded(SERVER, CLIENT, indication)) if 28 + len(indication) <= MTU else None
+
+
+def _ends_well(payload: bytes, data_end: int, padding: int) -> bool:
+    """DATA's zero padding ends the message, or is followed by nothing but a correct FINGERPRINT."""
+    end = data_end + padding
+    if payload[data_end:end] != bytes(padding):
+        return False
+    if end == len(payload):
+        return True
+    crc = (binascii.crc32(payload[:end]) ^ 0x5354554E) & 0xFFFFFFFF
+    return end + 8 == len(payload) and payload[end:] == struct.pack("!HHI", 0x8028, 4, crc)
 
 
 def _reseal(packet: bytes, lengths: bool) -> bytes:
@@ -118,6 +130,7 @@ def _seeds() -> list[bytes]:
         frame(ipv4_udp(CLIENT, SERVER, channel_data(CHANNEL, body[:7]) + b"\0")),
         frame(ipv4_udp(CLIENT, SERVER, send_indication(PEER, body))),
         frame(ipv4_udp(CLIENT, SERVER, send_indication((PEER[0], 7), body[:5]))),
+        frame(ipv4_udp(CLIENT, SERVER, with_fingerprint(send_indication(PEER, body[:33])))),
         frame(ipv4_udp(PEER, RELAY, body)),
         frame(ipv4_udp((PEER[0], 9), RELAY, body[:3])),
     ]

@@ -3,6 +3,7 @@ valid IPv6 frames are forwarded exactly as the model says, byte for byte, or ret
 
 from __future__ import annotations
 
+import binascii
 import random
 import socket
 import struct
@@ -25,6 +26,7 @@ from kernel_kit import (
     ones_complement_sum,
     send_indication6,
     udp6_checksum,
+    with_fingerprint,
 )
 
 from relay.server.kernel.loader import TcRelay
@@ -72,8 +74,7 @@ def model(packet: bytes) -> bytes | None:
             and stun_length % 4 == 0
             and (xpa_type, xpa_length, family) == (0x0012, 20, 2)
             and data_type == 0x0013
-            and 48 + length + padding == len(payload)
-            and payload[48 + length :] == bytes(padding)
+            and _ends_well(payload, 48 + length, padding)
             and peer[1] != 0
             and client_5_tuple
             and peer[0] == PEER6[0]
@@ -87,6 +88,17 @@ def model(packet: bytes) -> bytes | None:
         )
     indication = data_indication6((src, sport), payload, bytes(12))
     return frame6(forwarded6(SERVER6, CLIENT6, indication)) if 48 + len(indication) <= MTU else None
+
+
+def _ends_well(payload: bytes, data_end: int, padding: int) -> bool:
+    """DATA's zero padding ends the message, or is followed by nothing but a correct FINGERPRINT."""
+    end = data_end + padding
+    if payload[data_end:end] != bytes(padding):
+        return False
+    if end == len(payload):
+        return True
+    crc = (binascii.crc32(payload[:end]) ^ 0x5354554E) & 0xFFFFFFFF
+    return end + 8 == len(payload) and payload[end:] == struct.pack("!HHI", 0x8028, 4, crc)
 
 
 def _reseal(packet: bytes, lengths: bool) -> bytes:
@@ -121,6 +133,7 @@ def _seeds() -> list[bytes]:
         frame6(ipv6_udp(CLIENT6, SERVER6, channel_data(CHANNEL, body[:7]) + b"\0")),
         frame6(ipv6_udp(CLIENT6, SERVER6, send_indication6(PEER6, body))),
         frame6(ipv6_udp(CLIENT6, SERVER6, send_indication6((PEER6[0], 7), body[:5]))),
+        frame6(ipv6_udp(CLIENT6, SERVER6, with_fingerprint(send_indication6(PEER6, body[:33])))),
         frame6(ipv6_udp(PEER6, RELAY6, body)),
         frame6(ipv6_udp((PEER6[0], 9), RELAY6, body[:3])),
     ]
