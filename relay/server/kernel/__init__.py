@@ -17,6 +17,6 @@ of a new `kernel-offload` key) and pass the map descriptors to each worker (pass
 them with `MapSet.from_fds` and syncs its own allocations with a `KernelMirror`), and purge a dead
 worker's entries by its relay port slice (`MapSet.purge_relay_ports`); `TurnCore` must call
 `KernelMirror.sync` after every change to an allocation's permissions or channels and `forget` when it
-ends; the unit must grant CAP_BPF and CAP_NET_ADMIN and detach in ExecStopPost; the metrics must read
-`MapSet.totals()`.
+ends; the unit must grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (loader.CAPABILITIES says why) and
+detach in ExecStopPost; the metrics must read `MapSet.totals()`.
 """
