@@ -4,13 +4,16 @@ The build runs offline (`python -m build --wheel --no-isolation`, setuptools and
 app's own virtualenv) on a copy of the sources, so the repository never gets `build/` or `*.egg-info`
 litter and concurrent synths do not race. Wheels are zip files with timestamps in them; the asset hash is
 therefore computed from the relay's *sources* (plus the build's Python version), not from the wheel's
-bytes, and `SOURCE_DATE_EPOCH` pins the timestamps anyway. Same sources, same asset key, same user data:
-no launch template change, hence no instance replacement, unless relay code changed.
+bytes, and `SOURCE_DATE_EPOCH` pins the timestamps anyway. The build also compiles the relay's TC program
+with clang when clang is there (relay/setup.py), so the compiler's identity is part of the hash too. Same
+sources, same asset key, same user data: no launch template change, hence no instance replacement, unless
+relay code changed.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import os
 import shutil
@@ -29,7 +32,7 @@ RELAY_DIR = Path(__file__).resolve().parent.parent / "relay"
 
 # Never part of the wheel's inputs: bytecode, build output and test files.
 _EXCLUDED_DIRS = {"__pycache__", "build", "dist", "tests", ".pytest_cache", ".ruff_cache"}
-_EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".bpf.o", ".bpf.missing")
 # 2020-01-01T00:00:00Z: zip entries cannot carry dates before 1980, and any fixed value keeps builds stable.
 _SOURCE_DATE_EPOCH = "1577836800"
 
@@ -62,9 +65,22 @@ def relay_source_files(source: Path = RELAY_DIR) -> list[Path]:
     return files
 
 
+@functools.cache
+def bpf_compiler_identity(source: Path = RELAY_DIR) -> str:
+    """What the relay's own build script says about the BPF compiler ("none" without clang): a wheel built
+    with the program and one built without it must not share an asset key."""
+    script = source / "server" / "kernel" / "build.py"
+    if not script.is_file():
+        return "none"
+    run = subprocess.run([sys.executable, str(script), "--identity"], capture_output=True, text=True, check=False)
+    return run.stdout.strip() if run.returncode == 0 else f"failed: {run.stderr.strip()[-200:]}"
+
+
 def relay_source_hash(source: Path = RELAY_DIR) -> str:
-    """SHA-256 over every source file's relative path and bytes, and the Python version that builds it."""
+    """SHA-256 over every source file's relative path and bytes, the Python version that builds it, and the
+    BPF compiler."""
     digest = hashlib.sha256(f"bbb-turn-relay wheel v1 py{sys.version_info[0]}.{sys.version_info[1]}\n".encode())
+    digest.update(f"bpf compiler: {bpf_compiler_identity(source)}\n".encode())
     for path in relay_source_files(source):
         data = path.read_bytes()
         digest.update(f"{path.relative_to(source).as_posix()}\0{len(data)}\0".encode())

@@ -1,0 +1,116 @@
+"""Keep the TC program's maps equal to what each allocation allows: the bridge between `TurnCore` (the
+only authority) and the kernel (which only forwards).
+
+`sync(allocation)` derives the entries an allocation should have from the same dictionaries the
+userspace packet path reads (`permissions`, `channel_out`), compares them with what this mirror
+installed for it, and applies the difference; `forget(allocation)` removes everything. The control
+plane calls `sync` after anything that changes those dictionaries (CreatePermission, ChannelBind, the
+expiry tick, a dropped family, revalidated peers) and `forget` when the allocation ends; data packets
+never call it, so nothing the kernel forwards refreshes anything (RFC 8656). Because the entries follow
+`channel_out` (a channel is there only while its peer is permitted) and `permissions` (expired ones are
+deleted by `tick`), the kernel can never forward what the userspace path would not.
+
+An allocation stays entirely in user space when the kernel cannot do the same job: TCP/TLS clients
+(ChannelData padding and stream framing), a listener bound to a wildcard address (the program needs the
+exact 5-tuple), no relayed address of the client's family, and allocations under a bandwidth limit
+(`max-bps` is policed by the userspace token buckets, never in the kernel). `reason(allocation)` says
+which. Peers of the other family than the client's stay in user space too (no translation in the kernel).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from relay.server.kernel import maps
+
+_FAMILY = {4: 1, 6: 2}  # IP version -> the allocation's relay family key (FAMILY_IPV4, FAMILY_IPV6)
+
+Entries = dict[maps.Slot, bytes]  # (map name, key) -> value as installed
+
+
+class Program(Protocol):
+    def put(self, slot: maps.Slot, value: bytes) -> None: ...
+    def remove(self, slot: maps.Slot) -> bool: ...
+
+
+def socket_address(endpoint: Any) -> maps.Endpoint:
+    """The address a relay socket is bound to (the private one: the program sees packets before NAT)."""
+    return endpoint.sock.getsockname()[:2]
+
+
+def _version(host: str) -> int:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return 0
+
+
+class KernelMirror:
+    def __init__(self, program: Program, *, relay_address: Callable[[Any], maps.Endpoint] = socket_address) -> None:
+        self.program = program
+        self.relay_address = relay_address
+        self._installed: dict[int, Entries] = {}
+
+    def __len__(self) -> int:
+        """Allocations with at least one entry in the kernel."""
+        return len(self._installed)
+
+    def reason(self, allocation: Any) -> str | None:
+        """Why `allocation` is served in user space only, or None when the kernel can forward for it
+        (for its peers of the client's address family; others stay in user space)."""
+        if allocation.closed:
+            return "the allocation has ended"
+        if allocation.origin.transport != "udp":
+            return f"the client uses {allocation.origin.transport.upper()}"
+        version = _version(allocation.client[0])
+        server = allocation.origin.local[0]
+        if _version(server) != version or ipaddress.ip_address(server).is_unspecified:
+            return f"the listener is not bound to one IPv{version} address"
+        if allocation.bucket_from_client is not None or allocation.bucket_to_client is not None:
+            return "a bandwidth limit applies (max-bps is policed in user space)"
+        if _FAMILY[version] not in allocation.relays:
+            return f"the allocation has no IPv{version} relayed address (the kernel does not translate families)"
+        return None
+
+    def desired(self, allocation: Any) -> Entries:
+        """The entries the kernel should hold for `allocation` right now."""
+        if self.reason(allocation) is not None:
+            return {}
+        client, server = allocation.client[:2], allocation.origin.local[:2]
+        version = _version(client[0])
+        relay = self.relay_address(allocation.relays[_FAMILY[version]])
+        entries: Entries = {}
+        for host in allocation.permissions:
+            if _version(host) == version:
+                entries[maps.permission_key(client, server, host)] = maps.out_value(relay)
+                entries[maps.peer_key(relay, host)] = maps.peer_value(client, server)
+        for number, (_, peer) in allocation.channel_out.items():
+            if _version(peer[0]) == version and peer[0] in allocation.permissions:
+                entries[maps.channel_key(client, server, number)] = maps.out_value(relay, peer)
+                entries[maps.peer_key(relay, peer[0], peer[1])] = maps.peer_value(client, server, number)
+        return entries
+
+    def sync(self, allocation: Any) -> None:
+        """Make the kernel's entries for `allocation` match `desired`: stale ones go first, so a
+        withdrawn permission stops forwarding before anything else changes. An unchanged entry is left
+        alone (rewriting it would zero its counters)."""
+        installed = self._installed.get(allocation.seq, {})
+        wanted = self.desired(allocation)
+        for slot in installed.keys() - wanted.keys():
+            self.program.remove(slot)
+        for slot, value in wanted.items():
+            if installed.get(slot) != value:
+                self.program.put(slot, value)
+        if wanted:
+            self._installed[allocation.seq] = wanted
+        else:
+            self._installed.pop(allocation.seq, None)
+
+    def forget(self, allocation: Any) -> None:
+        for slot in self._installed.pop(allocation.seq, {}):
+            self.program.remove(slot)
+
+    def installed(self, allocation: Any) -> Entries:
+        return dict(self._installed.get(allocation.seq, {}))

@@ -1,0 +1,187 @@
+"""KernelMirror driven by the real TurnCore (relay_testkit's CoreHarness: real requests, a controllable
+clock) and checked on the real program with BPF_PROG_TEST_RUN: the kernel forwards exactly while the
+core allows it, and not one packet after a permission or channel expires, after Refresh(0), or for a
+peer the policy denies. `mirror.sync` is called where the control plane will call it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from kernel_kit import (
+    TC_ACT_OK,
+    TC_ACT_REDIRECT,
+    channel_data,
+    forwarded,
+    forwarded6,
+    frame,
+    frame6,
+    ipv4_udp,
+    ipv6_udp,
+    send_indication,
+    send_indication6,
+)
+from relay_testkit import CLIENT, PEER, CoreHarness, FakeOrigin, request
+
+from relay.server.kernel.loader import TcRelay
+from relay.server.kernel.mirror import KernelMirror
+from relay.stun import Attr, MessageClass, Method
+from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
+
+SERVER = FakeOrigin().local
+RELAY_PRIVATE = "10.0.0.5"
+CHANNEL = 0x4123
+PAYLOAD = b"media " * 20
+
+
+def _relay_address(endpoint: object) -> tuple[str, int]:
+    return RELAY_PRIVATE, endpoint.advertised[1]  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def harness() -> CoreHarness:
+    h = CoreHarness()
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    return h
+
+
+@pytest.fixture()
+def mirror(relay: TcRelay) -> KernelMirror:
+    return KernelMirror(relay, relay_address=_relay_address)
+
+
+def _relay(h: CoreHarness) -> tuple[str, int]:
+    return _relay_address(h.allocation().relays[1])
+
+
+def _client_channel_data(h: CoreHarness) -> bytes:
+    return frame(ipv4_udp(CLIENT, SERVER, channel_data(CHANNEL, PAYLOAD)))
+
+
+def _peer_datagram(h: CoreHarness) -> bytes:
+    return frame(ipv4_udp(PEER, _relay(h), PAYLOAD))
+
+
+def _bind(h: CoreHarness, mirror: KernelMirror) -> None:
+    message = request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, CHANNEL), (Attr.XOR_PEER_ADDRESS, PEER))
+    assert h.send(message).message_class == MessageClass.SUCCESS
+    mirror.sync(h.allocation())
+
+
+def _permit(h: CoreHarness, mirror: KernelMirror, peer: tuple[str, int] = PEER) -> MessageClass:
+    response = h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, peer)))
+    mirror.sync(h.allocation())
+    return response.message_class
+
+
+def _tick(h: CoreHarness, mirror: KernelMirror, seconds: float) -> None:
+    h.advance(seconds)
+    allocation = h.allocation()
+    if allocation is not None:
+        mirror.sync(allocation)
+
+
+def test_a_bound_channel_is_forwarded_in_the_kernel_both_ways(
+    harness: CoreHarness, relay: TcRelay, mirror: KernelMirror
+) -> None:
+    _bind(harness, mirror)
+    action, out = relay.test_run(_client_channel_data(harness))
+    assert (action, out) == (TC_ACT_REDIRECT, frame(forwarded(_relay(harness), PEER, PAYLOAD)))
+    action, out = relay.test_run(_peer_datagram(harness))
+    assert (action, out) == (TC_ACT_REDIRECT, frame(forwarded(SERVER, CLIENT, channel_data(CHANNEL, PAYLOAD))))
+    assert len(list(relay.keys("channels"))) == 1 and len(list(relay.keys("peers"))) == 2  # channel + permission
+
+
+def test_an_expired_permission_stops_everything_at_once(
+    harness: CoreHarness, relay: TcRelay, mirror: KernelMirror
+) -> None:
+    _bind(harness, mirror)
+    for _ in range(5):  # forwarded data refreshes nothing
+        assert relay.test_run(_client_channel_data(harness))[0] == TC_ACT_REDIRECT
+    _tick(harness, mirror, harness.config.permission_lifetime + 1)
+    assert harness.allocation().permissions == {}
+    for packet in (_client_channel_data(harness), _peer_datagram(harness)):
+        assert relay.test_run(packet) == (TC_ACT_OK, packet)
+    send = frame(ipv4_udp(CLIENT, SERVER, send_indication(PEER, PAYLOAD)))
+    assert relay.test_run(send) == (TC_ACT_OK, send)
+    assert [list(relay.keys(name)) for name in ("channels", "permissions", "peers")] == [[], [], []]
+
+
+def test_an_expired_channel_leaves_the_permission_s_indications(
+    harness: CoreHarness, relay: TcRelay, mirror: KernelMirror
+) -> None:
+    _bind(harness, mirror)
+    assert harness.send(request(Method.REFRESH, (Attr.LIFETIME, 3600))).message_class == MessageClass.SUCCESS
+    lifetime = harness.config.permission_lifetime
+    waited = 0
+    while waited + lifetime - 60 < harness.config.channel_lifetime:  # keep the permission alive
+        _tick(harness, mirror, lifetime - 60)
+        waited += lifetime - 60
+        assert _permit(harness, mirror) == MessageClass.SUCCESS
+    _tick(harness, mirror, harness.config.channel_lifetime - waited + 1)
+    assert harness.allocation().channels == {} and PEER[0] in harness.allocation().permissions
+    packet = _client_channel_data(harness)
+    assert relay.test_run(packet) == (TC_ACT_OK, packet)
+    action, out = relay.test_run(_peer_datagram(harness))
+    assert action == TC_ACT_REDIRECT and out[14 + 28 : 14 + 30] == b"\x00\x17"  # a Data indication now
+
+
+def test_refresh_zero_removes_every_entry(harness: CoreHarness, relay: TcRelay, mirror: KernelMirror) -> None:
+    _bind(harness, mirror)
+    allocation = harness.allocation()
+    assert harness.send(request(Method.REFRESH, (Attr.LIFETIME, 0))).get(Attr.LIFETIME) == 0
+    assert allocation.closed
+    mirror.forget(allocation)
+    assert len(mirror) == 0
+    assert [list(relay.keys(name)) for name in ("channels", "permissions", "peers")] == [[], [], []]
+
+
+def test_a_denied_peer_is_never_installed(harness: CoreHarness, relay: TcRelay, mirror: KernelMirror) -> None:
+    assert _permit(harness, mirror, ("10.0.0.1", 1)) == MessageClass.ERROR  # private: denied by default
+    assert mirror.installed(harness.allocation()) == {}
+    packet = frame(ipv4_udp(("10.0.0.1", 1), _relay(harness), PAYLOAD))
+    assert relay.test_run(packet) == (TC_ACT_OK, packet)
+
+
+def test_an_unchanged_entry_keeps_its_counters(harness: CoreHarness, relay: TcRelay, mirror: KernelMirror) -> None:
+    _bind(harness, mirror)
+    relay.test_run(_client_channel_data(harness))
+    _permit(harness, mirror)  # a refresh rewrites nothing
+    assert relay.channel_counters(CLIENT, SERVER, CHANNEL).packets == 1
+
+
+def test_allocations_the_kernel_cannot_serve_stay_in_user_space(relay: TcRelay, mirror: KernelMirror) -> None:
+    limited = CoreHarness(replace(CoreHarness().config, max_bps=100_000))
+    assert limited.allocate().message_class == MessageClass.SUCCESS
+    assert mirror.reason(limited.allocation()) == "a bandwidth limit applies (max-bps is policed in user space)"
+    _permit(limited, mirror)
+    assert mirror.installed(limited.allocation()) == {} and list(relay.keys("permissions")) == []
+    tcp = CoreHarness()
+    tcp.origin = FakeOrigin(transport="tcp", stream=True)
+    assert tcp.allocate().message_class == MessageClass.SUCCESS
+    assert mirror.reason(tcp.allocation()) == "the client uses TCP"
+    wildcard = CoreHarness()
+    wildcard.origin = FakeOrigin(local=("0.0.0.0", 3478))
+    assert wildcard.allocate().message_class == MessageClass.SUCCESS
+    assert mirror.reason(wildcard.allocation()) == "the listener is not bound to one IPv4 address"
+
+
+def test_an_ipv6_allocation_gets_ipv6_entries_and_its_ipv4_peers_stay_in_user_space(relay: TcRelay) -> None:
+    client6, server6, peer6 = ("2001:db8:c::20", 40000), ("2001:db8:5::5", 3478), ("2a00:1450:4001::1", 6000)
+    h = CoreHarness()
+    h.origin = FakeOrigin(local=server6)
+    dual = request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV6))
+    assert h.send(dual, client=client6).message_class == MessageClass.SUCCESS
+    allocation = h.allocation(client6)
+    assert set(allocation.relays) == {FAMILY_IPV4, FAMILY_IPV6}
+    mirror = KernelMirror(
+        relay, relay_address=lambda e: ("2001:db8:5::5" if e.family == 2 else RELAY_PRIVATE, e.advertised[1])
+    )
+    for peer in (peer6, PEER):
+        message = request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, peer))
+        assert h.send(message, client=client6).message_class == MessageClass.SUCCESS
+    mirror.sync(allocation)
+    assert {name for name, _ in mirror.installed(allocation)} == {"permissions6", "peers6"}
+    relay6 = ("2001:db8:5::5", allocation.relays[FAMILY_IPV6].advertised[1])
+    send = frame6(ipv6_udp(client6, server6, send_indication6(peer6, PAYLOAD)))
+    assert relay.test_run(send) == (TC_ACT_REDIRECT, frame6(forwarded6(relay6, peer6, PAYLOAD)))
