@@ -190,10 +190,7 @@ def parameters() -> list[tuple[str, str, str]]:
             if dataclasses.is_dataclass(hint) and not f.metadata.get("required") and hint is not Container:
                 walk(hint, key, value)
                 continue
-            if f.metadata.get("required"):
-                default = "(required)"
-            else:
-                default = json.dumps(_plain(value))
+            default = "(required)" if f.metadata.get("required") else json.dumps(_plain(value))
             if dataclasses.is_dataclass(hint) and f.metadata.get("required"):
                 walk(hint, key)
                 continue

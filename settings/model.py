@@ -163,8 +163,8 @@ class Bbb:
                                       minimum=1, maximum=5000)
     drain_max_hours: float = _f(4.0, "Longest a BBB server waits for meetings and recordings on scale-in.",
                                 minimum=0.5, maximum=47)
-    warm_pool: WarmPool = _f(WarmPool(), "Warm pool of prepared BBB servers (a cold server "
-                                                                 "needs 20-40 min of bbb-install, a woken one minutes).")
+    warm_pool: WarmPool = _f(WarmPool(), "Warm pool of prepared BBB servers (a cold server needs 20-40 min of "
+                                         "bbb-install, a woken one minutes).")
     install_sha256: str | None = _f(None, "SHA-256 of the reviewed bbb-install.sh (v3.0 branch) to refuse any "
                                           "other script; null = trust the branch over HTTPS.",
                                     pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
@@ -183,7 +183,8 @@ class Turn:
     max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
     allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
                                      minimum=1, maximum=1000000)
-    warm_pool: WarmPool = _f(WarmPool(enabled=False, min_size=0), "Warm pool of prepared TURN servers (off: a relay boots in about a minute).")
+    warm_pool: WarmPool = _f(WarmPool(enabled=False, min_size=0),
+                             "Warm pool of prepared TURN servers (off: a relay boots in about a minute).")
     # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
                                 minimum=1, maximum=2820)
