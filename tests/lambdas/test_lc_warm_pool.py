@@ -35,7 +35,9 @@ def pool_event(world: World, instance_id: str, origin: str, destination: str, to
         "account": "123456789012",
         "time": world.clock.iso(),
         "region": "eu-west-1",
-        "resources": [f"arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:uuid:autoScalingGroupName/{world.group}"],
+        "resources": [
+            f"arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:uuid:autoScalingGroupName/{world.group}"
+        ],
         "detail": {
             "LifecycleActionToken": token,
             "AutoScalingGroupName": world.group,
@@ -68,6 +70,7 @@ def start(world: World, instance_id: str, ip: str) -> int:
 
 def boots(world: World, instance_id: str, after: int) -> None:
     """The host's on-boot units: addresses rewritten, BBB up, then the ready tag (after `after` seconds)."""
+
     def ready() -> None:
         world.fake.hosts[world.host(instance_id)].down = False
         world.tag_ready(instance_id)
@@ -108,8 +111,10 @@ def test_a_server_goes_through_every_warm_pool_transition(bbb: World) -> None:
     assert list(ran) == [f"prewarm-{iid}"]
     assert ran[f"prewarm-{iid}"].status == "SUCCEEDED", ran
     assert bbb.first("route53", action="UPSERT", name=host) < bbb.first("host-ready")  # the certificate needs it
-    assert bbb.first("host-ready") < bbb.first("route53", action="DELETE", name=host) < bbb.first(
-        "CompleteLifecycleAction", result="CONTINUE"
+    assert (
+        bbb.first("host-ready")
+        < bbb.first("route53", action="DELETE", name=host)
+        < bbb.first("CompleteLifecycleAction", result="CONTINUE")
     )
     assert a_record(bbb, iid) == [] and bbb.fake.servers == {}  # prepared: not in Scalelite, no dangling record
     stop(bbb, iid)
@@ -133,8 +138,11 @@ def test_a_server_goes_through_every_warm_pool_transition(bbb: World) -> None:
     assert list(ran) == [f"wake-{iid}-{started}"] and ran[f"wake-{iid}-{started}"].status == "SUCCEEDED"
     upsert = bbb.first("route53", after=before, action="UPSERT", name=host)
     ready = bbb.first("host-ready", after=before)
-    assert upsert < ready < bbb.first("scalelite-addServer", after=before) < bbb.first(
-        "CompleteLifecycleAction", after=before
+    assert (
+        upsert
+        < ready
+        < bbb.first("scalelite-addServer", after=before)
+        < bbb.first("CompleteLifecycleAction", after=before)
     )
     # (the prewarm's ready tag was there all along: registering only after the new one proves it did not count)
     assert bbb.events[ready][0].timestamp() - started >= 3 * MINUTE
@@ -160,8 +168,10 @@ def test_a_server_goes_through_every_warm_pool_transition(bbb: World) -> None:
     ran = bbb.run_executions()
     assert list(ran) == [f"park-{iid}-{started}"] and ran[f"park-{iid}-{started}"].status == "SUCCEEDED"
     assert bbb.first("scalelite-updateServer", after=before, state="cordon") < bbb.first("meeting-ended")
-    assert bbb.first("meeting-ended") < bbb.first("scalelite-deleteServer") < bbb.first(
-        "CompleteLifecycleAction", after=before
+    assert (
+        bbb.first("meeting-ended")
+        < bbb.first("scalelite-deleteServer")
+        < bbb.first("CompleteLifecycleAction", after=before)
     )
     assert "end" not in bbb.fake.hosts[host].calls  # no meeting was ended
     assert bbb.fake.servers == {} and a_record(bbb, iid) == []
@@ -208,8 +218,12 @@ def test_a_server_goes_through_every_warm_pool_transition(bbb: World) -> None:
 
 def test_events_the_instance_has_moved_past_start_nothing(bbb: World) -> None:
     [iid] = bbb.launch_instances(1, state="Warmed:Stopped")  # resting in the pool
-    for origin, destination in (("EC2", "WarmPool"), ("WarmPool", "AutoScalingGroup"), ("AutoScalingGroup", "WarmPool"),
-                                ("WarmPool", "EC2")):
+    for origin, destination in (
+        ("EC2", "WarmPool"),
+        ("WarmPool", "AutoScalingGroup"),
+        ("AutoScalingGroup", "WarmPool"),
+        ("WarmPool", "EC2"),
+    ):
         result = bbb.deliver(pool_event(bbb, iid, origin, destination, str(uuid.uuid4())))
         assert result["outcome"] == "ignored", (origin, destination, result)
     # A route AWS does not document is refused by name, not guessed.
@@ -236,9 +250,9 @@ def test_reconciler_leaves_the_pool_alone_and_recovers_lost_pool_events(bbb: Wor
     report = bbb.invoke_handler("fleet_reconciler.", {})
     assert report["removed"] == {} and resting in report["live_instances"]  # stopped in the pool: not stale
     launch_time = int(
-        boto3.client("ec2").describe_instances(InstanceIds=[returning])["Reservations"][0]["Instances"][0][
-            "LaunchTime"
-        ].timestamp()
+        boto3.client("ec2")
+        .describe_instances(InstanceIds=[returning])["Reservations"][0]["Instances"][0]["LaunchTime"]
+        .timestamp()
     )
     sfn = boto3.client("stepfunctions")
     names = {
