@@ -140,7 +140,10 @@ class WarmPool:
     """An Auto Scaling warm pool: servers installed once, then kept stopped until a scale-out wakes them."""
 
     enabled: bool = _f(True, "Keep a warm pool of prepared (installed, verified, stopped) servers.")
-    min_size: int = _f(1, "Prepared servers kept in the pool at least.", minimum=0, maximum=200)
+    # 0 by default: the pool is then maxPreparedCapacity - desired, so servers returning on scale-in fill it
+    # exactly; a larger minimum is kept even at the maximum and churns one new server (and certificate) a day.
+    min_size: int = _f(0, "Prepared servers kept in the pool at least, beyond what maxPreparedCapacity leaves.",
+                       minimum=0, maximum=200)
     # Checked in settings/rules.py (null is allowed, so no single-value bounds here).
     max_prepared_capacity: int | None = _f(None, "Servers in service plus prepared at most (null = the group's "
                                                  "maxInstances: everything the group may still grow to is prepared).")
@@ -183,7 +186,7 @@ class Turn:
     max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
     allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
                                      minimum=1, maximum=1000000)
-    warm_pool: WarmPool = _f(WarmPool(enabled=False, min_size=0),
+    warm_pool: WarmPool = _f(WarmPool(enabled=False),
                              "Warm pool of prepared TURN servers (off: a relay boots in about a minute).")
     # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",

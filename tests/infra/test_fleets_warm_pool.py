@@ -25,12 +25,12 @@ def group_of(template: dict[str, Any], under: str) -> str:
     return logical_id
 
 
-def test_default_pool_keeps_one_prepared_server_stopped_and_reuses_on_scale_in() -> None:
+def test_default_pool_prepares_up_to_the_maximum_stopped_and_reuses_on_scale_in() -> None:
     template = fleets("scalable")
     [pool] = resources(template, "AWS::AutoScaling::WarmPool").values()
     assert pool["Properties"] == {
         "AutoScalingGroupName": {"Ref": group_of(template, "Bbb")},
-        "MinSize": 1,
+        "MinSize": 0,
         "PoolState": "Stopped",
         "InstanceReusePolicy": {"ReuseOnScaleIn": True},
     }

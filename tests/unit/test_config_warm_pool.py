@@ -10,7 +10,7 @@ from tests.unit.test_config_model import ctx, one_problem
 
 def test_defaults_bbb_pool_on_turn_pool_off() -> None:
     config = load_config(ctx())
-    assert (config.bbb.warm_pool.enabled, config.bbb.warm_pool.min_size) == (True, 1)
+    assert (config.bbb.warm_pool.enabled, config.bbb.warm_pool.min_size) == (True, 0)
     assert config.bbb.warm_pool.pool_state == "Stopped" and config.bbb.warm_pool.reuse_on_scale_in
     assert config.bbb.warm_pool.max_prepared_capacity is None
     assert config.turn.warm_pool.enabled is False
@@ -34,8 +34,8 @@ def test_a_partial_pool_section_enables_the_pool() -> None:
                                                    "negative"),
         ({"bbb.warmPool.maxPreparedCapacity": 4}, "deployment.bbb.warmPool.maxPreparedCapacity: 4 exceeds "
                                                   "deployment.bbb.maxInstances=3"),
-        ({"bbb.warmPool.maxPreparedCapacity": 0}, "deployment.bbb.warmPool.maxPreparedCapacity: 0 is below "
-                                                  "deployment.bbb.warmPool.minSize=1"),
+        ({"bbb.warmPool.minSize": 2, "bbb.warmPool.maxPreparedCapacity": 1},
+         "deployment.bbb.warmPool.maxPreparedCapacity: 1 is below deployment.bbb.warmPool.minSize=2"),
         ({"turn.warmPool.enabled": True, "turn.warmPool.minSize": 4},
          "deployment.turn.warmPool.minSize: 4 prepared servers, but the group can only grow by 3"),
         ({"bbb.warmPool.poolState": "Hibernated"}, "deployment.bbb.warmPool.poolState: 'Hibernated' is not allowed"),
