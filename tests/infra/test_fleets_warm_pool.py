@@ -55,6 +55,13 @@ def test_no_pool_when_disabled_or_for_the_single_host(shape: str, changes: dict[
     assert resources(fleets(shape, **changes), "AWS::AutoScaling::WarmPool") == {}
 
 
+def test_turn_pool_only_when_configured() -> None:
+    template = fleets("scalable", **{"bbb.warmPool.enabled": False, "turn.warmPool": {"minSize": 1}})
+    [pool] = resources(template, "AWS::AutoScaling::WarmPool").values()
+    assert pool["Properties"]["AutoScalingGroupName"] == {"Ref": group_of(template, "Turn")}
+    assert pool["Properties"]["MinSize"] == 1 and pool["Properties"]["PoolState"] == "Stopped"
+
+
 @pytest.mark.parametrize(("kind", "origin", "destination"), ROUTES)
 def test_lifecycle_rule_receives_every_warm_pool_transition(kind: str, origin: str, destination: str) -> None:
     """AWS's documented payloads (Origin/Destination: EC2 | AutoScalingGroup | WarmPool) match the BBB rule,
