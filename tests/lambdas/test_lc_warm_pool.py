@@ -271,3 +271,62 @@ def test_reconciler_leaves_the_pool_alone_and_recovers_lost_pool_events(bbb: Wor
     # Run again: the same executions, nothing new.
     again = bbb.invoke_handler("fleet_reconciler.", {})
     assert sorted(again["recovered"]["duplicate"]) == sorted([new, returning])
+
+
+@pytest.mark.slow
+def test_turn_relay_prewarm_wake_and_retire(world_factory: Any) -> None:
+    from lc_stun_responder import StunResponder
+
+    responder = StunResponder().start()
+    try:
+        world = world_factory("turn", TURN_PORT=str(responder.port), PROBE_TIMEOUT_SECONDS="0.1")
+        [iid] = world.launch_instances(1, state="Warmed:Pending:Wait")
+        world.set_public_ip(iid, "127.0.0.1")  # the STUN responder listens on loopback only
+        world.at(2 * MINUTE, lambda: world.tag_ready(iid))
+        token = str(uuid.uuid4())
+        world.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", token)
+        world.deliver(pool_event(world, iid, "EC2", "WarmPool", token))
+        assert [e.status for e in world.run_executions().values()] == ["SUCCEEDED"]
+        # Prepared: probed from outside, then nothing left that names it (no records, health check or alarm).
+        assert world.records() == []
+        assert boto3.client("route53").list_health_checks()["HealthChecks"] == []
+        assert (
+            boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix="bbb-on-aws-lctest-turn-probe-")["MetricAlarms"]
+            == []
+        )
+        boto3.client("ec2").stop_instances(InstanceIds=[iid])
+        world.set_lifecycle_state(iid, "Warmed:Stopped")
+
+        world.clock.advance(3600)
+        started = start_relay(world, iid)
+        world.at(1 * MINUTE, lambda: world.tag_ready(iid))  # relay.conf rewritten, relay answers: tagged again
+        token = str(uuid.uuid4())
+        world.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", token)
+        world.deliver(pool_event(world, iid, "WarmPool", "AutoScalingGroup", token))
+        before = len(world.events)
+        ran = world.run_executions()
+        assert list(ran) == [f"wake-{iid}-{started}"] and ran[f"wake-{iid}-{started}"].status == "SUCCEEDED"
+        assert world.first("host-ready", after=before) < world.first("route53", after=before, set=iid)
+        assert ("turn.meet.example.test", iid) in world.record_names()
+
+        # Retire from the pool after a park: stopped, no STUN, its records already gone.
+        world.set_lifecycle_state(iid, "Warmed:Terminating:Wait")
+        boto3.client("ec2").stop_instances(InstanceIds=[iid])
+        token = str(uuid.uuid4())
+        world.expect_complete(iid, TERMINATE_HOOK, "CONTINUE", token)
+        world.deliver(pool_event(world, iid, "WarmPool", "EC2", token))
+        ran = world.run_executions()
+        assert list(ran) == [f"retire-{iid}"] and ran[f"retire-{iid}"].status == "SUCCEEDED"
+        assert world.records() == [] and boto3.client("route53").list_health_checks()["HealthChecks"] == []
+        world.stubber.assert_no_pending_responses()
+    finally:
+        responder.stop()
+
+
+def start_relay(world: World, instance_id: str) -> int:
+    boto3.client("ec2").start_instances(InstanceIds=[instance_id])
+    instance = ec2_backends["123456789012"]["eu-west-1"].get_instance(instance_id)
+    instance.launch_time = world.clock.now.replace(tzinfo=None).isoformat()
+    world.set_public_ip(instance_id, "127.0.0.1")
+    world.set_lifecycle_state(instance_id, "Pending:Wait")
+    return int(world.clock.now.timestamp())
