@@ -61,8 +61,9 @@ class Model:
     # Assumption: stopped -> running ~1 min (EC2), BBB services ~2 min, the launch state machine's 30 s poll,
     # Scalelite's 60 s poller: a woken server takes meetings after ~5 min.
     wake_min: int = 5
-    # Assumption: a cordoned server's meetings end within half a 60-min lesson on average; billed meanwhile.
-    drain_min: int = 30
+    # The drain ends when the cordoned server's meetings have (plus the drain's 60 s poll: the next minute):
+    # modelled as when the fleet's participants have fallen by that server's share at scale-in (its lesson
+    # ended; nobody left: at once); at most bbb.drainMaxHours (settings). Billed meanwhile.
     # TURN: the relay boots in about a minute (turn settings), plus the launch's STUN check and a 60 s DNS TTL.
     turn_boot_min: int = 3
     # Issue 11: Chromium relay-only holds one allocation per peer connection per TURN URL, ~24 per BBB viewer.
@@ -85,14 +86,15 @@ class Fleet:
     pool_running: bool = False
     reuse_on_scale_in: bool = True
     wake_min: int = 5
-    drain_min: int = 0
+    drain_max_min: int = 0  # 0: no drain (the server goes at once)
     schedule: tuple[tuple[int, int], ...] = ()  # (minute of the week, minInstances), sorted
 
 
 @dataclass
 class Server:
     state: str  # booting | serving | draining | prewarming | pool
-    until: int = 0  # minute the current state ends (booting, draining, prewarming)
+    until: int = 0  # minute the current state ends (booting, prewarming; draining at the latest)
+    drained_below: float = 0.0  # draining: done once the fleet's signal is at or below this
 
 
 @dataclass
@@ -121,7 +123,7 @@ def simulate(fleet: Fleet, signal: Sequence[float], demand: Sequence[float], cap
                 s.state = "serving"
             elif s.state == "prewarming" and s.until <= t:
                 s.state = "pool"
-            elif s.state == "draining" and s.until <= t:
+            elif s.state == "draining" and (s.until <= t or signal[t] <= s.drained_below):
                 s.state = "pool" if fleet.pool_enabled and fleet.reuse_on_scale_in else "gone"
         servers = [s for s in servers if s.state != "gone"]
         if t % 10080 in schedule:  # scheduled action: minInstances (desired raised to it, never lowered)
@@ -157,10 +159,13 @@ def simulate(fleet: Fleet, signal: Sequence[float], demand: Sequence[float], cap
                     out.cold_launches += 1
         elif len(active) > desired:
             # Auto Scaling picks; booting ones first (they hold no meeting), then serving ones, which drain.
+            share = signal[t] / max(1, sum(1 for s in active if s.state == "serving"))
             for s in sorted(active, key=lambda s: s.state != "booting")[: len(active) - desired]:
-                s.state, s.until = "draining", t + (0 if s.state == "booting" else fleet.drain_min)
-                if s.until <= t:
+                if s.state == "booting" or fleet.drain_max_min == 0 or share == 0:
                     s.state = "pool" if fleet.pool_enabled and fleet.reuse_on_scale_in else "gone"
+                else:
+                    s.state, s.until = "draining", t + fleet.drain_max_min
+                    s.drained_below = max(0.0, signal[t] - share)
         servers = [s for s in servers if s.state != "gone"]
         if fleet.pool_enabled:  # the pool refills (cold installs) up to its size, as AWS sizes it
             outside = sum(1 for s in servers if s.state in ("booting", "serving", "draining"))
@@ -297,7 +302,7 @@ def run(
         max_instances=bbb.max_instances,
         boot_min=model.cold_install_min,
         wake_min=model.wake_min,
-        drain_min=model.drain_min,
+        drain_max_min=int(bbb.drain_max_hours * 60),
         pool_min=pool.min_size,
         pool_max_prepared=pool.max_prepared_capacity,
         pool_running=pool.pool_state == "Running",

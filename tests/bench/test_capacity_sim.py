@@ -18,7 +18,7 @@ sys.modules["capacity_sim"] = sim
 _spec.loader.exec_module(sim)
 
 MODEL = sim.Model()  # metric lag 1 min, scale-out on 3 datapoints, scale-in on 15 below 90 % of the target
-FLEET = sim.Fleet(target=10, min_instances=1, max_instances=3, boot_min=30, wake_min=5, drain_min=0)
+FLEET = sim.Fleet(target=10, min_instances=1, max_instances=3, boot_min=30, wake_min=5, drain_max_min=240)
 # 25 participants from minute 10 to 59: one server (capacity 20) is too small, three are needed (target 10).
 STEP = [0.0] * 10 + [25.0] * 50
 
@@ -83,3 +83,13 @@ def test_school_day_with_the_defaults_schedule_and_pool(capsys: pytest.CaptureFi
     over, _peak, _turn, _hours, _ratio, _pct, _turn_hours, certs, _central = lines["schedule + pool"]
     assert (over, certs) == ("0", "0")
     assert int(lines["no schedule, no pool"][0]) > 0  # the same day without them: late servers
+
+
+def test_a_server_cordoned_during_a_lesson_drains_until_its_meetings_end() -> None:
+    signal = [0.0] * 10 + [25.0] * 50 + [12.0] * 30 + [0.0] * 30
+    out = sim.simulate(FLEET, signal, signal, 20, MODEL)
+    # At 61 (datapoint 60: 12 participants) the policy asks for 2: one server drains, holding a third of the 12.
+    # It is done once the fleet is down to 8 or fewer, i.e. at 90 when the lesson ends; at 91 (datapoint 90: 0)
+    # the next one goes at once (nobody left on it).
+    assert out.billed_minutes[60:62] == [3, 3] and out.billed_minutes[89:92] == [3, 2, 1]
+    assert out.peak_servers == 3
