@@ -114,7 +114,7 @@ def simulate(fleet: Fleet, signal: Sequence[float], demand: Sequence[float], cap
         servers += [Server("pool") for _ in range(max(fleet.pool_min, max_prepared - fleet.min_instances))]
     desired, minimum = fleet.min_instances, fleet.min_instances
     schedule = dict(fleet.schedule)
-    metric: list[float] = []
+    metric: list[float | None] = []  # None: no server reported (the metric is per server): no datapoint
     last_scale_in = -(10**9)
     out = Outcome()
     for t in range(len(signal)):
@@ -130,17 +130,17 @@ def simulate(fleet: Fleet, signal: Sequence[float], demand: Sequence[float], cap
             minimum = schedule[t % 10080]
             desired = max(desired, minimum)
         serving = sum(1 for s in servers if s.state == "serving")
-        metric.append(signal[t] / serving if serving else (math.inf if signal[t] else 0.0))
+        metric.append(signal[t] / serving if serving else None)
         seen = t - model.metric_lag_min  # the newest datapoint the alarms can evaluate
         if seen + 1 >= model.scale_out_datapoints and all(
-            metric[i] > fleet.target for i in range(seen - model.scale_out_datapoints + 1, seen + 1)
+            (metric[i] or 0.0) > fleet.target for i in range(seen - model.scale_out_datapoints + 1, seen + 1)
         ):
             desired = max(desired, min(fleet.max_instances, math.ceil(signal[seen] / fleet.target)))
         elif (
             seen + 1 >= model.scale_in_datapoints
             and t - last_scale_in >= model.scale_in_cooldown_min
             and all(
-                metric[i] < fleet.target * model.scale_in_ratio
+                metric[i] is not None and metric[i] < fleet.target * model.scale_in_ratio
                 for i in range(seen - model.scale_in_datapoints + 1, seen + 1)
             )
         ):
@@ -286,9 +286,11 @@ class Row:
 
 
 def run(
-    profile: Profile, config: Any, schedule: tuple[tuple[int, int], ...], model: Model
+    profile: Profile, config: Any, schedule: tuple[tuple[int, int], ...], model: Model, *, load_signal: bool = False
 ) -> tuple[list[Row], dict[str, float]]:
-    """The four configurations and the oracles' BBB server-hours per weekday."""
+    """The four configurations and the oracles' BBB server-hours per weekday. `load_signal`: scale on
+    participants + webcams x weight (issue 11's meeting-aware signal) instead of participants alone, the target
+    (participantsPerServer) then read in those load units."""
     participants = week(profile.participants)
     demand = [p + model.webcam_weight * w for p, w in zip(participants, week(profile.webcams), strict=True)]
     allocations = [
@@ -325,7 +327,7 @@ def run(
         ("schedule + pool", True, True),
     ):
         fleet = replace(base, schedule=schedule if with_schedule else (), pool_enabled=with_pool)
-        out = simulate(fleet, participants, demand, model.bbb_capacity, model)
+        out = simulate(fleet, demand if load_signal else participants, demand, model.bbb_capacity, model)
         rows.append(
             Row(
                 name=name,
@@ -383,6 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a deployment setting, e.g. bbb.minInstances=0 (JSON values)",
     )
     parser.add_argument("--schedule", help="HH:MM=minInstances,... on weekdays (when bbb.schedule is not set)")
+    parser.add_argument(
+        "--load-signal",
+        action="store_true",
+        help="scale on participants + weighted webcams (target in those units), not participants",
+    )
     args = parser.parse_args(argv)
     config = load_settings(args.overrides)
     model = Model()
@@ -394,16 +401,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.schedule:
             schedule, source = parse_schedule(args.schedule), "--schedule"
         else:  # the operator's timetable: the day's peak need from 30 min before the first lesson to the last
-            need = math.ceil(max(profile.participants) / config.bbb.participants_per_server)
+            load = [p + model.webcam_weight * w for p, w in zip(profile.participants, profile.webcams, strict=True)]
+            need = math.ceil(
+                max(load if args.load_signal else profile.participants) / config.bbb.participants_per_server
+            )
             busy = [m for m, p in enumerate(profile.participants) if p > 0]
             first, last = (busy[0], busy[-1]) if busy else (0, 0)
             text = f"{(first - 30) // 60:02d}:{(first - 30) % 60:02d}={min(need, config.bbb.max_instances)}"
             text += f",{(last + 1) // 60:02d}:{(last + 1) % 60:02d}={config.bbb.min_instances}"
             schedule, source = parse_schedule(text), f"derived from the profile: {text}"
-        rows, oracle = run(profile, config, schedule, model)
+        rows, oracle = run(profile, config, schedule, model, load_signal=args.load_signal)
         print(
             f"\n{path.name} (schedule: {source}; bbb min/max {config.bbb.min_instances}/{config.bbb.max_instances},"
-            f" target {config.bbb.participants_per_server} participants; warm pool min {config.bbb.warm_pool.min_size})"
+            f" target {config.bbb.participants_per_server} {'load units' if args.load_signal else 'participants'};"
+            f" warm pool min {config.bbb.warm_pool.min_size})"
         )
         print(table(rows, oracle))
     return 0

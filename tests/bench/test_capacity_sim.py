@@ -93,3 +93,14 @@ def test_a_server_cordoned_during_a_lesson_drains_until_its_meetings_end() -> No
     # the next one goes at once (nobody left on it).
     assert out.billed_minutes[60:62] == [3, 3] and out.billed_minutes[89:92] == [3, 2, 1]
     assert out.peak_servers == 3
+
+
+def test_an_empty_fleet_reports_no_metric_and_never_scales_out() -> None:
+    """The metric is published by each server: with none running there is no datapoint for the alarms."""
+    out = sim.simulate(replace(FLEET, min_instances=0), STEP, STEP, 20, MODEL)
+    assert out.over_capacity_minutes == 50 and out.peak_servers == 0 and sum(out.billed_minutes) == 0
+    fleet = replace(FLEET, min_instances=0, pool_enabled=True, schedule=((5, 1),))
+    woken = sim.simulate(fleet, STEP, STEP, 20, MODEL)
+    # A scheduled minimum of 1 (woken at 5, serving at 10) gives the alarms their first datapoints (10, 11, 12):
+    # at 13 two more are woken, serving at 18, as in the pool case above.
+    assert woken.peak_servers == 3 and woken.over_capacity_minutes == 8
