@@ -22,6 +22,7 @@ from constructs import Construct
 import contract
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
+from cdk_constructs.warm_pool import add_warm_pool
 from settings import Bbb, Deployment
 from userdata.render import BbbParams, EfsSpool, render_bbb_user_data
 
@@ -138,6 +139,8 @@ class BbbFleet(BbbHosts):
             min_capacity=bbb.min_instances, desired_capacity=bbb.desired_instances, max_capacity=bbb.max_instances,
             cluster_proxy=cluster_proxy,
         )
+        # Prepared servers (installed, then stopped): a scale-out wakes one instead of running bbb-install.
+        self.warm_pool = add_warm_pool(self.group, bbb.warm_pool)
         self.participants_policy: autoscaling.TargetTrackingScalingPolicy | None = None
         self.scale_in_enabled = False
 

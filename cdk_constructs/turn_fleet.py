@@ -31,6 +31,7 @@ from cdk_constructs.access_log_bucket import access_log_bucket
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.relay_wheel import RelayWheel
+from cdk_constructs.warm_pool import add_warm_pool
 from contract import PROXY_PORT, TURN_PORT
 from contract import TURNS_PORT as TLS_PORT
 from settings import Deployment, Turn
@@ -117,6 +118,8 @@ class TurnFleet(Construct):
             health_checks=autoscaling.HealthChecks.with_additional_checks(
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB], grace_period=Duration.minutes(10)),
         )
+        # Off by default (a relay boots in a minute); when on, turn/on_boot.sh re-announces the new address.
+        self.warm_pool = add_warm_pool(self.group, turn.warm_pool)
 
         # --- TURN over TLS on 443 -------------------------------------------------------------------------
         self.load_balancer = elbv2.NetworkLoadBalancer(

@@ -28,6 +28,7 @@ from settings.model import (
     Network,
     PortRange,
     Turn,
+    WarmPool,
 )
 from settings.rules import fargate_pair_ok
 
@@ -49,6 +50,7 @@ __all__ = [
     "Network",
     "PortRange",
     "Turn",
+    "WarmPool",
     "camel",
     "fargate_pair_ok",
     "load_config",

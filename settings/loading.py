@@ -178,19 +178,19 @@ def parameters() -> list[tuple[str, str, str]]:
     """(key, default, description) for every parameter; used to keep the README's table honest."""
     rows: list[tuple[str, str, str]] = []
 
-    def walk(cls: type, path: str) -> None:
+    def walk(cls: type, path: str, defaults: Any = None) -> None:
+        """`defaults`: the enclosing field's default instance (a nested section may differ from its class)."""
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             key = f"{path}.{camel(f.name)}"
             hint = hints[f.name]
-            if dataclasses.is_dataclass(hint) and not f.metadata.get("required") and hint is not Container:
-                walk(hint, key)
-                continue
-            if f.metadata.get("required"):
-                default = "(required)"
-            else:
+            if not f.metadata.get("required"):
                 value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-                default = json.dumps(_plain(value))
+                value = getattr(defaults, f.name) if defaults is not None else value
+            if dataclasses.is_dataclass(hint) and not f.metadata.get("required") and hint is not Container:
+                walk(hint, key, value)
+                continue
+            default = "(required)" if f.metadata.get("required") else json.dumps(_plain(value))
             if dataclasses.is_dataclass(hint) and f.metadata.get("required"):
                 walk(hint, key)
                 continue

@@ -136,6 +136,24 @@ class PortRange:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WarmPool:
+    """An Auto Scaling warm pool: servers installed once, then kept stopped until a scale-out wakes them."""
+
+    enabled: bool = _f(True, "Keep a warm pool of prepared (installed, verified, stopped) servers.")
+    # 0 by default: the pool is then maxPreparedCapacity - desired, so servers returning on scale-in fill it
+    # exactly; a larger minimum is kept even at the maximum and churns one new server (and certificate) a day.
+    min_size: int = _f(0, "Prepared servers kept in the pool at least, beyond what maxPreparedCapacity leaves.",
+                       minimum=0, maximum=200)
+    # Checked in settings/rules.py (null is allowed, so no single-value bounds here).
+    max_prepared_capacity: int | None = _f(None, "Servers in service plus prepared at most (null = the group's "
+                                                 "maxInstances: everything the group may still grow to is prepared).")
+    pool_state: Literal["Stopped", "Running"] = _f(
+        "Stopped", "State of prepared servers: Stopped (pay for EBS only) or Running (pay for the instance).")
+    reuse_on_scale_in: bool = _f(True, "On scale-in, drain a server and return it to the pool instead of "
+                                       "terminating it.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Bbb:
     instance_type: str = _f("c5a.2xlarge", "BBB server instance type (BBB recommends 8 cores, 16 GB).",
                             instance_type=True)
@@ -148,6 +166,8 @@ class Bbb:
                                       minimum=1, maximum=5000)
     drain_max_hours: float = _f(4.0, "Longest a BBB server waits for meetings and recordings on scale-in.",
                                 minimum=0.5, maximum=47)
+    warm_pool: WarmPool = _f(WarmPool(), "Warm pool of prepared BBB servers (a cold server needs 20-40 min of "
+                                         "bbb-install, a woken one minutes).")
     install_sha256: str | None = _f(None, "SHA-256 of the reviewed bbb-install.sh (v3.0 branch) to refuse any "
                                           "other script; null = trust the branch over HTTPS.",
                                     pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
@@ -166,6 +186,8 @@ class Turn:
     max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
     allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
                                      minimum=1, maximum=1000000)
+    warm_pool: WarmPool = _f(WarmPool(enabled=False),
+                             "Warm pool of prepared TURN servers (off: a relay boots in about a minute).")
     # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
                                 minimum=1, maximum=2820)

@@ -59,6 +59,8 @@ def check_relations(c: Config, problems: list[str]) -> None:
             problems.append(f"{p}.{section}: minInstances={lo}, desiredInstances={want}, maxInstances={hi}; "
                             "they must satisfy minInstances <= desiredInstances <= maxInstances")
 
+    check_warm_pools(c, problems)
+
     # Database capacity.
     db = c.database
     for key, acu in (("serverlessMinAcu", db.serverless_min_acu), ("serverlessMaxAcu", db.serverless_max_acu)):
@@ -101,6 +103,31 @@ def check_relay_ports(ports: PortRange, problems: list[str]) -> None:
     if contract.ephemeral_port_range(low, high) is None:
         problems.append(f"{key}: {shown} leaves fewer than {contract.EPHEMERAL_PORTS_MINIMUM} ephemeral ports "
                         "for the host's own connections; narrow it, e.g. {\"min\": 49152, \"max\": 65535}")
+
+
+def check_warm_pools(c: Config, problems: list[str]) -> None:
+    """A prepared server must be able to enter service: the pool fits between the group's minimum and maximum."""
+    for section, group in (("bbb", c.bbb), ("turn", c.turn)):
+        pool = group.warm_pool
+        key = f"{CONTEXT_KEY}.{section}.warmPool"
+        room = group.max_instances - group.min_instances
+        if pool.enabled and pool.min_size > room:
+            problems.append(f"{key}.minSize: {pool.min_size} prepared servers, but the group can only grow by "
+                            f"{room} ({CONTEXT_KEY}.{section}.maxInstances={group.max_instances} - minInstances="
+                            f"{group.min_instances}); the rest could never enter service: use at most {room}")
+        cap = pool.max_prepared_capacity
+        if cap is None:
+            continue
+        if cap < 0:
+            problems.append(f"{key}.maxPreparedCapacity: {cap} must not be negative; use null (the group's "
+                            "maxInstances) or a number of servers")
+        elif cap > group.max_instances:
+            problems.append(f"{key}.maxPreparedCapacity: {cap} exceeds {CONTEXT_KEY}.{section}.maxInstances="
+                            f"{group.max_instances}; servers beyond the maximum could never enter service: use "
+                            f"at most {group.max_instances} or null")
+        elif cap < pool.min_size:
+            problems.append(f"{key}.maxPreparedCapacity: {cap} is below {key}.minSize={pool.min_size}; "
+                            "raise it or lower minSize")
 
 
 # Fargate's valid task CPU units -> memory (MiB) choices.

@@ -211,7 +211,8 @@ class FleetLifecycle(Construct):
             timeout=Duration.seconds(30),
             statements=[
                 *permissions.start_executions(machines),
-                permissions.describe_fleet(instances=False, group_instances=True),
+                # EC2 too: warm-pool wake/park executions are named after the instance's LaunchTime.
+                permissions.describe_fleet(group_instances=True),
             ],
             environment=machines_env,
         )
@@ -274,7 +275,7 @@ class FleetLifecycle(Construct):
             environment=machines_env,
             statements=[
                 *permissions.start_executions(machines),
-                permissions.describe_fleet(instances=False, groups=True),
+                permissions.describe_fleet(groups=True),  # EC2: ready tag and LaunchTime of waiting instances
             ],
         )
         framework_logs = logs.LogGroup(

@@ -12,6 +12,10 @@ finish        deleteServer, delete the DNS record, CONTINUE. A Scalelite failure
               instance: DNS and the hook are still done, the state machine then fails (operator alarm) and
               the reconciler removes the Scalelite entry once the instance is gone.
 
+The same steps serve park (service -> warm pool on scale-in: the instance is stopped, not terminated, once
+CONTINUE is sent) and retire (warm pool -> termination: a prepared server never served, so unless Scalelite
+still lists it, it is drained at once, stopped or not). See common/transitions.py.
+
 Scalelite being down never ends a meeting: check reports it (metric ScaleliteErrors) and keeps waiting.
 """
 
@@ -90,10 +94,12 @@ def check(step: steps.Step) -> dict[str, Any]:
     state["heartbeat_due"] = step.heartbeat_due()
     if step.elapsed >= settings.drain_max_seconds:
         return {**state, "status": "expired", "reason": f"still not drained after {int(step.elapsed)} s"}
+    uses_scalelite = fleet.uses_scalelite(settings)
+    if state.get("transition") == "retire" and not state.get("registered") and not state.get("scalelite_error"):
+        return {**state, "status": "drained", "reason": "a prepared server leaves the warm pool: it served nothing"}
     instance = instances.describe(step.instance_id)
     if instance is None or instance.gone:
         return {**state, "status": "unreachable", "reason": f"instance is {instance.state if instance else 'gone'}"}
-    uses_scalelite = fleet.uses_scalelite(settings)
     if uses_scalelite:
         state.update(_ensure_cordoned(step))
     if not state.get("was_ready") and not (instance.ready_since or state.get("registered")):

@@ -12,15 +12,20 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from common import aws, config, instances, names
+from common import aws, config, instances, names, transitions
 from common.lifecycle import LifecycleAction
 
 
-def start(settings: config.Settings, kind: str, action: LifecycleAction) -> str:
-    """Returns "started", or "duplicate" if that execution already exists."""
-    arn = settings.need("launch_state_machine_arn" if kind == "launch" else "drain_state_machine_arn")
-    name = names.execution_name(kind, action.instance_id)
-    payload: dict[str, Any] = {"lifecycle": action.to_state(), "state": {}}
+def start(
+    settings: config.Settings, transition: transitions.Transition, action: LifecycleAction, started: int | None = None
+) -> str:
+    """Returns "started", or "duplicate" if that execution already exists. `started`: the instance's LaunchTime
+    (unix seconds), needed by the transitions that happen on every start (wake, park)."""
+    arn = settings.need(f"{transition.machine}_state_machine_arn")
+    name = names.execution_name(transition.name, action.instance_id, started if transition.per_start else None)
+    # The plain launch and drain keep their input as it always was; the others tell the steps which they are.
+    state = {} if transition.name in ("launch", "drain") else {"transition": transition.name}
+    payload: dict[str, Any] = {"lifecycle": action.to_state(), "state": state}
     sfn = aws.client("stepfunctions")
     # StartExecution is idempotent for a running execution with the same input and would not tell us:
     # look first, so the outcome (and the metrics and reports built on it) is exact.
@@ -41,16 +46,29 @@ def start(settings: config.Settings, kind: str, action: LifecycleAction) -> str:
 
 def recover(settings: config.Settings, *, include_in_service: bool = False) -> dict[str, list[str]]:
     """Start the state machine for every instance of the group waiting in a lifecycle hook (lost or
-    not yet routed events); with include_in_service, also launch InService instances (first deploy:
-    they booted before the hooks existed). Returns {"started": [...], "duplicate": [...]}."""
+    not yet routed events), warm-pool transitions included (common/transitions.recovered); with
+    include_in_service, also launch InService instances (first deploy: they booted before the hooks existed).
+    Instances resting in the warm pool (Warmed:Stopped, Warmed:Running) wait for nothing: left alone.
+    Returns {"started": [...], "duplicate": [...]}."""
     outcome: dict[str, list[str]] = {"started": [], "duplicate": []}
-    for member in instances.group_members(settings.group):
-        if member.lifecycle_state == "Terminating:Wait":
-            kind, hook = "drain", settings.terminate_hook
-        elif member.lifecycle_state == "Pending:Wait" or (include_in_service and member.lifecycle_state == "InService"):
-            kind, hook = "launch", settings.launch_hook
+    members = instances.group_members(settings.group)
+    waiting = [m for m in members if m.lifecycle_state.endswith(":Wait")]
+    described = instances.describe_many([m.instance_id for m in waiting]) if waiting else {}
+    for member in members:
+        instance = described.get(member.instance_id)
+        if member.lifecycle_state.endswith(":Wait"):
+            prepared = bool(instance and instance.ready_since)
+            transition = transitions.recovered(member.lifecycle_state, prepared)
+        elif include_in_service and member.lifecycle_state == "InService":
+            transition = transitions.LAUNCH
         else:
             continue
+        if transition is None:
+            continue
+        hook = settings.launch_hook if transition.machine == "launch" else settings.terminate_hook
+        started = instance.started if instance else None
+        if transition.per_start and started is None:
+            continue  # EC2 no longer knows it: nothing to wake or park
         action = LifecycleAction(instance_id=member.instance_id, group=settings.group, hook=hook)
-        outcome[start(settings, kind, action)].append(member.instance_id)
+        outcome[start(settings, transition, action, started)].append(member.instance_id)
     return outcome

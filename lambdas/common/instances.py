@@ -7,7 +7,7 @@ from datetime import datetime
 
 from botocore.exceptions import ClientError
 
-from common import aws, names
+from common import aws, names, timeutil
 
 # An instance in these EC2 states cannot answer anything any more.
 GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
@@ -26,6 +26,14 @@ class Instance:
     @property
     def gone(self) -> bool:
         return self.state in GONE_STATES
+
+    @property
+    def started(self) -> int | None:
+        """The unix time of the instance's last start: EC2 resets LaunchTime whenever a stopped instance starts."""
+        try:
+            return int(timeutil.parse(self.launch_time).timestamp()) if self.launch_time else None
+        except ValueError:
+            return None
 
     @property
     def ready_since(self) -> int | None:

@@ -111,12 +111,17 @@ def health_check_caller_reference(environment: str, instance_id: str, launch_tim
     return f"bbb-on-aws-{check_instance_id(instance_id)}-{digest}"
 
 
-def execution_name(kind: str, instance_id: str) -> str:
-    """One execution name per instance and lifecycle transition: duplicated events start nothing new.
+def execution_name(kind: str, instance_id: str, started: int | None = None) -> str:
+    """One execution name per instance and lifecycle transition (common/transitions.py): duplicated events
+    start nothing new (Step Functions refuses a name again for 90 days).
 
-    An instance id is never reused and each instance launches and terminates once (no warm pool), and
-    Step Functions refuses a second execution with the same name for 90 days.
+    launch, drain, prewarm and retire happen once per instance (ids are never reused); wake and park happen on
+    every start of a warm-pool instance, so they carry `started`, the instance's EC2 LaunchTime (unix seconds).
     """
-    if kind not in ("launch", "drain"):
-        raise ContractNameError(f"unknown execution kind {kind!r} (expected launch or drain)")
-    return f"{kind}-{check_instance_id(instance_id)}"
+    if kind in ("launch", "drain", "prewarm", "retire"):
+        return f"{kind}-{check_instance_id(instance_id)}"
+    if kind in ("wake", "park"):
+        if started is None or started <= 0:
+            raise ContractNameError(f"a {kind} execution needs the instance's LaunchTime, got {started!r}")
+        return f"{kind}-{check_instance_id(instance_id)}-{started}"
+    raise ContractNameError(f"unknown execution kind {kind!r} (expected launch, drain, prewarm, wake, park, retire)")

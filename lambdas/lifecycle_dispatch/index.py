@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from common import config, executions, instances, names, observability
+from common import config, executions, instances, names, observability, transitions
 from common.lifecycle import LifecycleAction
 
 logger, metrics = observability.tools()
@@ -41,25 +41,34 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     expected_hook = settings.launch_hook if kind == "launch" else settings.terminate_hook
     if detail.get("AutoScalingGroupName") != settings.group or detail.get("LifecycleHookName") != expected_hook:
         return _ignored("event of another group or hook", group=detail.get("AutoScalingGroupName"))
-    if "WarmPool" in (detail.get("Origin"), detail.get("Destination")):
-        return _ignored("warm pool transition (this fleet uses no warm pool)")
-    if kind == "launch":
-        member = instances.group_membership(instance_id)
-        if member is None or member.lifecycle_state.startswith(("Terminating", "Terminated")):
-            return _ignored(
-                "late launch event: the instance is already leaving", state=member.lifecycle_state if member else None
-            )
+    transition = transitions.classify(kind, detail.get("Origin"), detail.get("Destination"))
+    if transition is None:
+        return _ignored("undocumented origin/destination", origin=detail.get("Origin"), to=detail.get("Destination"))
+    logger.append_keys(transition=transition.name)
+    member = instances.group_membership(instance_id) if transition.states else None
+    if transition.states and not transition.accepts(member.lifecycle_state if member else None):
+        # Late, replayed or out of order: the instance has moved on (a drain or a later transition owns it).
+        return _ignored(
+            f"late {transition.name} event: the instance is no longer where that transition leads through",
+            state=member.lifecycle_state if member else None,
+        )
+    started = None
+    if transition.per_start:
+        instance = instances.describe(instance_id)
+        started = instance.started if instance else None
+        if started is None:
+            return _ignored(f"{transition.name} event for an instance EC2 no longer knows")
     action = LifecycleAction(
         instance_id=instance_id,
         group=settings.group,
         hook=expected_hook,
         token=str(detail.get("LifecycleActionToken") or "") or None,
     )
-    outcome = executions.start(settings, kind, action)
+    outcome = executions.start(settings, transition, action, started)
     metrics.add_metric(
         name="LifecycleEventsStarted" if outcome == "started" else "LifecycleEventsDuplicated",
         unit=MetricUnit.Count,
         value=1,
     )
     logger.info("lifecycle event routed", extra={"outcome": outcome})
-    return {"outcome": outcome, "kind": kind, "instance_id": instance_id}
+    return {"outcome": outcome, "kind": kind, "transition": transition.name, "instance_id": instance_id}

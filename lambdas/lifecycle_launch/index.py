@@ -1,5 +1,11 @@
 """Launch steps (state machine "launch"): DNS first, wait until the host is really ready, register, complete.
 
+The same steps serve the three launch-side transitions (common/transitions.py, `state.transition`):
+launch (new instance into service), prewarm (new instance into the warm pool: installed and verified, then
+its A record withdrawn instead of registering, since the public IPv4 goes with the stop) and wake (pool ->
+service: the A record moves to the new public IPv4 first, the host must tag itself ready again after this
+start, i.e. after its on-boot address rewrite, then it is registered in Scalelite).
+
 prepare   UPSERT the instance's A record (BBB needs it for its Let's Encrypt certificate before bbb-install
           can finish); TURN also gets its probe alarm and health check (not yet its weighted record).
 check     ready = the host tagged itself `bbb-on-aws:ready` AND it answers from outside: BBB getMeetings
@@ -19,15 +25,21 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from common import alarms, aws, bbb, dns, fleet, instances, lifecycle, names, observability, steps, stun
+from common import alarms, aws, bbb, dns, fleet, instances, lifecycle, names, observability, steps, stun, transitions
 from common.errors import TransientError
 from common.scalelite import ScaleliteError, ScaleliteUnavailable
 
 logger, metrics = observability.tools()
 
 
+def _transition(step: steps.Step) -> transitions.Transition:
+    return transitions.BY_NAME[str(step.state.get("transition") or "launch")]
+
+
 def _still_launching(step: steps.Step) -> tuple[instances.Instance | None, str | None]:
     """(instance, None) while the launch may proceed, else (instance or None, why not)."""
+    if _transition(step).name == "prewarm":
+        return _still_prewarming(step)
     member = instances.group_membership(step.instance_id)
     instance = instances.describe(step.instance_id)
     if instance is None or instance.gone:
@@ -36,6 +48,18 @@ def _still_launching(step: steps.Step) -> tuple[instances.Instance | None, str |
         return instance, "instance is not (any more) in this Auto Scaling group"
     if member.lifecycle_state not in instances.LAUNCHING_STATES:
         return instance, f"instance is {member.lifecycle_state}; the launch is over"
+    return instance, None
+
+
+def _still_prewarming(step: steps.Step) -> tuple[instances.Instance | None, str | None]:
+    member = instances.group_membership(step.instance_id)
+    instance = instances.describe(step.instance_id)
+    if instance is None or instance.gone:
+        return instance, f"instance is {instance.state if instance else 'unknown to EC2'}"
+    if member is None or member.group != step.settings.group:
+        return instance, "instance is not (any more) in this Auto Scaling group"
+    if not transitions.PREWARM.accepts(member.lifecycle_state):
+        return instance, f"instance is {member.lifecycle_state}; the prewarm is over"
     return instance, None
 
 
@@ -96,6 +120,9 @@ def check(step: steps.Step) -> dict[str, Any]:
 def _not_ready_reason(step: steps.Step, instance: instances.Instance) -> str | None:
     if instance.ready_since is None:
         return f"the host has not tagged itself {names.TAG_READY} yet"
+    if _transition(step).name == "wake" and instance.started and instance.ready_since < instance.started:
+        # Still the tag of an earlier start: the on-boot address rewrite has not finished with BBB up.
+        return f"the host has not tagged itself {names.TAG_READY} since it started at {instance.started}"
     settings = step.settings
     if settings.role == "turn":
         ip = str(step.state.get("public_ip") or instance.public_ip)
@@ -124,6 +151,8 @@ def register(step: steps.Step) -> dict[str, Any]:
     if why_not:
         return _gone(step, why_not)
     assert instance is not None
+    if _transition(step).name == "prewarm":
+        return _prepared(step)
     if settings.role == "bbb":
         return _register_in_scalelite(step)
     if settings.role == "turn":
@@ -144,6 +173,16 @@ def register(step: steps.Step) -> dict[str, Any]:
     return step.update(proceed=True, status="registered")  # single: its A record is all it needs
 
 
+def _prepared(step: steps.Step) -> dict[str, Any]:
+    """Prewarm done: verified from outside, not registered anywhere. The A record (and a relay's probe) go now:
+    the public IPv4 is released when Auto Scaling stops the instance, and a record pointing at an address
+    someone else may get next would let them pass an HTTP-01 challenge for this name."""
+    withdrawn = _undo_launch(step)
+    metrics.add_metric(name="InstancePrepared", unit=MetricUnit.Count, value=1)
+    logger.info("prepared for the warm pool", extra={"withdrawn": withdrawn})
+    return step.update(proceed=True, status="prepared", withdrawn=withdrawn)
+
+
 def _register_in_scalelite(step: steps.Step) -> dict[str, Any]:
     settings = step.settings
     url = names.bbb_api_url(fleet.host(settings, step.instance_id))
@@ -153,8 +192,9 @@ def _register_in_scalelite(step: steps.Step) -> dict[str, Any]:
         if server is None:
             server = client.add_server(url, fleet.bbb_secret(settings))
             logger.info("added to Scalelite", extra={"server": server.describe()})
-        if server.state == "cordoned":
-            # Only a drain cordons: the instance is being taken out, never undo that from here.
+        if server.state == "cordoned" and _transition(step).name != "wake":
+            # Only a drain cordons: the instance is being taken out, never undo that from here. (A woken server
+            # may still carry the cordon of the park that stopped it, if its deleteServer failed: enable it.)
             return _gone(step, "Scalelite already has this server cordoned (a drain started)")
         if server.state != "enabled":
             enabled = client.set_state(server.id, "enable")

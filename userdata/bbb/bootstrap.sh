@@ -58,6 +58,8 @@ main() {
     install_units "$BBB_ON_AWS_DIR/bbb/units" || true
     systemctl daemon-reload
     systemctl enable --now bbb-on-aws-meetings-metric.timer
+    # From the next boot on (a warm-pool wake): new public IPv4 into BBB's settings, then a fresh ready tag.
+    systemctl enable bbb-on-aws-addresses.service bbb-on-aws-ready.service
   else
     log "not in an Auto Scaling group: the Meetings/Participants metrics are not published"
   fi

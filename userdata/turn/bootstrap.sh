@@ -62,6 +62,8 @@ main() {
     systemctl restart bbb-turn-relay.service
   fi
   systemctl enable --now bbb-turn-relay-peers.timer bbb-on-aws-allocations-metric.timer
+  # From the next boot on (a warm-pool wake): the new public IPv4 into relay.conf, then a fresh ready tag.
+  systemctl enable bbb-on-aws-relay-address.service bbb-on-aws-relay-ready.service
 
   relay_become_ready "$PRIVATE_IPV4" "$READY_WAIT_SECONDS" || exit 1
   log "bootstrap finished: the relay serves turn.$DOMAIN from $PUBLIC_IPV4"

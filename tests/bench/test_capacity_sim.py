@@ -1,0 +1,106 @@
+"""bench/capacity_sim.py: the scaling model on tiny profiles against minutes worked out by hand, and the shipped
+school day through the deployment's defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("capacity_sim", ROOT / "bench" / "capacity_sim.py")
+assert _spec is not None and _spec.loader is not None
+sim = importlib.util.module_from_spec(_spec)
+sys.modules["capacity_sim"] = sim
+_spec.loader.exec_module(sim)
+
+MODEL = sim.Model()  # metric lag 1 min, scale-out on 3 datapoints, scale-in on 15 below 90 % of the target
+FLEET = sim.Fleet(target=10, min_instances=1, max_instances=3, boot_min=30, wake_min=5, drain_max_min=240)
+# 25 participants from minute 10 to 59: one server (capacity 20) is too small, three are needed (target 10).
+STEP = [0.0] * 10 + [25.0] * 50
+
+
+def test_cold_scale_out_leaves_demand_above_capacity_until_bbb_install_is_done() -> None:
+    out = sim.simulate(FLEET, STEP, STEP, 20, MODEL)
+    # Datapoints 10, 11, 12 are above the target; the newest is evaluable at minute 13 (lag 1): desired 3,
+    # two cold launches serving at 13 + 30 = 43. Above capacity: minutes 10..42.
+    assert out.over_capacity_minutes == 33
+    assert out.cold_launches == 2 and out.peak_servers == 3
+    assert sum(out.billed_minutes) == 60 + 2 * (60 - 13)  # booting servers are billed
+
+
+def test_a_woken_server_serves_after_the_wake_time() -> None:
+    out = sim.simulate(replace(FLEET, pool_enabled=True), STEP, STEP, 20, MODEL)
+    # Same decision at minute 13; the two prepared (stopped) servers serve at 13 + 5 = 18: minutes 10..17.
+    assert out.over_capacity_minutes == 8
+    assert out.cold_launches == 0  # the pool is max - desired = 0 afterwards: nothing to refill
+    assert out.billed_minutes[:13] == [1] * 13  # stopped servers cost no server-hours
+
+
+@pytest.mark.parametrize(("pool", "over", "launches"), [(False, 25, 2), (True, 0, 0)])
+def test_scheduled_minimum_prewarms_before_the_lesson(pool: bool, over: int, launches: int) -> None:
+    fleet = replace(FLEET, pool_enabled=pool, schedule=((5, 3),))  # minInstances 3 at minute 5
+    out = sim.simulate(fleet, STEP, STEP, 20, MODEL)
+    # Cold: serving at 5 + 30 = 35, above capacity 10..34. Woken: serving at 5 + 5 = 10, never above.
+    assert (out.over_capacity_minutes, out.cold_launches) == (over, launches)
+
+
+def test_scale_in_after_fifteen_low_datapoints_and_reuse_on_the_next_day() -> None:
+    day = STEP + [0.0] * 60
+    fleet = replace(FLEET, pool_enabled=True)
+    out = sim.simulate(fleet, day + day, day + day, 20, MODEL)
+    # 25 participants on 3 servers is 8.3 per server, below 90 % of the target from minute 18 on: the low alarm
+    # has 15 low datapoints from minute 33, but the policy asks for ceil(25 / 10) = 3 until the signal drops.
+    # Minute 60's datapoint (0) is evaluable at 61: back to minInstances 1, two servers to the pool.
+    assert out.billed_minutes[60] == 3 and out.billed_minutes[61] == 1
+    # The next "day" wakes the same two servers again: no new instance, no new certificate.
+    assert out.cold_launches == 0 and out.over_capacity_minutes == 2 * 8
+    terminated = sim.simulate(replace(fleet, reuse_on_scale_in=False), day + day, day + day, 20, MODEL)
+    # Without reuse each scale-in terminates the two and the pool is refilled by two cold installs (at 61 and
+    # 181): four new servers, four certificates; the next day's wake is as fast (prepared by minute 91).
+    assert terminated.cold_launches == 4 and terminated.over_capacity_minutes == 2 * 8
+
+
+def test_profile_and_schedule_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("time,participants,webcams,relay_share\n08:00,30,4,0.1\n08:01,31,5,0.1\n")
+    profile = sim.read_profile(path)
+    assert profile.participants[480:482] == [30, 31] and profile.webcams[481] == 5 and sum(profile.participants) == 61
+    assert sim.parse_schedule("07:30=3")[:2] == ((450, 3), (1440 + 450, 3))
+    path.write_text("time,participants,webcams,relay_share\n25:00,1,0,0\n")
+    with pytest.raises(SystemExit, match=r"p\.csv:2"):
+        sim.read_profile(path)
+
+
+def test_school_day_with_the_defaults_schedule_and_pool(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sim.main([str(ROOT / "bench/profiles/school_day.csv")]) == 0
+    lines = {line[:22].strip(): line[22:].split() for line in capsys.readouterr().out.splitlines() if line[:1] != "-"}
+    # The shipped defaults: a derived timetable schedule plus the warm pool never leave a pupil without room,
+    # and reuse the same prepared servers every day (no certificate after the first week's).
+    over, _peak, _turn, _hours, _ratio, _pct, _turn_hours, certs, _central = lines["schedule + pool"]
+    assert (over, certs) == ("0", "0")
+    assert int(lines["no schedule, no pool"][0]) > 0  # the same day without them: late servers
+
+
+def test_a_server_cordoned_during_a_lesson_drains_until_its_meetings_end() -> None:
+    signal = [0.0] * 10 + [25.0] * 50 + [12.0] * 30 + [0.0] * 30
+    out = sim.simulate(FLEET, signal, signal, 20, MODEL)
+    # At 61 (datapoint 60: 12 participants) the policy asks for 2: one server drains, holding a third of the 12.
+    # It is done once the fleet is down to 8 or fewer, i.e. at 90 when the lesson ends; at 91 (datapoint 90: 0)
+    # the next one goes at once (nobody left on it).
+    assert out.billed_minutes[60:62] == [3, 3] and out.billed_minutes[89:92] == [3, 2, 1]
+    assert out.peak_servers == 3
+
+
+def test_an_empty_fleet_reports_no_metric_and_never_scales_out() -> None:
+    """The metric is published by each server: with none running there is no datapoint for the alarms."""
+    out = sim.simulate(replace(FLEET, min_instances=0), STEP, STEP, 20, MODEL)
+    assert out.over_capacity_minutes == 50 and out.peak_servers == 0 and sum(out.billed_minutes) == 0
+    fleet = replace(FLEET, min_instances=0, pool_enabled=True, schedule=((5, 1),))
+    woken = sim.simulate(fleet, STEP, STEP, 20, MODEL)
+    # A scheduled minimum of 1 (woken at 5, serving at 10) gives the alarms their first datapoints (10, 11, 12):
+    # at 13 two more are woken, serving at 18, as in the pool case above.
+    assert woken.peak_servers == 3 and woken.over_capacity_minutes == 8
