@@ -490,9 +490,19 @@ class TurnCore:
         self.table.remove(allocation)
         for endpoint in allocation.relays.values():
             endpoint.close()
-        allocation.channel_out.clear()
-        allocation.channel_in.clear()
-        allocation.permissions.clear()
+        # Everything it holds goes now, not when the last reference to the object does.
+        for table in (
+            allocation.channel_out,
+            allocation.channel_in,
+            allocation.permissions,
+            allocation.channels,
+            allocation.channel_by_peer,
+            allocation.cooldown_numbers,
+            allocation.cooldown_peers,
+            allocation.data_heads,
+        ):
+            table.clear()
+        allocation.allocate_response = b""
         self.quota.release(allocation.quota_user)
         self.stats.allocations -= 1
         if _log.isEnabledFor(logging.DEBUG):

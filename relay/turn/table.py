@@ -7,6 +7,11 @@ Indexes:
                                            UDP packet path does one dict lookup with the address
                                            recvfrom returned
 Each worker process owns one table; allocations never move between processes.
+
+The heap deletes lazily (an entry whose allocation is closed, or whose deadline is no longer the
+allocation's `scheduled`, is skipped when it surfaces), and is compacted in place as soon as its
+entries outnumber the live allocations by COMPACT_FACTOR (plus a small floor): a deleted allocation
+is never kept alive by the heap for longer than the next compaction, whatever its original expiry.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from collections.abc import Hashable, Iterator
 
 from relay.stun.attributes import Address
 from relay.turn.allocation import Allocation
+
+COMPACT_FACTOR = 2  # heap entries allowed per live allocation before the heap is rebuilt
+COMPACT_FLOOR = 64  # never compact tiny heaps (rebuild cost over nothing)
 
 
 class AllocationTable:
@@ -61,6 +69,7 @@ class AllocationTable:
         index = self.by_origin.get(key)
         if index is not None:
             index.pop(allocation.client, None)
+        self._maybe_compact()
 
     def schedule(self, allocation: Allocation, deadline: float) -> None:
         """Make sure the allocation is looked at no later than `deadline` (later deadlines are found when
@@ -69,6 +78,18 @@ class AllocationTable:
             allocation.scheduled = deadline
             self._pushes += 1
             heapq.heappush(self._heap, (deadline, self._pushes, allocation))
+            self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        """Drop dead and superseded entries once they dominate. Each live allocation has at most one
+        current entry (pushes happen only for strictly earlier deadlines), so after a rebuild the heap
+        holds at most len(self) entries: the amortised cost is O(1) per push or removal. In place,
+        because `due` may be iterating over the same list."""
+        heap = self._heap
+        if len(heap) <= COMPACT_FACTOR * len(self.by_tuple) + COMPACT_FLOOR:
+            return
+        heap[:] = [entry for entry in heap if not entry[2].closed and entry[0] == entry[2].scheduled]
+        heapq.heapify(heap)
 
     def due(self, now: float) -> Iterator[Allocation]:
         """Pop the allocations whose earliest deadline has passed (stale heap entries are skipped)."""
