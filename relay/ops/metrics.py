@@ -35,6 +35,7 @@ Metrics (all label values come from the fixed tuples below - never usernames or 
     turn_requests_total{method,result}      counter  REQUEST_METHODS x REQUEST_RESULTS
     turn_rate_limited_total                 counter  unauthenticated requests dropped by the 401 limiter
     turn_connections{transport}             gauge    open TCP / TLS client connections
+    turn_stream_closes_total{reason}        counter  STREAM_CLOSE_REASONS: connections the relay closed
     turn_draining                           gauge    1 while draining
     process_*                               the standard process collector (open fds, memory, CPU)
 """
@@ -55,6 +56,7 @@ __all__ = [
     "QUOTAS",
     "REQUEST_METHODS",
     "REQUEST_RESULTS",
+    "STREAM_CLOSE_REASONS",
     "TRANSPORTS",
     "RelayCollector",
     "RelayStats",
@@ -80,6 +82,13 @@ TRANSPORTS = ("udp", "tcp", "tls")
 REQUEST_METHODS = ("binding", "allocate", "refresh", "create_permission", "channel_bind", "other")
 REQUEST_RESULTS = ("success", "client_error", "server_error")
 CONNECTION_TRANSPORTS = ("tcp", "tls")
+STREAM_CLOSE_REASONS = (
+    "reset",  # gone before it was accepted (RST right after the handshake: health checks, SO_LINGER 0)
+    "proxy_header",  # missing or malformed PROXY protocol header
+    "frame_too_large",  # a frame over the limit before the connection holds an allocation
+    "write_stalled",  # the client did not read its responses within the stall timeout
+    "idle",  # no allocation (never, or not any more) for the idle timeout
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,14 @@ _SPECS: tuple[_Spec, ...] = (
         "transport",
         CONNECTION_TRANSPORTS,
         "connections",
+    ),
+    _by(
+        "turn_stream_closes",
+        "counter",
+        "Stream connections the relay closed, by reason.",
+        "reason",
+        STREAM_CLOSE_REASONS,
+        "stream_closes",
     ),
 )
 

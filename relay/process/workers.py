@@ -52,6 +52,7 @@ from relay.ops.systemd import SystemdNotifier
 from relay.policy.shared_quotas import SharedQuota
 from relay.policy.tls import ServerTls
 from relay.process import ipc
+from relay.server.app import STREAM_BACKLOG
 from relay.server.udp import bind_udp
 
 _log = get_logger("relay.workers")
@@ -60,7 +61,6 @@ SCRAPE_WAIT = 0.5  # seconds a scrape waits for fresh worker counts (older pushe
 STOP_GRACE = 10.0  # seconds workers get to close before they are killed
 STABLE_AFTER = 10.0  # a worker that ran this long before dying is not "failing at start"
 MAX_QUICK_FAILURES = 5
-STREAM_BACKLOG = 100  # asyncio's default for create_server
 _CHILD_ENV_DROP = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 

@@ -41,6 +41,10 @@ _log = logging.getLogger("relay.server")
 TICK_INTERVAL = 1.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
 MAX_STREAM_CONNECTIONS = 20000
+# Pending TCP/TLS handshakes per listener. asyncio's default of 100 drops SYNs when a school's
+# conference starts (hundreds of clients within a second; each lost SYN costs its client 1 s); the
+# kernel caps it at net.core.somaxconn (4096 on current kernels).
+STREAM_BACKLOG = 4096
 
 
 class RelayServer:
@@ -156,6 +160,7 @@ class RelayServer:
                 sock=sock,
                 ssl=ssl_context,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
+                backlog=STREAM_BACKLOG,
             )
         else:
             server = await self._loop.create_server(
@@ -165,6 +170,7 @@ class RelayServer:
                 ssl=ssl_context,
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
                 reuse_address=True,
+                backlog=STREAM_BACKLOG,
             )
         self.stream_servers.append((listener.transport, server))
         _log.info("listening %s %s", listener.transport, server.sockets[0].getsockname()[:2])
@@ -196,9 +202,13 @@ class RelayServer:
         try:
             if self.core is not None:
                 self.core.tick(now)
-            for connection in [c for c in self.connections if not c.has_allocation]:
-                if now - connection.opened_at > UNALLOCATED_IDLE and not connection.has_allocation:
-                    connection.close()
+            for connection in list(self.connections):
+                if connection.has_allocation:
+                    connection.unallocated_since = None
+                elif connection.unallocated_since is None:
+                    connection.unallocated_since = now  # its allocations ended (expired or deleted)
+                elif now - connection.unallocated_since > UNALLOCATED_IDLE:
+                    connection.close_idle()
         except Exception:
             _log.exception("expiry tick failed")
         finally:

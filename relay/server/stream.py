@@ -4,13 +4,26 @@ Framing: the byte stream carries STUN messages (20 + length bytes) and ChannelDa
 padded to 4). `on_bytes` is the entry point of every chunk a connection receives. A connection on a
 `proxy_protocol` listener must start with a PROXY v1/v2 header (AWS NLB); the address it carries is
 the client address for nonces, quotas and logs. Anything that is not valid framing closes the
-connection. Peer data going back is dropped (not buffered without bound) when the client reads too
-slowly: relayed media is better late-dropped than queued.
+connection.
+
+Memory per connection is bounded whatever the client does (issue 15):
+  * writes: above WRITE_HIGH_WATER bytes queued towards the client, the relay stops reading from it
+    (the transport's pause_writing callback) and stops processing frames it already has, so requests
+    that are never read cannot pile up answers; relayed peer data is dropped instead of queued (media
+    is better late-dropped). A client that does not read back below WRITE_LOW_WATER within
+    WRITE_STALL_TIMEOUT is closed (`stream_closes{reason="write_stalled"}`).
+  * reads: until the connection holds an allocation, a frame may be at most PREAUTH_MAX_FRAME bytes;
+    a longer declared length closes it (`frame_too_large`). Unprocessed input is at most one read
+    (the event loop reads 256 KiB at a time) while paused, and is dropped with the connection.
+  * a connection reset before it is accepted (no peer address: load-balancer health checks, SO_LINGER
+    0) is closed quietly with a debug line (`reset`), and a missing or malformed PROXY header is
+    logged at most once per PROXY_LOG_INTERVAL with its reason (`proxy_header`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +34,41 @@ from relay.stun.attributes import Address
 from relay.turn.handler import TurnCore
 from relay.turn.wire import stream_frame_length
 
-MAX_WRITE_BUFFER = 256 * 1024  # bytes queued towards one client before relayed data is dropped
+_log = logging.getLogger("relay.server.stream")
+
+WRITE_HIGH_WATER = 64 * 1024  # bytes queued towards one client before reading from it pauses
+WRITE_LOW_WATER = 16 * 1024  # ... and resumes once the client has read back to this
+WRITE_STALL_TIMEOUT = 15.0  # seconds a paused client has to read before it is closed
+# The longest frame before an allocation: an Allocate with every attribute a client may put in it at
+# its RFC maximum (USERNAME 513 B, SOFTWARE 763 B, both MESSAGE-INTEGRITYs, FINGERPRINT, our realm
+# and 24-byte nonce) is about 1.6 KB. Browsers send 100-300 B (tests/relay/io/test_hardening_memory.py).
+PREAUTH_MAX_FRAME = 2048
 UNALLOCATED_IDLE = 30.0  # seconds a connection may stay open without an allocation
+PROXY_LOG_INTERVAL = 10.0  # at most one log line per interval for refused PROXY headers
+
+
+class _ProxyRefusals:
+    """Rate-limited reporting of refused PROXY headers: one line per interval, with the count since."""
+
+    def __init__(self) -> None:
+        self.next_log = 0.0
+        self.suppressed = 0
+
+    def report(self, peer: Address | None, reason: str, now: float) -> None:
+        if now < self.next_log:
+            self.suppressed += 1
+            return
+        self.next_log = now + PROXY_LOG_INTERVAL
+        _log.warning(
+            "connection from %s refused: %s (%d more refusals not logged since the last line)",
+            f"{peer[0]}:{peer[1]}" if peer else "?",
+            reason,
+            self.suppressed,
+        )
+        self.suppressed = 0
+
+
+PROXY_REFUSALS = _ProxyRefusals()
 
 
 class StreamConnection(asyncio.Protocol):
@@ -49,10 +95,14 @@ class StreamConnection(asyncio.Protocol):
         self.client: Address | None = None
         self.local: Address = ("0.0.0.0", 0)
         self.opened_at = clock()
+        self.unallocated_since: float | None = self.opened_at  # the app's idle timer reads and sets it
         self._proxy = ProxyHeaderBuffer() if proxy_protocol else None
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
+        self._peer: Address | None = None
         self._buffer = bytearray()
+        self._paused = False  # writing paused: reading paused too, frames left in _buffer
+        self._stall: asyncio.TimerHandle | None = None
         self.allocations = core.table.origin_index(self)
 
     @property
@@ -63,12 +113,22 @@ class StreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not isinstance(transport, asyncio.Transport): uvloop's transports do not register as one.
         self._transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
+        try:
+            peer = transport.get_extra_info("peername")
+            local = transport.get_extra_info("sockname")
+        except OSError:  # uvloop asks the socket lazily: ENOTCONN once it is reset
+            peer = local = None
+        if not peer:
+            # Reset between the kernel's accept and ours (a balancer's TCP health check, SO_LINGER 0).
+            _log.debug("%s connection reset before it was accepted", self.transport_name)
+            self._close("reset")
+            self._on_close(self)  # the gauge drops now, not when asyncio gets round to connection_lost
+            return
         self.local = (local[0], local[1]) if local else ("0.0.0.0", 0)
-        if self._proxy is None:
-            self.client = (peer[0], peer[1])
         self._peer = (peer[0], peer[1])
+        if self._proxy is None:
+            self.client = self._peer
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -79,14 +139,49 @@ class StreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._buffer = bytearray()  # a paused connection's unprocessed input goes with it
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         self.core.close_origin(self)
         self._on_close(self)
+
+    def pause_writing(self) -> None:
+        """More than WRITE_HIGH_WATER queued: stop reading and processing until the client reads."""
+        self._paused = True
+        transport = self._transport
+        if transport is None:
+            return
+        transport.pause_reading()
+        if self._stall is None:
+            self._stall = asyncio.get_running_loop().call_later(WRITE_STALL_TIMEOUT, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        transport = self._transport
+        if transport is None:
+            return
+        transport.resume_reading()
+        try:
+            self._process()
+        except Exception:
+            report_internal_error("stream chunk")
+            self._malformed()
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self._paused and self._transport is not None:
+            _log.debug("closing %s connection of %s: it did not read its responses", self.transport_name, self._peer)
+            self._close("write_stalled")
 
     # Origin
     def sender(self, client: Address) -> Callable[[bytes], Any]:
         def send(data: bytes) -> None:
             transport = self._transport
-            if transport is None or transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            if transport is None or self._paused:
                 raise BlockingIOError("client connection is not keeping up")
             transport.write(data)
 
@@ -96,9 +191,20 @@ class StreamConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def close_idle(self) -> None:
+        """The app's idle timer: no allocation for UNALLOCATED_IDLE."""
+        self._close("idle")
+
     @property
     def has_allocation(self) -> bool:
         return bool(self.allocations)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for this connection: unprocessed input plus output queued in the transport."""
+        transport = self._transport
+        queued = transport.get_write_buffer_size() if transport is not None else 0
+        return len(self._buffer) + queued
 
     # framing
     def on_bytes(self, data: bytes) -> None:
@@ -109,20 +215,30 @@ class StreamConnection(asyncio.Protocol):
             assert self._proxy is not None
             try:
                 header = self._proxy.feed(data)
-            except ProxyProtocolError:
-                self._malformed()
+            except ProxyProtocolError as refused:
+                PROXY_REFUSALS.report(self._peer, str(refused), self.clock())
+                self._close("proxy_header")
                 return
             if header is None:
                 return
             self.client = header.source or self._peer
             data = self._proxy.remainder
+        self._buffer += data
+        self._process()
+
+    def _process(self) -> None:
+        """Handle the complete frames in the buffer, up to the point where writing pauses."""
         buffer = self._buffer
-        buffer += data
         offset = 0
         try:
-            while True:
+            while not self._paused:
                 length = stream_frame_length(buffer, offset)
-                if length is None or len(buffer) - offset < length:
+                if length is None:
+                    break
+                if length > PREAUTH_MAX_FRAME and not self.allocations:
+                    self._close("frame_too_large")
+                    return
+                if len(buffer) - offset < length:
                     break
                 self._frame(bytes(buffer[offset : offset + length]))
                 offset += length
@@ -132,7 +248,7 @@ class StreamConnection(asyncio.Protocol):
             self._malformed()
             return
         finally:
-            if offset:
+            if offset and self._transport is not None:
                 del buffer[:offset]
 
     def _frame(self, frame: bytes) -> None:
@@ -152,8 +268,18 @@ class StreamConnection(asyncio.Protocol):
         if response is not None and self._transport is not None:
             self._transport.write(response)
 
+    def _close(self, reason: str) -> None:
+        name = f"stream_closes_{reason}"
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+        self._abort()
+
     def _malformed(self) -> None:
         name = f"malformed_{self.transport_name}"
         setattr(self.stats, name, getattr(self.stats, name) + 1)
-        if self._transport is not None:
-            self._transport.abort()
+        self._abort()
+
+    def _abort(self) -> None:
+        """Close now; nothing more is read, processed or written (connection_lost follows later)."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.abort()

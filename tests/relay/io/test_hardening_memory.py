@@ -7,10 +7,14 @@ from __future__ import annotations
 import gc
 import socket
 import time
+from collections.abc import Callable
 
-from relay_testkit import RunningRelay, loopback_config, rss_bytes
+import pytest
+from relay_testkit import RunningRelay, loopback_config, request, rss_bytes, wait_until
 
-from relay.stun import Attr, MessageClass
+from relay.server import stream
+from relay.stun import Attr, MessageClass, Method, encode
+from relay.stun.constants import MAGIC_COOKIE_BYTES
 from relay.turn.allocation import Allocation
 from relay.turn.table import COMPACT_FACTOR, COMPACT_FLOOR
 
@@ -38,3 +42,90 @@ def test_1_deleted_allocations_leave_the_timer_heap_at_once() -> None:
     bound = COMPACT_FACTOR * live + COMPACT_FLOOR
     assert heap <= bound, f"{heap} heap entries after {cycles} deleted allocations (bound {bound})"
     assert retained <= bound, f"{retained} deleted Allocation objects still in memory"
+
+
+def _binding_burst(count: int) -> bytes:
+    return encode(request(Method.BINDING)) * count
+
+
+def _flood_without_reading(sock: socket.socket, total: int, paused: Callable[[], bool]) -> int:
+    """Send up to `total` bytes of pipelined Binding requests, never reading, until the relay has stopped
+    taking bytes (no progress for 0.5 s while `paused()` says so). Returns the bytes sent."""
+    chunk = _binding_burst(3200)  # 64 000 bytes
+    sock.setblocking(False)
+    sent = 0
+    last_progress = time.monotonic()
+    deadline = last_progress + 10
+    while sent < total and time.monotonic() < deadline:
+        try:
+            sent += sock.send(chunk)
+            last_progress = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.01)
+            if time.monotonic() - last_progress > 0.5 and paused():
+                break
+    return sent
+
+
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_2_a_client_that_never_reads_is_paused_then_closed(
+    monkeypatch: pytest.MonkeyPatch, authenticated: bool
+) -> None:
+    """Pipelined requests from a client that never reads (small receive window): the old relay kept
+    reading and queued every answer (+200 MB for 40 MB of requests), and never closed a client that held
+    an allocation. Now reading pauses at the write high-water mark and the stalled client is closed."""
+    monkeypatch.setattr(stream, "WRITE_STALL_TIMEOUT", 1.0)
+    with RunningRelay(loopback_config()) as relay:
+        rss_before = rss_bytes()
+        client = relay.client("tcp")
+        if authenticated:
+            assert client.allocate().message_class == MessageClass.SUCCESS
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sent = _flood_without_reading(
+            client.sock, 24_000_000, lambda: relay.call(lambda: all(c._paused for c in relay.server.connections))
+        )
+        held = relay.call(lambda: sum(c.buffered for c in relay.server.connections))
+        grown = rss_bytes() - rss_before
+        wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "the stalled client closed", 5)
+        closed = relay.call(lambda: relay.stats.stream_closes_write_stalled)
+        client.close()
+    bound = stream.WRITE_HIGH_WATER + 256 * 1024 + 64 * 1024  # queue + one unprocessed read + one chunk's answers
+    assert held <= bound, f"{held} bytes held for one connection after {sent} bytes of requests (bound {bound})"
+    assert grown < 16 * 2**20, f"relay grew by {grown / 2**20:.1f} MB"
+    assert closed == 1
+
+
+def test_5_preauth_frames_are_capped_and_buffers_freed() -> None:
+    """1,000 connections each holding an incomplete frame: up to 64 KB each before (+65 MB, not given
+    back); now a declared length over PREAUTH_MAX_FRAME closes the connection at its header, and what
+    fits is at most PREAUTH_MAX_FRAME per connection, released on close."""
+    count = 1000
+    big_header = b"\x00\x03\xff\xfb" + MAGIC_COOKIE_BYTES + b"\x00" * 12  # an Allocate of 65 535 bytes
+    fits = stream.PREAUTH_MAX_FRAME - 20
+    short_frame = b"\x00\x03" + fits.to_bytes(2, "big") + MAGIC_COOKIE_BYTES + b"\x00" * 12 + b"\x00" * (fits - 1)
+    with RunningRelay(loopback_config()) as relay:
+        address = relay.address("tcp")
+        rss_before = rss_bytes()
+        socks = [socket.create_connection(address, timeout=5) for _ in range(count)]
+        try:
+            for sock in socks:
+                sock.sendall(big_header + b"\x00" * 1024)
+            wait_until(lambda: relay.call(lambda: relay.stats.stream_closes_frame_too_large) == count, "closes")
+            for sock in socks:
+                sock.close()
+            socks = [socket.create_connection(address, timeout=5) for _ in range(count)]
+            for sock in socks:
+                sock.sendall(short_frame)
+            wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == count, "connections")
+            time.sleep(0.2)
+            held = relay.call(lambda: sum(c.buffered for c in relay.server.connections))
+            rss_held = rss_bytes() - rss_before
+        finally:
+            for sock in socks:
+                sock.close()
+        wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "all closed")
+        rss_after = rss_bytes() - rss_before
+    assert held <= count * stream.PREAUTH_MAX_FRAME, held
+    assert held >= count * (fits + 19), "the frames were not held: the test did not exercise the buffers"
+    assert rss_held < 12 * 2**20, f"{rss_held / 2**20:.1f} MB for {count} incomplete frames"
+    assert rss_after < 12 * 2**20, f"{rss_after / 2**20:.1f} MB still held after every connection closed"

@@ -173,11 +173,11 @@ def test_proxy_protocol_v2_gives_the_real_client_address() -> None:
             response = client.allocate()
             assert ok(response)
             assert response.get(Attr.XOR_MAPPED_ADDRESS) == real_client
-        # Without a valid header the connection is closed and counted as malformed.
+        # Without a valid header the connection is closed and counted under its own reason.
         with socket.create_connection(relay.address("tcp"), timeout=2) as raw:
             raw.sendall(encode(request(Method.BINDING)))
             assert raw.recv(100) == b""
-        assert relay.call(lambda: relay.stats.malformed_tcp) == 1
+        assert relay.call(lambda: relay.stats.stream_closes_proxy_header) == 1
 
 
 def test_nonce_from_proxy_address_is_bound_to_it() -> None:

@@ -1,0 +1,52 @@
+"""Issue 15, cases 9 and 12: stream connections the relay refuses or loses are closed quietly, counted
+by reason and logged (rate-limited) where an operator needs to know; gauges are right at once."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+
+import pytest
+from relay_testkit import RunningRelay, loopback_config
+
+from relay.config import Listener
+
+
+def _reset_connection(address: tuple[str, int]) -> None:
+    """Connect, then close with SO_LINGER 0: an RST right after the handshake (HAProxy's TCP check)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.connect(address)
+    sock.close()
+
+
+@pytest.mark.parametrize("proxy_protocol", [False, True])
+def test_9_connection_reset_before_accept_is_closed_quietly(
+    caplog: pytest.LogCaptureFixture, proxy_protocol: bool
+) -> None:
+    """The relay's loop is held busy while clients connect and reset, so every accept finds a connection
+    that is already gone. Under uvloop (what the relay runs on) such a connection has no peer address
+    (asyncio's own loop passes the address accept() returned, so only uvloop shows it). The old handler
+    raised TypeError for each (an ERROR with a traceback) and left the connection gauge too high until
+    the idle timer."""
+    count = 20
+    config = loopback_config(listeners=(Listener("tcp", "127.0.0.1", 0, proxy_protocol=proxy_protocol),))
+    caplog.set_level(logging.DEBUG)
+    with RunningRelay(config, use_uvloop=True) as relay:
+        address = relay.address("tcp")
+        relay.loop.call_soon_threadsafe(time.sleep, 0.5)  # the relay cannot accept meanwhile
+        for _ in range(count):
+            _reset_connection(address)
+        time.sleep(0.6)
+        relay.call(lambda: None)  # the accepts have run
+        time.sleep(0.1)
+        gauge = relay.call(lambda: relay.stats.connections_tcp)
+        resets = relay.call(lambda: relay.stats.stream_closes_reset)
+        open_connections = relay.call(lambda: len(relay.server.connections))
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert (gauge, open_connections) == (0, 0)
+    assert resets == count
+    assert sum("reset before it was accepted" in r.getMessage() for r in caplog.records) == count
