@@ -109,7 +109,9 @@ class TurnCore:
         self.limiter = limiter
         self.draining = draining
         self.table = AllocationTable()
-        self.reservations: dict[bytes, tuple[RelayEndpoint, float]] = {}
+        # RESERVATION-TOKEN -> (held endpoint, expiry, quota user): a held port counts against the
+        # total and per-user quotas like an allocation until it is used or expires.
+        self.reservations: dict[bytes, tuple[RelayEndpoint, float, str]] = {}
         self.realm = config.realm
         self.max_permissions = config.max_permissions
 
@@ -161,6 +163,14 @@ class TurnCore:
         attrs: list[tuple[int, Any]] = [(Attr.ERROR_CODE, (code, REASONS.get(code, "Error")))]
         attrs.extend(extra)
         return self._encode(request, MessageClass.ERROR, attrs, key)
+
+    def _acquire(self, user: str) -> None:
+        """One unit of the total and per-user quotas (486 / 508 when exhausted)."""
+        refused = self.quota.try_acquire(user)
+        if refused is not None:
+            kind = "total" if refused == ErrorCode.INSUFFICIENT_CAPACITY else "user"
+            self._bump(f"quota_rejections_{kind}")
+            raise _Reject(refused)
 
     def _bump(self, name: str) -> None:
         setattr(self.stats, name, getattr(self.stats, name) + 1)
@@ -305,18 +315,21 @@ class TurnCore:
         lifetime_requested = request.get(Attr.LIFETIME, self.config.default_lifetime)
         lifetime = max(self.config.default_lifetime, min(lifetime_requested, self.config.max_lifetime))
 
-        refused = self.quota.try_acquire(credential.quota_user)
-        if refused is not None:
-            kind = "total" if refused == ErrorCode.INSUFFICIENT_CAPACITY else "user"
-            self._bump(f"quota_rejections_{kind}")
-            raise _Reject(refused)
+        self._acquire(credential.quota_user)
+        spare_unit = bool(even_port)  # a reserved port is one more held port: it needs its own unit
+        if spare_unit:
+            try:
+                self._acquire(credential.quota_user)
+            except _Reject:
+                self.quota.release(credential.quota_user)
+                raise
 
         relays: dict[int, RelayEndpoint] = {}
         new_token: bytes | None = None
         address_error: tuple[int, int, str] | None = None
         try:
             if reserved_endpoint is not None:
-                del self.reservations[token]
+                self.quota.release(self.reservations.pop(token)[2])  # the allocation's own unit holds it now
                 relays[family] = reserved_endpoint
             else:
                 bound = self.binder.bind(family, even_port=even_port is not None, reserve_next=bool(even_port))
@@ -325,7 +338,8 @@ class TurnCore:
                 relays[family], reserved = bound
                 if reserved is not None:
                     new_token = os.urandom(8)
-                    self.reservations[new_token] = (reserved, now + RESERVATION_LIFETIME)
+                    self.reservations[new_token] = (reserved, now + RESERVATION_LIFETIME, credential.quota_user)
+                    spare_unit = False  # the reservation holds it until it is used or expires
             if additional_family is not None:
                 if not self.binder.supports(FAMILY_IPV6):
                     address_error = (FAMILY_IPV6, ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED, "")
@@ -342,7 +356,11 @@ class TurnCore:
             for endpoint in relays.values():
                 endpoint.close()
             self.quota.release(credential.quota_user)
+            if spare_unit:
+                self.quota.release(credential.quota_user)
             raise
+        if spare_unit:
+            self.quota.release(credential.quota_user)  # no port could be reserved after all
 
         allocation = Allocation(
             seq=self.table.next_seq(),
@@ -531,8 +549,10 @@ class TurnCore:
                 if allocation.cooldown_peers.get(peer, (None,))[0] == number:
                     del allocation.cooldown_peers[peer]
             self.table.schedule(allocation, allocation.next_deadline())
-        for token in [t for t, (_, until) in self.reservations.items() if until <= now]:
-            self.reservations.pop(token)[0].close()
+        for token in [t for t, (_, until, _) in self.reservations.items() if until <= now]:
+            endpoint, _, user = self.reservations.pop(token)
+            endpoint.close()
+            self.quota.release(user)
 
     def close_origin(self, origin: Origin) -> None:
         """A TCP/TLS connection closed: its allocations end with it (RFC 8656 section 3.1)."""
@@ -553,6 +573,7 @@ class TurnCore:
     def shutdown(self) -> None:
         for allocation in self.table:
             self.delete(allocation)
-        for endpoint, _ in self.reservations.values():
+        for endpoint, _, user in self.reservations.values():
             endpoint.close()
+            self.quota.release(user)
         self.reservations.clear()

@@ -87,7 +87,7 @@ def _target(name: str):
             harness.now += 7
             harness.wall += 7
             harness.core.tick(harness.now)
-            assert harness.quota.total == len(harness.core.table)
+            assert harness.quota.total == len(harness.core.table) + len(harness.core.reservations)
 
         return one
     if name == "stream":
@@ -118,6 +118,15 @@ def _target(name: str):
 
             def get_write_buffer_size(self) -> int:
                 return 0
+
+            def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+                pass
+
+            def pause_reading(self) -> None:
+                pass
+
+            def resume_reading(self) -> None:
+                pass
 
             def get_extra_info(self, name: str, default: object = None) -> object:
                 return {"peername": ("198.51.100.9", 5000), "sockname": ("10.0.0.5", 3478)}.get(name, default)

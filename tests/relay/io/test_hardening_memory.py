@@ -15,6 +15,7 @@ from relay_testkit import RunningRelay, loopback_config, request, rss_bytes, wai
 from relay.server import stream
 from relay.stun import Attr, MessageClass, Method, encode
 from relay.stun.constants import MAGIC_COOKIE_BYTES
+from relay.turn import handler
 from relay.turn.allocation import Allocation
 from relay.turn.table import COMPACT_FACTOR, COMPACT_FLOOR
 
@@ -129,3 +130,30 @@ def test_5_preauth_frames_are_capped_and_buffers_freed() -> None:
     assert held >= count * (fits + 19), "the frames were not held: the test did not exercise the buffers"
     assert rss_held < 12 * 2**20, f"{rss_held / 2**20:.1f} MB for {count} incomplete frames"
     assert rss_after < 12 * 2**20, f"{rss_after / 2**20:.1f} MB still held after every connection closed"
+
+
+def test_4_even_port_reservations_count_against_the_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Allocate with EVEN-PORT (R) then Refresh(0), in a loop, under user-quota=10 and a 100-port range:
+    the old relay let the user hold 35 ports for 30 s (reservations were outside every quota)."""
+    monkeypatch.setattr(handler, "RESERVATION_LIFETIME", 1.5)
+    quota = 10
+    config = loopback_config(user_quota=quota, min_port=28000, max_port=28099)
+    with RunningRelay(config) as relay, relay.client() as client:
+        pool_before = relay.call(lambda: sum(len(p) for p in relay.server.core.binder.pools.values()))
+        answers = []
+        for _ in range(40):
+            response = client.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.EVEN_PORT, True))
+            answers.append(response.get(Attr.ERROR_CODE, (0,))[0])
+            if response.message_class == MessageClass.SUCCESS:
+                assert client.refresh(0).message_class == MessageClass.SUCCESS
+        held = relay.call(lambda: len(relay.server.core.reservations))
+        pool_during = relay.call(lambda: sum(len(p) for p in relay.server.core.binder.pools.values()))
+        wait_until(lambda: relay.call(lambda: len(relay.server.core.reservations)) == 0, "reservations expired", 5)
+        quota_after = relay.call(lambda: relay.server.quota.total)
+        pool_after = relay.call(lambda: sum(len(p) for p in relay.server.core.binder.pools.values()))
+        # The user's quota is free again: a plain allocation succeeds.
+        assert client.allocate().message_class == MessageClass.SUCCESS
+    assert held <= quota, f"{held} reserved ports under user-quota={quota}"
+    assert pool_before - pool_during <= quota
+    assert 486 in answers
+    assert (quota_after, pool_after) == (0, pool_before)

@@ -129,9 +129,10 @@ def test_fuzz_core_authenticated(record_property) -> None:
         h.now += advance
         h.wall += advance
         h.core.tick(h.now)
-        # Invariants: every allocation counted once, quota in step, closed sockets never attached,
-        # channel fast paths only for bound channels whose peer is permitted.
-        assert h.quota.total == len(h.core.table) == h.stats.allocations
+        # Invariants: every allocation and port reservation counted once, quota in step, closed sockets
+        # never attached, channel fast paths only for bound channels whose peer is permitted.
+        assert h.quota.total == len(h.core.table) + len(h.core.reservations)
+        assert len(h.core.table) == h.stats.allocations
         for allocation in h.core.table:
             assert all(e.allocation is allocation and not e.closed for e in allocation.relays.values())
             assert set(allocation.channel_out) <= set(allocation.channels)
