@@ -3,10 +3,13 @@
 * `AllocationQuota`  total allocations and allocations per user (486 / 508 when exceeded). The relay
   asks it through the small `QuotaBackend` interface so a multi-worker build can swap in a shared one.
 * `TokenBucket`      bandwidth per allocation and direction (bytes per second).
-* `SourceLimiter`    how many unauthenticated responses (401, Binding) one source IP may get per second.
-  It is a fixed-size table of buckets indexed by a hash of the IP: memory does not grow with the number
-  of sources, so it is not "per-source state" an attacker can inflate; a collision only makes the
-  limit stricter for the two sources that share a slot.
+* `SourceLimiter`    the reflection budget of one source IP: how many answers larger than their request
+  (401, 438, Binding) it may get per second while it never proves it receives them. A request that
+  carries a valid nonce for its source address proves exactly that and `refund`s one answer, so a
+  crowd behind one NAT address that authenticates keeps its budget, while a flood that never does
+  (spoofed or not) stays at `rate`. It is a fixed-size table of buckets indexed by a hash of the IP:
+  memory does not grow with the number of sources, so it is not "per-source state" an attacker can
+  inflate; a collision only makes the limit stricter for the two sources that share a slot.
 """
 
 from __future__ import annotations
@@ -122,3 +125,8 @@ class SourceLimiter:
             return True
         self._tokens[slot] = tokens
         return False
+
+    def refund(self, source_ip: str) -> None:
+        """Give back one answer: the source just proved, with a nonce, that an earlier one reached it."""
+        slot = self._slot(source_ip)
+        self._tokens[slot] = min(self.burst, self._tokens[slot] + 1.0)

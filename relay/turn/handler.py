@@ -8,8 +8,10 @@ the request must be dropped silently). It never touches sockets itself: relay so
 Security rules enforced here:
   * nothing is stored for a source before it returns a valid nonce (401/438 come from stateless
     nonces; the only per-source structure is the constant-size 401 limiter);
-  * answers to unauthenticated requests are small (no SOFTWARE, short reasons) and rate limited
-    per source on UDP;
+  * answers to unauthenticated requests are small (no SOFTWARE, no reason phrase, FINGERPRINT only
+    when asked) and, on UDP, never more than AMPLIFICATION_BOUND times the request: a larger answer
+    is dropped, whatever the realm. Answers larger than their request also spend the source IP's
+    reflection budget (relay.quotas.SourceLimiter), which a valid nonce from that IP refunds;
   * every peer address is normalised and checked by the peer policy before a permission or channel
     exists, so the packet path only needs "is there a permission".
 
@@ -51,6 +53,11 @@ _log = logging.getLogger("relay.turn")
 CHANNEL_MAX_RFC5766 = 0x7FFF  # with config.legacy_channel_numbers: RFC 5766 section 11 "0x4000 through 0x7FFF"
 CHANNEL_COOLDOWN = 300.0  # RFC 8656 section 12: no rebinding of a number/peer for 5 minutes
 RESERVATION_LIFETIME = 30.0  # RFC 8656 section 7.2: hold an EVEN-PORT R reservation ~30 s
+# An answer to an unauthenticated UDP request is at most this many times the request's size. The
+# smallest request a standard client starts with is an Allocate with REQUESTED-TRANSPORT (28 bytes);
+# its 401 is 60 bytes + the realm padded to 4, so every realm up to MAX_REALM_LENGTH is answered.
+AMPLIFICATION_BOUND = 5
+MAX_REALM_LENGTH = (AMPLIFICATION_BOUND * 28 - 60) // 4 * 4  # 80 characters
 
 _METHOD_LABELS = {
     Method.BINDING: "binding",
@@ -107,6 +114,7 @@ class TurnCore:
         self.binder = binder
         self.stats = stats
         self.limiter = limiter
+        self._request_size = 0  # of the request being handled: bounds what may be reflected
         self.draining = draining
         self.table = AllocationTable()
         # RESERVATION-TOKEN -> (held endpoint, expiry, quota user): a held port counts against the
@@ -119,6 +127,7 @@ class TurnCore:
 
     def handle(self, data: bytes, origin: Origin, client: Address, now: float, wall: float) -> bytes | None:
         """Process one STUN message from `client`; return the response to send, or None."""
+        self._request_size = len(data)
         try:
             message = decode(data)
         except StunDecodeError:
@@ -178,35 +187,46 @@ class TurnCore:
     def _count_malformed(self, origin: Origin) -> None:
         self._bump(f"malformed_{origin.transport}")
 
-    def _limited(self, origin: Origin, client: Address, wall: float) -> bool:
-        """UDP answers to unauthenticated requests are rate limited per source (reflection)."""
-        if self.limiter is None or origin.transport != "udp":
-            return False
-        if self.limiter.allow(client[0], wall):
-            return False
-        self.stats.rate_limited += 1
-        return True
+    def _reflect(self, response: bytes, origin: Origin, client: Address, wall: float) -> bytes | None:
+        """An answer to an unauthenticated request, or None when it must not leave: on UDP (where the
+        source may be forged) never over AMPLIFICATION_BOUND times the request, and one that is larger
+        than its request only within the source's reflection budget. TCP/TLS peers completed a
+        handshake: nothing is reflected to anyone else."""
+        if origin.transport != "udp":
+            return response
+        size = len(response)
+        if size > AMPLIFICATION_BOUND * self._request_size or (
+            size > self._request_size and self.limiter is not None and not self.limiter.allow(client[0], wall)
+        ):
+            self.stats.rate_limited += 1
+            return None
+        return response
 
     def _unauthenticated_error(
         self, request: Message, origin: Origin, client: Address, wall: float, code: int, challenge: bool = False
     ) -> bytes | None:
-        if self._limited(origin, client, wall):
-            return None
-        extra: tuple[tuple[int, Any], ...] = ()
+        # No reason phrase before authentication: the code is what clients act on, and 16 bytes less.
+        attrs: list[tuple[int, Any]] = [(Attr.ERROR_CODE, (code, ""))]
         if challenge:
-            extra = ((Attr.REALM, self.realm), (Attr.NONCE, self.nonces.issue(client, wall)))
-        return self._encode_error(request, code, None, extra)
+            attrs += [(Attr.REALM, self.realm), (Attr.NONCE, self.nonces.issue(client, wall))]
+        return self._reflect(self._encode(request, MessageClass.ERROR, attrs, None), origin, client, wall)
 
     # --- Binding ---------------------------------------------------------------------------------
 
     def _binding(self, request: Message, origin: Origin, client: Address, wall: float) -> bytes | None:
-        if self._limited(origin, client, wall):
-            return None
         if request.unknown_required:
-            return self._encode_error(
-                request, ErrorCode.UNKNOWN_ATTRIBUTE, None, ((Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),)
+            response = self._encode(
+                request,
+                MessageClass.ERROR,
+                [
+                    (Attr.ERROR_CODE, (ErrorCode.UNKNOWN_ATTRIBUTE, "")),
+                    (Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),
+                ],
+                None,
             )
-        return self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))], None)
+        else:
+            response = self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))], None)
+        return self._reflect(response, origin, client, wall)
 
     # --- authentication --------------------------------------------------------------------------
 
@@ -222,6 +242,8 @@ class TurnCore:
         if status is not NonceStatus.VALID:
             self.stats.auth_failures_stale_nonce += 1
             return self._unauthenticated_error(request, origin, client, wall, ErrorCode.STALE_NONCE, challenge=True)
+        if self.limiter is not None and origin.transport == "udp":
+            self.limiter.refund(client[0])  # this source receives our answers: one back in its budget
         if realm != self.realm:
             self.stats.auth_failures_wrong_realm += 1
             return self._unauthenticated_error(request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True)
