@@ -47,8 +47,13 @@ class RelayConfig:
     # Key for stateless nonces; instances sharing it accept each other's nonces. None = random per start.
     nonce_secret: bytes | None = None
     nonce_lifetime: int = 600  # seconds; older nonces get 438 Stale Nonce
-    unauthenticated_rate: float = 10.0  # 401 responses per source IP per second
-    unauthenticated_burst: float = 20.0  # ... with bursts this large (many users behind one school NAT)
+    # Reflection budget per source IP and worker (relay.quotas.SourceLimiter): 401/438 answers larger
+    # than their request that the source never follows with a valid nonce. A NAT crowd that
+    # authenticates earns each one back, so only the round trip's worth is outstanding: 1,000
+    # Allocates a second behind one address at 200 ms RTT is 200. A flood that never authenticates
+    # gets at most 100 answers/s after the burst: <= 15 KB/s towards one victim address (148-byte 401).
+    unauthenticated_rate: float = 100.0
+    unauthenticated_burst: float = 1000.0
     rest_ms_timestamp_ttl: int = 86400  # legacy BBB usernames carry a creation time in ms: valid this long
     software: str | None = None  # SOFTWARE attribute; None = do not announce
     fingerprint: bool = True

@@ -187,16 +187,23 @@ class TurnCore:
     def _count_malformed(self, origin: Origin) -> None:
         self._bump(f"malformed_{origin.transport}")
 
-    def _reflect(self, response: bytes, origin: Origin, client: Address, wall: float) -> bytes | None:
+    def _reflect(
+        self, response: bytes, origin: Origin, client: Address, wall: float, budgeted: bool = True
+    ) -> bytes | None:
         """An answer to an unauthenticated request, or None when it must not leave: on UDP (where the
         source may be forged) never over AMPLIFICATION_BOUND times the request, and one that is larger
-        than its request only within the source's reflection budget. TCP/TLS peers completed a
-        handshake: nothing is reflected to anyone else."""
+        than its request only within the source's reflection budget. Binding answers are not
+        `budgeted`: at most 2.2x (a 24-byte IPv6 XOR-MAPPED-ADDRESS to a bare 20-byte request), and
+        STUN keepalives from a NAT crowd never authenticate. TCP/TLS peers completed a handshake:
+        nothing is reflected to anyone else."""
         if origin.transport != "udp":
             return response
         size = len(response)
         if size > AMPLIFICATION_BOUND * self._request_size or (
-            size > self._request_size and self.limiter is not None and not self.limiter.allow(client[0], wall)
+            budgeted
+            and size > self._request_size
+            and self.limiter is not None
+            and not self.limiter.allow(client[0], wall)
         ):
             self.stats.rate_limited += 1
             return None
@@ -226,7 +233,7 @@ class TurnCore:
             )
         else:
             response = self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))], None)
-        return self._reflect(response, origin, client, wall)
+        return self._reflect(response, origin, client, wall, budgeted=False)
 
     # --- authentication --------------------------------------------------------------------------
 

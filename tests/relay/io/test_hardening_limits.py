@@ -12,10 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from relay_testkit import RunningRelay, Session, free_port, loopback_config, request, rest_credentials
+from relay_testkit import (
+    REALM,
+    RunningRelay,
+    Session,
+    free_port,
+    loopback_config,
+    request,
+    rest_credentials,
+    rss_bytes,
+)
 
 from relay.config import Listener
-from relay.stun import Attr, Method, decode, encode
+from relay.stun import Attr, Message, MessageClass, Method, decode, encode
 from relay.turn.handler import AMPLIFICATION_BOUND, MAX_REALM_LENGTH
 
 INSTITUTION_REALM = "turn.universitaet-musterstadt-example.de"  # 38 characters, as in the issue
@@ -128,3 +137,169 @@ def test_6_coturn_worst_case_measured_the_same_way(tmp_path: Path) -> None:
     assert ours[0] <= AMPLIFICATION_BOUND
     assert coturn[0] > ours[0], f"coturn {coturn}, ours {ours}"
     print(f"worst unauthenticated answer: coturn {coturn[0]:.2f}x ({coturn[1]}), ours {ours[0]:.2f}x ({ours[1]})")
+
+
+class CrowdClient:
+    """One browser-like UDP client: a 28-byte Allocate (what Chromium sends first), then the signed one
+    with the nonce from the 401; retransmits after 500 ms like RFC 8489 clients, and counts it."""
+
+    def __init__(self, server: tuple[str, int], session: Session) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.server = server
+        self.session = Session(session.username, session.password)
+        self.wire = b""
+        self.sent_at = 0.0
+        self.retransmissions = 0
+        self.done = False
+
+    def send(self, wire: bytes) -> None:
+        self.wire = wire
+        self.sent_at = time.monotonic()
+        self.sock.sendto(wire, self.server)
+
+    def start(self) -> None:
+        self.send(encode(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17))))
+
+    def on_answer(self, answer: Message) -> None:
+        if answer.message_class == MessageClass.SUCCESS:
+            self.done = True
+        elif answer.get(Attr.ERROR_CODE, (0,))[0] in (401, 438) and answer.get(Attr.NONCE):
+            self.session.nonce = answer.get(Attr.NONCE)
+            self.send(self.session.sign(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17))))
+        else:
+            raise AssertionError(f"unexpected answer {answer}")
+
+    def poll(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                break
+            self.on_answer(decode(data))
+        if not self.done and self.wire and now - self.sent_at > 0.5:
+            self.retransmissions += 1
+            self.send(self.wire)
+
+
+def run_crowd(server: tuple[str, int], count: int, spread: float, timeout: float = 8.0) -> list[CrowdClient]:
+    """`count` clients behind 127.0.0.1 start within `spread` seconds; returns them when all are done."""
+    username, password = rest_credentials("crowd")
+    clients = [CrowdClient(server, Session(username, password)) for _ in range(count)]
+    started = 0
+    begin = time.monotonic()
+    try:
+        while time.monotonic() - begin < timeout:
+            now = time.monotonic()
+            while started < count and now - begin >= spread * started / count:
+                clients[started].start()
+                started += 1
+            for client in clients[:started]:
+                if not client.done:
+                    client.poll(now)
+            if started == count and all(c.done for c in clients):
+                break
+            time.sleep(0.001)
+    finally:
+        for client in clients:
+            client.sock.close()
+    return clients
+
+
+def defaults(**overrides: object):  # the relay's own limits, not the test kit's relaxed ones
+    from relay.config import RelayConfig
+
+    base = RelayConfig()
+    return loopback_config(
+        unauthenticated_rate=base.unauthenticated_rate,
+        unauthenticated_burst=base.unauthenticated_burst,
+        user_quota=base.user_quota,
+        **overrides,
+    )
+
+
+def test_10_a_thousand_clients_behind_one_address_all_allocate_first_time() -> None:
+    """1,000 clients on one IP address, each opening an allocation within 2 s, with the default limits:
+    the old per-address limit (10/s, burst 20) dropped the first request of 442 of 500."""
+    with RunningRelay(defaults()) as relay:
+        clients = run_crowd(relay.address("udp"), 1000, 2.0)
+        allocations = relay.allocations
+        limited = relay.call(lambda: relay.stats.rate_limited)
+    done = sum(c.done for c in clients)
+    retransmitted = sum(1 for c in clients if c.retransmissions)
+    assert (done, allocations) == (1000, 1000)
+    assert retransmitted == 0, f"{retransmitted} clients needed a retransmission ({limited} answers withheld)"
+
+
+def test_7_a_forged_flood_does_not_lock_out_the_address_owner() -> None:
+    """A flood of bare Allocates carrying the victim's address (127.0.0.1, other ports) while the victim
+    opens 11 allocations one after the other: the old limiter answered 2 of them. The victim's own
+    authenticated requests refund what the flood spends; the flood alone gets at most the budget."""
+    with RunningRelay(defaults()) as relay:
+        server = relay.address("udp")
+        flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        flood.bind(("127.0.0.1", 0))
+        flood.setblocking(False)
+        bare = encode(request(Method.ALLOCATE))
+        opened, retransmitted = 0, 0
+        flood_sent = 0
+        begin = time.monotonic()
+        for _ in range(11):
+            for _ in range(15):  # 15 forged requests between two of the victim's allocations: ~150/s
+                flood.sendto(bare, server)
+                flood_sent += 1
+            client = run_crowd(server, 1, 0.0)[0]
+            opened += client.done
+            retransmitted += client.retransmissions
+            time.sleep(0.1)
+        elapsed = time.monotonic() - begin
+        reflected = 0
+        while True:
+            try:
+                reflected += len(flood.recv(4096))
+            except BlockingIOError:
+                break
+        flood.close()
+    assert (opened, retransmitted) == (11, 0)
+    bound = AMPLIFICATION_BOUND * len(bare) * flood_sent
+    assert reflected <= bound
+    assert elapsed < 5
+
+
+def test_7_a_flood_that_never_authenticates_stays_within_its_budget() -> None:
+    """20,000 unauthenticated Allocates from one address as fast as the socket goes: the relay answers
+    at most burst + rate x elapsed of them (the rest cost one parse each), and keeps no state for them."""
+    from relay.config import RelayConfig
+
+    rate, burst = RelayConfig().unauthenticated_rate, RelayConfig().unauthenticated_burst
+    with RunningRelay(defaults()) as relay:
+        server = relay.address("udp")
+        rss_before = rss_bytes()
+        flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 2**20)
+        flood.bind(("127.0.0.1", 0))
+        wire = encode(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17)))
+        begin = time.monotonic()
+        for i in range(20_000):
+            flood.sendto(wire, server)
+            if i % 500 == 499:
+                time.sleep(0.002)  # let the relay thread drain its socket
+        relay.call(lambda: None)
+        time.sleep(0.2)
+        elapsed = time.monotonic() - begin
+        flood.setblocking(False)
+        answers, reflected = 0, 0
+        while True:
+            try:
+                reflected += len(flood.recv(4096))
+                answers += 1
+            except BlockingIOError:
+                break
+        flood.close()
+        grown = rss_bytes() - rss_before
+        state = relay.call(lambda: (len(relay.server.core.table), relay.stats.rate_limited))
+    assert answers <= burst + rate * elapsed + 1, f"{answers} answers in {elapsed:.1f} s"
+    assert reflected <= answers * (60 + len(REALM) + 8)
+    assert state[0] == 0 and state[1] >= 20_000 - answers - 100  # the rest withheld (a few may be lost)
+    assert grown < 8 * 2**20
