@@ -47,7 +47,7 @@ class RelayConfig:
     # Key for stateless nonces; instances sharing it accept each other's nonces. None = random per start.
     nonce_secret: bytes | None = None
     nonce_lifetime: int = 600  # seconds; older nonces get 438 Stale Nonce
-    # Reflection budget per source IP and worker (relay.quotas.SourceLimiter): 401/438 answers larger
+    # Reflection budget per source IP and worker (relay.policy.quotas.SourceLimiter): 401/438 answers larger
     # than their request that the source never follows with a valid nonce. A NAT crowd that
     # authenticates earns each one back, so only the round trip's worth is outstanding: 1,000
     # Allocates a second behind one address at 200 ms RTT is 200. A flood that never authenticates

@@ -11,7 +11,7 @@ Security rules enforced here:
   * answers to unauthenticated requests are small (no SOFTWARE, no reason phrase, FINGERPRINT only
     when asked) and, on UDP, never more than AMPLIFICATION_BOUND times the request: a larger answer
     is dropped, whatever the realm. Answers larger than their request also spend the source IP's
-    reflection budget (relay.quotas.SourceLimiter), which a valid nonce from that IP refunds;
+    reflection budget (relay.policy.quotas.SourceLimiter), which a valid nonce from that IP refunds;
   * every peer address is normalised and checked by the peer policy before a permission or channel
     exists, so the packet path only needs "is there a permission".
 
