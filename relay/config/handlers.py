@@ -10,6 +10,7 @@ import dataclasses
 
 from relay.config.builder import Builder, handles, parse_peer, read_secret_file
 from relay.config.keys import KEY_INDEX, MIN_SECRET_LENGTH, SOFTWARE_NAME
+from relay.config.model import AMPLIFICATION_BOUND, MAX_REALM_LENGTH
 from relay.config.sources import Entry, Problem, read_file
 from relay.ops.logs import register_secret
 from relay.policy.tls import TlsConfigError, select_tls12_ciphers
@@ -104,8 +105,15 @@ def _realm(b: Builder, entries: list[Entry]) -> None:
     realm = entry.value or ""
     if not realm:
         b.error(entry, "must not be empty; use the TURN server's domain, e.g. turn.example.org")
-    elif len(realm) > 127 or any(ch.isspace() or not ch.isprintable() or ch == '"' for ch in realm):
-        b.error(entry, f"{realm!r} must be 1-127 printable characters without spaces or quotes")
+    elif any(ch.isspace() or not ch.isprintable() or ch == '"' for ch in realm):
+        b.error(entry, f"{realm!r} must be printable characters without spaces or quotes")
+    elif len(realm) > MAX_REALM_LENGTH:
+        b.error(
+            entry,
+            f"a realm of {len(realm)} characters is over {MAX_REALM_LENGTH}: the 401 to a browser's first "
+            f"Allocate would exceed the {AMPLIFICATION_BOUND}x reflection bound and be dropped; use a "
+            "shorter realm (BBB accepts any realm)",
+        )
     else:
         b.fields["realm"] = realm
 

@@ -15,6 +15,16 @@ Transport = Literal["udp", "tcp", "tls"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# An answer to an unauthenticated UDP request is at most this many times the request's size (the
+# relay drops a larger one: relay.turn.handler). The smallest request a client starts with is an
+# Allocate with only REQUESTED-TRANSPORT, 28 bytes (Chromium's first Allocate; uclient 56-60, aioice
+# 36: bench/relay_client_messages.py); its 401 is 60 bytes plus the realm padded to 4, so the realm
+# may be at most 5 x 28 - 60 = 80 characters for Chromium to get its 401.
+AMPLIFICATION_BOUND = 5
+SMALLEST_FIRST_REQUEST = 28
+MAX_REALM_LENGTH = (AMPLIFICATION_BOUND * SMALLEST_FIRST_REQUEST - 60) // 4 * 4
+
+
 @dataclass(frozen=True)
 class Listener:
     """One listening socket. `proxy_protocol` expects a PROXY v2 header first (TCP behind an NLB)."""

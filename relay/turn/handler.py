@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.config import RelayConfig
+from relay.config.model import AMPLIFICATION_BOUND
 from relay.policy.auth import Authenticator, AuthFailure, Credential
 from relay.policy.nonce import Nonces, NonceStatus
 from relay.policy.peers import PeerPolicy
@@ -53,11 +54,6 @@ _log = logging.getLogger("relay.turn")
 CHANNEL_MAX_RFC5766 = 0x7FFF  # with config.legacy_channel_numbers: RFC 5766 section 11 "0x4000 through 0x7FFF"
 CHANNEL_COOLDOWN = 300.0  # RFC 8656 section 12: no rebinding of a number/peer for 5 minutes
 RESERVATION_LIFETIME = 30.0  # RFC 8656 section 7.2: hold an EVEN-PORT R reservation ~30 s
-# An answer to an unauthenticated UDP request is at most this many times the request's size. The
-# smallest request a standard client starts with is an Allocate with REQUESTED-TRANSPORT (28 bytes);
-# its 401 is 60 bytes + the realm padded to 4, so every realm up to MAX_REALM_LENGTH is answered.
-AMPLIFICATION_BOUND = 5
-MAX_REALM_LENGTH = (AMPLIFICATION_BOUND * 28 - 60) // 4 * 4  # 80 characters
 
 _METHOD_LABELS = {
     Method.BINDING: "binding",

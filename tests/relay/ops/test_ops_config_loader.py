@@ -616,3 +616,17 @@ def test_check_config_end_to_end_through_a_subprocess(tmp_path):
     )
     assert lines[1].startswith("warning: ") and "verbose: ignored" in lines[1]
     assert lines[-1] == "1 error(s); the relay would not start"
+
+
+def test_realm_length_is_capped_by_the_reflection_bound(tmp_path):
+    """Issue 15 case 6: a realm over MAX_REALM_LENGTH would make the 401 to Chromium's 28-byte first
+    Allocate larger than AMPLIFICATION_BOUND times it (the relay would drop it): refused by name."""
+    from relay.config.model import MAX_REALM_LENGTH
+
+    longest = "r" * MAX_REALM_LENGTH
+    assert load(tmp_path, f"static-auth-secret={SECRET}\nrealm={longest}\n").config.realm == longest
+    result = load(tmp_path, f"static-auth-secret={SECRET}\nrealm={longest}x\n")
+    assert not result.ok
+    (message,) = messages(result.errors)
+    assert message.startswith(f"{tmp_path / 'turnserver.conf'}:2: realm: a realm of 81 characters is over 80")
+    assert "shorter realm" in message
