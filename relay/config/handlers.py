@@ -233,6 +233,7 @@ _INT_FIELDS: dict[str, tuple[str, int, int, str]] = {
     "user-quota": ("user_quota", 0, 1_000_000, "allocations"),
     "max-bps": ("max_bps", 0, 100_000_000_000, "bytes per second"),
     "max-permissions": ("max_permissions", 1, 10_000, "peer addresses"),
+    "max-channels": ("max_channels", 1, 16_384, "channels"),
     "max-allocate-lifetime": ("max_lifetime", 60, 86_400, "seconds"),
     "default-lifetime": ("default_lifetime", 60, 86_400, "seconds"),
     "channel-lifetime": ("channel_lifetime", 60, 3_600, "seconds"),

@@ -187,6 +187,7 @@ KEYS: tuple[KeySpec, ...] = (
     _k("max-bps", "value", "supported", "bytes per second per allocation and direction (0 = unlimited)"),
     _k("bps-capacity", "value", "error", "a server-wide bandwidth cap is not supported (0 is accepted)"),
     _k("max-permissions", "value", "supported", "peer IPs per allocation (default 100)", ours=True),
+    _k("max-channels", "value", "supported", "channel bindings per allocation (default 100)", ours=True),
     _k(
         "legacy-channel-numbers",
         "flag",

@@ -35,6 +35,7 @@ RELOADABLE_FIELDS = frozenset(
         "user_quota",
         "max_bps",
         "max_permissions",
+        "max_channels",
         "cert_file",
         "key_file",
         "drain_timeout",

@@ -31,6 +31,7 @@ Metrics (all label values come from the fixed tuples below - never usernames or 
     turn_auth_failures_total{reason}        counter  AUTH_FAILURE_REASONS
     turn_denied_peers_total                 counter  CreatePermission/ChannelBind/Send to a denied peer
     turn_quota_rejections_total{quota}      counter  total | user (486/508 on Allocate) | bandwidth (dropped)
+                                                     | channels (508 on ChannelBind over max_channels)
     turn_malformed_packets_total{transport} counter  udp | tcp | tls
     turn_requests_total{method,result}      counter  REQUEST_METHODS x REQUEST_RESULTS
     turn_rate_limited_total                 counter  unauthenticated requests dropped by the 401 limiter
@@ -77,7 +78,7 @@ AUTH_FAILURE_REASONS = (
     "wrong_realm",
     "malformed",  # USERNAME/REALM/NONCE missing or invalid in an authenticated request
 )
-QUOTAS = ("total", "user", "bandwidth")
+QUOTAS = ("total", "user", "bandwidth", "channels")
 TRANSPORTS = ("udp", "tcp", "tls")
 REQUEST_METHODS = ("binding", "allocate", "refresh", "create_permission", "channel_bind", "other")
 REQUEST_RESULTS = ("success", "client_error", "server_error")

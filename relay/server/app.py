@@ -272,7 +272,7 @@ class RelayServer:
             self.limiter.burst = max(1.0, float(config.unauthenticated_burst))
         revoked = 0
         if self.core is not None:
-            self.core.config = config  # max_bps, max_permissions: for new allocations and permissions
+            self.core.config = config  # max_bps, max_permissions, max_channels: for what comes next
             self.core.max_permissions = config.max_permissions
             revoked = self.core.revalidate_peers()
         self.config = config

@@ -508,6 +508,9 @@ class TurnCore:
             raise _Reject(ErrorCode.BAD_REQUEST)
         if peer[0] not in allocation.permissions and len(allocation.permissions) >= self.max_permissions:
             raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+        if bound is None and len(allocation.channels) >= self.config.max_channels:
+            self._bump("quota_rejections_channels")
+            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
         expires = now + self.config.channel_lifetime
         if bound is None:
             channel = Channel(number, peer, expires)

@@ -157,3 +157,24 @@ def test_4_even_port_reservations_count_against_the_quotas(monkeypatch: pytest.M
     assert pool_before - pool_during <= quota
     assert 486 in answers
     assert (quota_after, pool_after) == (0, pool_before)
+
+
+def test_3_channels_per_allocation_are_capped() -> None:
+    """One allocation binding channel after channel: the old relay took all 16,384 numbers (+9 MB). Now
+    max_channels (default 100, more than any browser binds) and 508 beyond, counted as a channels quota."""
+    from relay.config import RelayConfig
+
+    cap = RelayConfig().max_channels
+    with RunningRelay(loopback_config()) as relay, relay.client() as client:
+        assert client.allocate().message_class == MessageClass.SUCCESS
+        codes = [
+            client.channel_bind(0x4000 + i, ("127.0.0.1", 20000 + i)).get(Attr.ERROR_CODE, (0,))[0]
+            for i in range(cap + 50)
+        ]
+        bound = relay.call(lambda: max(len(a.channels) for a in relay.server.core.table))
+        rejected = relay.call(lambda: relay.stats.quota_rejections_channels)
+        # Rebinding an existing channel (the refresh every client does) is never refused.
+        assert client.channel_bind(0x4000, ("127.0.0.1", 20000)).message_class == MessageClass.SUCCESS
+    assert bound == cap
+    assert codes[:cap] == [0] * cap and set(codes[cap:]) == {508}
+    assert rejected == 50
