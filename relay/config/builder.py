@@ -33,6 +33,7 @@ class Builder:
         self.listen_port = DEFAULT_LISTENING_PORT
         self.tls_port: int | None = None
         self.proxy_port: int | None = None
+        self.proxy_transport: str | None = None  # what the PROXY listener's clients used: tls | tcp
         self.listen_ips: list[str] = []
         self.no_udp = self.no_tcp = self.no_tls = False
         self.use_auth_secret = False

@@ -113,7 +113,9 @@ def _build_listeners(b: Builder) -> list[Listener]:
         if tls_enabled:
             listeners.append(Listener("tls", host, b.tls_port or DEFAULT_TLS_PORT))
         if b.proxy_port is not None:
-            listeners.append(Listener("tcp", host, b.proxy_port, proxy_protocol=True))
+            listeners.append(
+                Listener("tcp", host, b.proxy_port, proxy_protocol=True, client_transport=b.proxy_transport)
+            )
     if not listeners:
         b.error("listening-port", "no listener left (no-udp, no-tcp and no TLS); enable at least one transport")
     return listeners

@@ -30,6 +30,16 @@ def _ports(b: Builder, entries: list[Entry]) -> None:
         b.proxy_port = port
 
 
+@handles("tcp-proxy-transport")
+def _proxy_transport(b: Builder, entries: list[Entry]) -> None:
+    entry = entries[-1]
+    value = (entry.value or "").lower()
+    if value not in ("tcp", "tls"):
+        b.error(entry, f"{b.shown(entry)} is not one of tcp, tls (tls when the balancer terminates TLS)")
+    else:
+        b.proxy_transport = None if value == "tcp" else value
+
+
 @handles("listening-ip")
 def _listening_ip(b: Builder, entries: list[Entry]) -> None:
     for entry in entries:

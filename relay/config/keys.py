@@ -51,6 +51,13 @@ KEYS: tuple[KeySpec, ...] = (
     _k("tls-listening-port", "value", "supported", "TLS listener port (default 5349 when cert is set)"),
     _k("tcp-proxy-port", "value", "supported", "plain TCP listener expecting a PROXY protocol header (NLB)"),
     _k(
+        "tcp-proxy-transport",
+        "value",
+        "supported",
+        "what the PROXY listener's clients used: tls when the balancer terminates TLS (metrics label), else tcp",
+        ours=True,
+    ),
+    _k(
         "listening-ip",
         "value",
         "supported",

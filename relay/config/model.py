@@ -27,12 +27,19 @@ MAX_REALM_LENGTH = (AMPLIFICATION_BOUND * SMALLEST_FIRST_REQUEST - 60) // 4 * 4
 
 @dataclass(frozen=True)
 class Listener:
-    """One listening socket. `proxy_protocol` expects a PROXY v2 header first (TCP behind an NLB)."""
+    """One listening socket. `proxy_protocol` expects a PROXY v2 header first (TCP behind an NLB);
+    `client_transport` is what its clients used to reach the balancer ("tls" when the balancer
+    terminates TLS): the label their connections and counters carry. None = `transport`."""
 
     transport: Transport
     host: str
     port: int
     proxy_protocol: bool = False
+    client_transport: Transport | None = None
+
+    @property
+    def label(self) -> Transport:
+        return self.client_transport or self.transport
 
 
 @dataclass(frozen=True)

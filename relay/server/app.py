@@ -180,12 +180,12 @@ class RelayServer:
         connection = StreamConnection(
             self.core,
             self.forwarder,
-            listener.transport,
+            listener.label,
             proxy_protocol=listener.proxy_protocol,
             on_close=self._connection_closed,
         )
         self.connections.add(connection)
-        name = f"connections_{listener.transport}"
+        name = f"connections_{listener.label}"
         setattr(self.stats, name, getattr(self.stats, name) + 1)
         if len(self.connections) > MAX_STREAM_CONNECTIONS:
             asyncio.get_running_loop().call_soon(connection.close)

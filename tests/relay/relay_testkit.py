@@ -564,3 +564,13 @@ def rss_bytes(pid: int | str = "self") -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def proxy_v2_header(source: Address, destination: Address) -> bytes:
+    """A PROXY protocol v2 header (PROXY command, TCP over IPv4), as an AWS NLB sends it."""
+    import struct
+
+    addresses = (
+        socket.inet_aton(source[0]) + socket.inet_aton(destination[0]) + struct.pack("!HH", source[1], destination[1])
+    )
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses)) + addresses

@@ -77,6 +77,8 @@ listening-ip=$ip
 listening-port=$LISTEN_PORT
 # Plain TCP with PROXY protocol v2: the NLB's TLS 443 listener (turns.<domain>) forwards here.
 tcp-proxy-port=$PROXY_PORT
+# ... whose clients used TLS (turns:443): their connections are counted as tls, not tcp.
+tcp-proxy-transport=tls
 relay-ip=$ip
 external-ip=$external
 min-port=$min

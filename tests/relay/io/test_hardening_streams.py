@@ -9,9 +9,11 @@ import struct
 import time
 
 import pytest
-from relay_testkit import RunningRelay, loopback_config
+from relay_testkit import RunningRelay, loopback_config, proxy_v2_header
 
 from relay.config import Listener
+from relay.server import stream
+from relay.stun import MessageClass
 
 
 def _reset_connection(address: tuple[str, int]) -> None:
@@ -50,3 +52,31 @@ def test_9_connection_reset_before_accept_is_closed_quietly(
     assert (gauge, open_connections) == (0, 0)
     assert resets == count
     assert sum("reset before it was accepted" in r.getMessage() for r in caplog.records) == count
+
+
+def test_12_proxy_refusals_are_logged_and_tls_balancer_clients_counted_as_tls(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection refused for its PROXY header left no log line before, only the shared malformed
+    counter, and clients of the TLS balancer's listener were counted as tcp. Now: one line per
+    interval with the reason and how many were not logged, a reason-labelled counter, and the
+    listener configured with client_transport="tls" counts its clients as tls."""
+    monkeypatch.setattr(stream, "PROXY_REFUSALS", stream._ProxyRefusals())
+    listener = Listener("tcp", "127.0.0.1", 0, proxy_protocol=True, client_transport="tls")
+    caplog.set_level(logging.INFO)
+    with RunningRelay(loopback_config(listeners=(listener,))) as relay:
+        address = relay.address("tcp")
+        for attempt in range(5):
+            with socket.create_connection(address, timeout=2) as raw:
+                raw.sendall(b"GET / HTTP/1.1\r\n\r\n" if attempt else b"\r\n\r\n\x00\r\nQUIT\n\x99\x11\x00\x00")
+                assert raw.recv(100) == b""
+        header = proxy_v2_header(("203.0.113.7", 40000), ("10.0.0.5", 3479))
+        with relay.client("tcp", proxy_header=header) as client:
+            assert client.allocate().message_class == MessageClass.SUCCESS
+            gauges = relay.call(lambda: (relay.stats.connections_tls, relay.stats.connections_tcp))
+        counted = relay.call(lambda: (relay.stats.stream_closes_proxy_header, relay.stats.malformed_tcp))
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 1 and "PROXY" in lines[0] and "127.0.0.1" in lines[0], lines
+    assert gauges == (1, 0)
+    assert counted == (5, 0)
+    assert stream.PROXY_REFUSALS.suppressed == 4

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import socket
 import ssl
-import struct
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from relay_testkit import SECRET, Peer, RunningRelay, TurnClient, loopback_config, request, rest_credentials, wait_until
+from relay_testkit import (
+    SECRET,
+    Peer,
+    RunningRelay,
+    TurnClient,
+    loopback_config,
+    proxy_v2_header,
+    request,
+    rest_credentials,
+    wait_until,
+)
 
 from relay.config import Listener
 from relay.stun import Attr, MessageClass, Method, decode, encode
@@ -157,18 +166,11 @@ def test_even_port_reservation_over_sockets(relay: RunningRelay) -> None:
         assert second.relayed(response)[1] == port + 1
 
 
-def _proxy_v2(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
-    addresses = (
-        socket.inet_aton(source[0]) + socket.inet_aton(destination[0]) + struct.pack("!HH", source[1], destination[1])
-    )
-    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses)) + addresses
-
-
 def test_proxy_protocol_v2_gives_the_real_client_address() -> None:
     config = loopback_config(listeners=(Listener("tcp", "127.0.0.1", 0, proxy_protocol=True),))
     with RunningRelay(config) as relay:
         real_client = ("203.0.113.77", 51000)
-        header = _proxy_v2(real_client, ("10.0.0.5", 3479))
+        header = proxy_v2_header(real_client, ("10.0.0.5", 3479))
         with relay.client("tcp", proxy_header=header) as client:
             response = client.allocate()
             assert ok(response)
@@ -184,8 +186,8 @@ def test_nonce_from_proxy_address_is_bound_to_it() -> None:
     """A nonce issued to one PROXY-declared address does not authenticate another."""
     config = loopback_config(listeners=(Listener("tcp", "127.0.0.1", 0, proxy_protocol=True),))
     with RunningRelay(config) as relay:
-        header_a = _proxy_v2(("203.0.113.1", 1000), ("10.0.0.5", 3479))
-        header_b = _proxy_v2(("203.0.113.2", 1000), ("10.0.0.5", 3479))
+        header_a = proxy_v2_header(("203.0.113.1", 1000), ("10.0.0.5", 3479))
+        header_b = proxy_v2_header(("203.0.113.2", 1000), ("10.0.0.5", 3479))
         with relay.client("tcp", proxy_header=header_a) as a, relay.client("tcp", proxy_header=header_b) as b:
             challenge = a.transact(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17)), sign=False)
             b.session.nonce = challenge.get(Attr.NONCE)

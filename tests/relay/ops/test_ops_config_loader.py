@@ -278,6 +278,16 @@ def test_listeners_for_tls_and_proxy_ports(tmp_path):
     )
 
 
+def test_proxy_listener_clients_labelled_by_what_they_used(tmp_path):
+    """Issue 15 case 12: behind the TLS-terminating balancer, the PROXY listener's clients are tls users."""
+    result = load(tmp_path, BASE + "tcp-proxy-port=3479\ntcp-proxy-transport=tls\n")
+    assert result.config is not None
+    (proxy,) = [x for x in result.config.listeners if x.proxy_protocol]
+    assert (proxy.transport, proxy.label) == ("tcp", "tls")
+    result = load(tmp_path, BASE + "tcp-proxy-port=3479\ntcp-proxy-transport=quic\n")
+    assert keys(result.errors) == ["tcp-proxy-transport"]
+
+
 def test_cert_alone_enables_tls_on_5349_and_no_tls_disables_it(tmp_path):
     cert, key = make_cert(tmp_path)
     result = load(tmp_path, BASE + f"cert={cert}\npkey={key}\n")
