@@ -7,13 +7,19 @@
     POST /reload   reloads certificates, secrets and peer lists (same as SIGHUP) -> 200, or 500 + errors
     HEAD works wherever GET does. Anything else: 404, or 405 with an Allow header.
 
-It binds 127.0.0.1:9641 by default (`admin_host`/`admin_port`). If an operator binds it elsewhere so
-that Prometheus can scrape remotely, POST /drain and /reload still answer 403 unless the client is on
-a loopback address: a scrape network must not be able to take a relay out of service.
+It binds 127.0.0.1:9641 by default (`admin_host`/`admin_port`). POST /drain and /reload change state,
+so they answer 403 unless the client's socket belongs to root or to the relay's own user. TCP has no
+SO_PEERCRED; the owner of the client's end of a local connection is in the kernel's socket table
+(/proc/net/tcp and tcp6, the `uid` column of the row whose local address is the client's and remote
+address ours). A client on another host has no row there, so a scrape network can never drain a
+relay, and neither can an unprivileged local user. The fleet drains with `systemctl kill
+--signal=SIGUSR1` (docs/host-contract.md); `curl -X POST` as root works too.
 
 Robustness: header block limited to `max_header_bytes` (431), body to `max_body_bytes` (413), whole
-request to `request_timeout` seconds (408), at most `max_connections` at once (503), no chunked
-bodies (501), unknown HTTP versions (505). Every handler error becomes a 500 and a log line; nothing
+request to `request_timeout` seconds (408), no chunked bodies (501), unknown HTTP versions (505). At
+most `max_connections` at once: a new connection over the limit sheds the oldest one still waiting
+for its request line (idle or slow clients cannot starve /healthz), and only when every connection
+is being answered is it refused (503). Every handler error becomes a 500 and a log line; nothing
 here can raise into the relay's event loop.
 
 How the relay starts it (the single process and the worker supervisor alike):
@@ -33,6 +39,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
+import socket
+import struct
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,7 +117,8 @@ class AdminServer:
         self._timeout = request_timeout
         self._max_header = max_header_bytes
         self._max_body = max_body_bytes
-        self._active = 0
+        # Open connections, oldest first; True while still waiting for the request head (sheddable).
+        self._open: dict[asyncio.StreamWriter, bool] = {}
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -132,13 +142,19 @@ class AdminServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        self._active += 1
+        if len(self._open) >= self._max_connections:
+            oldest = next((w for w, waiting in self._open.items() if waiting), None)
+            if oldest is not None:
+                del self._open[oldest]
+                _log.debug("admin connection from %s shed for a new one", oldest.get_extra_info("peername"))
+                oldest.transport.abort()
+        self._open[writer] = True
         try:
-            if self._active > self._max_connections:
+            if len(self._open) > self._max_connections:
                 response = Response(503, b"too many admin connections\n")
             else:
                 try:
-                    response = await asyncio.wait_for(self._respond(reader, peer), self._timeout)
+                    response = await asyncio.wait_for(self._respond(reader, writer), self._timeout)
                 except asyncio.TimeoutError:
                     response = Response(408, b"request timeout\n")
             await self._write(writer, response)
@@ -148,16 +164,19 @@ class AdminServer:
         except Exception:
             _log.exception("admin connection from %s failed", peer)
         finally:
-            self._active -= 1
+            self._open.pop(writer, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _respond(self, reader: asyncio.StreamReader, peer: object) -> Response:
+    async def _respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Response:
         try:
             method, path = await self._read_request(reader)
         except _BadRequest as exc:
             return Response(exc.status, f"{exc}\n".encode())
+        finally:
+            if writer in self._open:
+                self._open[writer] = False  # past its request head: being answered, never shed
         allowed = _ROUTES.get(path)
         if allowed is None:
             return Response(404, b"not found\n")
@@ -166,7 +185,7 @@ class AdminServer:
         try:
             if path == "/metrics" and self._before_metrics is not None:
                 await self._before_metrics()  # e.g. fresh counts from every worker
-            response = self._dispatch(path, peer)
+            response = self._dispatch(path, writer.get_extra_info("peername"), writer.get_extra_info("sockname"))
         except Exception:
             _log.exception("admin %s %s failed", method, path)
             return Response(500, b"internal error\n")
@@ -209,7 +228,7 @@ class AdminServer:
             await reader.readexactly(length)  # read and ignore: no endpoint takes a body
         return method, target.split("?", 1)[0]
 
-    def _dispatch(self, path: str, peer: object) -> Response:
+    def _dispatch(self, path: str, peer: object, local: object) -> Response:
         if path == "/metrics":
             return Response(200, self._render_metrics(), _METRICS_CONTENT_TYPE)
         if path == "/healthz":
@@ -223,6 +242,10 @@ class AdminServer:
         if not _is_loopback(peer):
             _log.warning("admin %s refused for non-loopback client %s", path, peer)
             return Response(403, b"control endpoints accept loopback clients only\n")
+        owner = socket_owner(peer, local)
+        if owner not in (0, os.getuid()):
+            _log.warning("admin %s refused for local client %s owned by uid %s", path, peer, owner)
+            return Response(403, b"control endpoints accept root and the relay's own user only\n")
         if path == "/drain":
             started = self._control.start_drain(f"admin {path}")
             return Response(202, b"draining\n" if started else b"already draining\n")
@@ -298,3 +321,33 @@ def _is_loopback(peer: object) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+def _proc_address(host: str, port: int) -> tuple[str, str]:
+    """(file, "ADDR:PORT") as /proc/net/tcp{,6} print an address: 32-bit words in host byte order."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    words = "".join(f"{word:08X}" for word in struct.unpack(f"={len(packed) // 4}I", packed))
+    return ("tcp6" if len(packed) == 16 else "tcp"), f"{words}:{port:04X}"
+
+
+def socket_owner(peer: object, local: object, proc: str = "/proc/net") -> int | None:
+    """The uid owning the client's end of a local TCP connection (the row of /proc/net/tcp{,6} whose
+    local address is `peer` and remote address `local`), or None when there is no such row."""
+    if not (isinstance(peer, tuple) and isinstance(local, tuple) and len(peer) >= 2 and len(local) >= 2):
+        return None
+    candidates = [(peer[0], local[0])]
+    for a, b in list(candidates):  # a dual-stack listener sees an IPv4 client as ::ffff:a.b.c.d
+        if a.startswith("::ffff:") and b.startswith("::ffff:"):
+            candidates.append((a[7:], b[7:]))
+    for client_host, server_host in candidates:
+        try:
+            table, client = _proc_address(client_host.split("%", 1)[0], int(peer[1]))
+            _, server = _proc_address(server_host.split("%", 1)[0], int(local[1]))
+            with open(f"{proc}/{table}") as rows:
+                for row in rows:
+                    fields = row.split()
+                    if len(fields) > 7 and fields[1] == client and fields[2] == server:
+                        return int(fields[7])
+        except (OSError, ValueError):
+            continue
+    return None

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from relay.ops.admin import AdminServer, start_admin
+from relay.ops.admin import AdminServer, socket_owner, start_admin
 from relay.ops.control import RelayControl
 from relay.ops.metrics import RelayCollector, RelayStats, build_registry, render_metrics
 
@@ -177,19 +177,91 @@ def test_slow_client_times_out():
     run(scenario())
 
 
-def test_connection_limit():
+def test_connection_limit_sheds_the_oldest_idle_connection_and_refuses_only_when_all_are_busy():
     async def scenario():
-        async with Harness(max_connections=1, request_timeout=2) as h:
+        release = asyncio.Event()
+
+        async def slow_metrics() -> None:
+            await release.wait()
+
+        async with Harness(max_connections=1, request_timeout=2, before_metrics=slow_metrics) as h:
             reader, writer = await asyncio.open_connection("127.0.0.1", h.port)  # holds the only slot
             writer.write(b"GET /healthz HTTP/1.1\r\n")
             await writer.drain()
             await asyncio.sleep(0.05)
-            assert status_of(await raw(h.port, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
-            writer.write(b"\r\n")
-            assert status_of(await reader.read()) == 200
+            assert status_of(await raw(h.port, b"GET /healthz HTTP/1.1\r\n\r\n")) == 200
+            assert await reader.read() == b""  # the idle one was shed
             writer.close()
+            # A connection being answered is never shed: the newcomer gets 503 instead.
+            busy = asyncio.ensure_future(raw(h.port, b"GET /metrics HTTP/1.1\r\n\r\n"))
+            await asyncio.sleep(0.05)
+            assert status_of(await raw(h.port, b"GET /healthz HTTP/1.1\r\n\r\n")) == 503
+            release.set()
+            assert status_of(await busy) == 200
 
     run(scenario())
+
+
+def test_8_idle_connections_cannot_starve_healthz():
+    """Issue 15 case 8: 40 idle connections made /healthz answer 503 (the limit refused newcomers),
+    which would take a healthy relay out of service. Now the oldest idle ones are shed."""
+
+    async def scenario():
+        async with Harness() as h:
+            idle = [await asyncio.open_connection("127.0.0.1", h.port) for _ in range(40)]
+            await asyncio.sleep(0.05)
+            for path in ("/healthz", "/readyz", "/metrics"):
+                started = asyncio.get_running_loop().time()
+                status = status_of(await raw(h.port, f"GET {path} HTTP/1.1\r\n\r\n".encode()))
+                assert status in (200, 503 if path == "/readyz" else 200), (path, status)
+                assert asyncio.get_running_loop().time() - started < 1.0
+            for _, writer in idle:
+                writer.close()
+
+    run(scenario())
+
+
+def test_control_endpoints_refuse_a_local_user_that_is_not_root_or_the_relay():
+    """POST /drain and /reload from a loopback client owned by another uid (nobody): 403, nothing
+    drained; root (this test) is accepted. The owner comes from the kernel's socket table."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+
+    async def scenario():
+        async with Harness() as h:
+            script = (
+                "import http.client, sys\n"
+                f"c = http.client.HTTPConnection('127.0.0.1', {h.port}, timeout=5)\n"
+                "c.request('POST', sys.argv[1]); print(c.getresponse().status)\n"
+            )
+            for path in ("/drain", "/reload"):
+                done = await asyncio.to_thread(
+                    subprocess.run, ["/usr/bin/python3", "-c", script, path], user=65534, capture_output=True,
+                    text=True, timeout=10, cwd="/",
+                )  # fmt: skip
+                assert done.stdout.strip() == "403", done.stderr
+            assert not h.control.draining
+            assert (await request(h.port, "POST", "/drain"))[0] == 202
+
+    run(scenario())
+
+
+def test_socket_owner_reads_the_kernel_socket_table():
+    import os
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            accepted, peer = server.accept()
+            with accepted:
+                assert socket_owner(peer, accepted.getsockname()) == os.getuid()
+                assert socket_owner(("127.0.0.1", 1), accepted.getsockname()) is None
+                assert socket_owner(None, None) is None
+            assert client
 
 
 def test_metrics_failure_is_a_500_and_the_server_survives():
