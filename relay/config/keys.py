@@ -190,7 +190,12 @@ KEYS: tuple[KeySpec, ...] = (
     _k("no-multicast-peers", "flag", "noop", "multicast and broadcast peers are always denied"),
     # --- quotas and lifetimes -------------------------------------------------------------------------
     _k("total-quota", "value", "supported", "maximum concurrent allocations (0 = unlimited)"),
-    _k("user-quota", "value", "supported", "maximum concurrent allocations per user (0 = unlimited)"),
+    _k(
+        "user-quota",
+        "value",
+        "supported",
+        "maximum concurrent allocations per user (default 200, sized from BBB; 0 = unlimited)",
+    ),
     _k("max-bps", "value", "supported", "bytes per second per allocation and direction (0 = unlimited)"),
     _k("bps-capacity", "value", "error", "a server-wide bandwidth cap is not supported (0 is accepted)"),
     _k("max-permissions", "value", "supported", "peer IPs per allocation (default 100)", ours=True),

@@ -83,7 +83,14 @@ class RelayConfig:
 
     # Quotas (0 = unlimited).
     total_quota: int = 0
-    user_quota: int = 0
+    # Per TURN user (the REST username's user part: one BBB participant across all of their peer
+    # connections and reloads). BBB gives each stream its own peer connection (audio, each own camera
+    # up to userCameraCap 3, each watched webcam, the screen share) and a relaying browser holds one
+    # allocation per peer connection and TURN URL (three: turn UDP, turn TCP, turns 443). A viewer on
+    # BBB's default desktop page size of 5 webcams holds (1 + 1 + 5 + 1) x 3 = 24; a moderator, whose
+    # default page size is 0 (no pagination), (1 + 3 + 60 + 1) x 3 = 195 watching 60 webcams. 200
+    # covers that and still keeps one credential to 1.2 % of a server's 16,384 relay ports.
+    user_quota: int = 200
     max_bps: int = 0  # per allocation, bytes per second, each direction
     max_permissions: int = 100  # peer IPs per allocation (508 beyond)
     # Channels per allocation (508 beyond). Browsers bind one channel per remote address they send to

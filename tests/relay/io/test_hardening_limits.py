@@ -16,8 +16,10 @@ from relay_testkit import (
     REALM,
     RunningRelay,
     Session,
+    TurnClient,
     free_port,
     loopback_config,
+    proxy_v2_header,
     request,
     rest_credentials,
     rss_bytes,
@@ -184,9 +186,9 @@ class CrowdClient:
 
 
 def run_crowd(server: tuple[str, int], count: int, spread: float, timeout: float = 8.0) -> list[CrowdClient]:
-    """`count` clients behind 127.0.0.1 start within `spread` seconds; returns them when all are done."""
-    username, password = rest_credentials("crowd")
-    clients = [CrowdClient(server, Session(username, password)) for _ in range(count)]
+    """`count` clients (each its own user) behind 127.0.0.1 start within `spread` seconds; returns them
+    when all are done."""
+    clients = [CrowdClient(server, Session(*rest_credentials(f"crowd{i}"))) for i in range(count)]
     started = 0
     begin = time.monotonic()
     try:
@@ -304,3 +306,48 @@ def test_7_a_flood_that_never_authenticates_stays_within_its_budget() -> None:
     # No state; the rest withheld (some datagrams may be lost in the kernel on this shared machine).
     assert state[0] == 0 and answers + state[1] >= 0.8 * 20_000
     assert grown < 8 * 2**20
+
+
+def test_11_a_realistic_participant_fits_the_default_user_quota() -> None:
+    """One BBB participant (one TURN username) with 30 peer connections, each allocating over the three
+    TURN URLs BBB hands out (turn UDP, turn TCP, turns 443 through the NLB's PROXY listener): 90
+    allocations, all granted by the defaults (the fleet's old 16 refused 74 of them); the same
+    credential is still stopped at the quota."""
+    from relay.config import RelayConfig
+
+    quota = RelayConfig().user_quota
+    listeners = (
+        Listener("udp", "127.0.0.1", 0),
+        Listener("tcp", "127.0.0.1", 0),
+        Listener("tcp", "127.0.0.1", 0, proxy_protocol=True, client_transport="tls"),
+    )
+    username, password = rest_credentials("w_participant")
+    clients: list[TurnClient] = []
+    with RunningRelay(defaults(listeners=listeners)) as relay:
+        udp, tcp, proxy = (s for _, s in relay.server.addresses)
+        try:
+            granted = 0
+            for i in range(30):
+                for server, kind, header in (
+                    (udp, "udp", b""),
+                    (tcp, "tcp", b""),
+                    (proxy, "tcp", proxy_v2_header(("198.51.100.40", 40000 + i), ("10.0.0.5", 3479))),
+                ):
+                    client = TurnClient(server, username, password, transport=kind, proxy_header=header)
+                    clients.append(client)
+                    granted += client.allocate().message_class == MessageClass.SUCCESS
+            assert granted == 90
+            # Keep opening under the same credential: the quota still stops it.
+            codes = []
+            while len(codes) < quota:
+                client = TurnClient(udp, username, password)
+                clients.append(client)
+                response = client.allocate()
+                codes.append(response.get(Attr.ERROR_CODE, (0,))[0])
+                if codes[-1]:
+                    break
+            held = relay.allocations
+        finally:
+            for client in clients:
+                client.close()
+    assert quota >= 90 and codes[-1] == 486 and held == quota
