@@ -181,7 +181,8 @@ class Turn:
     max_instances: int = _f(4, "TURN servers: maximum.", minimum=1, maximum=100)
     root_volume_gib: int = _f(10, "Root volume size (GiB).", minimum=8, maximum=1024)
     relay_ports: PortRange = _f(PortRange(), "UDP relay port range.")
-    user_quota: int = _f(16, "Allocations per TURN username (0 = unlimited).", minimum=0, maximum=100000)
+    # 200 as the relay's own default (relay/config/model.py has the arithmetic from BBB's peer connections).
+    user_quota: int = _f(200, "Allocations per TURN username (0 = unlimited).", minimum=0, maximum=100000)
     total_quota: int = _f(10000, "Allocations per TURN server (0 = unlimited).", minimum=0, maximum=1000000)
     max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
     allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
