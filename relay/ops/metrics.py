@@ -34,7 +34,8 @@ Metrics (all label values come from the fixed tuples below - never usernames or 
                                                      | channels (508 on ChannelBind over max_channels)
     turn_malformed_packets_total{transport} counter  udp | tcp | tls
     turn_requests_total{method,result}      counter  REQUEST_METHODS x REQUEST_RESULTS
-    turn_rate_limited_total                 counter  unauthenticated requests dropped by the 401 limiter
+    turn_rate_limited_total                 counter  unauthenticated UDP requests left unanswered: the answer
+                                                     was over 5x the request, or over the source's budget
     turn_connections{transport}             gauge    open TCP / TLS client connections
     turn_stream_closes_total{reason}        counter  STREAM_CLOSE_REASONS: connections the relay closed
     turn_draining                           gauge    1 while draining
@@ -139,7 +140,12 @@ _SPECS: tuple[_Spec, ...] = (
         ("method", "result"),
         tuple(((m, r), f"requests_{m}_{r}") for m in REQUEST_METHODS for r in REQUEST_RESULTS),
     ),
-    _one("turn_rate_limited", "counter", "Unauthenticated requests dropped by the rate limiter.", "rate_limited"),
+    _one(
+        "turn_rate_limited",
+        "counter",
+        "Unauthenticated requests left unanswered by the reflection limits (5x bound, per-address budget).",
+        "rate_limited",
+    ),
     _by(
         "turn_connections",
         "gauge",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from relay_testkit import RunningRelay, loopback_config, request, rss_bytes, wait_until
 
+import relay.server.app as server_app
 from relay.server import stream
 from relay.stun import Attr, MessageClass, Method, encode
 from relay.stun.constants import MAGIC_COOKIE_BYTES
@@ -68,15 +69,15 @@ def _flood_without_reading(sock: socket.socket, total: int, paused: Callable[[],
     return sent
 
 
-@pytest.mark.parametrize("authenticated", [False, True])
+@pytest.mark.parametrize(("authenticated", "uvloop"), [(False, False), (True, True)], ids=["asyncio", "uvloop"])
 def test_2_a_client_that_never_reads_is_paused_then_closed(
-    monkeypatch: pytest.MonkeyPatch, authenticated: bool
+    monkeypatch: pytest.MonkeyPatch, authenticated: bool, uvloop: bool
 ) -> None:
     """Pipelined requests from a client that never reads (small receive window): the old relay kept
     reading and queued every answer (+200 MB for 40 MB of requests), and never closed a client that held
     an allocation. Now reading pauses at the write high-water mark and the stalled client is closed."""
     monkeypatch.setattr(stream, "WRITE_STALL_TIMEOUT", 1.0)
-    with RunningRelay(loopback_config()) as relay:
+    with RunningRelay(loopback_config(), use_uvloop=uvloop) as relay:
         rss_before = rss_bytes()
         client = relay.client("tcp")
         if authenticated:
@@ -94,6 +95,24 @@ def test_2_a_client_that_never_reads_is_paused_then_closed(
     assert held <= bound, f"{held} bytes held for one connection after {sent} bytes of requests (bound {bound})"
     assert grown < 16 * 2**20, f"relay grew by {grown / 2**20:.1f} MB"
     assert closed == 1
+
+
+def test_2_an_authenticated_connection_whose_allocation_ended_is_closed_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The idle timeout also covers a connection that authenticated and whose allocation then ended
+    (deleted here; expiry takes the same path): closed UNALLOCATED_IDLE after the allocation, counted."""
+    monkeypatch.setattr(server_app, "UNALLOCATED_IDLE", 1.0)
+    with RunningRelay(loopback_config()) as relay, relay.client("tcp") as client:
+        assert client.allocate().message_class == MessageClass.SUCCESS
+        time.sleep(2.2)  # longer than the idle timeout: an allocation keeps the connection open
+        assert relay.call(lambda: len(relay.server.connections)) == 1
+        assert client.refresh(0).message_class == MessageClass.SUCCESS
+        ended = time.monotonic()
+        wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "idle close", 5)
+        waited = time.monotonic() - ended
+        assert relay.call(lambda: relay.stats.stream_closes_idle) == 1
+    assert 0.9 <= waited <= 3.5
 
 
 def test_5_preauth_frames_are_capped_and_buffers_freed() -> None:
