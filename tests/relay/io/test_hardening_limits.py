@@ -90,7 +90,7 @@ def worst_ratio(address: tuple[str, int], realm: str, bind: str = "127.0.0.1") -
 @pytest.mark.parametrize(
     "realm", ["a.b", INSTITUTION_REALM, "r" * MAX_REALM_LENGTH, "x" * 127], ids=["short", "38", "max", "127"]
 )
-def test_6_unauthenticated_answers_stay_within_the_bound_for_any_realm(realm: str) -> None:
+def test_6_unauthenticated_answers_stay_within_the_bound_for_any_realm(realm: str, record_property) -> None:
     """The old relay's 401 to a bare 20-byte Allocate was 4.4x with a short realm and 5.6x with a 38-
     character one; the bound held only up to 28 characters. Now no answer exceeds AMPLIFICATION_BOUND
     for any realm, IPv4 or IPv6, and realms up to MAX_REALM_LENGTH still answer Chromium's 28-byte first
@@ -99,6 +99,7 @@ def test_6_unauthenticated_answers_stay_within_the_bound_for_any_realm(realm: st
     with RunningRelay(config) as relay:
         for listener, bind in zip(relay.server.udp, ("127.0.0.1", "::1"), strict=True):
             worst, label, answered = worst_ratio(listener.local, realm, bind)
+            record_property(f"figures {bind}", f"worst {worst:.2f}x ({label}), {answered} answered")
             assert worst <= AMPLIFICATION_BOUND, f"{label}: {worst:.2f}x over {bind} with a {len(realm)}-char realm"
             assert answered >= 10
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -112,7 +113,7 @@ def test_6_unauthenticated_answers_stay_within_the_bound_for_any_realm(realm: st
 
 
 @pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn (scripts/install.sh --test-tools)")
-def test_6_coturn_worst_case_measured_the_same_way(tmp_path: Path) -> None:
+def test_6_coturn_worst_case_measured_the_same_way(tmp_path: Path, record_property) -> None:
     """The same probe against coturn with the same 38-character realm: its worst answer is larger than
     ours (SOFTWARE, reason phrases, FINGERPRINT on every answer)."""
     port = free_port()
@@ -136,9 +137,9 @@ def test_6_coturn_worst_case_measured_the_same_way(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+    record_property("figures", f"worst: coturn {coturn[0]:.2f}x ({coturn[1]}), ours {ours[0]:.2f}x ({ours[1]})")
     assert ours[0] <= AMPLIFICATION_BOUND
     assert coturn[0] > ours[0], f"coturn {coturn}, ours {ours}"
-    print(f"worst unauthenticated answer: coturn {coturn[0]:.2f}x ({coturn[1]}), ours {ours[0]:.2f}x ({ours[1]})")
 
 
 class CrowdClient:
@@ -221,7 +222,7 @@ def defaults(**overrides: object):  # the relay's own limits, not the test kit's
     )
 
 
-def test_10_a_thousand_clients_behind_one_address_all_allocate_first_time() -> None:
+def test_10_a_thousand_clients_behind_one_address_all_allocate_first_time(record_property) -> None:
     """1,000 clients on one IP address, each opening an allocation within 2 s, with the default limits:
     the old per-address limit (10/s, burst 20) dropped the first request of 442 of 500."""
     with RunningRelay(defaults()) as relay:
@@ -229,6 +230,7 @@ def test_10_a_thousand_clients_behind_one_address_all_allocate_first_time() -> N
         allocations = relay.allocations
         limited = relay.call(lambda: relay.stats.rate_limited)
     done = sum(c.done for c in clients)
+    record_property("figures", f"{done} allocated, {sum(c.retransmissions for c in clients)} retransmissions")
     retransmitted = sum(1 for c in clients if c.retransmissions)
     assert (done, allocations) == (1000, 1000)
     assert retransmitted == 0, f"{retransmitted} clients needed a retransmission ({limited} answers withheld)"
@@ -269,7 +271,7 @@ def test_7_a_forged_flood_does_not_lock_out_the_address_owner() -> None:
     assert elapsed < 5
 
 
-def test_7_a_flood_that_never_authenticates_stays_within_its_budget() -> None:
+def test_7_a_flood_that_never_authenticates_stays_within_its_budget(record_property) -> None:
     """20,000 unauthenticated Allocates from one address as fast as the socket goes: the relay answers
     at most burst + rate x elapsed of them (the rest cost one parse each), and keeps no state for them."""
     from relay.config import RelayConfig
@@ -301,6 +303,7 @@ def test_7_a_flood_that_never_authenticates_stays_within_its_budget() -> None:
         flood.close()
         grown = rss_bytes() - rss_before
         state = relay.call(lambda: (len(relay.server.core.table), relay.stats.rate_limited))
+    record_property("figures", f"{answers} answers ({reflected} B) to 20000 requests in {elapsed:.2f} s, rss +{grown}")
     assert answers <= burst + rate * elapsed + 1, f"{answers} answers in {elapsed:.1f} s"
     assert reflected <= answers * (60 + len(REALM) + 8)
     # No state; the rest withheld (some datagrams may be lost in the kernel on this shared machine).

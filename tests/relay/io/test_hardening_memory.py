@@ -26,7 +26,7 @@ def _live_allocation_objects() -> int:
     return sum(1 for o in gc.get_objects() if type(o) is Allocation)
 
 
-def test_1_deleted_allocations_leave_the_timer_heap_at_once() -> None:
+def test_1_deleted_allocations_leave_the_timer_heap_at_once(record_property: Callable[[str, object], None]) -> None:
     """Allocate (LIFETIME 3600) + Refresh(0) in a loop under user-quota=1: the old heap kept every deleted
     allocation until its original expiry (one entry and ~2.4 KB per cycle for an hour)."""
     cycles = 1500
@@ -42,6 +42,7 @@ def test_1_deleted_allocations_leave_the_timer_heap_at_once() -> None:
         retained = _live_allocation_objects() - before_objects
     assert live == 0
     bound = COMPACT_FACTOR * live + COMPACT_FLOOR
+    record_property("figures", f"heap {heap} entries, {retained} Allocation objects after {cycles} cycles")
     assert heap <= bound, f"{heap} heap entries after {cycles} deleted allocations (bound {bound})"
     assert retained <= bound, f"{retained} deleted Allocation objects still in memory"
 
@@ -71,7 +72,7 @@ def _flood_without_reading(sock: socket.socket, total: int, paused: Callable[[],
 
 @pytest.mark.parametrize(("authenticated", "uvloop"), [(False, False), (True, True)], ids=["asyncio", "uvloop"])
 def test_2_a_client_that_never_reads_is_paused_then_closed(
-    monkeypatch: pytest.MonkeyPatch, authenticated: bool, uvloop: bool
+    monkeypatch: pytest.MonkeyPatch, authenticated: bool, uvloop: bool, record_property: Callable[[str, object], None]
 ) -> None:
     """Pipelined requests from a client that never reads (small receive window): the old relay kept
     reading and queued every answer (+200 MB for 40 MB of requests), and never closed a client that held
@@ -92,6 +93,7 @@ def test_2_a_client_that_never_reads_is_paused_then_closed(
         closed = relay.call(lambda: relay.stats.stream_closes_write_stalled)
         client.close()
     bound = stream.WRITE_HIGH_WATER + 256 * 1024 + 64 * 1024  # queue + one unprocessed read + one chunk's answers
+    record_property("figures", f"held {held} B after {sent} B sent, rss +{grown / 2**20:.1f} MiB")
     assert held <= bound, f"{held} bytes held for one connection after {sent} bytes of requests (bound {bound})"
     assert grown < 16 * 2**20, f"relay grew by {grown / 2**20:.1f} MB"
     assert closed == 1
@@ -115,7 +117,7 @@ def test_2_an_authenticated_connection_whose_allocation_ended_is_closed_when_idl
     assert 0.9 <= waited <= 3.5
 
 
-def test_5_preauth_frames_are_capped_and_buffers_freed() -> None:
+def test_5_preauth_frames_are_capped_and_buffers_freed(record_property: Callable[[str, object], None]) -> None:
     """1,000 connections each holding an incomplete frame: up to 64 KB each before (+65 MB, not given
     back); now a declared length over PREAUTH_MAX_FRAME closes the connection at its header, and what
     fits is at most PREAUTH_MAX_FRAME per connection, released on close."""
@@ -145,6 +147,9 @@ def test_5_preauth_frames_are_capped_and_buffers_freed() -> None:
                 sock.close()
         wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "all closed")
         rss_after = rss_bytes() - rss_before
+    record_property(
+        "figures", f"held {held} B, rss +{rss_held / 2**20:.1f} MiB open, +{rss_after / 2**20:.1f} MiB closed"
+    )
     assert held <= count * stream.PREAUTH_MAX_FRAME, held
     assert held >= count * (fits + 19), "the frames were not held: the test did not exercise the buffers"
     assert rss_held < 12 * 2**20, f"{rss_held / 2**20:.1f} MB for {count} incomplete frames"
