@@ -68,7 +68,7 @@ def worst_ratio(address: tuple[str, int], realm: str, bind: str = "127.0.0.1") -
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((bind, 0))
-        sock.settimeout(0.25)
+        sock.settimeout(0.1)
         # A padded Allocate (SOFTWARE) learns the nonce whatever the realm's length.
         sock.sendto(
             encode(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.SOFTWARE, "p" * 120))), address
