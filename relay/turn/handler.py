@@ -217,19 +217,15 @@ class TurnCore:
     # --- Binding ---------------------------------------------------------------------------------
 
     def _binding(self, request: Message, origin: Origin, client: Address, wall: float) -> bytes | None:
+        cls = MessageClass.SUCCESS
+        attrs: list[tuple[int, Any]] = [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))]
         if request.unknown_required:
-            response = self._encode(
-                request,
-                MessageClass.ERROR,
-                [
-                    (Attr.ERROR_CODE, (ErrorCode.UNKNOWN_ATTRIBUTE, "")),
-                    (Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),
-                ],
-                None,
-            )
-        else:
-            response = self._encode(request, MessageClass.SUCCESS, [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))], None)
-        return self._reflect(response, origin, client, wall, budgeted=False)
+            cls = MessageClass.ERROR
+            attrs = [
+                (Attr.ERROR_CODE, (ErrorCode.UNKNOWN_ATTRIBUTE, "")),
+                (Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),
+            ]
+        return self._reflect(self._encode(request, cls, attrs, None), origin, client, wall, budgeted=False)
 
     # --- authentication --------------------------------------------------------------------------
 
