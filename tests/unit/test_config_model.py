@@ -57,12 +57,8 @@ def test_cdk_json_is_valid_and_uses_documented_defaults():
 
 
 def test_minimal_section_gets_defaults_for_everything_optional():
-    minimal = {
-        "deployment": {
-            "operatorEmail": "a@b.org",
-            "domain": {"hostedZoneId": "Z1ABC", "hostedZoneName": "b.org", "name": "meet.b.org"},
-        }
-    }
+    minimal = {"deployment": {"operatorEmail": "a@b.org", "domain": {
+        "hostedZoneId": "Z1ABC", "hostedZoneName": "b.org", "name": "meet.b.org"}}}
     config = load_config(minimal)
     assert config.bbb.instance_type == "c5a.2xlarge" and config.turn.min_instances == 1
 
@@ -74,10 +70,7 @@ def test_minimal_section_gets_defaults_for_everything_optional():
 def test_stage_rules(stage, nat, retention, production_like):
     config = load_config(ctx(**{"environment.stage": stage}))
     assert (config.nat_gateways, config.log_retention_days, config.is_production_like) == (
-        nat,
-        retention,
-        production_like,
-    )
+        nat, retention, production_like)
 
 
 def test_malformed_cidr_names_key_and_value():
@@ -182,12 +175,8 @@ def test_suffix_that_is_not_a_subdomain_is_outside_the_zone():
 
 
 def test_fargate_rejects_task_size():
-    msg = one_problem(
-        **{
-            "frontend.capacity": "fargate",
-            "frontend.greenlight": {"image": "bigbluebutton/greenlight:v3", "cpu": 256, "memoryMib": 4096},
-        }
-    )
+    msg = one_problem(**{"frontend.capacity": "fargate", "frontend.greenlight": {
+        "image": "bigbluebutton/greenlight:v3", "cpu": 256, "memoryMib": 4096}})
     assert "deployment.frontend.greenlight" in msg and "cpu=256, memoryMib=4096" in msg and "Fargate rejects" in msg
 
 
@@ -198,12 +187,8 @@ def test_fargate_pairs_follow_the_aws_table():
 
 
 def test_ec2_task_larger_than_instance():
-    msg = one_problem(
-        **{
-            "frontend.instanceType": "t3a.medium",
-            "frontend.greenlight": {"image": "bigbluebutton/greenlight:v3", "cpu": 512, "memoryMib": 4000},
-        }
-    )
+    msg = one_problem(**{"frontend.instanceType": "t3a.medium", "frontend.greenlight": {
+        "image": "bigbluebutton/greenlight:v3", "cpu": 512, "memoryMib": 4000}})
     assert "deployment.frontend.greenlight" in msg and "t3a.medium" in msg and "never place it" in msg
 
 
@@ -276,10 +261,7 @@ def test_every_problem_is_reported_at_once():
     found = problems(**{"environment.stage": "qa", "operatorEmail": "x", "bbb.rootVolumeGib": 1})
     assert len(found) == 3
     assert {p.split(":")[0] for p in found} == {
-        "deployment.environment.stage",
-        "deployment.operatorEmail",
-        "deployment.bbb.rootVolumeGib",
-    }
+        "deployment.environment.stage", "deployment.operatorEmail", "deployment.bbb.rootVolumeGib"}
 
 
 def test_command_line_overrides_apply_to_single_values():
@@ -330,15 +312,7 @@ def test_fleet_user_quota_default_is_the_relays():
     """One number sized once (relay/config/model.py has BBB's arithmetic): the fleet's default
     turn.userQuota and cdk.json's value are the relay's own default (issue 15 case 11)."""
     from relay.config import RelayConfig
-    from stacks.config import Turn
+    from settings.model import Turn
 
-    cdk = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())
-    turn = next(v for k, v in _walk(cdk) if k == "turn" and isinstance(v, dict) and "userQuota" in v)
+    turn = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["deployment"]["turn"]
     assert Turn().user_quota == RelayConfig().user_quota == turn["userQuota"] >= 90
-
-
-def _walk(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield key, value
-            yield from _walk(value)
