@@ -10,6 +10,10 @@ import re
 import contract
 from settings.model import CONTEXT_KEY, Config, PortRange
 
+# The relay refuses a longer realm (relay.config.model.MAX_REALM_LENGTH: its 5x reflection bound on the 401
+# to a browser's 28-byte first Allocate); the fleet's realm is turn.<domain>. tests/unit keeps them equal.
+TURN_REALM_MAX = 80
+
 
 def check_relations(c: Config, problems: list[str]) -> None:
     """Rules that involve several keys; each message names the keys involved."""
@@ -21,6 +25,11 @@ def check_relations(c: Config, problems: list[str]) -> None:
         problems.append(f"{p}.domain.name: '{dom.name}' is not inside the hosted zone "
                         f"'{dom.hosted_zone_name}' ({p}.domain.hostedZoneName); use a name that ends with "
                         f"'.{dom.hosted_zone_name}'")
+    realm = contract.TURN_POOL_PREFIX + dom.name
+    if len(realm) > TURN_REALM_MAX:
+        problems.append(f"{p}.domain.name: '{dom.name}' makes the TURN realm '{realm}' {len(realm)} characters long; "
+                        f"the relay accepts at most {TURN_REALM_MAX}; use a domain of at most "
+                        f"{TURN_REALM_MAX - len(contract.TURN_POOL_PREFIX)} characters")
 
     # Availability zones.
     azs = net.availability_zones

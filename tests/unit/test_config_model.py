@@ -316,3 +316,18 @@ def test_fleet_user_quota_default_is_the_relays():
 
     turn = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["deployment"]["turn"]
     assert Turn().user_quota == RelayConfig().user_quota == turn["userQuota"] >= 90
+
+
+def test_domain_too_long_for_the_turn_realm():
+    """The fleet's realm is turn.<domain>; the relay refuses realms over its MAX_REALM_LENGTH (issue 15
+    case 6), so synth refuses the domain first, and the two limits are the same number."""
+    from relay.config.model import MAX_REALM_LENGTH
+    from settings.rules import TURN_REALM_MAX
+
+    assert TURN_REALM_MAX == MAX_REALM_LENGTH
+    labels = TURN_REALM_MAX - len("turn.") - len(".b.org") + 1  # characters in front of .b.org: one too many
+    name = ("m" * 35 + "." + "n" * (labels - 36)) + ".b.org"
+    msg = one_problem(**{"domain.name": name, "domain.hostedZoneName": "b.org"})
+    assert msg.startswith("deployment.domain.name:") and "at most 80" in msg and "use a domain of at most 75" in msg
+    assert len("turn." + name) == 81
+    assert load_config(ctx(**{"domain.name": name[1:], "domain.hostedZoneName": "b.org"}))
