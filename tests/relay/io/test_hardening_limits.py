@@ -4,6 +4,7 @@ limits on it turn away neither a crowd behind one NAT address nor the owner of a
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import socket
 import subprocess
@@ -174,13 +175,15 @@ class CrowdClient:
         else:
             raise AssertionError(f"unexpected answer {answer}")
 
-    def poll(self, now: float) -> None:
+    def receive(self) -> None:
         while True:
             try:
                 data = self.sock.recv(4096)
             except BlockingIOError:
                 break
             self.on_answer(decode(data))
+
+    def check_timer(self, now: float) -> None:
         if not self.done and self.wire and now - self.sent_at > 0.5:
             self.retransmissions += 1
             self.send(self.wire)
@@ -190,21 +193,27 @@ def run_crowd(server: tuple[str, int], count: int, spread: float, timeout: float
     """`count` clients (each its own user) behind 127.0.0.1 start within `spread` seconds; returns them
     when all are done."""
     clients = [CrowdClient(server, Session(*rest_credentials(f"crowd{i}"))) for i in range(count)]
+    selector = selectors.DefaultSelector()  # only ready sockets are read: the client side stays cheap
+    for client in clients:
+        selector.register(client.sock, selectors.EVENT_READ, client)
     started = 0
-    begin = time.monotonic()
+    begin = last_timers = time.monotonic()
     try:
         while time.monotonic() - begin < timeout:
             now = time.monotonic()
             while started < count and now - begin >= spread * started / count:
                 clients[started].start()
                 started += 1
-            for client in clients[:started]:
-                if not client.done:
-                    client.poll(now)
+            for key, _ in selector.select(0.002):
+                key.data.receive()
+            if now - last_timers > 0.05:
+                last_timers = now
+                for client in clients[:started]:
+                    client.check_timer(now)
             if started == count and all(c.done for c in clients):
                 break
-            time.sleep(0.001)
     finally:
+        selector.close()
         for client in clients:
             client.sock.close()
     return clients
@@ -230,6 +239,7 @@ def test_10_a_thousand_clients_behind_one_address_all_allocate_first_time(record
         allocations = relay.allocations
         limited = relay.call(lambda: relay.stats.rate_limited)
     done = sum(c.done for c in clients)
+    assert limited == 0, f"{limited} answers withheld by the limits"
     record_property("figures", f"{done} allocated, {sum(c.retransmissions for c in clients)} retransmissions")
     retransmitted = sum(1 for c in clients if c.retransmissions)
     assert (done, allocations) == (1000, 1000)
