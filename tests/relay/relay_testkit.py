@@ -574,3 +574,18 @@ def proxy_v2_header(source: Address, destination: Address) -> bytes:
         socket.inet_aton(source[0]) + socket.inet_aton(destination[0]) + struct.pack("!HH", source[1], destination[1])
     )
     return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses)) + addresses
+
+
+def make_cert(directory: Any, name: str, key_type: str = "ec", host: str = "relay.test") -> tuple[str, str]:
+    """A throw-away self-signed certificate for `host` and 127.0.0.1 (the openssl CLI): (cert, key) paths."""
+    import subprocess
+
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    newkey = ["-newkey", "rsa:2048"] if key_type == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    subprocess.run(
+        ["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host},IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import gc
 import socket
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from relay_testkit import RunningRelay, loopback_config, request, rss_bytes, wait_until
+from relay_testkit import RunningRelay, loopback_config, make_cert, request, rss_bytes, wait_until
 
 import relay.server.app as server_app
 from relay.server import stream
@@ -63,7 +65,7 @@ def _flood_without_reading(sock: socket.socket, total: int, paused: Callable[[],
         try:
             sent += sock.send(chunk)
             last_progress = time.monotonic()
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError):
             time.sleep(0.01)
             if time.monotonic() - last_progress > 0.5 and paused():
                 break
@@ -96,6 +98,31 @@ def test_2_a_client_that_never_reads_is_paused_then_closed(
     record_property("figures", f"held {held} B after {sent} B sent, rss +{grown / 2**20:.1f} MiB")
     assert held <= bound, f"{held} bytes held for one connection after {sent} bytes of requests (bound {bound})"
     assert grown < 16 * 2**20, f"relay grew by {grown / 2**20:.1f} MB"
+    assert closed == 1
+
+
+def test_2_the_same_over_tls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A TLS client pipelining requests without reading: the TLS transport pauses the same way."""
+    from relay.config import Listener
+    from relay.policy.tls import ServerTls
+
+    monkeypatch.setattr(stream, "WRITE_STALL_TIMEOUT", 1.0)
+    cert, key = make_cert(tmp_path, "relay")
+    config = loopback_config(listeners=(Listener("tls", "127.0.0.1", 0),), cert_file=cert, key_file=key)
+    with RunningRelay(config, tls=ServerTls(cert, key)) as relay:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(relay.address("tls"))
+        context = ssl.create_default_context(cafile=cert)
+        client = context.wrap_socket(raw, server_hostname="relay.test")
+        sent = _flood_without_reading(
+            client, 24_000_000, lambda: relay.call(lambda: all(c._paused for c in relay.server.connections))
+        )
+        held = relay.call(lambda: sum(c.buffered for c in relay.server.connections))
+        wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "the stalled client closed", 5)
+        closed = relay.call(lambda: relay.stats.stream_closes_write_stalled)
+        client.close()
+    assert held <= stream.WRITE_HIGH_WATER + 256 * 1024 + 64 * 1024, f"{held} bytes held after {sent} bytes sent"
     assert closed == 1
 
 

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from relay_testkit import make_cert
 
 from relay.policy.tls import (
     DEFAULT_TLS12_CIPHERS,
@@ -22,33 +23,6 @@ from relay.policy.tls import (
 )
 
 HOST = "relay.test"
-
-
-def make_cert(directory: Path, name: str, key_type: str = "ec") -> tuple[str, str]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    newkey = ["-newkey", "rsa:2048"] if key_type == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            *newkey,
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={HOST}",
-            "-addext",
-            f"subjectAltName=DNS:{HOST},IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
 
 
 def der(cert_file: str) -> bytes:
