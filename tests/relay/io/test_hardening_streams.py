@@ -47,9 +47,10 @@ def test_9_connection_reset_before_accept_is_closed_quietly(
         gauge = relay.call(lambda: relay.stats.connections_tcp)
         resets = relay.call(lambda: relay.stats.stream_closes_reset)
         open_connections = relay.call(lambda: len(relay.server.connections))
+        indexes = relay.call(lambda: len(relay.server.core.table.by_origin))  # per-connection indexes dropped
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
-    assert (gauge, open_connections) == (0, 0)
+    assert (gauge, open_connections, indexes) == (0, 0, 0)
     assert resets == count
     assert sum("reset before it was accepted" in r.getMessage() for r in caplog.records) == count
 
