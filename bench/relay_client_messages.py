@@ -34,6 +34,7 @@ class Recorder:
 
     def __init__(self, relay: RunningRelay) -> None:
         self.seen: list[tuple[str, int, bool, int]] = []  # (transport, method, signed, size)
+        self.channels: dict[tuple[object, object], set[int]] = {}  # channel numbers bound per client
         core = relay.server.core
         original = core.handle
 
@@ -41,6 +42,8 @@ class Recorder:
             try:
                 message = decode(data)
                 self.seen.append((origin.transport, message.method, message.get(Attr.USERNAME) is not None, len(data)))
+                if message.method == 0x009 and message.get(Attr.CHANNEL_NUMBER) is not None:
+                    self.channels.setdefault((origin.key, client), set()).add(message.get(Attr.CHANNEL_NUMBER))
             except Exception:
                 pass
             return original(data, origin, client, now, wall)
@@ -48,7 +51,7 @@ class Recorder:
         core.handle = handle  # type: ignore[method-assign]
 
 
-def summary(name: str, seen: list[tuple[str, int, bool, int]]) -> None:
+def summary(name: str, seen: list[tuple[str, int, bool, int]], channels: dict | None = None) -> None:
     allocates = [s for s in seen if s[1] == 0x003]
     first = [size for _, _, signed, size in allocates if not signed]
     signed = [size for _, _, signed, size in allocates if signed]
@@ -56,6 +59,7 @@ def summary(name: str, seen: list[tuple[str, int, bool, int]]) -> None:
     print(
         f"{name:28s} first Allocate {min(first, default=0):4d}-{max(first, default=0):4d} B   "
         f"signed Allocate {min(signed, default=0):4d}-{max(signed, default=0):4d} B   largest request {largest:4d} B"
+        f"   channels per allocation {max((len(c) for c in (channels or {}).values()), default=0)}"
     )
 
 
@@ -70,7 +74,7 @@ def chromium(transport: str) -> None:
             "timeoutMs": 20000, "messages": 5, "executablePath": "/usr/bin/chromium", "extraArgs": [],
         }  # fmt: skip
         subprocess.run(["node", str(DRIVER), json.dumps(options)], capture_output=True, timeout=90, cwd=ROOT)
-        summary(f"chromium {transport}", recorder.seen)
+        summary(f"chromium {transport}", recorder.seen, recorder.channels)
 
 
 def uclient(transport: str) -> None:
@@ -87,7 +91,7 @@ def uclient(transport: str) -> None:
                  "-p", str(relay.address(transport)[1]), "-m", "2", "-n", "5", *args, "127.0.0.1"],
                 capture_output=True, timeout=60,
             )  # fmt: skip
-            summary(f"turnutils_uclient {transport}", recorder.seen)
+            summary(f"turnutils_uclient {transport}", recorder.seen, recorder.channels)
     finally:
         peer.terminate()
         peer.wait(5)
@@ -107,7 +111,7 @@ def aioice_client(transport: str) -> None:
             turn.close()
 
         asyncio.run(run())
-        summary(f"aioice {transport}", recorder.seen)
+        summary(f"aioice {transport}", recorder.seen, recorder.channels)
 
 
 def main() -> None:

@@ -93,10 +93,11 @@ class RelayConfig:
     user_quota: int = 200
     max_bps: int = 0  # per allocation, bytes per second, each direction
     max_permissions: int = 100  # peer IPs per allocation (508 beyond)
-    # Channels per allocation (508 beyond). Browsers bind one channel per remote address they send to
-    # through the relay (libwebrtc's TurnEntry, Firefox's nICEr alike): for BBB a media server's 1-4
-    # ICE candidates, so 100 is never reached, and one allocation's channel state stays under ~60 KB
-    # (live channels plus the RFC 8656 five-minute cool-down of expired ones).
+    # Channels per allocation (508 beyond). Chromium binds one channel per remote address it sends to
+    # through the relay (libwebrtc's TurnEntry): for BBB a media server's 1-4 ICE candidates (the
+    # bench/relay_client_messages.py sees 1 for Chromium, 2 for uclient), so 100 is never reached, and
+    # one allocation's channel state stays under ~60 KB (live channels plus the RFC 8656 five-minute
+    # cool-down of expired ones).
     max_channels: int = 100
     # RFC 8656 channels are 0x4000-0x4FFF; RFC 5766 clients (coturn <= 4.6 turnutils_uclient, pjnath)
     # pick up to 0x7FFF. Browsers count up from 0x4000, so the strict range is the default.
