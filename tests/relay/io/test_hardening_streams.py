@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -38,10 +39,18 @@ def test_9_connection_reset_before_accept_is_closed_quietly(
     caplog.set_level(logging.DEBUG)
     with RunningRelay(config, use_uvloop=True) as relay:
         address = relay.address("tcp")
-        relay.loop.call_soon_threadsafe(time.sleep, 0.5)  # the relay cannot accept meanwhile
+        entered, release = threading.Event(), threading.Event()
+
+        def hold() -> None:  # the relay's loop cannot accept until released
+            entered.set()
+            release.wait(10)
+
+        relay.loop.call_soon_threadsafe(hold)
+        assert entered.wait(5)
         for _ in range(count):
             _reset_connection(address)
-        time.sleep(0.6)
+        time.sleep(0.1)  # every RST has reached the kernel's accept queue
+        release.set()
         relay.call(lambda: None)  # the accepts have run
         time.sleep(0.1)
         gauge = relay.call(lambda: relay.stats.connections_tcp)
