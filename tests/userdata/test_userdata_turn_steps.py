@@ -125,7 +125,8 @@ def test_relay_conf_in_coturn_syntax(shell) -> None:
     lines = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
     assert lines == [
         "realm=turn.bbb.example.com", "listening-ip=10.1.0.23", "listening-port=3478", "tcp-proxy-port=3479",
-        "tcp-proxy-transport=tls", "relay-ip=10.1.0.23", "external-ip=203.0.113.10", "min-port=49152", "max-port=65535", "use-auth-secret",
+        "tcp-proxy-transport=tls", "relay-ip=10.1.0.23", "external-ip=203.0.113.10", "min-port=49152",
+        "max-port=65535", "use-auth-secret",
         "auth-secret-file=/etc/bbb-turn-relay/secret", "nonce-secret-file=/etc/bbb-turn-relay/nonce-secret",
         "denied-peer-ip=0.0.0.0-255.255.255.255", "denied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         "allowed-peers-file=/etc/bbb-turn-relay/allowed-peers.conf", "total-quota=10000", "user-quota=16",
