@@ -9,10 +9,19 @@ from aioice import stun
 
 from bbb_on_aws.checks import Failure
 
+# RFC 8489/8656's reason phrases, for servers that send none (our relay omits it before authentication, to keep
+# its answers to unauthenticated requests small).
+REASONS = {
+    300: "Try Alternate", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 420: "Unknown Attribute",
+    437: "Allocation Mismatch", 438: "Stale Nonce", 440: "Address Family not Supported", 441: "Wrong Credentials",
+    442: "Unsupported Transport Protocol", 443: "Peer Address Family Mismatch", 486: "Allocation Quota Reached",
+    500: "Server Error", 508: "Insufficient Capacity",
+}
+
 
 def turn_failure(error: stun.TransactionFailed, step: str) -> Failure:
     code, reason = error.response.attributes.get("ERROR-CODE", (0, "no error code"))
-    seen = f"{step}: {code} {reason}"
+    seen = f"{step}: {code} {reason.strip() or REASONS.get(code, 'no reason phrase')}"
     if code in (401, 441) and step == "Allocate":
         return Failure(
             seen,
