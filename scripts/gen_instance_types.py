@@ -5,7 +5,8 @@ The list comes from the EC2 service model shipped with botocore (the `InstanceTy
 credentials or network and changes only when botocore's pin does: run this script after bumping botocore
 (`--check` fails when the committed file is stale). Architecture is derived from the family name, because the
 service model does not carry it: Graviton families have a `g` right after the generation digit (c7g, c7gn,
-m6gd, t4g, r8gb, is4gen) plus `a1`; `mac*` is marked `mac` (dedicated hosts only); everything else is x86_64.
+m6gd, t4g, r8gb, is4gen) plus `a1`, and the NVIDIA Grace families carry `-gb<digits>` (p6e-gb200); `mac*` is
+marked `mac` (dedicated hosts only); everything else is x86_64.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import botocore.session
 
 OUTPUT = Path(__file__).resolve().parent.parent / "settings" / "instance_types.json"
 _GRAVITON = re.compile(r"^[a-z]+\d+g[a-z]*$")
+_GRACE = re.compile(r"-gb\d+$")  # NVIDIA Grace Blackwell superchips: an arm64 host CPU
 
 
 def architecture(instance_type: str) -> str:
     family = instance_type.split(".", 1)[0]
     if family.startswith("mac"):
         return "mac"
-    if family == "a1" or _GRAVITON.match(family):
+    if family == "a1" or _GRAVITON.match(family) or _GRACE.search(family):
         return "arm64"
     return "x86_64"
 
