@@ -27,7 +27,8 @@ SNAPSHOTS = ROOT / "tests" / "infra" / "__snapshots__" / "test_quality_gates"
 # Every key that holds an EC2 instance type, with the hosts it launches as the message names them.
 HOST_KEYS = {
     "frontend.instanceType": "the ECS container instances run the x86_64 ECS-optimized Amazon Linux 2023 image",
-    "bbb.instanceType": "the BBB servers (and the single host) run the amd64 Ubuntu 22.04 image and BBB, which is built for amd64 only",
+    "bbb.instanceType": "the BBB servers (and the single host) run the amd64 Ubuntu 22.04 image and BBB, which is "
+    "built for amd64 only",
     "turn.instanceType": "the TURN hosts run the amd64 Ubuntu 22.04 image",
     "clusterProxy.instanceType": "the cluster proxy hosts run the amd64 Ubuntu 22.04 image",
 }
@@ -78,7 +79,10 @@ def test_check_fails_on_a_stale_catalogue(tmp_path, monkeypatch, capsys):
     stale.write_text(json.dumps({**kept, "generated": "2000-01-01"}))
     assert generator.main(["--check"]) == 0  # the date alone does not make it stale
 
-    for broken in ({k: v for k, v in kept["types"].items() if k != "c5a.2xlarge"}, {**kept["types"], "t4g.small": "x86_64"}):
+    for broken in (
+        {k: v for k, v in kept["types"].items() if k != "c5a.2xlarge"},
+        {**kept["types"], "t4g.small": "x86_64"},
+    ):
         stale.write_text(json.dumps({**kept, "types": broken}))
         assert generator.main(["--check"]) == 1
         assert "is stale for botocore" in capsys.readouterr().err
@@ -189,24 +193,39 @@ def test_the_single_host_is_checked_too():
 @pytest.mark.parametrize(
     "changes",
     [
-        {"frontend.instanceType": "m6i.large", "bbb.instanceType": "m7i.2xlarge", "turn.instanceType": "c6i.large",
-         "clusterProxy.instanceType": "t3a.small"},
+        {
+            "frontend.instanceType": "m6i.large",
+            "bbb.instanceType": "m7i.2xlarge",
+            "turn.instanceType": "c6i.large",
+            "clusterProxy.instanceType": "t3a.small",
+        },
         {"bbb.instanceType": "c7a.4xlarge", "turn.instanceType": "c5n.large", "frontend.instanceType": "m5.xlarge"},
     ],
 )
 def test_valid_x86_types_pass(changes):
     config = loads(**changes)
-    read = {"frontend.instanceType": config.frontend.instance_type, "bbb.instanceType": config.bbb.instance_type,
-            "turn.instanceType": config.turn.instance_type,
-            "clusterProxy.instanceType": config.cluster_proxy.instance_type}
+    read = {
+        "frontend.instanceType": config.frontend.instance_type,
+        "bbb.instanceType": config.bbb.instance_type,
+        "turn.instanceType": config.turn.instance_type,
+        "clusterProxy.instanceType": config.cluster_proxy.instance_type,
+    }
     assert {key: read[key] for key in changes} == changes
 
 
 def test_every_problem_is_reported_at_once():
-    found = problems(**{"bbb.instanceType": "c5a.2xlarg", "turn.instanceType": "t4g.small",
-                        "frontend.instanceType": "c7gd.large", "operatorEmail": "nobody"})
+    found = problems(
+        **{
+            "bbb.instanceType": "c5a.2xlarg",
+            "turn.instanceType": "t4g.small",
+            "frontend.instanceType": "c7gd.large",
+            "operatorEmail": "nobody",
+        }
+    )
     assert [p.split(":")[0] for p in found] == [
-        "deployment.operatorEmail", "deployment.frontend.instanceType", "deployment.bbb.instanceType",
+        "deployment.operatorEmail",
+        "deployment.frontend.instanceType",
+        "deployment.bbb.instanceType",
         "deployment.turn.instanceType",
     ]
 
@@ -214,12 +233,24 @@ def test_every_problem_is_reported_at_once():
 @pytest.mark.parametrize(
     ("key", "value", "what", "nearest"),
     [
-        ("database.instanceClass", "db.t4g.mediun", "a DB instance class ('db.' + an EC2 type)",
-         "db.t4g.medium, db.t3.medium, db.t2.medium"),
-        ("database.instanceClass", "db.r7g.larg", "a DB instance class ('db.' + an EC2 type)",
-         "db.r7g.large, db.r7gd.large, db.r7g.xlarge"),
-        ("cache.nodeType", "cache.t4g.mikro", "an ElastiCache node type ('cache.' + an EC2 type)",
-         "cache.t4g.micro, cache.t3.micro, cache.t2.micro"),
+        (
+            "database.instanceClass",
+            "db.t4g.mediun",
+            "a DB instance class ('db.' + an EC2 type)",
+            "db.t4g.medium, db.t3.medium, db.t2.medium",
+        ),
+        (
+            "database.instanceClass",
+            "db.r7g.larg",
+            "a DB instance class ('db.' + an EC2 type)",
+            "db.r7g.large, db.r7gd.large, db.r7g.xlarge",
+        ),
+        (
+            "cache.nodeType",
+            "cache.t4g.mikro",
+            "an ElastiCache node type ('cache.' + an EC2 type)",
+            "cache.t4g.micro, cache.t3.micro, cache.t2.micro",
+        ),
     ],
 )
 def test_db_and_cache_class_typos_name_the_nearest_classes(key, value, what, nearest):
@@ -233,8 +264,13 @@ def test_db_and_cache_class_typos_name_the_nearest_classes(key, value, what, nea
 
 def test_db_and_cache_classes_may_be_graviton():
     """RDS and ElastiCache run their own images: arm64 classes are as good as x86_64 ones."""
-    config = loads(**{"database.capacity": "provisioned", "database.instanceClass": "db.r7g.large",
-                      "cache.nodeType": "cache.r7g.large"})
+    config = loads(
+        **{
+            "database.capacity": "provisioned",
+            "database.instanceClass": "db.r7g.large",
+            "cache.nodeType": "cache.r7g.large",
+        }
+    )
     assert (config.database.instance_class, config.cache.node_type) == ("db.r7g.large", "cache.r7g.large")
 
 
@@ -249,8 +285,10 @@ def test_a_class_without_its_prefix_gets_one_message():
 # The images the model's host descriptions name, by the public SSM parameter each launch template reads.
 X86_IMAGES = {
     fleet_host.UBUNTU_2204_AMI_PARAMETER: "the amd64 Ubuntu 22.04 image",
-    "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id":
-        "the x86_64 ECS-optimized Amazon Linux 2023 image",
+    # Amazon Linux 2023's x86_64 build (the arm64 one is .../amazon-linux-2023/arm64/recommended/image_id).
+    "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id": (
+        "the x86_64 ECS-optimized Amazon Linux 2023 image"
+    ),
 }
 
 
