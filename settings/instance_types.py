@@ -1,6 +1,7 @@
 """The EC2 instance-type catalogue (settings/instance_types.json, generated from the pinned botocore by
 scripts/gen_instance_types.py): is a type real, which architecture is it, and which real types is a typo
-closest to, or which types of another architecture match it. The configuration's validation
+closest to, or which types of another architecture match it; also the Aurora PostgreSQL instance classes and
+ElastiCache node types (from the pinned cfn-lint: botocore's models list none). The configuration's validation
 (settings/loading.py) reads it here; the operator command's cost estimate prices only configurations that
 passed that validation."""
 
@@ -82,12 +83,30 @@ def _split(family: str) -> tuple[str, str, str]:
     return match.groups() if match else (family, "", "")  # type: ignore[return-value]
 
 
-def unknown(instance_type: str, prefix: str = "") -> str:
+def unknown(instance_type: str) -> str:
     """Why a type is refused, to follow the value in a message: the catalogue's botocore and the nearest real
-    types (with `prefix` put back, for RDS and ElastiCache classes checked by their EC2 type)."""
-    close = [prefix + name for name in nearest(instance_type)]
+    types."""
+    close = nearest(instance_type)
     hint = f"did you mean {', '.join(close)}?" if close else "see settings/instance_types.json for the list"
     return f"is not an EC2 instance type (botocore {_catalogue()['botocore']}'s EC2 model); {hint}"
+
+
+# Lists of classes other services offer, by the catalogue's key, as an operator names them.
+SERVICE_CLASSES = {
+    "auroraPostgresqlClasses": "an Aurora PostgreSQL instance class",
+    "cacheNodeTypes": "an ElastiCache node type",
+}
+
+
+def unknown_class(name: str, kind: str) -> str | None:
+    """None if `name` is in the catalogue's list `kind` (a SERVICE_CLASSES key), else why it is refused with
+    the nearest listed classes. The lists come from the pinned cfn-lint (any region), not from botocore."""
+    listed = _catalogue()[kind]
+    if name in listed:
+        return None
+    close = difflib.get_close_matches(name, listed, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else f"see {kind} in settings/instance_types.json"
+    return f"is not {SERVICE_CLASSES[kind]} (cfn-lint {_catalogue()['cfnLint']}'s list, any region); {hint}"
 
 
 def check(instance_type: str) -> str:

@@ -143,7 +143,7 @@ def _check_value(meta: Mapping[str, Any], value: Any, path: str, problems: list[
         ("dns", lambda v: None if _DNS.match(v) else "must be a lowercase DNS name such as bbb.example.com"),
         ("email", lambda v: None if _EMAIL.match(v) else "must be an e-mail address such as ops@example.com"),
         ("instance_type", lambda v: _instance_type_problem(v, meta["instance_type"], default)),
-        ("ec2_class", lambda v: _ec2_class_problem(v, *meta["ec2_class"])),
+        ("service_class", lambda v: _class_problem(v, meta)),
         ("cidr", lambda v: _cidr_problem(v)),
         ("minimum", lambda v: None if v >= meta["minimum"] else f"must be at least {meta['minimum']}"),
         ("maximum", lambda v: None if v <= meta["maximum"] else f"must be at most {meta['maximum']}"),
@@ -171,14 +171,11 @@ def _instance_type_problem(value: str, hosts: Hosts, default: str) -> str | None
             f"use an {hosts.architecture} type such as {', '.join(such)}")
 
 
-def _ec2_class_problem(value: str, prefix: str, what: str) -> str | None:
-    """RDS and ElastiCache classes are EC2 types behind a prefix (db.r7g.large, cache.t4g.micro). botocore's RDS
-    and ElastiCache models list none (DBInstanceClass and CacheNodeType are free strings), so a class is checked
-    against the EC2 catalogue: this catches a typo, not a class the engine or region does not offer."""
-    base = value.removeprefix(prefix)
-    if not value.startswith(prefix) or instance_types.known(base):
-        return None  # a missing prefix is the pattern check's message
-    return f"is not {what} ('{prefix}' + an EC2 type): '{base}' {instance_types.unknown(base, prefix)}"
+def _class_problem(value: str, meta: Mapping[str, Any]) -> str | None:
+    """An Aurora or ElastiCache class from the catalogue's lists (the pattern check reports a malformed one)."""
+    if not re.match(meta["pattern"][0], value):
+        return None
+    return instance_types.unknown_class(value, meta["service_class"])
 
 
 def _cidr_problem(value: str) -> str | None:

@@ -104,7 +104,7 @@ class Database:
     capacity: Literal["serverless", "provisioned"] = _f("serverless", "Aurora Serverless v2 or provisioned instances.")
     instance_class: str = _f("db.t4g.medium", "Instance class when capacity is provisioned.",
                              pattern=(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a DB instance class such as db.t4g.medium"),
-                             ec2_class=("db.", "a DB instance class"))
+                             service_class="auroraPostgresqlClasses")
     serverless_min_acu: float = _f(0.5, "Serverless v2 minimum capacity (ACU, 0 to 256 in steps of 0.5).")
     serverless_max_acu: float = _f(4.0, "Serverless v2 maximum capacity (ACU, 1 to 256 in steps of 0.5).")
 
@@ -115,7 +115,7 @@ class Cache:
     engine_version: str = _f("8.0", "Engine version.", pattern=(r"^\d+\.\d+$", "major.minor, e.g. 8.0"))
     node_type: str = _f("cache.t4g.micro", "Cache node type.",
                         pattern=(r"^cache\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a cache node type such as cache.t4g.micro"),
-                        ec2_class=("cache.", "an ElastiCache node type"))
+                        service_class="cacheNodeTypes")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Instance types: the catalogue (settings/instance_types.json, generated from the pinned botocore) and the
+"""Instance types: the catalogue (settings/instance_types.json, generated from the pinned botocore and cfn-lint) and the
 configuration's checks against it. A typo or a type the hosts' image cannot boot fails loading, naming the key,
 the value and real types to use instead, together with every other problem."""
 
@@ -9,6 +9,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def loads(**changes: Any) -> Any:
 # -- the catalogue ------------------------------------------------------------------------------------------
 
 
-def test_catalogue_is_current_for_the_pinned_botocore():
+def test_catalogue_is_current_for_the_pinned_botocore_and_cfn_lint():
     result = subprocess.run(
         [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60, check=False
     )
@@ -80,10 +81,12 @@ def test_check_fails_on_a_stale_catalogue(tmp_path, monkeypatch, capsys):
     assert generator.main(["--check"]) == 0  # the date alone does not make it stale
 
     for broken in (
-        {k: v for k, v in kept["types"].items() if k != "c5a.2xlarge"},
-        {**kept["types"], "t4g.small": "x86_64"},
+        {"types": {k: v for k, v in kept["types"].items() if k != "c5a.2xlarge"}},
+        {"types": {**kept["types"], "t4g.small": "x86_64"}},
+        {"auroraPostgresqlClasses": kept["auroraPostgresqlClasses"][1:]},
+        {"cacheNodeTypes": [*kept["cacheNodeTypes"], "cache.t4g.huge"]},
     ):
-        stale.write_text(json.dumps({**kept, "types": broken}))
+        stale.write_text(json.dumps({**kept, **broken}))
         assert generator.main(["--check"]) == 1
         assert "is stale for botocore" in capsys.readouterr().err
 
@@ -143,9 +146,17 @@ def test_every_priced_type_is_in_the_catalogue():
         for name in table["ec2"]:
             assert instance_types.known(name), (region, name)
         for name in table["auroraInstance"]:
-            assert instance_types.known(name.removeprefix("db.")), (region, name)
+            assert instance_types.unknown_class(name, "auroraPostgresqlClasses") is None, (region, name)
         for name in table["elasticacheRedis"]:
-            assert instance_types.known(name.removeprefix("cache.")), (region, name)
+            assert instance_types.unknown_class(name, "cacheNodeTypes") is None, (region, name)
+
+
+def test_service_classes_come_from_cfn_lint_not_from_ec2():
+    """RDS has classes EC2 lacks (db.x2g; EC2 has only x2gd) and Aurora lacks classes RDS has (db.m5)."""
+    assert instance_types.unknown_class("db.x2g.large", "auroraPostgresqlClasses") is None
+    assert not instance_types.known("x2g.large")
+    assert instance_types.unknown_class("db.m5.large", "auroraPostgresqlClasses")
+    assert instance_types.unknown_class("db.serverless", "auroraPostgresqlClasses")  # that is database.capacity
 
 
 # -- the configuration's checks -----------------------------------------------------------------------------
@@ -236,47 +247,48 @@ def test_every_problem_is_reported_at_once():
         (
             "database.instanceClass",
             "db.t4g.mediun",
-            "a DB instance class ('db.' + an EC2 type)",
-            "db.t4g.medium, db.t3.medium, db.t2.medium",
+            "an Aurora PostgreSQL instance class",
+            "db.t4g.medium, db.t3.medium, db.t4g.large",
         ),
         (
             "database.instanceClass",
-            "db.r7g.larg",
-            "a DB instance class ('db.' + an EC2 type)",
-            "db.r7g.large, db.r7gd.large, db.r7g.xlarge",
+            "db.m5.large",
+            "an Aurora PostgreSQL instance class",
+            "db.r5.large, db.r5.xlarge, db.r5.8xlarge",
         ),
         (
             "cache.nodeType",
             "cache.t4g.mikro",
-            "an ElastiCache node type ('cache.' + an EC2 type)",
+            "an ElastiCache node type",
             "cache.t4g.micro, cache.t3.micro, cache.t2.micro",
         ),
     ],
 )
-def test_db_and_cache_class_typos_name_the_nearest_classes(key, value, what, nearest):
+def test_db_and_cache_class_mistakes_name_the_nearest_classes(key, value, what, nearest):
     (message,) = problems(**{key: value})
-    base = value.split(".", 1)[1]
     assert message == (
-        f"deployment.{key}: '{value}' is not {what}: '{base}' is not an EC2 instance type "
-        f"(botocore {botocore.__version__}'s EC2 model); did you mean {nearest}?"
+        f"deployment.{key}: '{value}' is not {what} (cfn-lint {version('cfn-lint')}'s list, any region); "
+        f"did you mean {nearest}?"
     )
 
 
 def test_db_and_cache_classes_may_be_graviton():
-    """RDS and ElastiCache run their own images: arm64 classes are as good as x86_64 ones."""
+    """RDS and ElastiCache run their own images: arm64 classes are as good as x86_64 ones (and db.x2g, which
+    EC2 lacks, is a real Aurora class)."""
     config = loads(
         **{
             "database.capacity": "provisioned",
-            "database.instanceClass": "db.r7g.large",
+            "database.instanceClass": "db.x2g.large",
             "cache.nodeType": "cache.r7g.large",
         }
     )
-    assert (config.database.instance_class, config.cache.node_type) == ("db.r7g.large", "cache.r7g.large")
+    assert (config.database.instance_class, config.cache.node_type) == ("db.x2g.large", "cache.r7g.large")
 
 
 def test_a_class_without_its_prefix_gets_one_message():
-    assert problems(**{"database.instanceClass": "t4g.medium"}) == [
-        "deployment.database.instanceClass: 't4g.medium' must be a DB instance class such as db.t4g.medium"
+    assert problems(**{"database.instanceClass": "t4g.medium", "cache.nodeType": "t4g.micro"}) == [
+        "deployment.database.instanceClass: 't4g.medium' must be a DB instance class such as db.t4g.medium",
+        "deployment.cache.nodeType: 't4g.micro' must be a cache node type such as cache.t4g.micro",
     ]
 
 
