@@ -46,7 +46,7 @@ def _required(doc: str, **checks: Any) -> Any:
 class Hosts:
     """What the hosts of an instance-type key boot (`instance_type=Hosts(...)`): loading refuses a type EC2 does
     not have, or one whose architecture cannot boot the image. The images are chosen in cdk_constructs
-    (fleet_host.ubuntu_2204, the ECS cluster's launch template); tests/unit/test_instance_type_settings.py ties
+    (fleet_host.ubuntu_2204, the ECS cluster's launch template); tests/unit/test_instance_types.py ties
     these claims to the synthesized templates."""
 
     name: str  # "the TURN hosts"
