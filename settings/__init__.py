@@ -4,6 +4,8 @@
   `Config` and the `Deployment` value every construct receives besides its own section.
 - loading.py: cdk.json context (and `-c` overrides) -> Config, every single-value problem at once.
 - rules.py: rules across keys (the relay port range among them), each naming the cdk.json keys.
+- instance_types.py (+ instance_types.json, generated from the pinned botocore): which EC2 types exist and
+  their architecture; loading refuses an unknown type or class, or one the hosts' image cannot boot.
 - stage_rules.py: the stage as CDK values (log retention, removal policies); the only CDK import here.
 
 Stacks and constructs import this package; it imports only `contract` (and CDK in stage_rules.py).

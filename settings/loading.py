@@ -17,7 +17,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from settings.model import CONTEXT_KEY, Config, ConfigError, Container
+from settings import instance_types
+from settings.model import CONTEXT_KEY, Config, ConfigError, Container, Hosts
 from settings.rules import check_relations
 
 
@@ -88,7 +89,7 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
             continue
         value = _convert(hints[f.name], raw[key], here, problems)
         if value is not _INVALID:
-            _check_value(f.metadata, value, here, problems)
+            _check_value(f.metadata, value, here, problems, default=f.default)
             values[f.name] = value
     if any(p.startswith(path + ".") or p.startswith(path + ":") for p in problems):
         return _INVALID
@@ -133,17 +134,16 @@ def _convert(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
 _DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 
 
-def _check_value(meta: Mapping[str, Any], value: Any, path: str, problems: list[str]) -> None:
+def _check_value(meta: Mapping[str, Any], value: Any, path: str, problems: list[str], default: Any = None) -> None:
     checks: list[tuple[str, Callable[[Any], str | None]]] = [
         ("pattern", lambda v: None if v is None or re.match(meta["pattern"][0], v)
          else f"must be {meta['pattern'][1]}"),
         ("dns", lambda v: None if _DNS.match(v) else "must be a lowercase DNS name such as bbb.example.com"),
         ("email", lambda v: None if _EMAIL.match(v) else "must be an e-mail address such as ops@example.com"),
-        ("instance_type", lambda v: None if _INSTANCE_TYPE.match(v)
-         else "must be an EC2 instance type such as t3.small"),
+        ("instance_type", lambda v: _instance_type_problem(v, meta["instance_type"], default)),
+        ("service_class", lambda v: _class_problem(v, meta)),
         ("cidr", lambda v: _cidr_problem(v)),
         ("minimum", lambda v: None if v >= meta["minimum"] else f"must be at least {meta['minimum']}"),
         ("maximum", lambda v: None if v <= meta["maximum"] else f"must be at most {meta['maximum']}"),
@@ -158,6 +158,24 @@ def _check_value(meta: Mapping[str, Any], value: Any, path: str, problems: list[
             problem = _cidr_problem(item)
             if problem:
                 problems.append(f"{path}[{i}]: {_show(item)} {problem}")
+
+
+def _instance_type_problem(value: str, hosts: Hosts, default: str) -> str | None:
+    """A type EC2 has (settings/instance_types.json), of the architecture the hosts' image is built for."""
+    if not instance_types.known(value):
+        return instance_types.unknown(value)
+    if instance_types.architecture(value) == hosts.architecture:
+        return None
+    such = instance_types.alternatives(value, hosts.architecture) or [default]
+    return (f"is {instance_types.describe(value)}, but {hosts.name} run {hosts.image}; "
+            f"use an {hosts.architecture} type such as {', '.join(such)}")
+
+
+def _class_problem(value: str, meta: Mapping[str, Any]) -> str | None:
+    """An Aurora or ElastiCache class from the catalogue's lists (the pattern check reports a malformed one)."""
+    if not re.match(meta["pattern"][0], value):
+        return None
+    return instance_types.unknown_class(value, meta["service_class"])
 
 
 def _cidr_problem(value: str) -> str | None:

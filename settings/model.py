@@ -42,6 +42,22 @@ def _required(doc: str, **checks: Any) -> Any:
     return field(metadata={"doc": doc, "required": True, **checks})
 
 
+@dataclass(frozen=True)
+class Hosts:
+    """What the hosts of an instance-type key boot (`instance_type=Hosts(...)`): loading refuses a type EC2 does
+    not have, or one whose architecture cannot boot the image. The images are chosen in cdk_constructs
+    (fleet_host.ubuntu_2204, the ECS cluster's launch template); tests/unit/test_instance_types.py ties
+    these claims to the synthesized templates."""
+
+    name: str  # "the TURN hosts"
+    image: str  # "the amd64 Ubuntu 22.04 image"
+    architecture: str = "x86_64"
+
+
+# The Ubuntu hosts' image is Canonical's amd64 build (an arm64 type cannot boot it); BBB ships amd64 packages only.
+_UBUNTU = "the amd64 Ubuntu 22.04 image"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sections
 
@@ -87,7 +103,8 @@ class Database:
                              pattern=(r"^(1[3-8])\.\d{1,2}$", "an Aurora PostgreSQL version 13.x to 18.x"))
     capacity: Literal["serverless", "provisioned"] = _f("serverless", "Aurora Serverless v2 or provisioned instances.")
     instance_class: str = _f("db.t4g.medium", "Instance class when capacity is provisioned.",
-                             pattern=(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a DB instance class such as db.t4g.medium"))
+                             pattern=(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a DB instance class such as db.t4g.medium"),
+                             service_class="auroraPostgresqlClasses")
     serverless_min_acu: float = _f(0.5, "Serverless v2 minimum capacity (ACU, 0 to 256 in steps of 0.5).")
     serverless_max_acu: float = _f(4.0, "Serverless v2 maximum capacity (ACU, 1 to 256 in steps of 0.5).")
 
@@ -97,7 +114,8 @@ class Cache:
     engine: Literal["valkey", "redis"] = _f("valkey", "ElastiCache engine.")
     engine_version: str = _f("8.0", "Engine version.", pattern=(r"^\d+\.\d+$", "major.minor, e.g. 8.0"))
     node_type: str = _f("cache.t4g.micro", "Cache node type.",
-                        pattern=(r"^cache\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a cache node type such as cache.t4g.micro"))
+                        pattern=(r"^cache\.[a-z][a-z0-9-]*\.[a-z0-9]+$", "a cache node type such as cache.t4g.micro"),
+                        service_class="cacheNodeTypes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,7 +128,9 @@ class Container:
 @dataclass(frozen=True, kw_only=True)
 class Frontend:
     capacity: Literal["ec2", "fargate"] = _f("ec2", "ECS capacity: EC2 instances (as the sample) or Fargate.")
-    instance_type: str = _f("t3a.large", "ECS container instance type (capacity ec2).", instance_type=True)
+    instance_type: str = _f("t3a.large", "ECS container instance type (capacity ec2; x86_64).",
+                         instance_type=Hosts("the ECS container instances",
+                                             "the x86_64 ECS-optimized Amazon Linux 2023 image"))
     min_instances: int = _f(1, "ECS instances: minimum.", minimum=0, maximum=100)
     desired_instances: int = _f(2, "ECS instances: desired.", minimum=0, maximum=100)
     max_instances: int = _f(4, "ECS instances: maximum.", minimum=1, maximum=100)
@@ -155,8 +175,9 @@ class WarmPool:
 
 @dataclass(frozen=True, kw_only=True)
 class Bbb:
-    instance_type: str = _f("c5a.2xlarge", "BBB server instance type (BBB recommends 8 cores, 16 GB).",
-                            instance_type=True)
+    instance_type: str = _f("c5a.2xlarge", "BBB server instance type (BBB recommends 8 cores, 16 GB; x86_64).",
+                            instance_type=Hosts("the BBB servers (and the single host)",
+                                                f"{_UBUNTU} and BBB, which is built for amd64 only"))
     min_instances: int = _f(1, "BBB servers: minimum.", minimum=0, maximum=200)
     desired_instances: int = _f(1, "BBB servers: desired.", minimum=0, maximum=200)
     max_instances: int = _f(3, "BBB servers: maximum.", minimum=1, maximum=200)
@@ -175,7 +196,8 @@ class Bbb:
 
 @dataclass(frozen=True, kw_only=True)
 class Turn:
-    instance_type: str = _f("t3.small", "TURN server instance type.", instance_type=True)
+    instance_type: str = _f("t3.small", "TURN server instance type (x86_64).",
+                            instance_type=Hosts("the TURN hosts", _UBUNTU))
     min_instances: int = _f(1, "TURN servers: minimum.", minimum=1, maximum=100)
     desired_instances: int = _f(2, "TURN servers: desired.", minimum=1, maximum=100)
     max_instances: int = _f(4, "TURN servers: maximum.", minimum=1, maximum=100)
@@ -197,7 +219,8 @@ class Turn:
 @dataclass(frozen=True, kw_only=True)
 class ClusterProxy:
     enabled: bool = _f(False, "Serve every BBB server's HTML5 client under bbb-proxy.<domain> (seed 001).")
-    instance_type: str = _f("t3.small", "Cluster proxy instance type.", instance_type=True)
+    instance_type: str = _f("t3.small", "Cluster proxy instance type (x86_64).",
+                            instance_type=Hosts("the cluster proxy hosts", _UBUNTU))
 
 
 @dataclass(frozen=True, kw_only=True)

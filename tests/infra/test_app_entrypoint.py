@@ -63,3 +63,27 @@ def test_cli_synth_needs_no_network_and_no_context_lookup(tmp_path):
     assert "missing" not in manifest, manifest.get("missing")
     assert not (ROOT / "cdk.context.json").exists()
     assert len(list(tmp_path.glob("*.template.json"))) >= 5
+
+
+def test_instance_type_typo_and_arm64_type_fail_synth_naming_key_value_and_fix(tmp_path):
+    """`python app.py` with the CLI's `-c deployment.bbb.instanceType=c5a.2xlarg` (the CLI hands `-c` values to
+    the app as CDK_CONTEXT_JSON), plus an arm64 TURN type: both reported, nothing written."""
+    bad = {"deployment.bbb.instanceType": "c5a.2xlarg", "deployment.turn.instanceType": "t4g.small"}
+    result = run([sys.executable, "app.py"], {"CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps(bad)})
+    assert result.returncode == 1
+    assert "2 problem(s)" in result.stderr
+    assert ("deployment.bbb.instanceType: 'c5a.2xlarg' is not an EC2 instance type (botocore "
+            in result.stderr)
+    assert "EC2 model); did you mean c5a.2xlarge, c5ad.2xlarge, c5a.24xlarge?" in result.stderr
+    assert ("deployment.turn.instanceType: 't4g.small' is arm64 (Graviton), but the TURN hosts run the amd64 Ubuntu "
+            "22.04 image; use an x86_64 type such as t3.small, t3a.small, t2.small") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_cli_synth_with_an_instance_type_typo_fails_naming_the_key(tmp_path):
+    result = run(["npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(tmp_path),
+                  "-c", "deployment.bbb.instanceType=c5a.2xlarg"])
+    assert result.returncode != 0
+    assert "deployment.bbb.instanceType: 'c5a.2xlarg' is not an EC2 instance type" in result.stdout + result.stderr
+    assert not list(tmp_path.glob("*.template.json"))
