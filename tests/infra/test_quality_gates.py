@@ -23,8 +23,8 @@ from tests.infra.synth import VARIANTS, Synth, deployment, normalized, synth
 
 # The stacks each shape deploys: a synthesis that loses one (or all) fails here, not silently in the other gates.
 STACKS = {
-    "scalable": ["bbb-data", "bbb-email", "bbb-fleets", "bbb-frontend", "bbb-network", "bbb-shared"],
-    "single": ["bbb-email", "bbb-fleets", "bbb-network", "bbb-shared"],
+    "scalable": ["bbb-data", "bbb-email", "bbb-fleets", "bbb-frontend", "bbb-monitoring", "bbb-network", "bbb-shared"],
+    "single": ["bbb-email", "bbb-fleets", "bbb-monitoring", "bbb-network", "bbb-shared"],
 }
 
 
