@@ -16,3 +16,7 @@ xml=$(curl -fsS --max-time 10 --resolve "$FQDN:443:127.0.0.1" \
   "https://$FQDN/bigbluebutton/api/getMeetings?checksum=$checksum") || die "getMeetings did not answer"
 data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings --asg "$ASG_NAME" <<<"$xml") || exit 1
 aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$data"
+# The load figure (scaling signal, per server for the termination policy): userdata/bbb/load_figure.py.
+load=$(python3 "$BBB_ON_AWS_DIR/bbb/load_figure.py" --asg "$ASG_NAME" --instance-id "$INSTANCE_ID" \
+  --weights "${LOAD_WEIGHTS:?LOAD_WEIGHTS missing from params.env}" <<<"$xml") || exit 1
+aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$load"
