@@ -70,6 +70,8 @@ class LeastLoadedTermination(Construct):
         self.function = built.function
         # GetMetricData has no resource type in IAM: it can only be granted on "*".
         self.function.add_to_role_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"]))
+        acknowledge(self.function, "L1", "Python 3.13 is pinned on purpose: the project's Powertools layer is the "
+                                         "python313 build (cdk_constructs/lambda_function.py); bumped together")
         acknowledge(
             built.role,
             "IAM5[Resource::*]",
