@@ -3,6 +3,8 @@ Every bad value fails before any construct exists, naming the key (and the sched
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,15 @@ def test_malformed_cron_names_the_entry_and_field(cron: str, message: str) -> No
     found = one_problem(**schedule(BERLIN, BERLIN, {**BERLIN, "cron": cron}))
     assert found.startswith(f"deployment.bbb.schedule[2].cron: '{cron}' ")
     assert message in found
+
+
+def test_the_documented_school_day_loads_as_written() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scaling.md").read_text()
+    block = doc.split("<!-- schedule-example -->\n```json\n", 1)[1].split("```", 1)[0]
+    example = json.loads(block)
+    config = load_config(ctx(**{f"bbb.{key}": value for key, value in example.items()}))
+    assert [(e.cron, e.min_instances) for e in config.bbb.schedule] == [
+        ("15 7 * * 1-5", 6), ("0 13 * * 1-5", 4), ("30 16 * * 1-5", 1)]
 
 
 def test_cron_accepts_what_unix_cron_allows() -> None:
