@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import zoneinfo
 
+from settings import instance_types
 from settings.cron import cron_problem
 from settings.model import CONTEXT_KEY, Bbb
 
@@ -73,10 +74,15 @@ def check_load(bbb: Bbb, problems: list[str]) -> None:
                 "carries nothing cannot be a scaling target)"
             )
     if bbb.instance_type not in bbb.load_capacity:
-        problems.append(
-            f"{key}: has no entry for {CONTEXT_KEY}.bbb.instanceType '{bbb.instance_type}'; add "
-            f'"{bbb.instance_type}": <load units at 100 %> (docs/scaling.md explains the unit)'
-        )
+        try:
+            instance_types.check(bbb.instance_type)
+        except instance_types.UnknownInstanceType as error:  # a typo: say so rather than ask for its capacity
+            problems.append(f"{CONTEXT_KEY}.bbb.instanceType: {error}")
+        else:
+            problems.append(
+                f"{key}: has no entry for {CONTEXT_KEY}.bbb.instanceType '{bbb.instance_type}'; add "
+                f'"{bbb.instance_type}": <load units at 100 %> (docs/scaling.md explains the unit)'
+            )
     weights = bbb.load_weights
     if not (weights.participant or weights.voice or weights.listener):
         problems.append(

@@ -107,6 +107,9 @@ def test_the_fleets_instance_type_needs_a_capacity() -> None:
                             "'m7i.2xlarge'; add \"m7i.2xlarge\": <load units at 100 %>")
     config = load_config(ctx(**{"bbb.instanceType": "m7i.2xlarge", "bbb.loadCapacity": {"m7i.2xlarge": 450}}))
     assert config.bbb.load_capacity == {"m7i.2xlarge": 450.0}
+    typo = one_problem(**{"bbb.instanceType": "c5a.2xlarg"})
+    assert typo.startswith("deployment.bbb.instanceType: 'c5a.2xlarg' is not an EC2 instance type")
+    assert "did you mean c5a.2xlarge" in typo
 
 
 def test_capacity_values_must_be_numbers() -> None:
