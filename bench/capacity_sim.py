@@ -12,7 +12,7 @@ week (one per new server today, vs one central wildcard per renewal period), and
 server-hours.
 
 Defaults come from the deployment's settings (settings.load_config on cdk.json, `--set key=value` overrides
-as `-c deployment.key=value` would): participantsPerServer, min/max instances, the warm pool, the TURN target
+as `-c deployment.key=value` would): bbb.loadTargetPercent, min/max instances, the warm pool, the TURN target
 and limits, and `bbb.schedule` when the settings have it; otherwise `--schedule HH:MM=min,...`.
 
     .venv/bin/python bench/capacity_sim.py bench/profiles/school_day.csv [--set bbb.minInstances=0]
@@ -56,6 +56,9 @@ class Model:
     # a webcam stream costs about as much as 4 participants. Replace with the load signal's measured weights.
     bbb_capacity: float = 200.0
     webcam_weight: float = 4.0
+    # Participants per server the fleet tracked before the load signal (the old bbb.participantsPerServer
+    # default); with --load-signal the target is bbb.loadTargetPercent of bbb_capacity, in the same units.
+    participants_target: float = 100.0
     # cdk_constructs/bbb_fleet.py: bbb-install takes 20-40 min on a bare Ubuntu image (BBB_WARMUP = 30 min).
     cold_install_min: int = 30
     # Assumption: stopped -> running ~1 min (EC2), BBB services ~2 min, the launch state machine's 30 s poll,
@@ -285,12 +288,18 @@ class Row:
     le_central_per_week: float
 
 
+def bbb_target(config: Any, model: Model, load_signal: bool) -> float:
+    """The BBB fleet's per-server target in the simulated signal's units: participants (the old signal), or
+    bbb.loadTargetPercent of the model's capacity (the load signal, tracked as a share of capacity)."""
+    return model.bbb_capacity * config.bbb.load_target_percent / 100 if load_signal else model.participants_target
+
+
 def run(
     profile: Profile, config: Any, schedule: tuple[tuple[int, int], ...], model: Model, *, load_signal: bool = False
 ) -> tuple[list[Row], dict[str, float]]:
     """The four configurations and the oracles' BBB server-hours per weekday. `load_signal`: scale on
     participants + webcams x weight (issue 11's meeting-aware signal) instead of participants alone, the target
-    (participantsPerServer) then read in those load units."""
+    then bbb.loadTargetPercent of the model's capacity in those load units."""
     participants = week(profile.participants)
     demand = [p + model.webcam_weight * w for p, w in zip(participants, week(profile.webcams), strict=True)]
     allocations = [
@@ -299,7 +308,7 @@ def run(
     ]
     bbb, pool = config.bbb, config.bbb.warm_pool
     base = Fleet(
-        target=bbb.participants_per_server,
+        target=bbb_target(config, model, load_signal),
         min_instances=bbb.min_instances,
         max_instances=bbb.max_instances,
         boot_min=model.cold_install_min,
@@ -312,7 +321,7 @@ def run(
     )
     turn = config.turn
     turn_fleet = Fleet(
-        target=turn.allocations_per_server,
+        target=turn.allocations_target,
         min_instances=turn.min_instances,
         max_instances=turn.max_instances,
         boot_min=model.turn_boot_min,
@@ -403,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:  # the operator's timetable: the day's peak need from 30 min before the first lesson to the last
             load = [p + model.webcam_weight * w for p, w in zip(profile.participants, profile.webcams, strict=True)]
             need = math.ceil(
-                max(load if args.load_signal else profile.participants) / config.bbb.participants_per_server
+                max(load if args.load_signal else profile.participants) / bbb_target(config, model, args.load_signal)
             )
             busy = [m for m, p in enumerate(profile.participants) if p > 0]
             first, last = (busy[0], busy[-1]) if busy else (0, 0)
@@ -413,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows, oracle = run(profile, config, schedule, model, load_signal=args.load_signal)
         print(
             f"\n{path.name} (schedule: {source}; bbb min/max {config.bbb.min_instances}/{config.bbb.max_instances},"
-            f" target {config.bbb.participants_per_server} {'load units' if args.load_signal else 'participants'};"
+            f" target {bbb_target(config, model, args.load_signal):g}"
+            f" {'load units' if args.load_signal else 'participants'};"
             f" warm pool min {config.bbb.warm_pool.min_size})"
         )
         print(table(rows, oracle))

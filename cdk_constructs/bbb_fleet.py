@@ -20,6 +20,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 import contract
+from cdk_constructs.bbb_scaling import LeastLoadedTermination, add_schedule, load_weights_json
 from cdk_constructs.fleet_host import HostBootstrap, HostLogs, HostRole, Volumes, host_group, launch_template
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.warm_pool import add_warm_pool
@@ -97,6 +98,7 @@ class BbbHosts(Construct):
                                                       spool.access_point.access_point_id),
             cluster_proxy=cluster_proxy,
             bbb_install_sha256=bbb.install_sha256,
+            load_weights=load_weights_json(bbb),
         ))
         template = launch_template(
             self, "LaunchTemplate", instance_type=bbb.instance_type, role=self.role, security_group=sg,
@@ -126,7 +128,8 @@ class BbbHosts(Construct):
 
 
 class BbbFleet(BbbHosts):
-    """The scalable shape's BBB servers: sized by participants, drained (never cut) on scale-in."""
+    """The scalable shape's BBB servers: sized by load, pre-warmed by the timetable, the least-loaded server
+    offered on scale-in and drained (never cut) (cdk_constructs/bbb_scaling.py, docs/scaling.md)."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, bbb: Bbb, deployment: Deployment, operator_email: str,
@@ -141,15 +144,22 @@ class BbbFleet(BbbHosts):
         )
         # Prepared servers (installed, then stopped): a scale-out wakes one instead of running bbb-install.
         self.warm_pool = add_warm_pool(self.group, bbb.warm_pool)
-        self.participants_policy: autoscaling.TargetTrackingScalingPolicy | None = None
+        self.load_policy: autoscaling.TargetTrackingScalingPolicy | None = None
         self.scale_in_enabled = False
+        self.schedule = add_schedule(self.group, bbb)
+        self.termination = LeastLoadedTermination(self, "Termination", group=self.group, deployment=deployment)
 
-    def scale_on_participants(self, *, drained_by: autoscaling.LifecycleHook | None) -> None:
-        """Target tracking on participants per server. Target tracking picks which server to remove, so
-        scale-in is enabled only with a terminating lifecycle hook on this group whose drain (Scalelite
-        cordon, wait for meetings and recordings) makes any choice safe; without it an operator scales in."""
-        if self.participants_policy is not None:
-            raise ValueError("scale_on_participants was already called for this fleet")
+    @property
+    def load_target(self) -> float:
+        """Load units per server to track: the instance type's capacity times bbb.loadTargetPercent."""
+        return self.settings.load_target
+
+    def scale_on_load(self, *, drained_by: autoscaling.LifecycleHook | None) -> None:
+        """Target tracking on load per server. Scale-in is enabled only with a terminating lifecycle hook on this
+        group whose drain (Scalelite cordon, wait for meetings and recordings) makes any choice safe; the
+        termination policy makes the choice cheap (the least-loaded server). Without it an operator scales in."""
+        if self.load_policy is not None:
+            raise ValueError("scale_on_load was already called for this fleet")
         if drained_by is not None:
             hook = drained_by.node.default_child
             if not (
@@ -159,18 +169,18 @@ class BbbFleet(BbbHosts):
             ):
                 raise ValueError("drained_by must be the terminating lifecycle hook of this fleet's own group")
         self.scale_in_enabled = drained_by is not None
-        self.participants_policy = self.group.scale_to_track_metric(
-            "ParticipantsPerServer",
-            metric=self.participants_metric(),
-            target_value=self.settings.participants_per_server,
+        self.load_policy = self.group.scale_to_track_metric(
+            "LoadPerServer",
+            metric=self.load_metric(),
+            target_value=self.load_target,
             estimated_instance_warmup=BBB_WARMUP,
             disable_scale_in=not self.scale_in_enabled,
         )
 
-    def participants_metric(self) -> cloudwatch.Metric:
-        """The contract metric: each server's participants; Average = participants per reporting server."""
+    def load_metric(self) -> cloudwatch.Metric:
+        """The contract metric: each server's load figure; Average = load per reporting server."""
         return cloudwatch.Metric(
-            namespace=self.deployment.metric_namespace, metric_name=contract.PARTICIPANTS_METRIC,
+            namespace=self.deployment.metric_namespace, metric_name=contract.LOAD_METRIC,
             dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
             statistic="Average", period=Duration.minutes(1),
         )

@@ -42,6 +42,12 @@ HOST_ROLE = "turn"
 # deregistration (connection termination stays off) while the relay drains them; see README "TURN on 443".
 DEREGISTRATION_DELAY = Duration.seconds(120)
 CPU_TARGET_PERCENT = 60
+# EC2 reports NetworkOut per minute with detailed monitoring (on: fleet_host.launch_template) but
+# NetworkPacketsOut only per 5 minutes ("available for basic monitoring only"): each datapoint is a count over
+# its period, so the targets are per-second figures times the period. (Target tracking's own alarm period,
+# 60 s, cannot be set to 300: the packets policy reacts on each 5-minute datapoint; docs/scaling.md.)
+BYTES_PERIOD = Duration.minutes(1)
+PACKETS_PERIOD = Duration.minutes(5)
 # TLS 1.3 and 1.2 with ECDHE and AEAD ciphers only ("Res"), hybrid post-quantum key exchange where offered.
 TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
 
@@ -156,11 +162,25 @@ class TurnFleet(Construct):
         )
 
         # --- Scaling ------------------------------------------------------------------------------------
-        # Scale-in is safe: the terminating lifecycle hook drains the relay (wired by FleetLifecycle).
+        # Scale-in is safe: the terminating lifecycle hook drains the relay (wired by FleetLifecycle). What a
+        # relay uses up (docs/scaling.md): relay ports (one per allocation), packets (CPU), bytes (bandwidth), CPU.
+        # Auto Scaling scales out when any policy asks, and in only when all agree.
         self.allocations_policy = self.group.scale_to_track_metric(
             "AllocationsPerInstance",
             metric=self.allocations_metric(),
-            target_value=turn.allocations_per_server,
+            target_value=turn.allocations_target,
+            estimated_instance_warmup=Duration.minutes(10),
+        )
+        self.packets_policy = self.group.scale_to_track_metric(
+            "PacketsPerInstance",
+            metric=self.network_metric("NetworkPacketsOut", PACKETS_PERIOD),
+            target_value=turn.relayed_packets_per_second * PACKETS_PERIOD.to_seconds(),
+            estimated_instance_warmup=Duration.minutes(10),
+        )
+        self.bytes_policy = self.group.scale_to_track_metric(
+            "BytesPerInstance",
+            metric=self.network_metric("NetworkOut", BYTES_PERIOD),
+            target_value=turn.relayed_bytes_per_second * BYTES_PERIOD.to_seconds(),
             estimated_instance_warmup=Duration.minutes(10),
         )
         self.cpu_policy = self.group.scale_on_cpu_utilization(
@@ -207,6 +227,15 @@ class TurnFleet(Construct):
             namespace=self.deployment.metric_namespace, metric_name=contract.ALLOCATIONS_METRIC,
             dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
             statistic="Average", period=Duration.minutes(1),
+        )
+
+    def network_metric(self, name: str, period: Duration) -> cloudwatch.Metric:
+        """EC2's own count per instance and period (bytes or packets sent), averaged over the group's instances:
+        on a relay nearly every packet sent is a relayed one (each relayed datagram leaves once)."""
+        return cloudwatch.Metric(
+            namespace="AWS/EC2", metric_name=name,
+            dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
+            statistic="Average", period=period,
         )
 
     def user_data_params(self) -> TurnParams:

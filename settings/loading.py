@@ -121,6 +121,12 @@ def _convert(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
             return _INVALID
         items = [_convert(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
         return _INVALID if _INVALID in items else items
+    if origin is dict:  # str keys (e.g. instance types), each value converted and checked by the rules
+        if not isinstance(value, Mapping):
+            problems.append(f"{path}: expected an object, got {_show(value)}")
+            return _INVALID
+        converted = {str(k): _convert(args[1], v, f"{path}[\"{k}\"]", problems) for k, v in value.items()}
+        return _INVALID if _INVALID in converted.values() else converted
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path, problems)
     expected: dict[Any, tuple[type, ...]] = {str: (str,), bool: (bool,), int: (int,), float: (int, float)}

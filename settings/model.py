@@ -7,6 +7,8 @@ single-value checks: settings/loading.py; rules across keys: settings/rules.py.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,7 +36,7 @@ class ConfigError(Exception):
 
 
 def _f(default: Any, doc: str, **checks: Any) -> Any:
-    factory = {"default_factory": (lambda d=default: d)} if isinstance(default, list) else {"default": default}
+    factory = {"default_factory": (lambda d=default: d)} if isinstance(default, (list, dict)) else {"default": default}
     return field(metadata={"doc": doc, **checks}, **factory)
 
 
@@ -174,6 +176,46 @@ class WarmPool:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScheduledSize:
+    """One timetable entry of `bbb.schedule`: an Auto Scaling scheduled action (docs/scaling.md)."""
+
+    cron: str = _required("Unix cron, 5 fields (minute hour day-of-month month day-of-week), e.g. '30 7 * * 1-5'.")
+    timezone: str = _required("IANA time zone the cron is read in, e.g. 'Europe/Berlin'.")
+    min_instances: int | None = _f(None, "BBB servers: minimum from then on (null = unchanged).")
+    desired_instances: int | None = _f(None, "BBB servers: desired from then on (null = unchanged).")
+    max_instances: int | None = _f(None, "BBB servers: maximum from then on (null = unchanged).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadWeights:
+    """Load units per unit of each getMeetings figure (docs/scaling.md: the reasoning behind the defaults)."""
+
+    participant: float = _f(1.0, "Per participant (HTML5 client, its WebSocket and state).", minimum=0)
+    voice: float = _f(1.0, "Per voiceParticipantCount (a microphone in FreeSWITCH's mix), on top.", minimum=0)
+    listener: float = _f(0.5, "Per listenerCount (a listen-only audio leg), on top.", minimum=0)
+    webcam: float = _f(2.0, "Per videoCount (a webcam published to mediasoup).", minimum=0)
+    webcam_viewer: float = _f(0.1, "Per webcam and other participant (each webcam goes to every viewer).",
+                              minimum=0)
+    screen_share_viewer: float = _f(0.05, "Per other participant of a meeting with a presenter (screen share "
+                                          "proxy: getMeetings does not report screen sharing).", minimum=0)
+
+
+# Load units one BBB server carries at 100 % per vCPU (docs/scaling.md: 8 vCPUs = 400 units = 8 classes of 25).
+LOAD_UNITS_PER_VCPU = 50.0
+# vCPUs of an x86 size (EC2's naming for every current x86 family: large 2, xlarge 4, <n>xlarge 4n); metal and
+# other sizes need an explicit bbb.loadCapacity entry.
+_SIZE = re.compile(r"^(?:(?P<n>\d+)?xlarge|large)$")
+
+
+def vcpus(instance_type: str) -> int | None:
+    """vCPUs of a standard x86 size name, None when the name does not say (metal, medium, ...)."""
+    match = _SIZE.match(instance_type.partition(".")[2])
+    if match is None:
+        return None
+    return 2 if match.group(0) == "large" else 4 * int(match.group("n") or 1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Bbb:
     instance_type: str = _f("c5a.2xlarge", "BBB server instance type (BBB recommends 8 cores, 16 GB; x86_64).",
                             instance_type=Hosts("the BBB servers (and the single host)",
@@ -183,8 +225,12 @@ class Bbb:
     max_instances: int = _f(3, "BBB servers: maximum.", minimum=1, maximum=200)
     root_volume_gib: int = _f(40, "Root volume size (GiB).", minimum=20, maximum=16384)
     data_volume_gib: int = _f(100, "Data volume for /var/bigbluebutton (GiB).", minimum=10, maximum=16384)
-    participants_per_server: int = _f(100, "Scale-out target: average participants per BBB server.",
-                                      minimum=1, maximum=5000)
+    schedule: list[ScheduledSize] = _f([], "Timetable pre-warm: scheduled size changes (docs/scaling.md).")
+    load_weights: LoadWeights = _f(LoadWeights(), "Load figure weights (load units).")
+    load_capacity: dict[str, float] = _f({}, "Load units per server at 100 %, by instance type (types not "
+                                             "listed: 50 per vCPU, e.g. 400 for an 8-vCPU type).")
+    load_target_percent: int = _f(70, "Scale-out target: average load per server, % of its type's capacity.",
+                                  minimum=10, maximum=100)
     drain_max_hours: float = _f(4.0, "Longest a BBB server waits for meetings and recordings on scale-in.",
                                 minimum=0.5, maximum=47)
     warm_pool: WarmPool = _f(WarmPool(), "Warm pool of prepared BBB servers (a cold server needs 20-40 min of "
@@ -192,6 +238,18 @@ class Bbb:
     install_sha256: str | None = _f(None, "SHA-256 of the reviewed bbb-install.sh (v3.0 branch) to refuse any "
                                           "other script; null = trust the branch over HTTPS.",
                                     pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
+
+    @property
+    def load_target(self) -> float:
+        """Load units per server to scale at: the instance type's capacity times loadTargetPercent."""
+        return self.capacity * self.load_target_percent / 100
+
+    @property
+    def capacity(self) -> float:
+        """Load units of one server of bbb.instanceType at 100 % (0 when neither listed nor derivable)."""
+        if self.instance_type in self.load_capacity:
+            return self.load_capacity[self.instance_type]
+        return LOAD_UNITS_PER_VCPU * (vcpus(self.instance_type) or 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,13 +265,25 @@ class Turn:
     user_quota: int = _f(200, "Allocations per TURN username (0 = unlimited).", minimum=0, maximum=100000)
     total_quota: int = _f(10000, "Allocations per TURN server (0 = unlimited).", minimum=0, maximum=1000000)
     max_bps: int = _f(0, "Bytes per second per allocation and direction (0 = unlimited).", minimum=0)
-    allocations_per_server: int = _f(400, "Scale-out target: average live allocations per TURN server.",
-                                     minimum=1, maximum=1000000)
+    # Targets per instance (docs/scaling.md derives them from bench/PROFILE.md for a t3.small).
+    relay_ports_target_percent: int = _f(80, "Scale-out target: live allocations per TURN server, % of the relay "
+                                             "ports (one each) or of totalQuota if lower.", minimum=10, maximum=100)
+    relayed_packets_per_second: int = _f(30000, "Scale-out target: packets sent per TURN server per second.",
+                                         minimum=100)
+    relayed_bytes_per_second: int = _f(9600000, "Scale-out target: bytes sent per TURN server per second.",
+                                       minimum=10000)
     warm_pool: WarmPool = _f(WarmPool(enabled=False),
                              "Warm pool of prepared TURN servers (off: a relay boots in about a minute).")
     # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
                                 minimum=1, maximum=2820)
+
+    @property
+    def allocations_target(self) -> int:
+        """Live allocations per server to scale at: a share of what they use up, the relay ports (one each)."""
+        ports = self.relay_ports.max - self.relay_ports.min + 1
+        limit = min(ports, self.total_quota) if self.total_quota else ports
+        return max(1, limit * self.relay_ports_target_percent // 100)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,8 +298,9 @@ class Monitoring:
     """Alarm thresholds (cdk_constructs/monitoring/README.md lists each alarm and what it watches)."""
 
     capacity_percent: int = _f(90, "Alarm when a BBB or TURN fleet at its maximum size carries this percentage of "
-                                   "its per-server scaling target (bbb.participantsPerServer, "
-                                   "turn.allocationsPerServer) for 5 minutes.", minimum=10, maximum=1000)
+                                   "its per-server scaling target (BBB: load, bbb.loadTargetPercent of the type's "
+                                   "bbb.loadCapacity; TURN: allocations, turn.relayPortsTargetPercent of the ports) "
+                                   "for 5 minutes.", minimum=10, maximum=1000)
     alb_5xx_percent: float = _f(5.0, "Alarm when this percentage of the frontend's requests fail with a 5xx "
                                      "(load balancer or target) for 15 minutes.", minimum=0.1, maximum=100)
     database_cpu_percent: int = _f(80, "Alarm when Aurora's CPU (and, serverless, its capacity used of "

@@ -9,6 +9,7 @@ import re
 
 import contract
 from settings.model import CONTEXT_KEY, Config, PortRange
+from settings.scaling_rules import check_scaling
 
 # The relay refuses a longer realm (relay.config.model.MAX_REALM_LENGTH: its 5x reflection bound on the 401
 # to a browser's 28-byte first Allocate); the fleet's realm is turn.<domain>. tests/unit keeps them equal.
@@ -84,6 +85,7 @@ def check_relations(c: Config, problems: list[str]) -> None:
                         f"shape has one; set it to false or use {p}.environment.type 'scalable'")
 
     check_relay_ports(c.turn.relay_ports, problems)
+    check_scaling(c.bbb, problems)
 
     # ECS task sizes.
     check_tasks(c, problems)

@@ -59,7 +59,7 @@ class FleetsStack(Stack):
             )
             self.bbb_lifecycle = self._lifecycle("BbbLifecycle", fleet.group, role="bbb", timings=bbb_timings)
             # Scale-in only because the drain above is wired to this very group's terminating hook.
-            fleet.scale_on_participants(drained_by=self.bbb_lifecycle.terminate_hook)
+            fleet.scale_on_load(drained_by=self.bbb_lifecycle.terminate_hook)
             self.bbb = fleet
             self.cluster_proxy = (
                 ClusterProxy(self, "ClusterProxy", settings=config.cluster_proxy, deployment=config.deployment,

@@ -42,13 +42,13 @@ class MonitoringStack(Stack):
         turn = fleets.turn
         watched = Watched(
             namespace=config.metric_namespace,
-            turn=_fleet("TURN", turn.group, fleets.turn_lifecycle, config.turn.allocations_per_server, "Allocations"),
+            turn=_fleet("TURN", turn.group, fleets.turn_lifecycle, config.turn.allocations_target, "Allocations"),
             turn_edge=TurnEdge(
                 load_balancer=turn.load_balancer.load_balancer_full_name,
                 target_group=turn.target_group.target_group_full_name,
             ),
             bbb=_fleet(
-                "BBB", fleets.bbb.group, fleets.bbb_lifecycle, config.bbb.participants_per_server, "Participants"
+                "BBB", fleets.bbb.group, fleets.bbb_lifecycle, config.bbb.load_target, "Load"
             ),
             certificate_arn=shared.certificate.certificate_arn,
             ses_region=ses_region,

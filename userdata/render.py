@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import re
 import shlex
 import tarfile
@@ -128,6 +129,7 @@ class BbbParams(HostParams):
     bbb_version: str = "jammy-300"
     scalelite_ref: str = SCALELITE_REF
     dns_wait_seconds: int = 1200  # until <fqdn> resolves to this host on the zone's name servers
+    load_weights: str | None = None  # JSON of bbb.loadWeights for bbb/load_figure.py (LOAD_WEIGHTS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +247,13 @@ def _check(problems: list[str], name: str, value: str, kind: str) -> None:
         problems.append(f"{name} must be a single line")
     elif not _is_token(value) and not re.fullmatch(pattern, value):
         problems.append(f"{name}={value!r} is not {meaning}")
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return "\n" not in text and isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _check_int(problems: list[str], name: str, value: int, low: int, high: int) -> None:
@@ -376,6 +385,8 @@ def render_bbb_user_data(params: BbbParams) -> str:
         _check(problems, "bbb_install_sha256", params.bbb_install_sha256, "sha256")
     _check(problems, "bbb_version", params.bbb_version, "bbb_version")
     _check_int(problems, "dns_wait_seconds", params.dns_wait_seconds, 60, 7200)
+    if params.load_weights is not None and not _json_object(params.load_weights):
+        problems.append(f"load_weights={params.load_weights!r} must be a JSON object on one line")
     if params.single:
         if params.spool is not None:
             problems.append("spool must be None for the single shape (it has no Scalelite)")
@@ -401,6 +412,8 @@ def render_bbb_user_data(params: BbbParams) -> str:
         "DNS_WAIT_SECONDS": params.dns_wait_seconds,
         "CLUSTER_PROXY": int(params.cluster_proxy),
     }
+    if params.load_weights is not None:
+        values["LOAD_WEIGHTS"] = params.load_weights
     if params.spool is not None:
         values |= {
             "SPOOL_FILE_SYSTEM_ID": params.spool.file_system_id,

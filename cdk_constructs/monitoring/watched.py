@@ -20,8 +20,8 @@ class Fleet:
     title: str  # "TURN", "BBB"
     group_name: str
     max_instances: int
-    per_server_target: float  # the scaling target: allocations (TURN) or participants (BBB) per server
-    load_metric: str  # the host metric that target is about: "Allocations" or "Participants"
+    per_server_target: float  # the scaling target: allocations (TURN) or load units (BBB) per server
+    load_metric: str  # the host metric that target is about: "Allocations" or "Load"
     launch: sfn.IStateMachine
     drain: sfn.IStateMachine
 

@@ -49,7 +49,10 @@ CLUSTER_PROXY_PREFIX = "bbb-proxy."  # bbb-proxy.<domain>: the optional cluster 
 METRIC_NAMESPACE_PREFIX = "BBBOnAWS/"  # + environment name
 ALLOCATIONS_METRIC = "Allocations"  # TURN hosts: live allocations (the scale-out signal)
 MEETINGS_METRIC = "Meetings"  # BBB hosts: meetings
-PARTICIPANTS_METRIC = "Participants"  # BBB hosts: participants (the scale-out signal)
+PARTICIPANTS_METRIC = "Participants"  # BBB hosts: participants (the dashboard)
+# BBB hosts: the load figure from getMeetings (userdata/bbb/load_figure.py), the scale-out signal; published
+# per group and per InstanceId, with Meetings per InstanceId, for the least-loaded termination policy.
+LOAD_METRIC = "Load"
 UNHEALTHY_TURN_METRIC = "UnhealthyTurnInstances"  # the prober: TURN instances failing their STUN probe
 
 
@@ -78,6 +81,7 @@ __all__ = [
     "BBB_HOST_PREFIX",
     "CLUSTER_PROXY_PREFIX",
     "EPHEMERAL_PORTS_MINIMUM",
+    "LOAD_METRIC",
     "MEETINGS_METRIC",
     "METRIC_NAMESPACE_PREFIX",
     "PARTICIPANTS_METRIC",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_autoscaling as autoscaling
@@ -79,21 +81,68 @@ def test_fleet_group_sizes_tags_and_public_subnets(custom):
     assert p["DefaultInstanceWarmup"] == 1800
 
 
-def test_fleet_scales_on_participants_per_server_with_scale_in_behind_the_drain(custom):
+def test_fleet_scales_on_load_per_server_with_scale_in_behind_the_drain(custom):
     group_id, _ = one(custom, "AWS::AutoScaling::AutoScalingGroup", "Bbb")
     (policy,) = [p["Properties"] for p in resources(custom, "AWS::AutoScaling::ScalingPolicy", "Bbb").values()]
     tracking = policy["TargetTrackingConfiguration"]
     assert tracking["CustomizedMetricSpecification"] == {
-        "MetricName": "Participants", "Namespace": "BBBOnAWS/uni-x", "Statistic": "Average",
+        "MetricName": "Load", "Namespace": "BBBOnAWS/uni-x", "Statistic": "Average",
         "Dimensions": [{"Name": "AutoScalingGroupName", "Value": {"Ref": group_id}}],
     }
-    assert tracking["TargetValue"] == 150
+    assert tracking["TargetValue"] == 300  # loadCapacity c5a.2xlarge 500 x loadTargetPercent 60 %
     assert policy["EstimatedInstanceWarmup"] >= 1800
     # Scale-in is on only because the drain is wired to this group's terminating hook.
     assert tracking["DisableScaleIn"] is False
     hooks = [h["Properties"] for h in resources(custom, "AWS::AutoScaling::LifecycleHook").values()
              if h["Properties"]["AutoScalingGroupName"] == {"Ref": group_id}]
     assert "autoscaling:EC2_INSTANCE_TERMINATING" in {h["LifecycleTransition"] for h in hooks}
+
+
+def test_default_load_target_is_70_percent_of_a_c5a_2xlarge():
+    (policy,) = resources(fleets("scalable"), "AWS::AutoScaling::ScalingPolicy", "Bbb").values()
+    assert policy["Properties"]["TargetTrackingConfiguration"]["TargetValue"] == 280  # 400 x 70 %
+
+
+def test_timetable_entries_become_scheduled_actions_in_their_time_zone(custom):
+    group_id, _ = one(custom, "AWS::AutoScaling::AutoScalingGroup", "Bbb")
+    actions = sorted((a["Properties"] for a in resources(custom, "AWS::AutoScaling::ScheduledAction").values()),
+                     key=lambda a: a["Recurrence"])
+    assert actions == [
+        {"AutoScalingGroupName": {"Ref": group_id}, "Recurrence": "0 17 * * 1-5", "TimeZone": "Europe/Berlin",
+         "MinSize": 2, "DesiredCapacity": 2},
+        {"AutoScalingGroupName": {"Ref": group_id}, "Recurrence": "30 7 * * MON-FRI", "TimeZone": "Europe/Berlin",
+         "MinSize": 6},
+    ]
+    assert resources(fleets("scalable"), "AWS::AutoScaling::ScheduledAction") == {}  # default: no timetable
+
+
+def test_least_loaded_termination_policy_is_the_groups_only_policy_and_auto_scaling_may_invoke_it():
+    template = fleets("scalable")
+    _, group = one(template, "AWS::AutoScaling::AutoScalingGroup", "Bbb")
+    function_id, function = one(template, "AWS::Lambda::Function", "Termination")
+    assert group["Properties"]["TerminationPolicies"] == [{"Fn::GetAtt": [function_id, "Arn"]}]
+    assert function["Properties"]["Handler"] == "bbb_termination.index.handler"
+    assert function["Properties"]["Timeout"] == 2  # AWS: at most two seconds
+    assert function["Properties"]["Environment"]["Variables"]["METRICS_NAMESPACE"] == "BBBOnAWS/bbb"
+    permission = props(template, "AWS::Lambda::Permission", "Termination")
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert permission["Principal"] == {"Fn::Join": ["", [
+        "arn:aws:iam::", {"Ref": "AWS::AccountId"},
+        ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"]]}
+    (statement,) = statements_with(template, "Termination", "cloudwatch:GetMetricData")
+    assert statement["Action"] == "cloudwatch:GetMetricData"
+    # The single host has no choice to make: AWS's default policy stays.
+    _, single = one(fleets("single"), "AWS::AutoScaling::AutoScalingGroup", "Single")
+    assert "TerminationPolicies" not in single["Properties"]
+
+
+def test_the_hosts_get_the_load_weights_in_cdk_json_terms(custom):
+    values = params_env(user_data(custom, "Bbb"))
+    assert json.loads(values["LOAD_WEIGHTS"]) == {
+        "participant": 1.0, "voice": 1.0, "listener": 0.5, "webcam": 2.0, "webcamViewer": 0.1,
+        "screenShareViewer": 0.05,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +165,9 @@ def harness():
 def test_without_a_drain_scale_in_stays_off(harness):
     stack, fleet = harness
     undrained = fleet("Undrained")
-    undrained.scale_on_participants(drained_by=None)
+    undrained.scale_on_load(drained_by=None)
     assert undrained.scale_in_enabled is False
-    tracking = stack.resolve(undrained.participants_policy.node.default_child.target_tracking_configuration)
+    tracking = stack.resolve(undrained.load_policy.node.default_child.target_tracking_configuration)
     assert tracking["disableScaleIn"] is True
 
 
@@ -128,17 +177,17 @@ def test_scale_in_needs_the_fleets_own_terminating_hook(harness):
     launching = first.group.add_lifecycle_hook(
         "Launching", lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_LAUNCHING)
     with pytest.raises(ValueError, match="terminating lifecycle hook of this fleet's own group"):
-        first.scale_on_participants(drained_by=launching)
+        first.scale_on_load(drained_by=launching)
     foreign = second.group.add_lifecycle_hook(
         "Terminating", lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_TERMINATING)
     with pytest.raises(ValueError, match="terminating lifecycle hook of this fleet's own group"):
-        first.scale_on_participants(drained_by=foreign)
+        first.scale_on_load(drained_by=foreign)
     own = first.group.add_lifecycle_hook(
         "OwnTerminating", lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_TERMINATING)
-    first.scale_on_participants(drained_by=own)
+    first.scale_on_load(drained_by=own)
     assert first.scale_in_enabled is True
     with pytest.raises(ValueError, match="already called"):
-        first.scale_on_participants(drained_by=own)
+        first.scale_on_load(drained_by=own)
 
 
 def test_fleet_mounts_only_the_spool_access_point_over_tls():

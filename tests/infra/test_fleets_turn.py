@@ -31,7 +31,9 @@ CUSTOM = {
     "turn.maxInstances": 7,
     "turn.rootVolumeGib": 16,
     "turn.relayPorts": {"min": 40000, "max": 45000},
-    "turn.allocationsPerServer": 900,
+    "turn.relayPortsTargetPercent": 50,
+    "turn.relayedPacketsPerSecond": 20000,
+    "turn.relayedBytesPerSecond": 5000000,
     "turn.drainMaxMinutes": 45,
     "turn.totalQuota": 1234,
     "turn.userQuota": 7,
@@ -40,7 +42,12 @@ CUSTOM = {
     "bbb.maxInstances": 9,
     "bbb.rootVolumeGib": 60,
     "bbb.dataVolumeGib": 250,
-    "bbb.participantsPerServer": 150,
+    "bbb.loadCapacity": {"c5a.2xlarge": 500},
+    "bbb.loadTargetPercent": 60,
+    "bbb.schedule": [
+        {"cron": "30 7 * * MON-FRI", "timezone": "Europe/Berlin", "minInstances": 6},
+        {"cron": "0 17 * * 1-5", "timezone": "Europe/Berlin", "minInstances": 2, "desiredInstances": 2},
+    ],
     "clusterProxy.enabled": True,
 }
 SHAPES = ["scalable", "single"]
@@ -184,21 +191,36 @@ def test_no_stack_writes_turn_records_itself():
         assert "turn.bbb.example.com." not in names
 
 
-def test_scaling_tracks_allocations_per_instance_and_cpu(custom):
+def test_scaling_tracks_what_a_relay_uses_up_ports_packets_bytes_and_cpu(custom):
+    """Allocations against the relay ports (one each; here totalQuota 1234 < 5001 ports, at 50 %), packets and
+    bytes sent per instance from EC2's own metrics, as counts per their reporting period (5 min, 1 min), and CPU."""
     template = custom
     group_id, _ = one(template, "AWS::AutoScaling::AutoScalingGroup", "Turn")
     policies = {p["Properties"]["TargetTrackingConfiguration"].get("TargetValue"): p["Properties"]
                 for p in resources(template, "AWS::AutoScaling::ScalingPolicy", "Turn").values()}
-    allocations = policies[900]["TargetTrackingConfiguration"]
-    assert allocations["CustomizedMetricSpecification"] == {
-        "MetricName": "Allocations", "Namespace": "BBBOnAWS/uni-x", "Statistic": "Average",
-        "Dimensions": [{"Name": "AutoScalingGroupName", "Value": {"Ref": group_id}}],
+    group = [{"Name": "AutoScalingGroupName", "Value": {"Ref": group_id}}]
+    assert policies[617]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"] == {
+        "MetricName": "Allocations", "Namespace": "BBBOnAWS/uni-x", "Statistic": "Average", "Dimensions": group,
+    }
+    assert policies[20000 * 300]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"] == {
+        "MetricName": "NetworkPacketsOut", "Namespace": "AWS/EC2", "Statistic": "Average", "Dimensions": group,
+    }
+    assert policies[5000000 * 60]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"] == {
+        "MetricName": "NetworkOut", "Namespace": "AWS/EC2", "Statistic": "Average", "Dimensions": group,
     }
     assert policies[60]["TargetTrackingConfiguration"]["PredefinedMetricSpecification"] == {
         "PredefinedMetricType": "ASGAverageCPUUtilization"}
     # Scale-in stays on: the terminating hook drains the relay first.
     assert all(not p["TargetTrackingConfiguration"].get("DisableScaleIn", False) for p in policies.values())
-    assert set(policies) == {900, 60}
+    assert set(policies) == {617, 20000 * 300, 5000000 * 60, 60}
+
+
+def test_default_allocation_target_is_80_percent_of_the_quota_below_the_ports():
+    """Defaults: 16384 relay ports, totalQuota 10000 (lower) -> 8000; ~24 allocations per relaying BBB viewer."""
+    template = fleets("scalable")
+    targets = {p["Properties"]["TargetTrackingConfiguration"].get("TargetValue")
+               for p in resources(template, "AWS::AutoScaling::ScalingPolicy", "Turn").values()}
+    assert targets == {8000, 30000 * 300, 9600000 * 60, 60}
 
 
 def test_terminating_and_launching_hooks_are_wired_to_the_turn_group():

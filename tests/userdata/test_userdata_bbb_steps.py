@@ -531,7 +531,8 @@ def test_no_ready_tag_when_the_api_never_answers(shell) -> None:
 
 def test_meetings_metrics_from_get_meetings(shell) -> None:
     conf = shell.root / "conf"
-    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=bbb\n")
+    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=bbb\nLOAD_WEIGHTS='{\"participant\":1,\"voice\":1,"
+                                     "\"listener\":0.5,\"webcam\":2,\"webcamViewer\":0.1,\"screenShareViewer\":0.05}'\n")
     (conf / "runtime.env").write_text(f"FQDN={FQDN}\nASG_NAME=bbb-BbbFleet-1A2B3C\nINSTANCE_ID=i-0abc\n")
     servlet = shell.root / "bigbluebutton.properties"
     servlet.write_text("securitySalt=packaged-default\n")
@@ -569,7 +570,7 @@ def test_meetings_metrics_from_get_meetings(shell) -> None:
            "SPOOL_MOUNT": str(spool), "LETSENCRYPT_LIVE": str(shell.root / "letsencrypt")}
     result = shell.run(f"bash {USERDATA}/bbb/publish_meetings.sh", env=env)
     assert result.returncode == 0, result.stderr
-    (call,) = shell.calls("aws")
+    call, _load = shell.calls("aws")  # the load figure follows: tests/userdata/test_userdata_load_figure.py
     assert call[:5] == ["aws", "cloudwatch", "put-metric-data", "--namespace", "BBBOnAWS/bbb"]
     data = json.loads(call[call.index("--metric-data") + 1])
     group = [{"Name": "AutoScalingGroupName", "Value": "bbb-BbbFleet-1A2B3C"}]

@@ -297,6 +297,8 @@ def bbb_params(single: bool) -> BbbParams:
         **COMMON, bootstrap_bundle=S3Object("assets-bucket", "bbb-bundle.tar"), turn_secret_arn=TURN_ARN,
         operator_email="ops@example.com", bbb_secret_arn=BBB_ARN, single=single,
         spool=None if single else EfsSpool("fs-0123456789abcdef0", "fsap-0123456789abcdef0"),
+        load_weights='{"participant":1.0,"voice":1.0,"listener":0.5,"webcam":2.0,"webcamViewer":0.1,'
+                     '"screenShareViewer":0.05}',
     )  # fmt: skip
 
 

@@ -227,6 +227,8 @@ def test_every_invalid_parameter_is_reported_at_once() -> None:
     (lambda: single_params(spool=EfsSpool("fs-0123456789abcdef0", "fsap-0123456789abcdef0")), "single shape"),
     (lambda: single_params(cluster_proxy=True), "cluster_proxy needs the scalable shape"),
     (lambda: bbb_params(region="eu-west-1\nrm -rf /"), "single line"),
+    (lambda: bbb_params(load_weights="[1, 2]"), "load_weights='[1, 2]' must be a JSON object on one line"),
+    (lambda: bbb_params(load_weights='{"voice":\n1}'), "must be a JSON object on one line"),
 ])
 def test_shape_rules(params, message: str) -> None:
     with pytest.raises(UserDataError, match=re.escape(message)):

@@ -28,3 +28,7 @@ else
 fi
 data=$(python3 "$BBB_ON_AWS_DIR/common/metric_data.py" bbb-meetings "${args[@]}" <<<"$xml") || exit 1
 aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$data"
+# The load figure (scaling signal, per server for the termination policy): userdata/bbb/load_figure.py.
+load=$(python3 "$BBB_ON_AWS_DIR/bbb/load_figure.py" --asg "$ASG_NAME" --instance-id "$INSTANCE_ID" \
+  --weights "${LOAD_WEIGHTS:?LOAD_WEIGHTS missing from params.env}" <<<"$xml") || exit 1
+aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" --metric-data "$load"

@@ -1,0 +1,1 @@
+"""Lambda function: the BBB fleet's least-loaded custom termination policy."""
