@@ -139,7 +139,7 @@ class OperatorAlarms(Construct):
             periods=5,
             what=f"The {fleet.title} fleet is at its maximum size ({fleet.max_instances}) and its servers carry "
             f"{percent} % or more of its target of {fleet.per_server_target:g} "
-            f"{fleet.load_metric.lower()}: new users may be refused",
+            f"{'load units' if fleet.load_metric == 'Load' else fleet.load_metric.lower()}: new users may be refused",
             check=check,
             anchor=anchor,
         )

@@ -152,9 +152,9 @@ class AreaRows:
         target = cloudwatch.HorizontalAnnotation(value=bbb.per_server_target, label="scaling target per server")
         self._row(
             _graph(
-                "Participants per server",
-                [metrics.per_server(self._ns, "Participants", bbb.group_name, label="")],
-                right=[self.host(bbb, "Participants", label="Fleet total")],
+                "Load per server (the scaling signal)",
+                [metrics.per_server(self._ns, "Load", bbb.group_name, label="")],
+                right=[self.host(bbb, "Participants", label="Participants (fleet)")],
                 annotations=[target],
             ),
             _graph(

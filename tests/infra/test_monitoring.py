@@ -118,6 +118,10 @@ def published(namespace: str) -> set[tuple[str, str, frozenset[str]]]:
         known.add((namespace, name, frozenset({ASG})))
         if name in metric_data.PER_INSTANCE:
             known.add((namespace, name, frozenset({ASG, "InstanceId"})))
+    load_figure = load("userdata/bbb/load_figure.py")  # the BBB scaling signal (docs/scaling.md)
+    weights = dict.fromkeys(("participant", "voice", "listener", "webcam", "webcamViewer", "screenShareViewer"), 1.0)
+    for datum in load_figure.metric_data("<response><returncode>SUCCESS</returncode><meetings/></response>", weights, "g", "i-0"):
+        known.add((namespace, datum["MetricName"], frozenset(d["Name"] for d in datum["Dimensions"])))
     agent = load("userdata/common/cw_agent_config.py").agent_config("bbb", "s", "a", namespace)["metrics"]
     assert agent["append_dimensions"] == {ASG: "${aws:AutoScalingGroupName}"}
     known.add((namespace, "mem_used_percent", frozenset({ASG})))
@@ -292,8 +296,10 @@ def test_the_alarm_list_by_shape_and_stage() -> None:
 def test_thresholds_come_from_cdk_json_and_ses_elsewhere_gets_graphs_not_alarms() -> None:
     default = by_id(synth("scalable", "dev"))
     assert default["TurnAtCapacity"]["Threshold"] == 90
-    assert default["TurnAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 4, 100 * load / 400, 0)"
-    assert default["BbbAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 3, 100 * load / 100, 0)"
+    # TURN: 80 % (relayPortsTargetPercent) of the 10,000 allocations totalQuota allows; BBB: 70 %
+    # (loadTargetPercent) of an 8-vCPU c5a.2xlarge's 400 load units.
+    assert default["TurnAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 4, 100 * load / 8000, 0)"
+    assert default["BbbAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 3, 100 * load / 280.0, 0)"
     assert default["SesBounceRate"]["Threshold"] == 0.05
     assert default["RecordingSpoolAge"]["Threshold"] == 3600
     assert default["CertificateExpiry"]["ComparisonOperator"] == "LessThanThreshold"
@@ -311,7 +317,7 @@ def test_thresholds_come_from_cdk_json_and_ses_elsewhere_gets_graphs_not_alarms(
     )
     other = by_id(changed)
     assert other["TurnAtCapacity"]["Threshold"] == 75
-    assert other["TurnAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 6, 100 * load / 400, 0)"
+    assert other["TurnAtCapacity"]["Metrics"][0]["Expression"] == "IF(desired >= 6, 100 * load / 8000, 0)"
     assert other["RecordingSpoolAge"]["Threshold"] == 900
     assert not {"SesBounceRate", "SesComplaintRate"} & set(other)  # an alarm reads its own region only...
     # ...so they are in the SES region's stack, with that region's own operator topic, cdk-nag and cfn-lint clean.

@@ -118,7 +118,7 @@ def test_bad_weights(weights: str, message: str) -> None:
         load_figure.parse_weights(weights)
 
 
-def test_command_line_prints_load_per_group_and_per_instance_with_meetings() -> None:
+def test_command_line_prints_load_per_group_and_per_instance() -> None:
     script = USERDATA / "bbb" / "load_figure.py"
     result = subprocess.run(
         [sys.executable, str(script), "--asg", "fleet", "--instance-id", "i-0abc", "--weights", json.dumps(DEFAULTS)],
@@ -128,8 +128,7 @@ def test_command_line_prints_load_per_group_and_per_instance_with_meetings() -> 
     assert json.loads(result.stdout) == [
         {"MetricName": "Load", "Unit": "Count", "Value": 76.95, "Dimensions": group},
         {"MetricName": "Load", "Unit": "Count", "Value": 76.95, "Dimensions": instance},
-        {"MetricName": "Meetings", "Unit": "Count", "Value": 4, "Dimensions": instance},
-    ]
+    ]  # Meetings per instance is metric_data.py's (the first put-metric-data of the publisher)
     bad = subprocess.run(
         [sys.executable, str(script), "--asg", "fleet", "--instance-id", "i-0abc", "--weights", "[]"],
         input=SCHOOL_HOUR, capture_output=True, text=True)
@@ -142,7 +141,8 @@ FQDN = "bbb-0abc123def4567890.bbb.example.com"
 
 def _publisher(shell, weights: str | None) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     conf = shell.root / "conf"
-    params = "METRICS_NAMESPACE=BBBOnAWS/bbb\n" + (f"LOAD_WEIGHTS='{weights}'\n" if weights is not None else "")
+    params = "METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=single\n" + (
+        f"LOAD_WEIGHTS='{weights}'\n" if weights is not None else "")
     (conf / "params.env").write_text(params)
     (conf / "runtime.env").write_text(f"FQDN={FQDN}\nASG_NAME=bbb-BbbFleet-1A2B3C\nINSTANCE_ID=i-0abc\n")
     props = shell.root / "bigbluebutton.properties"
@@ -155,7 +155,8 @@ def _publisher(shell, weights: str | None) -> subprocess.CompletedProcess[str]: 
     """)
     shell.shim("aws")
     return shell.run(f"bash {USERDATA}/bbb/publish_meetings.sh",
-                     env={"BBB_SERVLET_PROPERTIES": str(props), "BBB_ETC": str(shell.root)})
+                     env={"BBB_SERVLET_PROPERTIES": str(props), "BBB_ETC": str(shell.root),
+                          "DATA_MOUNT": str(shell.root / "bbb-data"), "LETSENCRYPT_LIVE": str(shell.root / "le")})
 
 
 def test_the_publisher_sends_the_load_figure_after_meetings_and_participants(shell) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +168,7 @@ def test_the_publisher_sends_the_load_figure_after_meetings_and_participants(she
     assert load_call[:5] == ["aws", "cloudwatch", "put-metric-data", "--namespace", "BBBOnAWS/bbb"]
     data = json.loads(load_call[load_call.index("--metric-data") + 1])
     assert [(d["MetricName"], d["Value"], len(d["Dimensions"])) for d in data] == [
-        ("Load", 76.95, 1), ("Load", 76.95, 2), ("Meetings", 4, 2)]
+        ("Load", 76.95, 1), ("Load", 76.95, 2)]
     assert data[1]["Dimensions"][1] == {"Name": "InstanceId", "Value": "i-0abc"}
 
 

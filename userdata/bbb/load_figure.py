@@ -1,8 +1,8 @@
 """This BBB server's load figure from its `getMeetings` answer, as CloudWatch MetricData JSON (docs/scaling.md).
 
 Reads the getMeetings XML on stdin, prints the JSON for `aws cloudwatch put-metric-data --metric-data`:
-Load per group (the fleet's target-tracking signal, Average = load per server), and Load and Meetings per
-InstanceId (what the least-loaded termination policy reads). Ubuntu's python3, standard library only.
+Load per group (the fleet's target-tracking signal, Average = load per server), and Load per InstanceId
+(what the least-loaded termination policy reads, with the Meetings per InstanceId that metric_data.py publishes). Ubuntu's python3, standard library only.
 
     load = sum over every meeting (breakout rooms too: they carry their own audio and webcams) of
              participant x participantCount + voice x voiceParticipantCount + listener x listenerCount
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
-from contract import LOAD_METRIC, MEETINGS_METRIC  # userdata/common, shipped in the bundle
+from contract import LOAD_METRIC  # userdata/common, shipped in the bundle
 
 WEIGHTS = ("participant", "voice", "listener", "webcam", "webcamViewer", "screenShareViewer")
 
@@ -100,7 +100,6 @@ def metric_data(xml_text: str, weights: dict[str, float], asg: str, instance_id:
     return [
         {"MetricName": LOAD_METRIC, "Unit": "Count", "Value": load, "Dimensions": group},
         {"MetricName": LOAD_METRIC, "Unit": "Count", "Value": load, "Dimensions": instance},
-        {"MetricName": MEETINGS_METRIC, "Unit": "Count", "Value": meetings, "Dimensions": instance},
     ]
 
 
