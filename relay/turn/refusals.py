@@ -84,13 +84,17 @@ class Refusal:
     username: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def reason(self) -> str:
+    def text(self) -> str:
+        """The reason; raises KeyError/ValueError if the detail does not fit the cause's template."""
         detail = dict(self.detail)
         if "attributes" in detail:  # attribute types as the RFCs write them
             detail["attributes"] = ", ".join(f"{int(a):#06x}" for a in detail["attributes"])
+        return CAUSES[self.cause].format(secrets=_SECRETS, username=self.username, **detail)
+
+    @property
+    def reason(self) -> str:
         try:
-            return CAUSES[self.cause].format(secrets=_SECRETS, **detail)
+            return self.text()
         except (KeyError, ValueError, IndexError):  # a template/detail mismatch must not lose the line
             return f"{self.cause} {self.detail}"
 
