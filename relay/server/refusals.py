@@ -4,7 +4,7 @@ Every error response the core sends is reported here as a `Refusal`; it becomes 
 (the default log level) through a RateLimitedLog keyed by (code, cause):
 
     refused 403 CreatePermission from 198.51.100.7:50000/udp user 1900000000:alice: peer 10.0.0.5
-    refused: private (denied-peer-ip / allowed-peer-ip / allowed-peers-file)  code=403 cause=denied_peer
+    refused: private (denied-peer-ip / allowed-peer-ip / allowed-peers-file)   code=403 cause=denied_peer
 
 The first refusal of a kind is written at once; the others within REFUSAL_LOG_INTERVAL are counted
 and reported by the kind's next line or by a summary from `flush` (the server's 1 s tick). So a flood
@@ -42,17 +42,16 @@ class RefusalLog:
             return  # not counted either: nothing would ever report the count
         suppressed = self.limit.admit((refusal.code, refusal.cause), self.clock(), refusal)
         if suppressed is not None:
-            self._write(level, refusal, suppressed, "since the last line")
+            note = f" [{suppressed} more like it not logged before this line]" if suppressed else ""
+            self._write(level, refusal, suppressed, note)
 
     def flush(self, now: float | None = None) -> None:
-        """Summaries of the kinds whose interval is over with refusals not yet written."""
+        """Summaries of the kinds whose interval is over with refusals not yet written: the last of them
+        with the count."""
         for _, count, last in self.limit.due(self.clock() if now is None else now):
             level = logging.DEBUG if last.cause in ROUTINE else logging.INFO
-            self._write(level, last, count - 1, "before it")
+            self._write(level, last, count, f" [summary: {count} like it not logged, this is the last]")
 
-    def _write(self, level: int, refusal: Refusal, others: int, when: str) -> None:
-        text = refusal.describe()
-        if others:
-            text += f" [{others} more {refusal.code} {refusal.cause} not logged {when}]"
-        fields = {"code": refusal.code, "cause": refusal.cause, "suppressed": others}
-        _log.log(level, "%s", text, extra={"fields": fields})
+    def _write(self, level: int, refusal: Refusal, suppressed: int, note: str) -> None:
+        fields = {"code": refusal.code, "cause": refusal.cause, "suppressed": suppressed}
+        _log.log(level, "%s%s", refusal.describe(), note, extra={"fields": fields})

@@ -19,7 +19,7 @@ from relay.stun.attributes import Address
 from relay.stun.constants import Method
 
 _PEERS = "(denied-peer-ip / allowed-peer-ip / allowed-peers-file)"
-_SECRETS = "static-auth-secret / auth-secret-file must match the service issuing credentials (BBB)"
+_SECRETS = "static-auth-secret / auth-secret-file must hold the secret BBB signs with"
 
 # cause -> reason template (str.format with the refusal's detail). One place for every reason text.
 CAUSES: dict[str, str] = {

@@ -170,7 +170,7 @@ def test_a_flood_is_one_line_then_one_summary_per_interval(relay_factory, caplog
     lines = [r.getMessage() for r in refusal_lines(caplog)]
     assert len(lines) == 2, lines
     assert "peer 192.168.1.49 refused" in lines[1]  # the last one, with how many came before it
-    assert lines[1].endswith(f"[{flood - 2} more 403 denied_peer not logged before it]")
+    assert lines[1].endswith(f"[summary: {flood - 1} like it not logged, this is the last]")
     relay.call(lambda: relay.server.refusals.flush(later + 2 * REFUSAL_LOG_INTERVAL))
     assert len(refusal_lines(caplog)) == 2  # nothing left to report
 
