@@ -206,7 +206,7 @@ class TurnCore:
 
     def _refuse(self, code: int, cause: str, request: Message, origin: Origin, client: Address, **detail: Any) -> None:
         if self.refusals is not None:
-            username = detail.pop("username", None) or request.get(Attr.USERNAME)
+            username = request.get(Attr.USERNAME)  # a name, never a secret; MESSAGE-INTEGRITY is not kept
             self.refusals(Refusal(code, cause, request.method, client, origin.transport, username, detail))
 
     def _unauthenticated_error(
@@ -251,15 +251,11 @@ class TurnCore:
         username, realm, nonce = request.get(Attr.USERNAME), request.get(Attr.REALM), request.get(Attr.NONCE)
         if malformed or username is None or realm is None or nonce is None:
             self.stats.auth_failures_malformed += 1
-            return self._unauthenticated_error(
-                request, origin, client, wall, ErrorCode.BAD_REQUEST, cause="missing_credentials"
-            )
+            return self._unauthenticated_error(request, origin, client, wall, 400, cause="missing_credentials")
         status = self.nonces.check(nonce, client, wall)
         if status is not NonceStatus.VALID:
             self.stats.auth_failures_stale_nonce += 1
-            return self._unauthenticated_error(
-                request, origin, client, wall, ErrorCode.STALE_NONCE, challenge=True, cause="stale_nonce"
-            )
+            return self._unauthenticated_error(request, origin, client, wall, 438, True, "stale_nonce")
         if self.limiter is not None and origin.transport == "udp":
             self.limiter.refund(client[0])  # this source receives our answers: one back in its budget
         if realm != self.realm:
@@ -273,9 +269,7 @@ class TurnCore:
         if allocation is not None and username == allocation.username:
             if not verify(allocation.key):
                 self.stats.auth_failures_bad_integrity += 1
-                return self._unauthenticated_error(
-                    request, origin, client, wall, 401, True, "allocation_key", username=username
-                )
+                return self._unauthenticated_error(request, origin, client, wall, 401, True, "allocation_key")
             key = allocation.key
             credential = Credential(allocation.username, allocation.key, allocation.quota_user)
         else:
@@ -284,15 +278,12 @@ class TurnCore:
             )
             if isinstance(outcome, AuthFailure):
                 self._bump(f"auth_failures_{outcome.value}")
-                return self._unauthenticated_error(
-                    request, origin, client, wall, 401, True, outcome.value, username=username
-                )
+                return self._unauthenticated_error(request, origin, client, wall, 401, True, outcome.value)
             credential, key = outcome, outcome.key
             if allocation is not None and request.method != Method.ALLOCATE:
                 # RFC 8656: requests on an allocation must use the credentials that created it
                 # (a second Allocate on the 5-tuple gets 437 below, whoever sends it).
-                owner = allocation.username
-                self._refuse(441, "other_user", request, origin, client, username=username, owner=owner)
+                self._refuse(441, "other_user", request, origin, client, owner=allocation.username)
                 return self._encode_error(request, ErrorCode.WRONG_CREDENTIALS, key)
 
         # Authenticated from here on: every response carries MESSAGE-INTEGRITY.
