@@ -67,7 +67,7 @@ class _ProxyRefusals:
 
     def flush(self, now: float) -> None:
         for _, count, (address, reason) in self.limit.due(now):
-            self._write(address, reason, count)
+            self._write(address, reason, count - 1)  # the last one, and how many came before it
 
     @staticmethod
     def _write(address: str, reason: str, suppressed: int) -> None:
