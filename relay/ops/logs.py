@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Hashable
 from typing import IO, Any, Literal
 
 REDACTED = "[REDACTED]"
@@ -94,6 +95,45 @@ class EventLogger:
     def _log(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, event, extra={"fields": fields}, exc_info=exc_info, stacklevel=3)
+
+
+class RateLimitedLog:
+    """At most one line per key and `interval`: the first event of a key is written at once, later ones
+    in the interval are only counted, and the count goes with the key's next line, or with the summary
+    `due` returns once the interval is over. A flood of one kind therefore costs one line per interval
+    whatever its rate. Keys must come from a bounded set (a fixed list of reasons, never a client's
+    address): the state is one small entry per key. Time is passed in."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._state: dict[Hashable, list[Any]] = {}  # key -> [next line allowed at, suppressed, last sample]
+
+    def admit(self, key: Hashable, now: float, sample: Any = None) -> int | None:
+        """None: do not write (counted); else write now, adding how many were not written before it."""
+        state = self._state.get(key)
+        if state is None:
+            self._state[key] = [now + self.interval, 0, None]
+            return 0
+        if now < state[0]:
+            state[1] += 1
+            state[2] = sample
+            return None
+        suppressed = state[1]
+        state[:] = [now + self.interval, 0, None]
+        return suppressed
+
+    def due(self, now: float) -> list[tuple[Hashable, int, Any]]:
+        """(key, count, last sample) for every key with events not yet written whose interval is over."""
+        summaries = []
+        for key, state in self._state.items():
+            if state[1] and now >= state[0]:
+                summaries.append((key, state[1], state[2]))
+                state[:] = [now + self.interval, 0, None]
+        return summaries
+
+    def suppressed(self, key: Hashable) -> int:
+        state = self._state.get(key)
+        return 0 if state is None else state[1]
 
 
 def get_logger(name: str) -> EventLogger:

@@ -29,8 +29,10 @@ from relay.policy.auth import Authenticator
 from relay.policy.nonce import Nonces
 from relay.policy.peers import PeerPolicy
 from relay.policy.quotas import AllocationQuota, QuotaBackend, SourceLimiter
+from relay.server import stream
 from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
+from relay.server.refusals import RefusalLog
 from relay.server.relays import SocketBinder
 from relay.server.stream import UNALLOCATED_IDLE, StreamConnection
 from relay.server.udp import UdpListener, bind_udp
@@ -86,6 +88,7 @@ class RelayServer:
             else None
         )
         self.forwarder = Forwarder(stats)
+        self.refusals = RefusalLog()  # why requests were refused, rate-limited (relay.server.refusals)
         self.core: TurnCore | None = None
         self.udp: list[UdpListener] = []
         self.stream_servers: list[tuple[str, asyncio.AbstractServer]] = []
@@ -122,6 +125,7 @@ class RelayServer:
             stats=self.stats,
             limiter=self.limiter,
             draining=self._draining,
+            refusals=self.refusals,
         )
         try:
             for index, listener in enumerate(config.listeners):
@@ -202,6 +206,8 @@ class RelayServer:
         try:
             if self.core is not None:
                 self.core.tick(now)
+            self.refusals.flush(now)
+            stream.PROXY_REFUSALS.flush(now)  # the module's, which tests may replace
             for connection in list(self.connections):
                 if connection.has_allocation:
                     connection.unallocated_since = None

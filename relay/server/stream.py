@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from relay.ops.logs import RateLimitedLog
 from relay.server.forwarding import Forwarder, report_internal_error
 from relay.server.proxy_protocol import ProxyHeaderBuffer, ProxyProtocolError
 from relay.stun.attributes import Address
@@ -48,24 +49,34 @@ PROXY_LOG_INTERVAL = 10.0  # at most one log line per interval for refused PROXY
 
 
 class _ProxyRefusals:
-    """Rate-limited reporting of refused PROXY headers: one line per interval, with the count since."""
+    """Rate-limited reporting of refused PROXY headers (relay.ops.logs.RateLimitedLog, one key): one line
+    per interval with the count since; `flush` reports a count left at the end of a burst."""
 
     def __init__(self) -> None:
-        self.next_log = 0.0
-        self.suppressed = 0
+        self.limit = RateLimitedLog(PROXY_LOG_INTERVAL)
+
+    @property
+    def suppressed(self) -> int:
+        return self.limit.suppressed("proxy")
 
     def report(self, peer: Address | None, reason: str, now: float) -> None:
-        if now < self.next_log:
-            self.suppressed += 1
-            return
-        self.next_log = now + PROXY_LOG_INTERVAL
+        address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        suppressed = self.limit.admit("proxy", now, (address, reason))
+        if suppressed is not None:
+            self._write(address, reason, suppressed)
+
+    def flush(self, now: float) -> None:
+        for _, count, (address, reason) in self.limit.due(now):
+            self._write(address, reason, count - 1)  # the last one, and how many came before it
+
+    @staticmethod
+    def _write(address: str, reason: str, suppressed: int) -> None:
         _log.warning(
             "connection from %s refused: %s (%d more refusals not logged since the last line)",
-            f"{peer[0]}:{peer[1]}" if peer else "?",
+            address,
             reason,
-            self.suppressed,
+            suppressed,
         )
-        self.suppressed = 0
 
 
 PROXY_REFUSALS = _ProxyRefusals()

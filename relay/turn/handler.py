@@ -47,6 +47,8 @@ from relay.stun.constants import (
 from relay.stun.integrity import verify_fingerprint, verify_integrity
 from relay.stun.message import Message, StunDecodeError, decode, encode
 from relay.turn.allocation import Allocation, Channel, Origin, RelayBinder, RelayEndpoint
+from relay.turn.refusals import Refusal
+from relay.turn.refusals import Reject as _Reject
 from relay.turn.table import AllocationTable
 
 _log = logging.getLogger("relay.turn")
@@ -78,14 +80,6 @@ def reflexive(client: Address) -> Address:
     return client[0], client[1]
 
 
-class _Reject(Exception):
-    """Control flow inside one request (an error response to send); never escapes `handle`."""
-
-    def __init__(self, code: int, extra: tuple[tuple[int, Any], ...] = ()) -> None:
-        self.code = code
-        self.extra = extra
-
-
 class TurnCore:
     """One process's TURN server logic and its allocation table."""
 
@@ -101,6 +95,7 @@ class TurnCore:
         stats: Any,
         limiter: SourceLimiter | None = None,
         draining: Callable[[], bool] = lambda: False,
+        refusals: Callable[[Refusal], None] | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -112,6 +107,7 @@ class TurnCore:
         self.limiter = limiter
         self._request_size = 0  # of the request being handled: bounds what may be reflected
         self.draining = draining
+        self.refusals = refusals  # told why each error response was sent (relay.server.refusals logs it)
         self.table = AllocationTable()
         # RESERVATION-TOKEN -> (held endpoint, expiry, quota user): a held port counts against the
         # total and per-user quotas like an allocation until it is used or expires.
@@ -142,7 +138,9 @@ class TurnCore:
             elif method in _TURN_METHODS:
                 response = self._turn_request(message, origin, client, now, wall)
             else:
-                response = self._unauthenticated_error(message, origin, client, wall, ErrorCode.BAD_REQUEST)
+                response = self._unauthenticated_error(
+                    message, origin, client, wall, ErrorCode.BAD_REQUEST, cause="unknown_method", method=method
+                )
         except Exception:  # a bug must cost one request, never the listener
             _log.exception("request handling failed", extra={"method": label})
             self.stats.count_request(label, "server_error")
@@ -175,7 +173,8 @@ class TurnCore:
         if refused is not None:
             kind = "total" if refused == ErrorCode.INSUFFICIENT_CAPACITY else "user"
             self._bump(f"quota_rejections_{kind}")
-            raise _Reject(refused)
+            limit = self.config.total_quota if kind == "total" else self.config.user_quota
+            raise _Reject(refused, f"{kind}_quota", user=user, limit=limit)
 
     def _bump(self, name: str) -> None:
         setattr(self.stats, name, getattr(self.stats, name) + 1)
@@ -205,9 +204,24 @@ class TurnCore:
             return None
         return response
 
+    def _refuse(self, code: int, cause: str, request: Message, origin: Origin, client: Address, **detail: Any) -> None:
+        if self.refusals is not None:
+            username = request.get(Attr.USERNAME)  # a name, never a secret; MESSAGE-INTEGRITY is not kept
+            self.refusals(Refusal(code, cause, request.method, client, origin.transport, username, detail))
+
     def _unauthenticated_error(
-        self, request: Message, origin: Origin, client: Address, wall: float, code: int, challenge: bool = False
+        self,
+        request: Message,
+        origin: Origin,
+        client: Address,
+        wall: float,
+        code: int,
+        challenge: bool = False,
+        cause: str | None = None,  # None: the routine 401 that opens every session, not reported
+        **detail: Any,
     ) -> bytes | None:
+        if cause is not None:
+            self._refuse(code, cause, request, origin, client, **detail)
         # No reason phrase before authentication: the code is what clients act on, and 16 bytes less.
         attrs: list[tuple[int, Any]] = [(Attr.ERROR_CODE, (code, ""))]
         if challenge:
@@ -220,6 +234,7 @@ class TurnCore:
         cls = MessageClass.SUCCESS
         attrs: list[tuple[int, Any]] = [(Attr.XOR_MAPPED_ADDRESS, reflexive(client))]
         if request.unknown_required:
+            self._refuse(420, "unknown_attribute", request, origin, client, attributes=request.unknown_required)
             cls = MessageClass.ERROR
             attrs = [
                 (Attr.ERROR_CODE, (ErrorCode.UNKNOWN_ATTRIBUTE, "")),
@@ -236,25 +251,25 @@ class TurnCore:
         username, realm, nonce = request.get(Attr.USERNAME), request.get(Attr.REALM), request.get(Attr.NONCE)
         if malformed or username is None or realm is None or nonce is None:
             self.stats.auth_failures_malformed += 1
-            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.BAD_REQUEST)
+            return self._unauthenticated_error(request, origin, client, wall, 400, cause="missing_credentials")
         status = self.nonces.check(nonce, client, wall)
         if status is not NonceStatus.VALID:
             self.stats.auth_failures_stale_nonce += 1
-            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.STALE_NONCE, challenge=True)
+            return self._unauthenticated_error(request, origin, client, wall, 438, True, "stale_nonce")
         if self.limiter is not None and origin.transport == "udp":
             self.limiter.refund(client[0])  # this source receives our answers: one back in its budget
         if realm != self.realm:
             self.stats.auth_failures_wrong_realm += 1
-            return self._unauthenticated_error(request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True)
+            return self._unauthenticated_error(
+                request, origin, client, wall, 401, True, "wrong_realm", realm=realm, expected=self.realm
+            )
 
         allocation = self.table.get(origin.key, client)
         verify = lambda key: verify_integrity(request, key)  # noqa: E731
         if allocation is not None and username == allocation.username:
             if not verify(allocation.key):
                 self.stats.auth_failures_bad_integrity += 1
-                return self._unauthenticated_error(
-                    request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True
-                )
+                return self._unauthenticated_error(request, origin, client, wall, 401, True, "allocation_key")
             key = allocation.key
             credential = Credential(allocation.username, allocation.key, allocation.quota_user)
         else:
@@ -263,33 +278,32 @@ class TurnCore:
             )
             if isinstance(outcome, AuthFailure):
                 self._bump(f"auth_failures_{outcome.value}")
-                return self._unauthenticated_error(
-                    request, origin, client, wall, ErrorCode.UNAUTHENTICATED, challenge=True
-                )
+                return self._unauthenticated_error(request, origin, client, wall, 401, True, outcome.value)
             credential, key = outcome, outcome.key
             if allocation is not None and request.method != Method.ALLOCATE:
                 # RFC 8656: requests on an allocation must use the credentials that created it
                 # (a second Allocate on the 5-tuple gets 437 below, whoever sends it).
+                self._refuse(441, "other_user", request, origin, client, owner=allocation.username)
                 return self._encode_error(request, ErrorCode.WRONG_CREDENTIALS, key)
 
         # Authenticated from here on: every response carries MESSAGE-INTEGRITY.
-        if request.unknown_required:
-            return self._encode_error(
-                request, ErrorCode.UNKNOWN_ATTRIBUTE, key, ((Attr.UNKNOWN_ATTRIBUTES, request.unknown_required),)
-            )
-        if request.malformed:
-            return self._encode_error(request, ErrorCode.BAD_REQUEST, key)
         try:
+            if request.unknown_required:
+                unknown = request.unknown_required
+                raise _Reject(420, "unknown_attribute", ((Attr.UNKNOWN_ATTRIBUTES, unknown),), attributes=unknown)
+            if request.malformed:
+                raise _Reject(ErrorCode.BAD_REQUEST, "malformed_attribute", attributes=request.malformed)
             if request.method == Method.ALLOCATE:
                 return self._allocate(request, origin, client, credential, now)
             if allocation is None:
-                return self._encode_error(request, ErrorCode.ALLOCATION_MISMATCH, key)
+                raise _Reject(ErrorCode.ALLOCATION_MISMATCH, "no_allocation")
             if request.method == Method.REFRESH:
                 return self._refresh(request, allocation, now)
             if request.method == Method.CREATE_PERMISSION:
                 return self._create_permission(request, allocation, now)
             return self._channel_bind(request, allocation, now)
         except _Reject as reject:
+            self._refuse(reject.code, reject.cause, request, origin, client, **reject.detail)
             return self._encode_error(request, reject.code, key, reject.extra)
 
     # --- Allocate (RFC 8656 section 7.2) ---------------------------------------------------------
@@ -299,17 +313,17 @@ class TurnCore:
         if existing is not None:
             if existing.allocate_tid == request.transaction_id:
                 return existing.allocate_response  # a retransmission: same answer
-            raise _Reject(ErrorCode.ALLOCATION_MISMATCH)
+            raise _Reject(ErrorCode.ALLOCATION_MISMATCH, "allocation_exists")
         if self.draining():
-            raise _Reject(ErrorCode.FORBIDDEN)
+            raise _Reject(ErrorCode.FORBIDDEN, "draining")
         transport = request.get(Attr.REQUESTED_TRANSPORT)
         if transport is None:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "no_transport")
         if transport != TRANSPORT_UDP:
-            raise _Reject(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL)
+            raise _Reject(ErrorCode.UNSUPPORTED_TRANSPORT_PROTOCOL, "transport", protocol=transport)
         dont_fragment = request.has(Attr.DONT_FRAGMENT)
         if dont_fragment and not self.binder.dont_fragment:
-            raise _Reject(ErrorCode.UNKNOWN_ATTRIBUTE, ((Attr.UNKNOWN_ATTRIBUTES, (int(Attr.DONT_FRAGMENT),)),))
+            raise _Reject(420, "dont_fragment", ((Attr.UNKNOWN_ATTRIBUTES, (int(Attr.DONT_FRAGMENT),)),))
         token = request.get(Attr.RESERVATION_TOKEN)
         requested_family = request.get(Attr.REQUESTED_ADDRESS_FAMILY)
         additional_family = request.get(Attr.ADDITIONAL_ADDRESS_FAMILY)
@@ -317,22 +331,24 @@ class TurnCore:
         if token is not None and (
             even_port is not None or requested_family is not None or additional_family is not None
         ):
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "token_conflict")
         if requested_family is not None and additional_family is not None:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "two_families")
         reserved_endpoint: RelayEndpoint | None = None
         if token is not None:
             held = self.reservations.get(token)
             if held is None or held[1] <= now:
-                raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+                raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "reservation")
             reserved_endpoint = held[0]
             family = reserved_endpoint.family
         else:
             family = FAMILY_IPV4 if requested_family is None else requested_family
             if family not in (FAMILY_IPV4, FAMILY_IPV6) or not self.binder.supports(family):
-                raise _Reject(ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED)
+                raise _Reject(ErrorCode.ADDRESS_FAMILY_NOT_SUPPORTED, "family", family=family)
         if additional_family is not None and (additional_family != FAMILY_IPV6 or even_port):
-            raise _Reject(ErrorCode.BAD_REQUEST)  # only IPv6 may be added; no reservation with dual
+            raise _Reject(
+                ErrorCode.BAD_REQUEST, "additional_family"
+            )  # only IPv6 may be added; no reservation with dual
         lifetime_requested = request.get(Attr.LIFETIME, self.config.default_lifetime)
         lifetime = max(self.config.default_lifetime, min(lifetime_requested, self.config.max_lifetime))
 
@@ -355,7 +371,7 @@ class TurnCore:
             else:
                 bound = self.binder.bind(family, even_port=even_port is not None, reserve_next=bool(even_port))
                 if bound is None:
-                    raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+                    raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "ports")
                 relays[family], reserved = bound
                 if reserved is not None:
                     new_token = os.urandom(8)
@@ -422,7 +438,7 @@ class TurnCore:
     def _refresh(self, request: Message, allocation: Allocation, now: float) -> bytes:
         family = request.get(Attr.REQUESTED_ADDRESS_FAMILY)
         if family is not None and family not in allocation.relays:
-            raise _Reject(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH)
+            raise _Reject(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH, "refresh_family")
         requested = request.get(Attr.LIFETIME, self.config.default_lifetime)
         if requested == 0:
             if family is not None and len(allocation.relays) > 1:
@@ -454,10 +470,10 @@ class TurnCore:
         decision = self.peers.check(peer[0])
         if not decision.allowed:
             self.stats.denied_peers += 1
-            raise _Reject(ErrorCode.FORBIDDEN)
+            raise _Reject(ErrorCode.FORBIDDEN, "denied_peer", peer=decision.address, rule=decision.reason)
         host = decision.address
         if _family_of(host) not in allocation.relays:
-            raise _Reject(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH)
+            raise _Reject(ErrorCode.PEER_ADDRESS_FAMILY_MISMATCH, "peer_family", peer=host)
         return host, peer[1]
 
     def _grant_permission(self, allocation: Allocation, host: str, now: float) -> None:
@@ -473,10 +489,10 @@ class TurnCore:
     def _create_permission(self, request: Message, allocation: Allocation, now: float) -> bytes:
         peers = request.get_all(Attr.XOR_PEER_ADDRESS)
         if not peers:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "no_peer")
         hosts = {self._check_peer(allocation, peer)[0] for peer in peers}  # all or nothing
         if len(set(allocation.permissions) | hosts) > self.max_permissions:
-            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "permissions", limit=self.max_permissions)
         for host in hosts:
             self._grant_permission(allocation, host, now)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
@@ -487,26 +503,28 @@ class TurnCore:
         number = request.get(Attr.CHANNEL_NUMBER)
         peer = request.get(Attr.XOR_PEER_ADDRESS)
         highest = CHANNEL_MAX_RFC5766 if self.config.legacy_channel_numbers else CHANNEL_MAX
-        if number is None or peer is None or not CHANNEL_MIN <= number <= highest or peer[1] == 0:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+        if number is None or peer is None or peer[1] == 0:
+            raise _Reject(ErrorCode.BAD_REQUEST, "channel_args")
+        if not CHANNEL_MIN <= number <= highest:
+            raise _Reject(ErrorCode.BAD_REQUEST, "channel_range", number=number, highest=highest)
         peer = self._check_peer(allocation, peer)
         bound = allocation.channels.get(number)
         if bound is not None and bound.peer != peer:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "channel_taken", number=number)
         by_peer = allocation.channel_by_peer.get(peer)
         if by_peer is not None and by_peer.number != number:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "peer_bound", peer=peer[0])
         cooling = allocation.cooldown_numbers.get(number)
         if cooling is not None and cooling[1] > now and cooling[0] != peer:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "channel_cooldown", number=number, peer=peer[0])
         cooling_peer = allocation.cooldown_peers.get(peer)
         if cooling_peer is not None and cooling_peer[1] > now and cooling_peer[0] != number:
-            raise _Reject(ErrorCode.BAD_REQUEST)
+            raise _Reject(ErrorCode.BAD_REQUEST, "channel_cooldown", number=number, peer=peer[0])
         if peer[0] not in allocation.permissions and len(allocation.permissions) >= self.max_permissions:
-            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "permissions", limit=self.max_permissions)
         if bound is None and len(allocation.channels) >= self.config.max_channels:
             self._bump("quota_rejections_channels")
-            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY)
+            raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "channels", limit=self.config.max_channels)
         expires = now + self.config.channel_lifetime
         if bound is None:
             channel = Channel(number, peer, expires)

@@ -21,6 +21,7 @@ from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long
 from relay.stun.attributes import Address
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.handler import TurnCore
+from relay.turn.refusals import Refusal
 from tests.servers import free_port, wait_until  # noqa: F401 (the relay tests import them from here)
 
 REALM = "relay.test"
@@ -159,12 +160,20 @@ class CoreHarness:
             stats=self.stats,
             limiter=limiter,
             draining=lambda: self.draining,
+            refusals=self._refused,
         )
+        self.refused: list[Refusal] = []
         self.origin = FakeOrigin()
         self.now = 100.0
         self.wall = WALL
         self.session = Session(*rest_credentials(expiry=int(WALL) + 3600))
         self.nonces: dict = {}
+
+    def _refused(self, refusal: Refusal) -> None:
+        """Every refusal the core reports must format with its cause's template: a mismatch raises here,
+        which the core turns into a 500, so every core test and fuzzer checks the log reasons too."""
+        refusal.text()
+        self.refused.append(refusal)
 
     def raw(self, data: bytes, client=CLIENT, origin=None) -> Message | None:
         out = self.core.handle(data, origin or self.origin, client, self.now, self.wall)

@@ -85,8 +85,13 @@ def test_12_proxy_refusals_are_logged_and_tls_balancer_clients_counted_as_tls(
             assert client.allocate().message_class == MessageClass.SUCCESS
             gauges = relay.call(lambda: (relay.stats.connections_tls, relay.stats.connections_tcp))
         counted = relay.call(lambda: (relay.stats.stream_closes_proxy_header, relay.stats.malformed_tcp))
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1 and "PROXY" in lines[0] and "127.0.0.1" in lines[0], lines
+        assert stream.PROXY_REFUSALS.suppressed == 4
+        # After the interval the server's tick writes one summary: the last refusal and the 3 before it.
+        relay.call(lambda: stream.PROXY_REFUSALS.flush(time.monotonic() + stream.PROXY_LOG_INTERVAL))
     lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert len(lines) == 1 and "PROXY" in lines[0] and "127.0.0.1" in lines[0], lines
+    assert len(lines) == 2 and lines[1].endswith("(3 more refusals not logged since the last line)"), lines
     assert gauges == (1, 0)
     assert counted == (5, 0)
-    assert stream.PROXY_REFUSALS.suppressed == 4
+    assert stream.PROXY_REFUSALS.suppressed == 0

@@ -10,6 +10,7 @@ import pytest
 
 from relay.ops.logs import (
     REDACTED,
+    RateLimitedLog,
     clear_registered_secrets,
     configure_logging,
     get_logger,
@@ -139,3 +140,34 @@ def test_invalid_level_or_format_is_a_clear_error():
         configure_logging("verbose")
     with pytest.raises(ValueError, match="log format 'xml'"):
         configure_logging("info", "xml")  # type: ignore[arg-type]
+
+
+def test_rate_limited_log_writes_the_first_at_once_and_counts_the_rest_per_key() -> None:
+    """One line per key and interval, whatever the rate; the count goes with the next line or a summary."""
+    limit = RateLimitedLog(10.0)
+    assert limit.admit("a", 100.0, "first") == 0  # at once
+    assert [limit.admit("a", 100.0 + i / 100, i) for i in range(1000)] == [None] * 1000
+    assert limit.admit("b", 100.5) == 0  # another key is not held back by a's flood
+    assert limit.suppressed("a") == 1000
+    assert limit.due(109.9) == []  # the interval is not over
+    assert limit.due(110.0) == [("a", 1000, 999)]  # one summary with the count and the last sample
+    assert limit.due(125.0) == []  # nothing left
+    assert limit.admit("a", 125.0) == 0  # a new interval: written at once again
+    assert limit.admit("a", 126.0) is None
+    assert limit.admit("a", 135.0) == 1  # the next line after the interval carries the count
+
+
+def test_every_refusal_cause_is_used_by_the_core_and_every_routine_one_exists() -> None:
+    """The causes are a fixed set (the rate limiter's keys): each has a template the core uses."""
+    from pathlib import Path
+
+    from relay.policy.auth import AuthFailure
+    from relay.turn import handler
+    from relay.turn.refusals import CAUSES, ROUTINE
+
+    source = Path(handler.__file__).read_text()
+    from_auth = {failure.value for failure in AuthFailure}  # the core passes outcome.value
+    unused = [cause for cause in CAUSES if f'"{cause}"' not in source and cause not in from_auth]
+    unused = [cause for cause in unused if not (cause.endswith("_quota") and 'f"{kind}_quota"' in source)]
+    assert unused == []
+    assert from_auth <= set(CAUSES) and set(CAUSES) >= ROUTINE
