@@ -5,7 +5,6 @@ which version bbb-web issues with, switched only without meetings)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,6 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "tests" / "userdata") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests" / "userdata"))
+from turn_secret_support import Aws  # noqa: E402
+
 USERDATA = ROOT / "userdata"
 TURN = ("common/lib.sh", "turn/lib.sh")
 BBB = ("common/lib.sh", "bbb/lib.sh")
@@ -20,41 +23,6 @@ A, B = "Aq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A", "Bz7Yx3Wv9Ut1Sr5Qp2On8Ml4Kj6I
 V1, V2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 TTL = 86400
 NOW = 1700000000  # the harness's virtual clock
-
-
-class Aws:
-    """The answers of the `aws` shim, as files the test edits between runs."""
-
-    def __init__(self, shell) -> None:
-        self.dir = shell.root / "aws"
-        (self.dir / "values").mkdir(parents=True)
-        d = self.dir
-        shell.shim("aws", f"""
-            [[ -e {d}/fail ]] && {{ echo "An error occurred (ThrottlingException)" >&2; exit 255; }}
-            case "$1 $2" in
-              "secretsmanager describe-secret") cat {d}/describe.json ;;
-              "ec2 describe-instances") cat {d}/servers.json ;;
-              "ec2 create-tags") ;;
-              "secretsmanager get-secret-value")
-                version=""
-                while [[ $# -gt 0 ]]; do [[ $1 == --version-id ]] && version=$2; shift; done
-                if [[ -n $version ]]; then cat {d}/values/$version; else cat {d}/current.txt; fi ;;
-              *) echo "unexpected aws $*" >&2; exit 2 ;;
-            esac""")
-
-    def secret(self, stages: dict[str, list[str]], values: dict[str, str]) -> None:
-        (self.dir / "describe.json").write_text(json.dumps({"VersionIdsToStages": stages}))
-        for version, value in values.items():
-            (self.dir / "values" / version).write_text(value + "\n")
-        current = next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
-        (self.dir / "current.txt").write_text(f"{current}\t{values[current]}\n")
-
-    def servers(self, *tags: str | None) -> None:
-        (self.dir / "servers.json").write_text(json.dumps([[f"i-{n:08x}", tag] for n, tag in enumerate(tags)]))
-
-    def fail(self, failing: bool = True) -> None:
-        path = self.dir / "fail"
-        path.touch() if failing else path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -144,8 +112,9 @@ def test_the_bootstrap_seed_never_overwrites_a_refreshed_secret_file(shell, turn
     aws, secret_file = turn
     aws.secret({V1: ["AWSPREVIOUS"], V2: ["AWSCURRENT"]}, {V1: A, V2: B})
     aws.servers(f"{V1}@0")
-    result = shell.run(f"write_relay_secrets {B}; refresh_relay_secrets arn:secret prod {TTL}; write_relay_secrets {B}",
-                       libs=TURN)
+    result = shell.run(
+        f"write_relay_secrets {B}; refresh_relay_secrets arn:secret prod {TTL}; write_relay_secrets {B}", libs=TURN
+    )
     assert result.returncode == 0, result.stderr
     assert secret_file.read_text() == f"{B}\n{A}\n"
     nonce = (secret_file.parent / "nonce-secret").read_text()
@@ -156,8 +125,10 @@ def test_the_bootstrap_seed_never_overwrites_a_refreshed_secret_file(shell, turn
 # --- BBB ---------------------------------------------------------------------------------------------------
 
 FQDN = "bbb-0abc.bbb.example.com"
-MEETING = ("<response><returncode>SUCCESS</returncode><meetings><meeting><meetingID>m</meetingID></meeting>"
-           "</meetings></response>")
+MEETING = (
+    "<response><returncode>SUCCESS</returncode><meetings><meeting><meetingID>m</meetingID></meeting>"
+    "</meetings></response>"
+)
 IDLE = "<response><returncode>SUCCESS</returncode><messageKey>noMeetings</messageKey></response>"
 
 
@@ -170,10 +141,15 @@ def bbb(shell) -> tuple[Aws, Path]:
     answer = shell.root / "getmeetings"
     answer.write_text(IDLE)
     shell.shim("curl", f"cat {answer}")
-    shell.shim("systemctl", f'[[ $1 == is-active ]] && exit $(cat {shell.root}/bbb-web-active 2>/dev/null || echo 0)\n'
-                            "exit 0")
-    shell.env |= {"BBB_ETC": str(etc), "BBB_GROUP": "root", "INSTANCE_ID": "i-0abc",
-                  "BBB_SERVLET_PROPERTIES": str(shell.root / "none")}
+    shell.shim(
+        "systemctl", f"[[ $1 == is-active ]] && exit $(cat {shell.root}/bbb-web-active 2>/dev/null || echo 0)\nexit 0"
+    )
+    shell.env |= {
+        "BBB_ETC": str(etc),
+        "BBB_GROUP": "root",
+        "INSTANCE_ID": "i-0abc",
+        "BBB_SERVLET_PROPERTIES": str(shell.root / "none"),
+    }
     return aws, etc / "turn-stun-servers.xml"
 
 
