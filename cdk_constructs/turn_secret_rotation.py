@@ -1,0 +1,113 @@
+"""Rotation of the TURN REST shared secret without refusing one credential BigBlueButton handed out.
+
+Why this design:
+- Secrets Manager's own rotation protocol (createSecret -> setSecret -> testSecret -> finishSecret) keeps three
+  versions apart by staging label: AWSCURRENT (what BBB issues with), AWSPENDING (the new one during a rotation)
+  and AWSPREVIOUS (the one just replaced). The relay accepts several secrets and reloads them on SIGHUP without
+  touching live allocations (they keep the key they were created with), so every version in use can be
+  accepted at once.
+- Hosts learn of changes by polling, not by SSM Run Command from the Lambda: a timer on every TURN host
+  (bbb-turn-relay-secrets.timer) and BBB server (bbb-on-aws-turn-secret.timer) every HOST_POLL_SECONDS. A host
+  that is booting, briefly unreachable or missed an event catches up on its next tick, the Lambda needs no
+  list of instances and no access to them, and the same timer is needed anyway to retire the old secret later.
+  testSecret waits two poll periods after the pending version was created, so finishSecret moves AWSCURRENT
+  only when every running relay accepts the new secret (AWS API errors on a host keep its secrets, and the
+  next tick retries; a relay whose API calls fail for two full periods is the remaining risk).
+- bbb-web reads turn-stun-servers.xml only when it starts and keeps its meetings in memory, so a BBB server
+  applies a new AWSCURRENT at its first moment without meetings (getMeetings empty), restarts bbb-web, and tags
+  itself `bbb-on-aws:turn-secret=<version>@<time it stopped issuing the old one>` (docs/host-contract.md).
+- The old secret is retired (the relays stop accepting AWSPREVIOUS) once every running BBB server issues with
+  AWSCURRENT and the credential lifetime BBB hands out (TURN_CREDENTIAL_TTL_SECONDS, 24 h, the TTL in
+  turn-stun-servers.xml) has passed since the last switch. Retirement is a host decision taken from labels and
+  tags, so it needs no scheduled job; createSecret refuses to start the next rotation before it (a rotation
+  would take the AWSPREVIOUS label away from a secret still in use), so a manual rotation too soon after the
+  last one fails loudly instead of refusing calls.
+
+Timeline: T0 createSecret (AWSPENDING) -> within HOST_POLL_SECONDS every relay accepts CURRENT+PENDING ->
+T0 + 2 polls + 30 s testSecret passes, finishSecret (AWSCURRENT = new, AWSPREVIOUS = old) -> each BBB server
+switches at its first idle moment Ts (it issued old credentials until then) -> max(Ts) + TTL: the relays drop
+the old secret; live allocations made with it go on (their key is stored), new Allocates with it get 401.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from cdk_constructs.lambda_function import python_function
+from cdk_constructs.nag import acknowledge
+from userdata.render import TURN_CREDENTIAL_TTL_SECONDS
+
+# The hosts' timers (userdata/turn/units/bbb-turn-relay-secrets.timer, userdata/bbb/units/bbb-on-aws-turn-secret.
+# timer) run this often; tests/infra/test_turn_secret_rotation.py checks the unit files against it.
+HOST_POLL_SECONDS = 60
+# One rotation step at most: testSecret waits 2 polls + 30 s, the rest is API calls.
+TIMEOUT = Duration.minutes(5)
+# A rotation never starts while the last one's old secret may be in use (createSecret refuses): the schedule
+# leaves room for the longest credential lifetime plus a day for every BBB server to see a moment without meetings.
+MIN_ROTATION_DAYS = TURN_CREDENTIAL_TTL_SECONDS // 86400 + 1
+
+
+class TurnSecretRotation(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        secret: secretsmanager.ISecret,
+        environment_name: str,
+        rotation_days: int,
+        metrics_namespace: str,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not MIN_ROTATION_DAYS <= rotation_days <= 365:
+            raise ValueError(
+                f"the TURN secret rotation interval must be {MIN_ROTATION_DAYS}-365 days, not {rotation_days}: "
+                "a rotation waits until the last one's old secret has expired everywhere"
+            )
+        self.function = python_function(
+            self,
+            "Function",
+            handler="turn_secret_rotation.index.handler",
+            service="turn-secret-rotation",
+            description="Rotates the TURN REST shared secret (four Secrets Manager steps; hosts poll the labels)",
+            role_description="TURN secret rotation: this secret's versions, random values, BBB servers' tags",
+            timeout=TIMEOUT,
+            log_retention=log_retention,
+            environment={
+                "SECRET_ARN": secret.secret_arn,
+                "ENVIRONMENT_NAME": environment_name,
+                "CREDENTIAL_TTL_SECONDS": str(TURN_CREDENTIAL_TTL_SECONDS),
+                "HOST_POLL_SECONDS": str(HOST_POLL_SECONDS),
+                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+            },
+        )
+        # add_rotation_schedule grants DescribeSecret, GetSecretValue, PutSecretValue and UpdateSecretVersionStage
+        # on this secret and GetRandomPassword; createSecret's guard also reads the BBB servers' tags.
+        role = self.function.role
+        assert role is not None
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="BbbServersTurnSecretTags", actions=["ec2:DescribeInstances"], resources=["*"])
+        )
+        acknowledge(
+            self.function,
+            "L1",
+            "Python 3.13 is pinned on purpose: the Powertools layer of lambda_function.py is the python313 build",
+        )
+        acknowledge(
+            role,
+            "IAM5[Resource::*]",
+            "secretsmanager:GetRandomPassword and ec2:DescribeInstances support no resource-level permissions "
+            "(Service Authorization Reference); both only read",
+        )
+        self.schedule = secret.add_rotation_schedule(
+            "Rotation",
+            rotation_lambda=self.function,
+            automatically_after=Duration.days(rotation_days),
+            # A deploy never rotates: rotations follow the schedule (or an operator's rotate-secret).
+            rotate_immediately_on_update=False,
+        )
