@@ -7,9 +7,10 @@ Why this design:
   touching live allocations (they keep the key they were created with), so every version in use can be
   accepted at once.
 - Hosts learn of changes by polling, not by SSM Run Command from the Lambda: a timer on every TURN host
-  (bbb-turn-relay-secrets.timer) and BBB server (bbb-on-aws-turn-secret.timer) every HOST_POLL_SECONDS. A host
-  that is booting, briefly unreachable or missed an event catches up on its next tick, the Lambda needs no
-  list of instances and no access to them, and the same timer is needed anyway to retire the old secret later.
+  (bbb-turn-relay-secrets.timer) and BBB server (bbb-on-aws-turn-secret.timer), every TURN_SECRET_POLL_SECONDS
+  (contract.py). A host that is booting, briefly unreachable or missed an event catches up on its next tick,
+  the Lambda needs no list of instances and no access to them, and the same timer is needed anyway to retire
+  the old secret later.
   testSecret waits two poll periods after the pending version was created, so finishSecret moves AWSCURRENT
   only when every running relay accepts the new secret (AWS API errors on a host keep its secrets, and the
   next tick retries; a relay whose API calls fail for two full periods is the remaining risk).
@@ -17,13 +18,13 @@ Why this design:
   applies a new AWSCURRENT at its first moment without meetings (getMeetings empty), restarts bbb-web, and tags
   itself `bbb-on-aws:turn-secret=<version>@<time it stopped issuing the old one>` (docs/host-contract.md).
 - The old secret is retired (the relays stop accepting AWSPREVIOUS) once every running BBB server issues with
-  AWSCURRENT and the credential lifetime BBB hands out (TURN_CREDENTIAL_TTL_SECONDS, 24 h, the TTL in
+  AWSCURRENT and the credential lifetime BBB hands out (contract.TURN_CREDENTIAL_TTL_SECONDS, 24 h, the TTL in
   turn-stun-servers.xml) has passed since the last switch. Retirement is a host decision taken from labels and
   tags, so it needs no scheduled job; createSecret refuses to start the next rotation before it (a rotation
   would take the AWSPREVIOUS label away from a secret still in use), so a manual rotation too soon after the
   last one fails loudly instead of refusing calls.
 
-Timeline: T0 createSecret (AWSPENDING) -> within HOST_POLL_SECONDS every relay accepts CURRENT+PENDING ->
+Timeline: T0 createSecret (AWSPENDING) -> within one poll period every relay accepts CURRENT+PENDING ->
 T0 + 2 polls + 30 s testSecret passes, finishSecret (AWSCURRENT = new, AWSPREVIOUS = old) -> each BBB server
 switches at its first idle moment Ts (it issued old credentials until then) -> max(Ts) + TTL: the relays drop
 the old secret; live allocations made with it go on (their key is stored), new Allocates with it get 401.
@@ -33,22 +34,17 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.lambda_function import python_function
 from cdk_constructs.nag import acknowledge
-from userdata.render import TURN_CREDENTIAL_TTL_SECONDS
+from contract import TURN_CREDENTIAL_TTL_SECONDS, TURN_SECRET_POLL_SECONDS, TURN_SECRET_ROTATION_MIN_DAYS
+from settings import Deployment
+from settings.stage_rules import log_retention
 
-# The hosts' timers (userdata/turn/units/bbb-turn-relay-secrets.timer, userdata/bbb/units/bbb-on-aws-turn-secret.
-# timer) run this often; tests/infra/test_turn_secret_rotation.py checks the unit files against it.
-HOST_POLL_SECONDS = 60
 # One rotation step at most: testSecret waits 2 polls + 30 s, the rest is API calls.
 TIMEOUT = Duration.minutes(5)
-# A rotation never starts while the last one's old secret may be in use (createSecret refuses): the schedule
-# leaves room for the longest credential lifetime plus a day for every BBB server to see a moment without meetings.
-MIN_ROTATION_DAYS = TURN_CREDENTIAL_TTL_SECONDS // 86400 + 1
 
 
 class TurnSecretRotation(Construct):
@@ -58,16 +54,14 @@ class TurnSecretRotation(Construct):
         construct_id: str,
         *,
         secret: secretsmanager.ISecret,
-        environment_name: str,
         rotation_days: int,
-        metrics_namespace: str,
-        log_retention: logs.RetentionDays,
+        deployment: Deployment,
     ) -> None:
         super().__init__(scope, construct_id)
-        if not MIN_ROTATION_DAYS <= rotation_days <= 365:
+        if not TURN_SECRET_ROTATION_MIN_DAYS <= rotation_days <= 365:  # settings validate turn.secretRotationDays
             raise ValueError(
-                f"the TURN secret rotation interval must be {MIN_ROTATION_DAYS}-365 days, not {rotation_days}: "
-                "a rotation waits until the last one's old secret has expired everywhere"
+                f"the TURN secret rotation interval must be {TURN_SECRET_ROTATION_MIN_DAYS}-365 days, not "
+                f"{rotation_days}: a rotation waits until the last one's old secret has expired everywhere"
             )
         self.function = python_function(
             self,
@@ -77,13 +71,13 @@ class TurnSecretRotation(Construct):
             description="Rotates the TURN REST shared secret (four Secrets Manager steps; hosts poll the labels)",
             role_description="TURN secret rotation: this secret's versions, random values, BBB servers' tags",
             timeout=TIMEOUT,
-            log_retention=log_retention,
+            log_retention=log_retention(deployment),
             environment={
                 "SECRET_ARN": secret.secret_arn,
-                "ENVIRONMENT_NAME": environment_name,
+                "ENVIRONMENT_NAME": deployment.environment_name,
                 "CREDENTIAL_TTL_SECONDS": str(TURN_CREDENTIAL_TTL_SECONDS),
-                "HOST_POLL_SECONDS": str(HOST_POLL_SECONDS),
-                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+                "HOST_POLL_SECONDS": str(TURN_SECRET_POLL_SECONDS),
+                "POWERTOOLS_METRICS_NAMESPACE": deployment.metric_namespace,
             },
         )
         # add_rotation_schedule grants DescribeSecret, GetSecretValue, PutSecretValue and UpdateSecretVersionStage

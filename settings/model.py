@@ -214,6 +214,9 @@ class Turn:
     # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
                                 minimum=1, maximum=2820)
+    # The floor leaves the last rotation's old secret time to expire everywhere (contract.py).
+    secret_rotation_days: int = _f(30, "Days between rotations of the TURN shared secret (Secrets Manager).",
+                                   minimum=contract.TURN_SECRET_ROTATION_MIN_DAYS, maximum=365)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,9 +52,6 @@ SCALELITE_REF = "v1.6.5"
 CLOUDWATCH_AGENT_KEY_FINGERPRINT = "937616F3450B7D806CBD9725D58167303B789C72"
 # The relay's active-allocations gauge on /metrics (relay/ops/metrics.py).
 ALLOCATIONS_METRIC = "turn_allocations"
-# The lifetime of the TURN credentials bbb-web hands out (turn-stun-servers.xml): the relays keep accepting a
-# rotated-out secret this long after the last BBB server stopped issuing with it (docs/host-contract.md).
-TURN_CREDENTIAL_TTL_SECONDS = 86400
 
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
 _PATTERNS = {
@@ -121,7 +118,7 @@ class HostParams:
 @dataclass(frozen=True, kw_only=True)
 class BbbParams(HostParams):
     turn_secret_arn: str
-    turn_credential_ttl: int = TURN_CREDENTIAL_TTL_SECONDS
+    turn_credential_ttl: int = contract.TURN_CREDENTIAL_TTL_SECONDS
     operator_email: str  # Let's Encrypt
     bbb_secret_arn: str  # the fleet-wide BBB API secret
     single: bool = False  # the single shape: this host is <domain> and runs Greenlight (bbb-install -g)
@@ -137,7 +134,7 @@ class BbbParams(HostParams):
 @dataclass(frozen=True, kw_only=True)
 class TurnParams(HostParams):
     turn_secret_arn: str
-    turn_credential_ttl: int = TURN_CREDENTIAL_TTL_SECONDS
+    turn_credential_ttl: int = contract.TURN_CREDENTIAL_TTL_SECONDS
     relay_wheel: S3Object  # the wheel asset
     relay_wheel_filename: str  # e.g. bbb_turn_relay-0.1.0-py3-none-any.whl (the asset key loses it)
     min_port: int = 49152

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-TAG = "bbb-on-aws:turn-secret"
-
 
 @dataclass(frozen=True)
 class Handoff:

@@ -26,8 +26,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from common import aws, observability
+from common.contract import TAG_TURN_SECRET as TAG
 
-from turn_secret_rotation.handoff import TAG, handoff
+from turn_secret_rotation.handoff import handoff
 
 logger, metrics = observability.tools()
 

@@ -15,8 +15,9 @@ import pytest
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Test")  # read when the handler module is imported
 
+from common.contract import TAG_TURN_SECRET as TAG
 from turn_secret_rotation import index as rotation
-from turn_secret_rotation.handoff import TAG, handoff
+from turn_secret_rotation.handoff import handoff
 
 ENV = "prod"
 TTL = 86400
