@@ -32,8 +32,9 @@ the old secret; live allocations made with it go on (their key is stored), new A
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -105,3 +106,8 @@ class TurnSecretRotation(Construct):
             # A deploy never rotates: rotations follow the schedule (or an operator's rotate-secret).
             rotate_immediately_on_update=False,
         )
+        # Secrets Manager may invoke the function on behalf of this account only (CDK's grant names no source).
+        permissions = [c for c in self.function.node.find_all() if isinstance(c, lambda_.CfnPermission)]
+        if len(permissions) != 1:
+            raise RuntimeError(f"expected the rotation schedule's one invoke permission, found {len(permissions)}")
+        permissions[0].source_account = Aws.ACCOUNT_ID

@@ -59,6 +59,7 @@ def test_schedule_rotates_the_turn_secret_and_a_deploy_never_does(tmp_path: Path
     assert env["ENVIRONMENT_NAME"] == "prod"
     (permission,) = of_type(template, "AWS::Lambda::Permission").values()
     assert permission["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}  # no confused deputy
 
 
 def test_the_function_may_touch_only_this_secret_and_read_tags(tmp_path: Path) -> None:
