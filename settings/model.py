@@ -293,6 +293,11 @@ class Config:
         return {"dev": 1, "stage": 7, "prod": 30}[self.environment.stage]
 
     @property
+    def database_monitoring_interval_seconds(self) -> int:
+        """Aurora Enhanced Monitoring (OS metrics into CloudWatch Logs, billed per sample): finer in prod."""
+        return {"dev": 60, "stage": 30, "prod": 15}[self.environment.stage]
+
+    @property
     def names(self) -> Names:
         return Names(domain=self.domain.name)
 
@@ -307,6 +312,7 @@ class Config:
         return Deployment(
             environment_name=self.environment.name, names=self.names, is_production_like=self.is_production_like,
             log_retention_days=self.log_retention_days, backup_retention_days=self.backup_retention_days,
+            database_monitoring_interval_seconds=self.database_monitoring_interval_seconds,
         )
 
     @property
@@ -353,6 +359,7 @@ class Deployment:
     is_production_like: bool
     log_retention_days: int
     backup_retention_days: int
+    database_monitoring_interval_seconds: int
 
     @property
     def prefix(self) -> str:
