@@ -11,7 +11,7 @@ Why this design:
   (contract.py). A host that is booting, briefly unreachable or missed an event catches up on its next tick,
   the Lambda needs no list of instances and no access to them, and the same timer is needed anyway to retire
   the old secret later.
-  testSecret waits two poll periods after the pending version was created, so finishSecret moves AWSCURRENT
+  testSecret waits two poll periods after createSecret wrote the value, so finishSecret moves AWSCURRENT
   only when every running relay accepts the new secret (AWS API errors on a host keep its secrets, and the
   next tick retries; a relay whose API calls fail for two full periods is the remaining risk).
 - bbb-web reads turn-stun-servers.xml only when it starts and keeps its meetings in memory, so a BBB server

@@ -227,7 +227,8 @@ def test_alarm_pages_the_operator_when_no_turn_instance_passes_its_probe():
 def test_turn_role_reads_only_the_turn_secret(custom):
     template = custom
     (statement,) = statements_with(template, "Turn", "secretsmanager:GetSecretValue")
-    assert actions_of_one(statement) == ["secretsmanager:GetSecretValue"]
+    # DescribeSecret: the secret sync reads the staging labels of the rotation (docs/host-contract.md)
+    assert actions_of_one(statement) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
     (resource,) = as_list(statement["Resource"])
     assert mentions_output(resource, "uni-x-shared", "TurnSecret")
 

@@ -5,6 +5,7 @@ which version bbb-web issues with, switched only without meetings)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -106,6 +107,21 @@ def test_an_api_error_keeps_the_secrets_the_relay_has(shell, turn) -> None:
     assert result.returncode == 1 and f"version {V2}" in result.stderr
     assert secret_file.read_text() == f"{A}\n"
     assert relay_reloads(shell) == 1
+
+
+def test_a_pending_version_without_a_value_is_skipped_until_it_has_one(shell, turn) -> None:
+    """RotateSecret labels the new version before createSecret writes it (and a refused createSecret leaves it)."""
+    aws, secret_file = turn
+    aws.secret({V1: ["AWSCURRENT"]}, {V1: A})
+    aws.servers(f"{V1}@0")
+    refresh_relay(shell)
+    (aws.dir / "describe.json").write_text(json.dumps({"VersionIdsToStages": {V1: ["AWSCURRENT"], V2: ["AWSPENDING"]}}))
+    result = refresh_relay(shell)
+    assert result.returncode == 0 and f"version {V2} (AWSPENDING) has no value yet" in result.stderr
+    assert secret_file.read_text() == f"{A}\n"
+    aws.secret({V1: ["AWSCURRENT"], V2: ["AWSPENDING"]}, {V1: A, V2: B})  # createSecret wrote it
+    refresh_relay(shell)
+    assert secret_file.read_text() == f"{A}\n{B}\n"
 
 
 def test_the_bootstrap_seed_never_overwrites_a_refreshed_secret_file(shell, turn) -> None:

@@ -99,23 +99,34 @@ refresh_relay_secrets() {
     return 0
   fi
   : >"$dir/secrets"
-  for id in $ids; do
+  : >"$dir/written"
+  while read -r id stage; do
     if ! value=$(aws secretsmanager get-secret-value --secret-id "$arn" --version-id "$id" \
-      --query SecretString --output text) || [[ ! $value =~ ^[A-Za-z0-9]{16,128}$ ]]; then
+      --query SecretString --output text 2>/dev/null); then
+      # RotateSecret labels the new version AWSPENDING before createSecret gives it a value, and a refused
+      # createSecret leaves it so: the relay goes on without it (the next tick tries again).
+      if [[ $stage == AWSPENDING ]]; then
+        log "version $id (AWSPENDING) has no value yet; the relay accepts the others"
+        continue
+      fi
+      value=""
+    fi
+    if [[ ! $value =~ ^[A-Za-z0-9]{16,128}$ ]]; then
       log "cannot read version $id of the TURN secret as 16-128 letters and digits; the relay keeps its secrets"
       rm -rf "$dir"
       return 1
     fi
     printf '%s\n' "$value" >>"$dir/secrets"
-  done
+    printf '%s %s\n' "$id" "$stage" >>"$dir/written"
+  done <<<"$ids"
   if install_if_changed "$dir/secrets" "$RELAY_ETC/secret" 0600 "$RELAY_USER:$RELAY_GROUP"; then
-    log "the relay accepts TURN secret versions $(tr '\n' ' ' <<<"$ids")"
+    log "the relay accepts TURN secret versions: $(tr '\n' ' ' <"$dir/written")"
     if systemctl is-active --quiet bbb-turn-relay; then
       systemctl reload bbb-turn-relay
     fi
   fi
   mkdir -p "$BBB_ON_AWS_STATE_DIR"
-  printf '%s\n' "$ids" >"$state"
+  cp "$dir/written" "$state"  # what the relay got: a version skipped above differs, so it is fetched again
   rm -rf "$dir"
 }
 

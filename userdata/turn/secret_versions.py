@@ -2,7 +2,7 @@
 
     secret_versions.py --secret <describe-secret JSON> --servers <JSON> --ttl <seconds> --now <unix seconds>
 
-prints one version id per line: AWSCURRENT, AWSPENDING (during a rotation) and AWSPREVIOUS until the
+prints `<version id> <stage>` per line: AWSCURRENT, AWSPENDING (during a rotation) and AWSPREVIOUS until the
 handoff is done: every BBB server tags itself `bbb-on-aws:turn-secret` = `<version>@<unix seconds it stopped
 issuing the version before, 0 if none>` (docs/host-contract.md), and a credential lives `ttl` seconds. So
 AWSPREVIOUS is dropped once every pending or running BBB server issues with AWSCURRENT and `ttl` seconds have
@@ -38,20 +38,22 @@ def previous_retired(current: str, servers: list[list[str | None]], ttl: int, no
     return True, f"every BBB server issues with {current}; older credentials expired at {last_switch + ttl}"
 
 
-def accepted(stages: dict[str, list[str]], servers: list[list[str | None]], ttl: int, now: int) -> list[str]:
+def accepted(
+    stages: dict[str, list[str]], servers: list[list[str | None]], ttl: int, now: int
+) -> list[tuple[str, str]]:
     by_stage = {stage: v for v, labels in stages.items() for stage in labels if stage in STAGES}
     if "AWSCURRENT" not in by_stage:
         raise ValueError("the secret has no AWSCURRENT version")
     current = by_stage["AWSCURRENT"]
-    versions = [current]
+    versions = [(current, "AWSCURRENT")]
     if by_stage.get("AWSPENDING", current) != current:
-        versions.append(by_stage["AWSPENDING"])
+        versions.append((by_stage["AWSPENDING"], "AWSPENDING"))
     previous = by_stage.get("AWSPREVIOUS")
-    if previous and previous not in versions:
+    if previous and previous not in (v for v, _ in versions):
         retired, reason = previous_retired(current, servers, ttl, now)
         print(f"AWSPREVIOUS {previous}: {'retired' if retired else 'accepted'} ({reason})", file=sys.stderr)
         if not retired:
-            versions.append(previous)
+            versions.append((previous, "AWSPREVIOUS"))
     return versions
 
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"cannot decide the accepted TURN secret versions: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(versions))
+    print("\n".join(f"{version} {stage}" for version, stage in versions))
     return 0
 
 
