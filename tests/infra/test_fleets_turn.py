@@ -261,6 +261,7 @@ def test_turn_role_has_nothing_beyond_its_documented_actions(custom):
     allowed = {
         "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "cloudwatch:PutMetricData",
         "ec2:CreateTags", "ec2:DescribeTags", "ec2:DescribeInstances", "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",  # the secret sync reads the rotation's staging labels
         "s3:GetObject", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
         "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
