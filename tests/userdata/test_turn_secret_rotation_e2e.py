@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-for extra in (ROOT / "lambdas", ROOT / "tests" / "relay", ROOT / "tests" / "userdata"):
+for extra in (ROOT / "lambdas", ROOT / "tests" / "relay"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Test")
@@ -38,9 +38,9 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from relay_testkit import TurnClient, admin_get, free_port, wait_until  # noqa: E402
 from turn_secret_rotation import index as rotation  # noqa: E402
-from turn_secret_support import Aws  # noqa: E402
 
 from relay.stun import Attr, MessageClass  # noqa: E402
+from tests.userdata.turn_secret_support import Aws  # noqa: E402
 
 TURN = ("common/lib.sh", "turn/lib.sh")
 BBB = ("common/lib.sh", "bbb/lib.sh")

@@ -226,6 +226,7 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
         "bbb-on-aws-journal-export.service": "0o644", "bbb-turn-relay-peers.service": "0o644",
         "bbb-turn-relay-peers.timer": "0o644", "bbb-turn-relay.service": "0o644",
         "bbb-turn-relay-secrets.service": "0o644", "bbb-turn-relay-secrets.timer": "0o644",
+        "bbb-on-aws-relay-address.service": "0o644", "bbb-on-aws-relay-ready.service": "0o644",
     }  # fmt: skip
     assert (state / "turn-secret-versions").read_text() == f"{TURN_VERSION} AWSCURRENT\n"
     assert listing(shell.root / "conf") == {"journal-export.env": "0o644", "params.env": "0o644",
@@ -411,7 +412,8 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
     assert listing(root / "systemd") == {
         "bbb-on-aws-journal-export.service": "0o644", "bbb-on-aws-meetings-metric.service": "0o644",
         "bbb-on-aws-meetings-metric.timer": "0o644", "bbb-on-aws-turn-secret.service": "0o644",
-        "bbb-on-aws-turn-secret.timer": "0o644",
+        "bbb-on-aws-turn-secret.timer": "0o644", "bbb-on-aws-addresses.service": "0o644",
+        "bbb-on-aws-ready.service": "0o644",
     }  # fmt: skip
     assert (root / "state" / "turn-secret-version").read_text() == f"{TURN_VERSION}@0\n"
     assert oct(stat.S_IMODE((root / "log" / "bbb-install.log").stat().st_mode)) == "0o600"

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.userdata.turn_secret_support import Aws
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "tests" / "userdata") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests" / "userdata"))
-from turn_secret_support import Aws  # noqa: E402
 
 USERDATA = ROOT / "userdata"
 TURN = ("common/lib.sh", "turn/lib.sh")

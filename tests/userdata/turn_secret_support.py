@@ -12,7 +12,7 @@ class Aws:
 
     def __init__(self, shell: Any) -> None:
         self.dir = shell.root / "aws"
-        (self.dir / "values").mkdir(parents=True)
+        (self.dir / "values").mkdir(parents=True, exist_ok=True)
         d = self.dir
         shell.shim(
             "aws",
