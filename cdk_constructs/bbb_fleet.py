@@ -74,7 +74,8 @@ class BbbHosts(Construct):
         ))
 
         self.logs = HostLogs(self, "Logs", deployment=deployment)
-        self.host = HostRole(self, "HostRole", deployment=deployment, host_role=host_role, host_logs=self.logs)
+        self.host = HostRole(self, "HostRole", deployment=deployment, host_role=host_role, host_logs=self.logs,
+                             own_tags=(contract.TAG_READY, contract.TAG_TURN_SECRET))
         self.role = self.host.role
         self.host.allow_secret_read(turn_secret, bbb_secret)
         self.bootstrap = HostBootstrap(self, "Bootstrap", bundle="bbb")

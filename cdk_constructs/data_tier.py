@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Acknowledgment, CustomResource, Duration, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CustomResource, Duration, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_elasticache as elasticache
@@ -21,7 +21,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk_constructs.custom_resource_provider import PythonCustomResourceProvider
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, resource_finding
 from settings import Cache, Database, Deployment
 from settings.stage_rules import data_removal_policy, log_removal_policy, log_retention
 
@@ -93,6 +93,9 @@ def recordings(
 
 # --- database--------------------------------------------------------------------------------------------
 
+RDS_OS_METRICS = "RDSOSMetrics"  # the log group Enhanced Monitoring writes to (fixed by RDS)
+
+
 def aurora(
     scope: Construct, *, vpc: ec2.IVpc, subnets: ec2.SubnetSelection, database: Database,
     availability_zones: list[str], deployment: Deployment,
@@ -158,6 +161,8 @@ def aurora(
         cloudwatch_logs_exports=["postgresql"],
         enable_data_api=True,  # the database-users custom resource needs no VPC access
         removal_policy=data_removal_policy(deployment, snapshot=True),
+        monitoring_interval=Duration.seconds(deployment.database_monitoring_interval_seconds),
+        monitoring_role=_monitoring_role(scope, deployment),
     )
     cluster.node.add_dependency(log_group)
     for instance in ("Writer", "Reader"):
@@ -171,6 +176,27 @@ def aurora(
         acknowledge(cluster, "RDS10",
                     "dev stage: the database is destroyed with the stack by design (stage/prod: protected)")
     return cluster
+
+def _monitoring_role(scope: Construct, deployment: Deployment) -> iam.Role:
+    """Enhanced Monitoring's role: what AWS's AmazonRDSEnhancedMonitoringRole grants on `RDS*` log groups
+    anywhere, here on the one log group RDS writes OS metrics to (RDSOSMetrics), in this account and region."""
+    role = iam.Role(
+        scope, "DatabaseMonitoringRole", assumed_by=iam.ServicePrincipal("monitoring.rds.amazonaws.com"),
+        description=f"{deployment.prefix}: Aurora Enhanced Monitoring writes OS metrics to RDSOSMetrics",
+    )
+    group = Stack.of(scope).format_arn(service="logs", resource="log-group", resource_name=RDS_OS_METRICS,
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    streams = f"{group}:log-stream:*"
+    role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+                                           resources=[group]))
+    role.add_to_policy(iam.PolicyStatement(
+        actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:GetLogEvents"],
+        resources=[streams],
+    ))
+    acknowledge(role, resource_finding(role, "IAM5", streams),
+                "RDS names one log stream per instance resource id in RDSOSMetrics; the group is pinned")
+    return role
+
 
 def application_databases(
     scope: Construct, *, cluster: rds.DatabaseCluster, deployment: Deployment

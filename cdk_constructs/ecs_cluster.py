@@ -19,6 +19,7 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -65,6 +66,8 @@ class FrontendCluster(Construct):
             self._add_instances(vpc, frontend, notifications)
 
     def _add_instances(self, vpc: ec2.IVpc, frontend: Frontend, notifications: sns.ITopic) -> None:
+        self.instance_role = iam.Role(self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+                                      description="ECS container instances: the ECS agent's permissions")
         # No ingress here: the load balancer's rule is added where a service is attached to it.
         self.instance_security_group = task_security_group(
             self, "InstanceSecurityGroup", vpc, "ECS container instances (bridge-mode tasks share it)"
@@ -77,8 +80,10 @@ class FrontendCluster(Construct):
             user_data=ec2.UserData.for_linux(),
             require_imdsv2=True,
             http_put_response_hop_limit=1,
-            role=iam.Role(self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-                          description="ECS container instances: the ECS agent's permissions (added by CDK)"),
+            # CDK's cluster would add its standard container-instance policy to this role, including
+            # logs:CreateLogStream/PutLogEvents on every log group; it sees a role that takes no policy, and the
+            # agent's permissions are written below, the logs ones scoped to the tasks' log groups.
+            role=self.instance_role.without_policy_updates(),
             block_devices=[ec2.BlockDevice(
                 device_name="/dev/xvda",
                 volume=ec2.BlockDeviceVolume.ebs(30, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
@@ -99,16 +104,41 @@ class FrontendCluster(Construct):
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
         keep_running_size(group, why="IgnoreUnmodifiedGroupSizeProperties keeps deploys from resetting the size "
                                      "ECS managed scaling chose")
-        acknowledge(
-            template.role or group, "IAM5[Action::ecs:Submit*]",
-            "CDK's standard ECS container-instance policy: the agent reports task and container state changes",
-        )
-        acknowledge(
-            template.role or group, "IAM5[Resource::*]",
-            "CDK's standard ECS container-instance policy: ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken "
-            "and ecs:CreateCluster-style calls accept no resource ARN; the rest is conditioned on this cluster",
-        )
+        self._agent_permissions()
         self.auto_scaling_group = group
+
+    def _agent_permissions(self) -> None:
+        """The ECS agent's permissions, as CDK's standard container-instance policy grants them, minus the logs."""
+        cluster_arn = self.cluster.cluster_arn
+        for statement in (
+            iam.PolicyStatement(
+                actions=["ecs:DeregisterContainerInstance", "ecs:RegisterContainerInstance", "ecs:Submit*"],
+                resources=[cluster_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["ecs:Poll", "ecs:StartTelemetrySession"], resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": cluster_arn}},
+            ),
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken", "ecs:DiscoverPollEndpoint"], resources=["*"]),
+        ):
+            self.instance_role.add_to_principal_policy(statement)
+        acknowledge(
+            self.instance_role, "IAM5[Action::ecs:Submit*]",
+            "The ECS agent reports task and container state changes (ecs:Submit*), on this cluster only",
+        )
+        acknowledge(
+            self.instance_role, "IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken and ecs:DiscoverPollEndpoint accept no resource ARN; ecs:Poll and "
+            "ecs:StartTelemetrySession are conditioned on this cluster (ecs:cluster)",
+        )
+
+    def allow_task_logs(self, log_group: logs.ILogGroup) -> None:
+        """The awslogs driver of bridge-mode tasks may write through the instance: this log group only (the
+        tasks' execution roles get their own grant from CDK). Nothing to do on Fargate."""
+        if not self.fargate:
+            self.instance_role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn],
+            ))
 
     # -- placement helpers --------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@ template, group.
 
 The contract these follow is docs/host-contract.md: instances are tagged by their Auto Scaling group
 (`bbb-on-aws:environment`, `bbb-on-aws:role`, propagated at launch), read their secrets by ARN, publish
-metrics into `BBBOnAWS/<environment>` and may write one tag, `bbb-on-aws:ready`, on themselves only.
+metrics into `BBBOnAWS/<environment>` and may write their own tags (`bbb-on-aws:ready`; BBB also
+`bbb-on-aws:turn-secret`) on themselves only.
 """
 
 from __future__ import annotations
@@ -97,8 +98,10 @@ class HostRole(Construct):
     """The instance role with what every host needs; fleets add their own grants through `role`."""
 
     def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment, host_role: str,
-                 host_logs: HostLogs) -> None:
+                 host_logs: HostLogs, own_tags: tuple[str, ...] = (READY_TAG,)) -> None:
+        """`own_tags`: the tag keys the host may write on itself (docs/host-contract.md)."""
         super().__init__(scope, construct_id)
+        self._own_tags = own_tags
         self.role = iam.Role(
             self, "Role", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description=f"{deployment.prefix} {host_role} hosts (docs/host-contract.md)",
@@ -111,7 +114,7 @@ class HostRole(Construct):
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": deployment.metric_namespace}},
             ),
-            # The one tag a host writes, on itself only, once ready.
+            # The tags a host writes, on itself only (the ready tag; BBB: the TURN secret version it issues with).
             iam.PolicyStatement(
                 actions=["ec2:CreateTags"],
                 resources=[self._own_instance_arn],
@@ -120,7 +123,7 @@ class HostRole(Construct):
                         "aws:ARN": "${ec2:SourceInstanceARN}",
                         f"ec2:ResourceTag/{ENVIRONMENT_TAG}": deployment.environment_name,
                     },
-                    "ForAllValues:StringEquals": {"aws:TagKeys": [READY_TAG]},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": list(own_tags)},
                 },
             ),
             # The CloudWatch agent's AutoScalingGroupName dimension (ec2tagger) and the bootstrap's fallback
@@ -168,7 +171,7 @@ class HostRole(Construct):
         acknowledge(
             self.role, resource_finding(self, "IAM5", self._own_instance_arn),
             "ec2:CreateTags is limited by conditions to the calling instance itself (aws:ARN equals "
-            "ec2:SourceInstanceARN), this deployment's instances and the single key bbb-on-aws:ready.",
+            f"ec2:SourceInstanceARN), this deployment's instances and the keys {', '.join(self._own_tags)}.",
         )
 
 

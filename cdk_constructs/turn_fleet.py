@@ -101,6 +101,10 @@ class TurnFleet(Construct):
         host_role = HostRole(self, "HostRole", deployment=deployment, host_role=HOST_ROLE, host_logs=self.logs)
         self.role = host_role.role
         host_role.allow_secret_read(turn_secret)
+        # The secret sync (every minute) reads the staging labels, then the values of the versions in use.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["secretsmanager:DescribeSecret"], resources=[turn_secret.secret_arn])
+        )
         self.wheel = RelayWheel(self, "RelayWheel")
         self.wheel.grant_read(self.role)
         self.bootstrap = HostBootstrap(self, "Bootstrap", bundle="turn")
@@ -109,7 +113,8 @@ class TurnFleet(Construct):
             # The peer sync (every 20 s) lists this deployment's BBB servers; EC2 cannot scope Describe* calls.
             iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"])
         )
-        host_role.note_wildcard("ec2:DescribeInstances (the relay's allowed-peers sync reads the BBB servers)")
+        host_role.note_wildcard("ec2:DescribeInstances (the relay's allowed-peers and secret syncs read the BBB "
+                                "servers and their TURN secret tags)")
         host_role.acknowledge_wildcards()
 
         self.user_data = render_turn_user_data(self.user_data_params())

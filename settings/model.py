@@ -277,6 +277,9 @@ class Turn:
     # Up to 47 h: a lifecycle hook lives at most 48 h, and the drain keeps 1 h of margin to complete it.
     drain_max_minutes: int = _f(60, "Longest a TURN server waits for its allocations on scale-in.",
                                 minimum=1, maximum=2820)
+    # The floor leaves the last rotation's old secret time to expire everywhere (contract.py).
+    secret_rotation_days: int = _f(30, "Days between rotations of the TURN shared secret (Secrets Manager).",
+                                   minimum=contract.TURN_SECRET_ROTATION_MIN_DAYS, maximum=365)
 
     @property
     def allocations_target(self) -> int:
@@ -361,6 +364,11 @@ class Config:
         return {"dev": 1, "stage": 7, "prod": 30}[self.environment.stage]
 
     @property
+    def database_monitoring_interval_seconds(self) -> int:
+        """Aurora Enhanced Monitoring (OS metrics into CloudWatch Logs, billed per sample): finer in prod."""
+        return {"dev": 60, "stage": 30, "prod": 15}[self.environment.stage]
+
+    @property
     def names(self) -> Names:
         return Names(domain=self.domain.name)
 
@@ -375,6 +383,7 @@ class Config:
         return Deployment(
             environment_name=self.environment.name, names=self.names, is_production_like=self.is_production_like,
             log_retention_days=self.log_retention_days, backup_retention_days=self.backup_retention_days,
+            database_monitoring_interval_seconds=self.database_monitoring_interval_seconds,
         )
 
     @property
@@ -421,6 +430,7 @@ class Deployment:
     is_production_like: bool
     log_retention_days: int
     backup_retention_days: int
+    database_monitoring_interval_seconds: int
 
     @property
     def prefix(self) -> str:

@@ -19,6 +19,7 @@ from constructs import Construct
 from cdk_constructs.custom_resource_provider import PythonCustomResourceProvider
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.operator_topic import operator_topic
+from cdk_constructs.turn_secret_rotation import TurnSecretRotation
 from settings import Config
 from stacks.interfaces import PlatformSecrets, Shared
 
@@ -66,7 +67,7 @@ class SharedStack(Stack):
     # -- generated secrets -----------------------------------------------------------------------------------
 
     def _generated(self, construct_id: str, description: str, *, length: int, hex_like: bool = False,
-                   rotation: str) -> secretsmanager.ISecret:
+                   rotation: str | None) -> secretsmanager.ISecret:
         secret = secretsmanager.Secret(
             self,
             construct_id,
@@ -78,16 +79,24 @@ class SharedStack(Stack):
                 exclude_uppercase=hex_like,
             ),
         )
-        acknowledge(secret, "SMG4", rotation)
+        if rotation is not None:  # why this secret has no rotation schedule
+            acknowledge(secret, "SMG4", rotation)
+        return secret
+
+    def _turn_secret(self) -> secretsmanager.ISecret:
+        """Rotated on the turn.secretRotationDays schedule without refusing a credential BBB handed out
+        (cdk_constructs/turn_secret_rotation.py)."""
+        secret = self._generated("TurnSecret", "TURN REST shared secret (relay, BBB hosts, prober)", length=40,
+                                 rotation=None)
+        TurnSecretRotation(
+            self, "TurnSecretRotation", secret=secret, rotation_days=self._config.turn.secret_rotation_days,
+            deployment=self._config.deployment,
+        )
         return secret
 
     def _platform_secrets(self) -> PlatformSecrets:
         return PlatformSecrets(
-            turn=self._generated(
-                "TurnSecret", "TURN REST shared secret (relay, BBB hosts, prober)", length=40,
-                rotation="The TURN secret is read by every BBB and TURN host at boot; a rotation needs a rolling "
-                         "replacement of both fleets (relay supports two secrets), not a Lambda rotation",
-            ),
+            turn=self._turn_secret(),
             bbb_api=self._generated(
                 "BbbApiSecret", "BigBlueButton API secret (securitySalt) of every BBB server", length=40,
                 rotation="The BBB securitySalt is set by bbb-conf at boot and registered in Scalelite; rotating it "

@@ -119,6 +119,7 @@ class HostParams:
 @dataclass(frozen=True, kw_only=True)
 class BbbParams(HostParams):
     turn_secret_arn: str
+    turn_credential_ttl: int = contract.TURN_CREDENTIAL_TTL_SECONDS
     operator_email: str  # Let's Encrypt
     bbb_secret_arn: str  # the fleet-wide BBB API secret
     single: bool = False  # the single shape: this host is <domain> and runs Greenlight (bbb-install -g)
@@ -135,6 +136,7 @@ class BbbParams(HostParams):
 @dataclass(frozen=True, kw_only=True)
 class TurnParams(HostParams):
     turn_secret_arn: str
+    turn_credential_ttl: int = contract.TURN_CREDENTIAL_TTL_SECONDS
     relay_wheel: S3Object  # the wheel asset
     relay_wheel_filename: str  # e.g. bbb_turn_relay-0.1.0-py3-none-any.whl (the asset key loses it)
     min_port: int = 49152
@@ -378,6 +380,7 @@ def render_bbb_user_data(params: BbbParams) -> str:
     problems: list[str] = []
     _check_common(problems, params)
     _check(problems, "turn_secret_arn", params.turn_secret_arn, "secret_arn")
+    _check_int(problems, "turn_credential_ttl", params.turn_credential_ttl, 60, 7 * 86400)
     _check(problems, "operator_email", params.operator_email, "email")
     _check(problems, "bbb_secret_arn", params.bbb_secret_arn, "secret_arn")
     _check(problems, "bbb_install_url", params.bbb_install_url, "https_url")
@@ -404,6 +407,7 @@ def render_bbb_user_data(params: BbbParams) -> str:
     values = _common_values(params, "single" if params.single else "bbb")
     values |= {
         "TURN_SECRET_ARN": params.turn_secret_arn,
+        "TURN_CREDENTIAL_TTL": params.turn_credential_ttl,
         "OPERATOR_EMAIL": params.operator_email,
         "BBB_SECRET_ARN": params.bbb_secret_arn,
         "BBB_INSTALL_URL": params.bbb_install_url,
@@ -440,6 +444,7 @@ def render_turn_user_data(params: TurnParams) -> str:
     problems: list[str] = []
     _check_common(problems, params)
     _check(problems, "turn_secret_arn", params.turn_secret_arn, "secret_arn")
+    _check_int(problems, "turn_credential_ttl", params.turn_credential_ttl, 60, 7 * 86400)
     _check(problems, "relay_wheel.bucket", params.relay_wheel.bucket, "bucket")
     _check(problems, "relay_wheel.key", params.relay_wheel.key, "key")
     _check(problems, "relay_wheel_filename", params.relay_wheel_filename, "wheel")
@@ -460,6 +465,7 @@ def render_turn_user_data(params: TurnParams) -> str:
     values = _common_values(params, "turn")
     values |= {
         "TURN_SECRET_ARN": params.turn_secret_arn,
+        "TURN_CREDENTIAL_TTL": params.turn_credential_ttl,
         "RELAY_WHEEL_BUCKET": params.relay_wheel.bucket,
         "RELAY_WHEEL_KEY": params.relay_wheel.key,
         "RELAY_WHEEL_FILENAME": params.relay_wheel_filename,

@@ -102,6 +102,7 @@ class Greenlight:
         self.scope, self.cluster, self.container, self.environment = scope, cluster, container, environment
         self.log_group = logs.LogGroup(scope, "GreenlightLogs", retention=log_retention(deployment),
                                        removal_policy=log_removal_policy(deployment))
+        cluster.allow_task_logs(self.log_group)
         task = cluster.task_definition(scope, "GreenlightTask", cpu=container.cpu, memory_mib=container.memory_mib)
         self._container(task, command=Prologue(database=True, redis=True).command(GREENLIGHT_START))
         task.default_container.add_port_mappings(  # type: ignore[union-attr]

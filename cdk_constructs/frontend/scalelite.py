@@ -79,6 +79,7 @@ class Scalelite:
         self.cluster, self.environment, fe = cluster, environment, frontend
         self.log_group = logs.LogGroup(scope, "ScaleliteLogs", retention=log_retention(deployment),
                                        removal_policy=log_removal_policy(deployment))
+        cluster.allow_task_logs(self.log_group)
 
         # -- api + nginx -----------------------------------------------------------------------------------
         web_task = cluster.task_definition(

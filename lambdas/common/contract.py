@@ -35,7 +35,20 @@ EPHEMERAL_PORTS_MINIMUM = 8192
 # --- Tags (on the Auto Scaling groups, propagated to instances) -------------------------------------------
 TAG_ENVIRONMENT = "bbb-on-aws:environment"
 TAG_ROLE = "bbb-on-aws:role"
-TAG_READY = "bbb-on-aws:ready"  # the one tag a host writes, on itself, once ready
+TAG_READY = "bbb-on-aws:ready"  # a host writes it on itself once ready
+# A BBB server writes it on itself: <secret version its bbb-web issues with>@<unix time it stopped issuing the
+# version before, 0 if none>. The TURN secret rotation reads it (lambdas/turn_secret_rotation/handoff.py).
+TAG_TURN_SECRET = "bbb-on-aws:turn-secret"
+
+# --- TURN secret rotation ---------------------------------------------------------------------------------
+# The lifetime of the TURN credentials bbb-web hands out (turn-stun-servers.xml): the relays keep accepting a
+# rotated-out secret this long after the last BBB server stopped issuing with it.
+TURN_CREDENTIAL_TTL_SECONDS = 86400
+# A rotation never starts while the last one's old secret may still be in use: at least the credential
+# lifetime plus a day for every BBB server to see a moment without meetings.
+TURN_SECRET_ROTATION_MIN_DAYS = TURN_CREDENTIAL_TTL_SECONDS // 86400 + 1
+# The hosts' timers (bbb-turn-relay-secrets.timer, bbb-on-aws-turn-secret.timer) run this often.
+TURN_SECRET_POLL_SECONDS = 60
 
 # --- DNS names under <domain> --------------------------------------------------------------------------------
 BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.<domain>
@@ -93,12 +106,16 @@ __all__ = [
     "TAG_ENVIRONMENT",
     "TAG_READY",
     "TAG_ROLE",
+    "TAG_TURN_SECRET",
     "TURNS_PORT",
     "TURNS_PREFIX",
+    "TURN_CREDENTIAL_TTL_SECONDS",
     "TURN_FIXED_PORTS",
     "TURN_HOST_PREFIX",
     "TURN_POOL_PREFIX",
     "TURN_PORT",
+    "TURN_SECRET_POLL_SECONDS",
+    "TURN_SECRET_ROTATION_MIN_DAYS",
     "UNHEALTHY_TURN_METRIC",
     "admin_listen",
     "ephemeral_port_range",

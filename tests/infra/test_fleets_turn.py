@@ -249,7 +249,8 @@ def test_alarm_pages_the_operator_when_no_turn_instance_passes_its_probe():
 def test_turn_role_reads_only_the_turn_secret(custom):
     template = custom
     (statement,) = statements_with(template, "Turn", "secretsmanager:GetSecretValue")
-    assert actions_of_one(statement) == ["secretsmanager:GetSecretValue"]
+    # DescribeSecret: the secret sync reads the staging labels of the rotation (docs/host-contract.md)
+    assert actions_of_one(statement) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
     (resource,) = as_list(statement["Resource"])
     assert mentions_output(resource, "uni-x-shared", "TurnSecret")
 
@@ -282,6 +283,7 @@ def test_turn_role_has_nothing_beyond_its_documented_actions(custom):
     allowed = {
         "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "cloudwatch:PutMetricData",
         "ec2:CreateTags", "ec2:DescribeTags", "ec2:DescribeInstances", "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",  # the secret sync reads the rotation's staging labels
         "s3:GetObject", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
         "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",

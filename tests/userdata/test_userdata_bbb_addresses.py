@@ -123,7 +123,13 @@ def host(shell, imds: Imds) -> dict[str, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     files["production.yml"][0].chmod(0o644)
-    (root / "conf/params.env").write_text("READY_WAIT_SECONDS=600\nENV_NAME=bbb\n")
+    (root / "conf/params.env").write_text(
+        f"READY_WAIT_SECONDS=600\nENV_NAME=bbb\nDOMAIN=bbb.example.com\nTURN_SECRET_ARN={TURN_ARN}\n"
+        "TURN_CREDENTIAL_TTL=86400\n"
+    )
+    # The TURN secret version bbb-web issued with before the server slept; the shim answers the current one.
+    (root / "state/turn-secret-version").write_text(f"{TURN_V1}@0\n")
+    (root / "turn-current").write_text(f"{TURN_V1}\t{TURN_SECRET_1}\n")
     (root / "conf/runtime.env").write_text(
         f"INSTANCE_ID=i-0abc123def4567890\nPUBLIC_IPV4={OLD}\nPRIVATE_IPV4={PRIVATE}\nAWS_REGION=eu-west-1\n"
         f"FQDN={FQDN}\nASG_NAME=bbb-fleet\n"
@@ -139,8 +145,14 @@ def host(shell, imds: Imds) -> dict[str, Path]:
         "BOOT_ID_FILE": str(root / "boot_id"),
     })
     shell.shim("ip")
-    shell.shim("aws")
+    shell.shim("aws", f'[[ "$1 $2" == "secretsmanager get-secret-value" ]] && cat {root}/turn-current; exit 0')
+    shell.shim("systemctl", "exit 3")  # bbb-web is not running yet when the addresses step runs
     return {name: path for name, (path, _text) in files.items()}
+
+
+TURN_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bbb-TurnSecret-AbCdEf"
+TURN_V1, TURN_V2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+TURN_SECRET_1, TURN_SECRET_2 = "Tq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A", "Uz7Yx3Wv9Ut1Sr5Qp2On8Ml4Kj6Ih0Gf3Ed7Cb1B"
 
 
 def api_answers(shell, body: str) -> None:
@@ -200,8 +212,23 @@ def test_ready_only_after_this_boots_rewrite_and_a_successful_api(shell, host: d
     assert on_boot(shell, "addresses").returncode == 0
     ready = on_boot(shell, "ready")
     assert ready.returncode == 0, ready.stderr
-    assert shell.calls("aws") == [["aws", "ec2", "create-tags", "--resources", "i-0abc123def4567890", "--tags",
+    turn_secret = ["aws", "secretsmanager", "get-secret-value", "--secret-id", TURN_ARN, "--query",
+                   "[VersionId,SecretString]", "--output", "text"]
+    # The TURN secret is checked in both steps (unchanged here: no tag for it), then the ready tag.
+    assert shell.calls("aws") == [turn_secret, turn_secret,
+                                  ["aws", "ec2", "create-tags", "--resources", "i-0abc123def4567890", "--tags",
                                    "Key=bbb-on-aws:ready,Value=1700000000"]]
+
+
+def test_a_secret_rotated_while_asleep_is_applied_before_bbb_web_starts(shell, host: dict[str, Path]) -> None:
+    (shell.root / "turn-current").write_text(f"{TURN_V2}\t{TURN_SECRET_2}\n")
+    result = on_boot(shell, "addresses")
+    assert result.returncode == 0, result.stderr
+    xml = (shell.root / "etc/bigbluebutton/turn-stun-servers.xml").read_text()
+    assert xml.count(f'value="{TURN_SECRET_2}"') == 3
+    assert ["systemctl", "restart", "bbb-web"] not in shell.calls("systemctl")  # not started yet: nothing to restart
+    tags = [c[-1] for c in shell.calls("aws") if c[1:3] == ["ec2", "create-tags"]]
+    assert tags == [f"Key=bbb-on-aws:turn-secret,Value={TURN_V2}@1700000000"]
 
 
 def test_an_unreadable_address_stops_the_boot_step_without_a_stamp(shell, host: dict[str, Path]) -> None:

@@ -314,7 +314,7 @@ def test_turn_stun_servers_lists_our_relays(shell) -> None:
     etc = shell.root / "etc-bbb"
     etc.mkdir()
     env = {"BBB_ETC": str(etc), "BBB_GROUP": "root"}
-    result = shell.run(f"write_turn_stun_servers {TURN_SECRET} bbb.example.com", libs=BBB, env=env)
+    result = shell.run(f"write_turn_stun_servers {TURN_SECRET} bbb.example.com 86400", libs=BBB, env=env)
     assert result.returncode == 0, result.stderr
     path = etc / "turn-stun-servers.xml"
     assert oct(path.stat().st_mode & 0o777) == "0o640"
@@ -328,9 +328,10 @@ def test_turn_stun_servers_lists_our_relays(shell) -> None:
         "turn:turn.bbb.example.com:3478", "turn:turn.bbb.example.com:3478?transport=tcp",
         "turns:turns.bbb.example.com:443?transport=tcp"]
     assert {a["0"] for a in servers.values()} == {TURN_SECRET}
+    assert {a["2"] for a in servers.values()} == {"86400"}  # BBB's credential lifetime, rendered TURN_CREDENTIAL_TTL
     refs = root.findall("b:bean[@id='stunTurnService']/b:property[@name='turnServers']/b:set/b:ref", ns)
     assert sorted(r.get("bean") for r in refs) == sorted(servers)
-    result = shell.run("write_turn_stun_servers 'bad\"secret' bbb.example.com", libs=BBB, env=env)
+    result = shell.run("write_turn_stun_servers 'bad\"secret' bbb.example.com 86400", libs=BBB, env=env)
     assert result.returncode == 1 and "letters and digits only" in result.stderr
 
 

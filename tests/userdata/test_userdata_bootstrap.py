@@ -42,6 +42,7 @@ from lc_stun_responder import StunResponder
 
 TURN_SECRET = "Tq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A"
 TURN_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bbb-TurnSecret-AbCdEf"
+TURN_VERSION = "11111111-2222-4333-8444-555555555555"
 INSTANCE = "i-0abc123def4567890"
 COMMON = {
     "environment": "bbb",
@@ -157,12 +158,15 @@ def turn_host(shell, imds: Imds, readyz: Readyz, stun: StunResponder) -> dict[st
     # `python3 -m venv`: a venv whose python logs `pip install` (as a "pip" call) and installs the command.
     shell.shim("pip", f"touch {venv}/bin/bbb-turn-relay; chmod +x {venv}/bin/bbb-turn-relay")
     shell.shim("fake-python3", f"mkdir -p {venv}/bin; cp {shell.bin}/pip {venv}/bin/python", log=False)
+    # Two describe-instances: the BBB servers' TURN secret tags (JSON) and the allowed peers (text).
     shell.shim("aws", f"""
-        case "$1 $2" in
-          "secretsmanager get-secret-value") echo {TURN_SECRET} ;;
-          "s3 cp") echo wheel >"$5" ;;
-          "ec2 describe-instances") printf '203.0.113.21\\t10.1.16.5\\n203.0.113.22\\t10.1.32.6\\n' ;;
-          "ec2 create-tags") ;;
+        case "$1 $2 ${{@: -1}}" in
+          "secretsmanager get-secret-value "*) echo {TURN_SECRET} ;;
+          "secretsmanager describe-secret "*) echo '{{"VersionIdsToStages": {{"{TURN_VERSION}": ["AWSCURRENT"]}}}}' ;;
+          "s3 cp "*) echo wheel >"$5" ;;
+          "ec2 describe-instances json") echo '[["i-0bbb000000000000a", "{TURN_VERSION}@0"]]' ;;
+          "ec2 describe-instances text") printf '203.0.113.21\\t10.1.16.5\\n203.0.113.22\\t10.1.32.6\\n' ;;
+          "ec2 create-tags "*) ;;
           *) echo "unexpected aws call: $*" >&2; exit 255 ;;
         esac""")  # fmt: skip
     return env | {
@@ -180,6 +184,14 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
     assert shell.calls("aws") == [
         ["aws", "secretsmanager", "get-secret-value", "--secret-id", TURN_ARN, "--query", "SecretString",
          "--output", "text"],
+        # Every version in use (the rotation): labels, the BBB servers' tags, then each value by version id.
+        ["aws", "secretsmanager", "describe-secret", "--secret-id", TURN_ARN, "--output", "json"],
+        ["aws", "ec2", "describe-instances", "--filters", "Name=tag:bbb-on-aws:environment,Values=bbb",
+         "Name=tag:bbb-on-aws:role,Values=bbb,single", "Name=instance-state-name,Values=pending,running",
+         "--query", "Reservations[].Instances[].[InstanceId, Tags[?Key==`bbb-on-aws:turn-secret`].Value | [0]]",
+         "--output", "json"],
+        ["aws", "secretsmanager", "get-secret-value", "--secret-id", TURN_ARN, "--version-id", TURN_VERSION,
+         "--query", "SecretString", "--output", "text"],
         ["aws", "s3", "cp", "--only-show-errors", "s3://assets-bucket/0123abcd.whl",
          f"{state}/bbb_turn_relay-0.1.0-py3-none-any.whl"],
         ["aws", "ec2", "describe-instances", "--filters", "Name=tag:bbb-on-aws:environment,Values=bbb",
@@ -192,7 +204,8 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
     assert pip[pip.index("--constraint") + 1] == turn_host["BBB_ON_AWS_DIR"] + "/turn/relay-constraints.txt"
     systemctl = [c[1:] for c in shell.calls("systemctl")]
     assert ["restart", "bbb-turn-relay.service"] in systemctl
-    assert ["enable", "--now", "bbb-turn-relay-peers.timer", "bbb-on-aws-allocations-metric.timer"] in systemctl
+    assert ["enable", "--now", "bbb-turn-relay-peers.timer", "bbb-turn-relay-secrets.timer",
+            "bbb-on-aws-allocations-metric.timer"] in systemctl
 
     etc = Path(turn_host["RELAY_ETC"])
     assert listing(etc) == {"allowed-peers.conf": "0o644", "nonce-secret": "0o600", "relay.conf": "0o640",
@@ -212,7 +225,10 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
         "bbb-on-aws-allocations-metric.service": "0o644", "bbb-on-aws-allocations-metric.timer": "0o644",
         "bbb-on-aws-journal-export.service": "0o644", "bbb-turn-relay-peers.service": "0o644",
         "bbb-turn-relay-peers.timer": "0o644", "bbb-turn-relay.service": "0o644",
+        "bbb-turn-relay-secrets.service": "0o644", "bbb-turn-relay-secrets.timer": "0o644",
+        "bbb-on-aws-relay-address.service": "0o644", "bbb-on-aws-relay-ready.service": "0o644",
     }  # fmt: skip
+    assert (state / "turn-secret-versions").read_text() == f"{TURN_VERSION} AWSCURRENT\n"
     assert listing(shell.root / "conf") == {"journal-export.env": "0o644", "params.env": "0o644",
                                             "runtime.env": "0o644"}  # fmt: skip
     assert listing(shell.root / "cw-agent" / "etc") == {"bbb-on-aws.json": "0o644"}
@@ -339,7 +355,7 @@ def bbb_host(shell, imds: Imds) -> dict[str, str]:
         esac""")  # fmt: skip
     shell.shim("aws", f"""
         case "$1 $2 $4" in
-          "secretsmanager get-secret-value {TURN_ARN}") echo {TURN_SECRET} ;;
+          "secretsmanager get-secret-value {TURN_ARN}") printf '%s\\t%s\\n' {TURN_VERSION} {TURN_SECRET} ;;
           "secretsmanager get-secret-value {BBB_ARN}") echo {API_SECRET} ;;
           "ec2 create-tags "*) ;;
           *) echo "unexpected aws call: $*" >&2; exit 255 ;;
@@ -365,10 +381,13 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
 
     # Both secrets, each by its own ARN, and the ready tag on this instance only: nothing else reaches AWS.
     assert shell.calls("aws") == [
-        ["aws", "secretsmanager", "get-secret-value", "--secret-id", TURN_ARN, "--query", "SecretString",
-         "--output", "text"],
         ["aws", "secretsmanager", "get-secret-value", "--secret-id", BBB_ARN, "--query", "SecretString",
          "--output", "text"],
+        # The TURN secret with its version: bbb-web issues with it, and the server says so (the rotation).
+        ["aws", "secretsmanager", "get-secret-value", "--secret-id", TURN_ARN, "--query", "[VersionId,SecretString]",
+         "--output", "text"],
+        ["aws", "ec2", "create-tags", "--resources", INSTANCE, "--tags",
+         f"Key=bbb-on-aws:turn-secret,Value={TURN_VERSION}@0"],
         # The virtual clock: DNS is checked 3 times in a row, 10 s apart, before the install.
         ["aws", "ec2", "create-tags", "--resources", INSTANCE, "--tags", "Key=bbb-on-aws:ready,Value=1700000020"],
     ]  # fmt: skip
@@ -394,8 +413,11 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
                        f"AWS_REGION=eu-west-1\nFQDN={fqdn}\nASG_NAME=bbb-BbbFleet-ASG\n")  # fmt: skip
     assert listing(root / "systemd") == {
         "bbb-on-aws-journal-export.service": "0o644", "bbb-on-aws-meetings-metric.service": "0o644",
-        "bbb-on-aws-meetings-metric.timer": "0o644",
+        "bbb-on-aws-meetings-metric.timer": "0o644", "bbb-on-aws-turn-secret.service": "0o644",
+        "bbb-on-aws-turn-secret.timer": "0o644", "bbb-on-aws-addresses.service": "0o644",
+        "bbb-on-aws-ready.service": "0o644",
     }  # fmt: skip
+    assert (root / "state" / "turn-secret-version").read_text() == f"{TURN_VERSION}@0\n"
     assert oct(stat.S_IMODE((root / "log" / "bbb-install.log").stat().st_mode)) == "0o600"
     assert (root / "state" / "bbb-installed").exists() and (root / "state" / "ready").read_text() == "1700000020\n"
     if single:  # Greenlight gets the fleet secret and is recreated; no Scalelite pieces

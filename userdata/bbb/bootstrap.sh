@@ -11,8 +11,8 @@ source "$BBB_ON_AWS_DIR/bbb/lib.sh"
 LOG_TAG=bbb-bootstrap
 
 main() {
-  local single=0 fqdn asg turn_secret api_secret
-  require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN BBB_SECRET_ARN BBB_INSTALL_URL \
+  local single=0 fqdn asg api_secret
+  require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN TURN_CREDENTIAL_TTL BBB_SECRET_ARN BBB_INSTALL_URL \
     BBB_VERSION DNS_WAIT_SECONDS READY_WAIT_SECONDS CLUSTER_PROXY METRICS_NAMESPACE SYSTEM_LOG_GROUP \
     APPLICATION_LOG_GROUP CW_AGENT_KEY_FINGERPRINT
   # shellcheck disable=SC2153 # ROLE: from params.env (test_userdata_static checks the role's parameters define it)
@@ -33,7 +33,6 @@ main() {
   prepare_data_volume
   wait_for_dns "$fqdn" "$PUBLIC_IPV4" "$DNS_WAIT_SECONDS" || exit 1
 
-  turn_secret=$(get_secret "$TURN_SECRET_ARN") || exit 1
   api_secret=$(get_secret "$BBB_SECRET_ARN") || exit 1
 
   if [[ ! -f $BBB_ON_AWS_STATE_DIR/bbb-installed ]]; then
@@ -41,8 +40,9 @@ main() {
     touch "$BBB_ON_AWS_STATE_DIR/bbb-installed"
   fi
   apply_fleet_secret "$api_secret"
-  write_turn_stun_servers "$turn_secret" "$DOMAIN"
-  unset turn_secret api_secret
+  unset api_secret
+  retry 5 5 refresh_turn_secret "$TURN_SECRET_ARN" "$DOMAIN" "$TURN_CREDENTIAL_TTL" "$fqdn" ||
+    die "cannot apply the TURN secret (check secretsmanager:GetSecretValue and ec2:CreateTags on this instance)"
 
   if [[ $ROLE == bbb ]]; then
     install_efs_utils
@@ -54,9 +54,10 @@ main() {
   fi
 
   setup_host_logging bbb
+  install_units "$BBB_ON_AWS_DIR/bbb/units" || true
+  systemctl daemon-reload
+  systemctl enable --now bbb-on-aws-turn-secret.timer
   if [[ -n $asg ]]; then
-    install_units "$BBB_ON_AWS_DIR/bbb/units" || true
-    systemctl daemon-reload
     systemctl enable --now bbb-on-aws-meetings-metric.timer
     # From the next boot on (a warm-pool wake): new public IPv4 into BBB's settings, then a fresh ready tag.
     systemctl enable bbb-on-aws-addresses.service bbb-on-aws-ready.service

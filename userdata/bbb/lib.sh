@@ -206,11 +206,13 @@ apply_fleet_secret() {
   fi
 }
 
-# write_turn_stun_servers <secret> <domain>: BBB hands browsers TURN over UDP and TCP 3478 (turn.<domain>,
-# weighted records over the TURN fleet) and TLS 443 (turns.<domain>, the NLB). Readable by bbb-web only.
+# write_turn_stun_servers <secret> <domain> <ttl s>: BBB hands browsers TURN over UDP and TCP 3478 (turn.<domain>,
+# weighted records over the TURN fleet) and TLS 443 (turns.<domain>, the NLB), with credentials valid <ttl>
+# seconds. Readable by bbb-web only. Status 0 if the file changed.
 write_turn_stun_servers() {
-  local secret=$1 domain=$2 tmp
+  local secret=$1 domain=$2 ttl=$3 tmp status=0
   [[ $secret =~ ^[A-Za-z0-9]+$ ]] || die "the TURN secret must be letters and digits only"
+  [[ $ttl =~ ^[1-9][0-9]*$ ]] || die "the TURN credential lifetime must be a whole number of seconds, not '$ttl'"
   tmp=$(mktemp)
   cat >"$tmp" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
@@ -222,17 +224,17 @@ write_turn_stun_servers() {
     <bean id="turn0" class="org.bigbluebutton.web.services.turn.TurnServer">
         <constructor-arg index="0" value="$secret"/>
         <constructor-arg index="1" value="turn:turn.$domain:3478"/>
-        <constructor-arg index="2" value="86400"/>
+        <constructor-arg index="2" value="$ttl"/>
     </bean>
     <bean id="turn1" class="org.bigbluebutton.web.services.turn.TurnServer">
         <constructor-arg index="0" value="$secret"/>
         <constructor-arg index="1" value="turn:turn.$domain:3478?transport=tcp"/>
-        <constructor-arg index="2" value="86400"/>
+        <constructor-arg index="2" value="$ttl"/>
     </bean>
     <bean id="turn2" class="org.bigbluebutton.web.services.turn.TurnServer">
         <constructor-arg index="0" value="$secret"/>
         <constructor-arg index="1" value="turns:turns.$domain:443?transport=tcp"/>
-        <constructor-arg index="2" value="86400"/>
+        <constructor-arg index="2" value="$ttl"/>
     </bean>
     <bean id="stunTurnService" class="org.bigbluebutton.web.services.turn.StunTurnService">
         <property name="stunServers">
@@ -249,8 +251,62 @@ write_turn_stun_servers() {
     </bean>
 </beans>
 EOF
-  install_if_changed "$tmp" "$BBB_ETC/turn-stun-servers.xml" 0640 "root:$BBB_GROUP" || true
+  install_if_changed "$tmp" "$BBB_ETC/turn-stun-servers.xml" 0640 "root:$BBB_GROUP" || status=1
   rm -f "$tmp"
+  return "$status"
+}
+
+# refresh_turn_secret <secret arn> <domain> <ttl s> <fqdn>: bbb-web issues TURN credentials with AWSCURRENT.
+# bbb-web reads turn-stun-servers.xml only when it starts, and a restart loses the meetings it tracks, so a
+# new version is applied at the first moment this server runs no meeting (the relays accept the old one until
+# then). The server then tags itself bbb-on-aws:turn-secret=<version>@<unix time it stopped issuing the old
+# one, 0 on the first write> (docs/host-contract.md): the relays retire the old secret a TTL after the last
+# server switched. Status 1 on an API error (nothing changes).
+refresh_turn_secret() {
+  local arn=$1 domain=$2 ttl=$3 fqdn=$4 answer version value installed="" stopped=0
+  local state="$BBB_ON_AWS_STATE_DIR/turn-secret-version"
+  answer=$(aws secretsmanager get-secret-value --secret-id "$arn" --query '[VersionId,SecretString]' \
+    --output text) || { log "cannot read the TURN secret; bbb-web keeps its credentials"; return 1; }
+  read -r version value <<<"$answer"
+  [[ $value =~ ^[A-Za-z0-9]{16,128}$ ]] || { log "the TURN secret is not 16-128 letters and digits"; return 1; }
+  [[ -f $state ]] && installed=$(<"$state")
+  if [[ ${installed%@*} == "$version" ]]; then
+    return 0
+  fi
+  if [[ -n $installed ]]; then
+    if systemctl is-active --quiet bbb-web && ! bbb_idle "$fqdn"; then
+      log "TURN secret version $version waits until this server runs no meeting (bbb-web restarts to apply it)"
+      return 0
+    fi
+    stopped=$(date +%s)
+  fi
+  if write_turn_stun_servers "$value" "$domain" "$ttl" && [[ -n $installed ]] &&
+    systemctl is-active --quiet bbb-web; then
+    systemctl restart bbb-web
+  fi
+  unset value
+  retry 5 5 aws ec2 create-tags --resources "$INSTANCE_ID" \
+    --tags "Key=bbb-on-aws:turn-secret,Value=$version@$stopped" ||
+    { log "cannot tag $INSTANCE_ID with its TURN secret version (ec2:CreateTags)"; return 1; }
+  printf '%s@%s\n' "$version" "$stopped" >"$state"
+  log "bbb-web issues TURN credentials with secret version $version"
+}
+
+# bbb_meetings_xml <fqdn>: getMeetings from this server's own API (through nginx, pinned to this host).
+bbb_meetings_xml() {
+  local fqdn=$1 secret checksum
+  secret=$(bbb_api_secret) || { log "no securitySalt in BBB's properties"; return 1; }
+  # The checksum is sha256("getMeetings" + secret); printf is a builtin, so the secret stays off argv.
+  checksum=$(printf 'getMeetings%s' "$secret" | sha256sum | cut -d' ' -f1)
+  curl -fsS --max-time 10 --resolve "$fqdn:443:127.0.0.1" \
+    "https://$fqdn/bigbluebutton/api/getMeetings?checksum=$checksum"
+}
+
+# bbb_idle <fqdn>: status 0 only when getMeetings answers SUCCESS with no meeting.
+bbb_idle() {
+  local xml
+  xml=$(bbb_meetings_xml "$1") || return 1
+  [[ $xml == *"<returncode>SUCCESS</returncode>"* && $xml != *"<meeting>"* ]]
 }
 
 # --- Recordings to Scalelite ------------------------------------------------------------------------------

@@ -8,13 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh" with-runtime
 source "$BBB_ON_AWS_DIR/bbb/lib.sh"
 LOG_TAG=bbb-metrics
 
-secret=$(bbb_api_secret) || die "no securitySalt in BBB's properties"
-# The checksum is sha256("getMeetings" + secret); printf is a builtin, so the secret stays off argv.
-checksum=$(printf 'getMeetings%s' "$secret" | sha256sum | cut -d' ' -f1)
-unset secret
 # shellcheck disable=SC2153 # FQDN: from runtime.env (test_userdata_static checks the role's parameters define it)
-xml=$(curl -fsS --max-time 10 --resolve "$FQDN:443:127.0.0.1" \
-  "https://$FQDN/bigbluebutton/api/getMeetings?checksum=$checksum") || die "getMeetings did not answer"
+xml=$(bbb_meetings_xml "$FQDN") || die "getMeetings did not answer"
 args=(--asg "$ASG_NAME" --instance-id "$INSTANCE_ID" --recordings "$DATA_MOUNT/recording")
 # Fleet servers hand recordings to Scalelite through the spool (EFS), which every fleet server mounts.
 # shellcheck disable=SC2153 # ROLE: from params.env (test_userdata_static checks the role's parameters define it)

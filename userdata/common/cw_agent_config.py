@@ -48,7 +48,7 @@ ROLE_FILES = {
 # The units bbb-on-aws-journal-export.service copies to /var/log/bbb-on-aws/journal.log, per role.
 JOURNAL_UNITS = {
     "bbb": ["bbb-graphql-*", "bbb-webrtc-sfu", "bbb-webrtc-recorder", "bbb-pads", "bbb-on-aws-*"],
-    "turn": ["bbb-turn-relay", "bbb-turn-relay-peers", "bbb-on-aws-*"],
+    "turn": ["bbb-turn-relay", "bbb-turn-relay-peers", "bbb-turn-relay-secrets", "bbb-on-aws-*"],
     "proxy": ["nginx", "bbb-on-aws-*"],
 }
 DISKS = {"bbb": ["/", "/var/bigbluebutton"], "turn": ["/"], "proxy": ["/"]}

@@ -10,7 +10,7 @@ LOG_TAG=turn-bootstrap
 
 main() {
   local asg turn_secret wheel conf
-  require_params ENV_NAME DOMAIN TURN_SECRET_ARN RELAY_WHEEL_BUCKET RELAY_WHEEL_KEY RELAY_WHEEL_FILENAME \
+  require_params ENV_NAME DOMAIN TURN_SECRET_ARN TURN_CREDENTIAL_TTL RELAY_WHEEL_BUCKET RELAY_WHEEL_KEY RELAY_WHEEL_FILENAME \
     MIN_PORT MAX_PORT LOCAL_PORT_RANGE TOTAL_QUOTA USER_QUOTA MAX_BPS DRAIN_TIMEOUT_SECONDS \
     READY_WAIT_SECONDS METRICS_NAMESPACE SYSTEM_LOG_GROUP APPLICATION_LOG_GROUP CW_AGENT_KEY_FINGERPRINT \
     ALLOCATIONS_METRIC LISTEN_PORT PROXY_PORT ADMIN_LISTEN
@@ -35,6 +35,9 @@ main() {
   turn_secret=$(get_secret "$TURN_SECRET_ARN") || exit 1
   write_relay_secrets "$turn_secret"
   unset turn_secret
+  # Every version in use (AWSPENDING during a rotation, AWSPREVIOUS until the handoff is over).
+  retry 5 5 refresh_relay_secrets "$TURN_SECRET_ARN" "$ENV_NAME" "$TURN_CREDENTIAL_TTL" ||
+    die "cannot read the TURN secret's versions (check secretsmanager:DescribeSecret and ec2:DescribeInstances)"
 
   # The wheel keeps its own file name: pip reads the version and tags from it.
   wheel="$BBB_ON_AWS_STATE_DIR/$RELAY_WHEEL_FILENAME"
@@ -61,7 +64,7 @@ main() {
   else
     systemctl restart bbb-turn-relay.service
   fi
-  systemctl enable --now bbb-turn-relay-peers.timer bbb-on-aws-allocations-metric.timer
+  systemctl enable --now bbb-turn-relay-peers.timer bbb-turn-relay-secrets.timer bbb-on-aws-allocations-metric.timer
   # From the next boot on (a warm-pool wake): the new public IPv4 into relay.conf, then a fresh ready tag.
   systemctl enable bbb-on-aws-relay-address.service bbb-on-aws-relay-ready.service
 

@@ -50,20 +50,84 @@ install_relay() {
   [[ -x $RELAY_VENV/bin/bbb-turn-relay ]] || die "the wheel did not install the bbb-turn-relay command"
 }
 
-# write_relay_secrets <turn secret>: the shared secret, and the nonce key derived from it with HMAC so every
-# relay of the fleet accepts the others' nonces without a second secret. Mode 0600, owned by the relay's
+# write_relay_secrets <turn secret>: seeds the secret file before the relay first starts (refresh_relay_secrets
+# then keeps it to the accepted versions), and the nonce key derived from the secret with HMAC so every relay of
+# the fleet accepts the others' nonces without a second secret. The nonce key is written once: the relay cannot
+# reload it, and after a rotation it stays derived from the secret current at the first boot (a nonce from a
+# relay booted on another secret costs a 438 and a retry, nothing more). Mode 0600, owned by the relay's
 # account (it runs unprivileged and refuses secret files others can read).
 write_relay_secrets() {
   local secret=$1 tmp
   tmp=$(mktemp)
-  printf '%s\n' "$secret" >"$tmp"
-  install_if_changed "$tmp" "$RELAY_ETC/secret" 0600 "$RELAY_USER:$RELAY_GROUP" || true
-  printf '%s' "$secret" | python3 -c '
+  if [[ ! -s $RELAY_ETC/secret ]]; then
+    printf '%s\n' "$secret" >"$tmp"
+    install_if_changed "$tmp" "$RELAY_ETC/secret" 0600 "$RELAY_USER:$RELAY_GROUP" || true
+  fi
+  if [[ ! -s $RELAY_ETC/nonce-secret ]]; then
+    printf '%s' "$secret" | python3 -c '
 import hashlib, hmac, sys
 key = sys.stdin.read().encode()
 print(hmac.new(key, b"bbb-on-aws relay nonce key v1", hashlib.sha256).hexdigest())' >"$tmp"
-  install_if_changed "$tmp" "$RELAY_ETC/nonce-secret" 0600 "$RELAY_USER:$RELAY_GROUP" || true
+    install_if_changed "$tmp" "$RELAY_ETC/nonce-secret" 0600 "$RELAY_USER:$RELAY_GROUP" || true
+  fi
   rm -f "$tmp"
+}
+
+# refresh_relay_secrets <secret arn> <environment> <credential ttl s>: the relay accepts AWSCURRENT, AWSPENDING
+# and AWSPREVIOUS until no BBB server may still hand out credentials made with it (turn/secret_versions.py).
+# Reads only labels and tags while nothing changes; fetches values and reloads (SIGHUP: live allocations keep
+# their keys) only when the accepted versions change. An API error keeps the current secrets.
+refresh_relay_secrets() {
+  local arn=$1 env=$2 ttl=$3 dir ids id value state="$BBB_ON_AWS_STATE_DIR/turn-secret-versions" query
+  # shellcheck disable=SC2016 # the backquotes are JMESPath literals
+  query='Reservations[].Instances[].[InstanceId, Tags[?Key==`bbb-on-aws:turn-secret`].Value | [0]]'
+  dir=$(mktemp -d)
+  if ! aws secretsmanager describe-secret --secret-id "$arn" --output json >"$dir/secret.json" ||
+    ! aws ec2 describe-instances \
+      --filters "Name=tag:bbb-on-aws:environment,Values=$env" "Name=tag:bbb-on-aws:role,Values=bbb,single" \
+      "Name=instance-state-name,Values=pending,running" \
+      --query "$query" \
+      --output json >"$dir/servers.json" ||
+    ! ids=$(python3 "$BBB_ON_AWS_DIR/turn/secret_versions.py" --secret "$dir/secret.json" \
+      --servers "$dir/servers.json" --ttl "$ttl" --now "$(date +%s)"); then
+    log "cannot read the TURN secret's versions or the BBB servers' tags; the relay keeps its secrets"
+    rm -rf "$dir"
+    return 1
+  fi
+  if [[ -s $RELAY_ETC/secret && -f $state && $(<"$state") == "$ids" ]]; then
+    rm -rf "$dir"
+    return 0
+  fi
+  : >"$dir/secrets"
+  : >"$dir/written"
+  while read -r id stage; do
+    if ! value=$(aws secretsmanager get-secret-value --secret-id "$arn" --version-id "$id" \
+      --query SecretString --output text 2>/dev/null); then
+      # RotateSecret labels the new version AWSPENDING before createSecret gives it a value, and a refused
+      # createSecret leaves it so: the relay goes on without it (the next tick tries again).
+      if [[ $stage == AWSPENDING ]]; then
+        log "version $id (AWSPENDING) has no value yet; the relay accepts the others"
+        continue
+      fi
+      value=""
+    fi
+    if [[ ! $value =~ ^[A-Za-z0-9]{16,128}$ ]]; then
+      log "cannot read version $id of the TURN secret as 16-128 letters and digits; the relay keeps its secrets"
+      rm -rf "$dir"
+      return 1
+    fi
+    printf '%s\n' "$value" >>"$dir/secrets"
+    printf '%s %s\n' "$id" "$stage" >>"$dir/written"
+  done <<<"$ids"
+  if install_if_changed "$dir/secrets" "$RELAY_ETC/secret" 0600 "$RELAY_USER:$RELAY_GROUP"; then
+    log "the relay accepts TURN secret versions: $(tr '\n' ' ' <"$dir/written")"
+    if systemctl is-active --quiet bbb-turn-relay; then
+      systemctl reload bbb-turn-relay
+    fi
+  fi
+  mkdir -p "$BBB_ON_AWS_STATE_DIR"
+  cp "$dir/written" "$state"  # what the relay got: a version skipped above differs, so it is fetched again
+  rm -rf "$dir"
 }
 
 # render_relay_conf <realm> <listen ip> <external ip> <min port> <max port> <total quota> <user quota>

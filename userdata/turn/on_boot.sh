@@ -41,6 +41,9 @@ main() {
       ;;
     ready)
       grep -qx "external-ip=$PUBLIC_IPV4" "$conf" || die "relay.conf does not announce $PUBLIC_IPV4: not ready"
+      # A secret rotated while the relay slept: accepted (SIGHUP) before the ready tag puts it in turn.<domain>.
+      retry 5 5 refresh_relay_secrets "$TURN_SECRET_ARN" "$ENV_NAME" "$TURN_CREDENTIAL_TTL" ||
+        die "cannot read the TURN secret's versions: not ready"
       relay_become_ready "$PRIVATE_IPV4" "$READY_WAIT_SECONDS"
       ;;
     *) die "usage: on_boot.sh address|ready" ;;
