@@ -158,6 +158,8 @@ def test_route53_changes_are_limited_to_the_zone_and_the_fleets_names(lifecycle_
                     "ec2:DescribeInstances",
                     "autoscaling:DescribeAutoScalingGroups",
                     "autoscaling:DescribeAutoScalingInstances",
+                    "autoscaling:DescribeInstanceRefreshes",
+                    "autoscaling:DescribeTags",
                     "ssm:GetCommandInvocation",
                     "cloudwatch:GetMetricData",
                     "cloudwatch:PutMetricData",
