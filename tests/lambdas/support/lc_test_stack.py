@@ -106,7 +106,13 @@ def build(outdir: Path, *, nag: bool) -> tuple[App, Stack]:
         **common,
     )
     lifecycles["single"] = FleetLifecycle(
-        stack, "SingleLifecycle", auto_scaling_group=groups["single"], role="single", bbb_secret=bbb_secret, **common
+        stack,
+        "SingleLifecycle",
+        auto_scaling_group=groups["single"],
+        role="single",
+        bbb_secret=bbb_secret,
+        data_volume_gib=100,
+        **common,
     )
     for role, lifecycle in lifecycles.items():
         settings = RolloutSettings(0, 100) if role == "single" else RolloutSettings(100, 50)
