@@ -48,11 +48,11 @@ class BackupRules:
 
 
 def vault_name(environment: str) -> str:
-    return f"bbb-on-aws-{environment}"
+    return f"{environment}-backup"
 
 
 def plan_name(environment: str) -> str:
-    return f"bbb-on-aws-{environment}"
+    return f"{environment}-backup"
 
 
 class DeploymentBackup(Construct):
@@ -136,7 +136,7 @@ class DeploymentBackup(Construct):
             construct_id,
             resources=resources,
             role=self.role,
-            backup_selection_name=f"bbb-on-aws-{self.environment_name}-{construct_id.lower()}",
+            backup_selection_name=f"{self.environment_name}-{construct_id.lower()}",
         )
 
     def select_data_volume(self) -> backup.BackupSelection:
