@@ -21,9 +21,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+import contract
 from cdk_constructs.nag import acknowledge
 
-DATA_VOLUME_TAG = "bbb-on-aws:data-volume"  # lambdas/single_data/index.py
+DATA_VOLUME_TAG = contract.TAG_DATA_VOLUME
 DAILY_HOUR_UTC = 3  # after the evening's meetings, before the morning's
 MONTHLY_DAY = 1
 

@@ -14,14 +14,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+import contract
 from cdk_constructs.lambda_function import code, python_function
 from cdk_constructs.lifecycle import permissions
 from cdk_constructs.lifecycle.functions import FunctionKit
 from cdk_constructs.nag import acknowledge, resource_finding
 
-TAG_DATA = "bbb-on-aws:data-volume"  # lambdas/single_data/index.py
-TAG_RETIRED = "bbb-on-aws:data-volume-retired"
-TAG_ENVIRONMENT = "bbb-on-aws:environment"
+TAG_DATA = contract.TAG_DATA_VOLUME
+TAG_RETIRED = contract.TAG_DATA_VOLUME_RETIRED
+TAG_ENVIRONMENT = contract.TAG_ENVIRONMENT
 # A data volume still held by an instance in another AZ for this long counts as lost with its AZ.
 DATA_WAIT_SECONDS = 900
 
@@ -93,7 +94,7 @@ def statements(environment: str, group_name: str) -> list[iam.PolicyStatement]:
             conditions={
                 "StringEquals": {
                     f"aws:ResourceTag/{TAG_ENVIRONMENT}": environment,
-                    "aws:ResourceTag/bbb-on-aws:role": "single",
+                    f"aws:ResourceTag/{contract.TAG_ROLE}": "single",
                 }
             },
         ),

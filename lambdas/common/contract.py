@@ -36,6 +36,13 @@ EPHEMERAL_PORTS_MINIMUM = 8192
 TAG_ENVIRONMENT = "bbb-on-aws:environment"
 TAG_ROLE = "bbb-on-aws:role"
 TAG_READY = "bbb-on-aws:ready"  # the one tag a host writes, on itself, once ready
+# The single host's data volume (lambdas/single_data): exactly one volume carries it (value: the environment);
+# AWS Backup selects by it. A volume replaced by a copy or a restore gets RETIRED ("moved" | "stranded").
+TAG_DATA_VOLUME = "bbb-on-aws:data-volume"
+TAG_DATA_VOLUME_RETIRED = "bbb-on-aws:data-volume-retired"
+DATA_DEVICE = "/dev/sdf"  # where the data volume is attached (userdata/bbb/lib.sh find_data_device)
+# On an Auto Scaling group: a roll-out a deploy left waiting for a cancelled refresh (lambdas/fleet_rollout).
+TAG_ROLLOUT_PENDING = "bbb-on-aws:rollout-pending"
 
 # --- DNS names under <domain> --------------------------------------------------------------------------------
 BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.<domain>
@@ -80,6 +87,7 @@ __all__ = [
     "ALLOCATIONS_METRIC",
     "BBB_HOST_PREFIX",
     "CLUSTER_PROXY_PREFIX",
+    "DATA_DEVICE",
     "EPHEMERAL_PORTS_MINIMUM",
     "LOAD_METRIC",
     "MEETINGS_METRIC",
@@ -90,9 +98,12 @@ __all__ = [
     "RELAY_PORT_CEILING",
     "RELAY_PORT_FLOOR",
     "SCALELITE_PREFIX",
+    "TAG_DATA_VOLUME",
+    "TAG_DATA_VOLUME_RETIRED",
     "TAG_ENVIRONMENT",
     "TAG_READY",
     "TAG_ROLE",
+    "TAG_ROLLOUT_PENDING",
     "TURNS_PORT",
     "TURNS_PREFIX",
     "TURN_FIXED_PORTS",

@@ -26,13 +26,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from common import aws, observability
+from common import aws, contract, observability
 from common.config import ConfigurationError
 from common.custom_resource import CustomResource, Request, Result
 
 logger, metrics = observability.tools()
 
-PENDING_TAG = "bbb-on-aws:rollout-pending"
+PENDING_TAG = contract.TAG_ROLLOUT_PENDING
 # A refresh in one of these states must end before another can start (StartInstanceRefresh refuses).
 ACTIVE = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
 

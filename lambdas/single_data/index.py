@@ -27,14 +27,14 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from common import aws, lifecycle, observability, steps, timeutil
+from common import aws, contract, lifecycle, observability, steps, timeutil
 from common.config import ConfigurationError
 
 logger, metrics = observability.tools()
 
-TAG_DATA = "bbb-on-aws:data-volume"  # value: the environment; on exactly one volume, and on our snapshots
-TAG_RETIRED = "bbb-on-aws:data-volume-retired"  # "moved" (copied: deleted after attach) | "stranded" (kept)
-DEVICE = "/dev/sdf"  # userdata/bbb/lib.sh find_data_device
+TAG_DATA = contract.TAG_DATA_VOLUME  # value: the environment; on exactly one volume, and on our snapshots
+TAG_RETIRED = contract.TAG_DATA_VOLUME_RETIRED  # "moved" (copied: deleted after attach) | "stranded" (kept)
+DEVICE = contract.DATA_DEVICE
 LIVE = ["creating", "available", "in-use"]
 
 
@@ -54,7 +54,7 @@ def _ec2() -> Any:
 
 
 def _tags(environment: str, **extra: str) -> list[dict[str, Any]]:
-    tags = {TAG_DATA: environment, "bbb-on-aws:environment": environment, "bbb-on-aws:role": "single", **extra}
+    tags = {TAG_DATA: environment, contract.TAG_ENVIRONMENT: environment, contract.TAG_ROLE: "single", **extra}
     return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
@@ -107,7 +107,7 @@ def _delete_moved_volumes(environment: str) -> list[str]:
     moved = _ec2().describe_volumes(
         Filters=[
             {"Name": f"tag:{TAG_RETIRED}", "Values": ["moved"]},
-            {"Name": "tag:bbb-on-aws:environment", "Values": [environment]},
+            {"Name": f"tag:{contract.TAG_ENVIRONMENT}", "Values": [environment]},
             {"Name": "status", "Values": ["available"]},
         ]
     )["Volumes"]
