@@ -19,6 +19,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from lc_fixtures import emitted_metrics
+from lc_relay import SIGNAL, Relay
+from lc_stun_responder import StunResponder
 from lc_world import REGION, World
 
 LAUNCH = "bbb-on-aws-launch"
@@ -48,10 +50,11 @@ def bbb(world_factory: Any) -> World:
 
 def abandoned_alarm(world: World) -> str:
     """The logical id (= the test world's alarm name) of the fleet's LaunchAbandoned alarm."""
+    prefix = f"{world.role.capitalize()}LifecycleLaunchAbandonedAlarm"
     [lid] = [
         lid
         for lid, res in world.template["Resources"].items()
-        if res["Type"] == "AWS::CloudWatch::Alarm" and lid.startswith("BbbLifecycleLaunchAbandonedAlarm")
+        if res["Type"] == "AWS::CloudWatch::Alarm" and lid.startswith(prefix)
     ]
     assert world.template["Resources"][lid]["Properties"]["MetricName"] == "LaunchAbandoned"
     return lid
@@ -59,7 +62,7 @@ def abandoned_alarm(world: World) -> str:
 
 def start_params(world: World) -> dict[str, Any]:
     return {
-        "AutoScalingGroupName": GROUP,
+        "AutoScalingGroupName": world.group,
         "Strategy": "Rolling",
         "Preferences": {
             "MinHealthyPercentage": 100,
@@ -338,3 +341,75 @@ def test_bad_setting_fails_the_deploy_before_touching_the_fleet(world_factory: A
     world = world_factory("bbb", ROLLOUT_MAX_HEALTHY_PERCENT="250")
     with pytest.raises(ConfigurationError, match="ROLLOUT_MAX_HEALTHY_PERCENT='250' must be a whole number from 100"):
         deploy(world, "1", "2")
+
+
+# --- TURN: a roll-out drains every relay's allocations, the pool never shrinks -----------------------------
+
+
+@pytest.fixture
+def responder() -> Iterator[StunResponder]:
+    server = StunResponder().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_turn_rollout_drains_every_relay_and_keeps_the_pool_full(
+    world_factory: Any, responder: StunResponder, refresh: Stubber
+) -> None:
+    turn = world_factory("turn", TURN_PORT=str(responder.port), PROBE_TIMEOUT_SECONDS="0.1")
+    pool = "turn.meet.example.test"
+
+    def relay_up() -> str:
+        [iid] = turn.launch_instances(1)
+        turn.set_public_ip(iid, "127.0.0.1")  # the STUN responder answers the launch check
+        turn.tag_ready(iid)
+        token = str(uuid.uuid4())
+        turn.expect_complete(iid, LAUNCH, "CONTINUE", token)
+        turn.deliver(turn.lifecycle_event(iid, "launch", token))
+        [execution] = turn.run_executions().values()
+        assert execution.status == "SUCCEEDED", execution
+        turn.set_lifecycle_state(iid, "InService")
+        turn.log("refresh-launched", {"instance": iid})
+        return iid
+
+    def pool_members() -> set[str]:
+        return {set_id for name, set_id in turn.record_names() if name == pool}
+
+    old = [relay_up() for _ in range(2)]
+    relays = {iid: Relay(turn, iid, allocations=6) for iid in old}  # one allocation ends every 2 min once drained
+    for relay in relays.values():
+        turn.every_tick(relay.tick)
+    turn.every_tick(lambda _now: assert_pool(pool_members(), 2))
+
+    params = start_params(turn)
+    refresh.add_response("describe_instance_refreshes", {"InstanceRefreshes": []}, {"AutoScalingGroupName": turn.group})
+    refresh.add_response("start_instance_refresh", {"InstanceRefreshId": "r-9"}, params)
+    assert deploy(turn, "3", "4")["Data"]["Rollout"] == "started"
+
+    new = []
+    for iid in old:  # batch of one (Min 100, Max 150 of 2 relays): launch, warm up, then drain the old one
+        new.append(relay_up())
+        turn.clock.advance(params["Preferences"]["InstanceWarmup"])
+        token = str(uuid.uuid4())
+        turn.expect_heartbeats(iid, TERMINATE, 1, token)  # 10 min; the 6 allocations end after ~14 min
+        turn.expect_complete(iid, TERMINATE, "CONTINUE", token)
+        turn.set_lifecycle_state(iid, "Terminating:Wait")
+        turn.deliver(turn.lifecycle_event(iid, "terminate", token))
+        [execution] = turn.run_executions().values()
+        assert execution.status == "SUCCEEDED", execution
+        assert relays[iid].allocations == 0  # every allocation ended on its own before the relay left
+        boto3.client("autoscaling").detach_instances(
+            InstanceIds=[iid], AutoScalingGroupName=turn.group, ShouldDecrementDesiredCapacity=True
+        )
+    assert pool_members() == set(new)
+    for iid in old:  # out of the pool first, the relay told to drain only after twice the TTL
+        withdrawn = turn.first("route53", action="DELETE", set=iid)
+        assert turn.first("refresh-launched", instance=new[old.index(iid)]) < withdrawn
+        assert turn.systemctl_calls(iid) == [SIGNAL]
+
+
+def assert_pool(members: set[str], floor: int) -> None:
+    """The pool's weighted records never drop below the healthy floor (a draining relay is withdrawn only
+    once its replacement is in)."""
+    assert len(members) >= floor, members
