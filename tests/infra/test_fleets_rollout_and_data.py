@@ -71,7 +71,8 @@ def test_data_volume_function_may_only_touch_this_environments_data() -> None:
         if "DataVolumeFunction" in str(p["Properties"]["Roles"])
     ]
     mutating = [
-        s for s in policy
+        s
+        for s in policy
         if any(a in str(s["Action"]) for a in ("ec2:Create", "ec2:Attach", "ec2:Delete", "autoscaling:"))
     ]
     assert mutating

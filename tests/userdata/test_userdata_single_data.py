@@ -47,8 +47,9 @@ def env(shell, dev: Path) -> dict[str, str]:
 
 
 def uuid_of(image: Path) -> str:
-    return subprocess.run(["blkid", "-o", "value", "-s", "UUID", str(image)], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["blkid", "-o", "value", "-s", "UUID", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_first_boot_formats_a_blank_volume_and_binds_the_data_directories(shell) -> None:
@@ -60,8 +61,9 @@ def test_first_boot_formats_a_blank_volume_and_binds_the_data_directories(shell)
     assert uuid_of(dev / "nvme1n1")  # really ext4 now
     root = shell.root
     fstab = (root / "fstab").read_text().splitlines()
-    assert fstab[1] == (f"UUID={uuid_of(dev / 'nvme1n1')} {root}/srv-data ext4 "
-                        "defaults,nofail,x-systemd.device-timeout=30s 0 2")
+    assert fstab[1] == (
+        f"UUID={uuid_of(dev / 'nvme1n1')} {root}/srv-data ext4 defaults,nofail,x-systemd.device-timeout=30s 0 2"
+    )
     binds = {line.split()[1]: line for line in fstab[2:]}
     assert set(binds) == {f"{root}/var-bigbluebutton", f"{root}/greenlight-v3", f"{root}/letsencrypt"}
     assert binds[f"{root}/greenlight-v3"] == (
@@ -69,8 +71,12 @@ def test_first_boot_formats_a_blank_volume_and_binds_the_data_directories(shell)
         f"bind,nofail,x-systemd.requires-mounts-for={root}/srv-data 0 0"
     )
     assert len(fstab) == 5
-    assert [c[1] for c in shell.calls("mount")] == [f"{root}/srv-data", f"{root}/var-bigbluebutton",
-                                                  f"{root}/greenlight-v3", f"{root}/letsencrypt"]
+    assert [c[1] for c in shell.calls("mount")] == [
+        f"{root}/srv-data",
+        f"{root}/var-bigbluebutton",
+        f"{root}/greenlight-v3",
+        f"{root}/letsencrypt",
+    ]
     assert all((root / "srv-data" / sub).is_dir() for sub in ("bigbluebutton", "greenlight-v3", "letsencrypt"))
 
 
@@ -123,8 +129,9 @@ def test_recordings_of_a_vanished_uid_go_back_to_bigbluebutton(shell) -> None:
     kept = data / "published" / "root-owned"
     kept.write_text("y")
     subprocess.run(["chown", "54321:54321", str(orphan)], check=True)
-    result = shell.run("restore_data_owner", libs=LIBS,
-                       env={"DATA_MOUNT": str(data), "BBB_USER": "root", "BBB_GROUP": "root"})
+    result = shell.run(
+        "restore_data_owner", libs=LIBS, env={"DATA_MOUNT": str(data), "BBB_USER": "root", "BBB_GROUP": "root"}
+    )
     assert result.returncode == 0, result.stderr
     assert (orphan.stat().st_uid, orphan.stat().st_gid) == (0, 0)
     assert kept.stat().st_uid == 0
