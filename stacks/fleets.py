@@ -58,6 +58,7 @@ class FleetsStack(Stack):
                                                        config.turn.rollout.batch_percent))]
 
         self.bbb: BbbHosts
+        self.backup: DeploymentBackup | None = None  # the single host's data volume (scalable: the data stack)
         if scalable:
             assert data is not None
             fleet = BbbFleet(
