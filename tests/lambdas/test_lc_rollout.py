@@ -413,3 +413,18 @@ def assert_pool(members: set[str], floor: int) -> None:
     """The pool's weighted records never drop below the healthy floor (a draining relay is withdrawn only
     once its replacement is in)."""
     assert len(members) >= floor, members
+
+
+def test_rollout_settings_refuse_what_instance_refresh_or_one_data_volume_cannot_do() -> None:
+    from cdk_constructs.backup import BackupRules
+    from cdk_constructs.lifecycle.rollout import RolloutSettings
+
+    assert RolloutSettings(100, 50).check("bbb") == []
+    assert RolloutSettings(0, 100).check("single") == []
+    [single] = RolloutSettings(100, 50).check("single")
+    assert "one volume that only one instance can use" in single and "minHealthyPercent 0, batchPercent 100" in single
+    [too_few] = RolloutSettings(20, 30).check("turn")
+    assert too_few.startswith("minHealthyPercent + batchPercent = 50 must be 100 to 200")
+    assert BackupRules(35, 365).check() == [] and BackupRules(7, 0).check() == []
+    [monthly] = BackupRules(7, 14).check()
+    assert monthly.startswith("monthlyRetentionDays 14 must be 0 (no monthly rule) or 28 to 36500")
