@@ -103,7 +103,11 @@ class BbbHosts(Construct):
         ))
         template = launch_template(
             self, "LaunchTemplate", instance_type=bbb.instance_type, role=self.role, security_group=sg,
-            user_data=self.user_data, volumes=Volumes(root_gib=bbb.root_volume_gib, data_gib=bbb.data_volume_gib),
+            user_data=self.user_data,
+            # The single host's data volume outlives the instance: the launch automation attaches it (not the
+            # template, whose volumes die with their instance): cdk_constructs/lifecycle/data_volume.py.
+            volumes=Volumes(root_gib=bbb.root_volume_gib,
+                            data_gib=None if host_role == "single" else bbb.data_volume_gib),
         )
         self.group = host_group(
             self, "Group", deployment=deployment, host_role=host_role, vpc=vpc, template=template,

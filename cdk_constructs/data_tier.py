@@ -50,9 +50,11 @@ def data_security_group(scope: Construct, construct_id: str, vpc: ec2.IVpc, desc
 # --- recordings------------------------------------------------------------------------------------------
 
 def recordings(
-    scope: Construct, *, vpc: ec2.IVpc, subnets: ec2.SubnetSelection, deployment: Deployment
+    scope: Construct, *, vpc: ec2.IVpc, subnets: ec2.SubnetSelection, deployment: Deployment,
+    backup_plan: bool = False,
 ) -> tuple[efs.FileSystem, dict[str, efs.IAccessPoint]]:
-    """The recordings file system (EFS, TLS only) with one access point per Scalelite directory."""
+    """The recordings file system (EFS, TLS only) with one access point per Scalelite directory. With the
+    deployment's own backup plan (`backup_plan`), EFS's automatic daily backup is off: one plan, one vault."""
     file_system = efs.FileSystem(
         scope,
         "Recordings",
@@ -68,7 +70,7 @@ def recordings(
         throughput_mode=efs.ThroughputMode.ELASTIC,
         lifecycle_policy=efs.LifecyclePolicy.AFTER_30_DAYS,  # old recordings are rarely played again
         out_of_infrequent_access_policy=efs.OutOfInfrequentAccessPolicy.AFTER_1_ACCESS,
-        enable_automatic_backups=deployment.is_production_like,
+        enable_automatic_backups=deployment.is_production_like and not backup_plan,
         removal_policy=data_removal_policy(deployment),
     )
     file_system.add_to_resource_policy(

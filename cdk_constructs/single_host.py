@@ -2,6 +2,8 @@
 
 An Auto Scaling group of exactly one instance, for self-healing: EC2 replaces a failed host and the
 launch handler points `<domain>` at the new one. No Scalelite, so no recordings spool and no scaling.
+Greenlight's database and the recordings live on a data volume that outlives the instance: the launch
+automation attaches it (or moves or restores it across AZs), userdata/bbb/data.sh mounts it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ Stacks and constructs import this package; it imports only `contract` (and CDK i
 from settings.loading import camel, load_config, parameters
 from settings.model import (
     CONTEXT_KEY,
+    Backup,
     Bbb,
     Cache,
     ClusterProxy,
@@ -29,6 +30,7 @@ from settings.model import (
     Names,
     Network,
     PortRange,
+    Rollout,
     Turn,
     WarmPool,
 )
@@ -36,6 +38,7 @@ from settings.rules import fargate_pair_ok
 
 __all__ = [
     "CONTEXT_KEY",
+    "Backup",
     "Bbb",
     "Cache",
     "ClusterProxy",
@@ -51,6 +54,7 @@ __all__ = [
     "Names",
     "Network",
     "PortRange",
+    "Rollout",
     "Turn",
     "WarmPool",
     "camel",

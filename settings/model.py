@@ -7,8 +7,8 @@ single-value checks: settings/loading.py; rules across keys: settings/rules.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -216,6 +216,15 @@ def vcpus(instance_type: str) -> int | None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rollout:
+    min_healthy_percent: int = _f(100, "Roll-out on a launch template change: servers kept serving, in % of the "
+                                       "desired capacity (instance refresh MinHealthyPercentage).",
+                                  minimum=0, maximum=100)
+    batch_percent: int = _f(50, "Roll-out batch size in % of the desired capacity; min + batch above 100 "
+                                "launches new servers before the old ones drain.", minimum=1, maximum=100)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Bbb:
     instance_type: str = _f("c5a.2xlarge", "BBB server instance type (BBB recommends 8 cores, 16 GB; x86_64).",
                             instance_type=Hosts("the BBB servers (and the single host)",
@@ -238,6 +247,8 @@ class Bbb:
     install_sha256: str | None = _f(None, "SHA-256 of the reviewed bbb-install.sh (v3.0 branch) to refuse any "
                                           "other script; null = trust the branch over HTTPS.",
                                     pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
+    rollout: Rollout = _f(Rollout(), "Roll-out of the scalable fleet (the single host always drains, then "
+                                     "launches: its data volume serves one instance).")
 
     @property
     def load_target(self) -> float:
@@ -280,6 +291,7 @@ class Turn:
     # The floor leaves the last rotation's old secret time to expire everywhere (contract.py).
     secret_rotation_days: int = _f(30, "Days between rotations of the TURN shared secret (Secrets Manager).",
                                    minimum=contract.TURN_SECRET_ROTATION_MIN_DAYS, maximum=365)
+    rollout: Rollout = _f(Rollout(), "Roll-out of the TURN fleet.")
 
     @property
     def allocations_target(self) -> int:
@@ -294,6 +306,29 @@ class ClusterProxy:
     enabled: bool = _f(False, "Serve every BBB server's HTML5 client under bbb-proxy.<domain> (seed 001).")
     instance_type: str = _f("t3.small", "Cluster proxy instance type (x86_64).",
                             instance_type=Hosts("the cluster proxy hosts", _UBUNTU))
+
+
+def _backup_stage(name: str, enabled: bool, daily: int, monthly: int) -> type:
+    """The backup settings of one stage, with that stage's defaults (dev may be off)."""
+    return dataclasses.make_dataclass(name, [
+        ("enabled", bool, _f(enabled, "AWS Backup plan for this stage.")),
+        ("daily_retention_days", int, _f(daily, "Daily backups (03:00 UTC) kept for this many days.",
+                                         minimum=1, maximum=36500)),
+        ("monthly_retention_days", int, _f(monthly, "Monthly backups (the 1st, 03:00 UTC) kept this many days; "
+                                                    "0 = no monthly rule.", minimum=0, maximum=36500)),
+    ], frozen=True, kw_only=True)
+
+
+BackupDev = _backup_stage("BackupDev", False, 7, 0)
+BackupStaging = _backup_stage("BackupStaging", True, 14, 90)
+BackupProd = _backup_stage("BackupProd", True, 35, 365)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backup:
+    dev: BackupDev = _f(BackupDev(), "Backups in dev.")  # type: ignore[valid-type]
+    stage: BackupStaging = _f(BackupStaging(), "Backups in stage.")  # type: ignore[valid-type]
+    prod: BackupProd = _f(BackupProd(), "Backups in prod.")  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,6 +379,7 @@ class Config:
     turn: Turn = _f(Turn(), "TURN servers.")
     cluster_proxy: ClusterProxy = _f(ClusterProxy(), "Cluster proxy.")
     monitoring: Monitoring = _f(Monitoring(), "Dashboard and alarm thresholds.")
+    backup: Backup = _f(Backup(), "AWS Backup (Aurora, recordings EFS, the single host's data volume), per stage.")
 
     # -- derived values: the one place stacks read stage rules and names from ----------------------------
 
@@ -371,6 +407,11 @@ class Config:
     @property
     def names(self) -> Names:
         return Names(domain=self.domain.name)
+
+    @property
+    def backup_rules(self) -> Any:
+        """This stage's backup settings (`backup.<stage>` in cdk.json)."""
+        return getattr(self.backup, self.environment.stage)
 
     @property
     def prefix(self) -> str:

@@ -87,6 +87,21 @@ def check_relations(c: Config, problems: list[str]) -> None:
     check_relay_ports(c.turn.relay_ports, problems)
     check_scaling(c.bbb, problems)
 
+    # Backups: AWS Backup keeps a monthly recovery point at least as long as a month.
+    for stage in ("dev", "stage", "prod"):
+        monthly = getattr(c.backup, stage).monthly_retention_days
+        if 0 < monthly < 28:
+            problems.append(f"{p}.backup.{stage}.monthlyRetentionDays: {monthly} would delete a monthly backup "
+                            "before the next one exists; use 0 (no monthly rule) or at least 28")
+
+    # Roll-outs: Auto Scaling's MaxHealthyPercentage = min + batch must stay within 100..200.
+    for section, rollout in (("bbb", c.bbb.rollout), ("turn", c.turn.rollout)):
+        total = rollout.min_healthy_percent + rollout.batch_percent
+        if not 100 <= total <= 200:
+            problems.append(f"{p}.{section}.rollout: minHealthyPercent={rollout.min_healthy_percent} + "
+                            f"batchPercent={rollout.batch_percent} = {total}; instance refresh needs 100 to 200 "
+                            "(raise batchPercent to replace more at a time, or minHealthyPercent to keep more)")
+
     # ECS task sizes.
     check_tasks(c, problems)
 

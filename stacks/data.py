@@ -9,11 +9,14 @@ with its reason, next to the consumer that needs it.
 from __future__ import annotations
 
 from aws_cdk import Stack
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from cdk_constructs import data_tier
+from cdk_constructs.backup import BackupRules, DeploymentBackup
 from settings import Config
+from settings.stage_rules import data_removal_policy
 from stacks.interfaces import Data
 
 
@@ -32,8 +35,9 @@ class DataStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         deployment = config.deployment
         zones = list(config.network.availability_zones)
+        rules = config.backup_rules
         file_system, access_points = data_tier.recordings(
-            self, vpc=vpc, subnets=application_subnets, deployment=deployment
+            self, vpc=vpc, subnets=application_subnets, deployment=deployment, backup_plan=rules.enabled
         )
         database = data_tier.aurora(
             self, vpc=vpc, subnets=database_subnets, database=config.database, availability_zones=zones,
@@ -46,6 +50,16 @@ class DataStack(Stack):
         )
         # Its member nodes, <replication group id>-001...: the CacheClusterId of their CloudWatch metrics.
         self.cache_nodes = [f"{cache.ref}-{n:03d}" for n in range(1, (cache.num_cache_clusters or 1) + 1)]
+        # The state of the scalable shape: Aurora (Greenlight, Scalelite) and the recordings (docs/backup-restore.md).
+        self.backup = (
+            DeploymentBackup(self, "Backup", environment_name=config.environment.name,
+                             rules=BackupRules(rules.daily_retention_days, rules.monthly_retention_days),
+                             removal_policy=data_removal_policy(deployment))
+            if rules.enabled else None
+        )
+        if self.backup is not None:
+            self.backup.select("Database", [backup.BackupResource.from_rds_database_cluster(database)])
+            self.backup.select("Recordings", [backup.BackupResource.from_efs_file_system(file_system)])
         self.data = Data(
             database=database,
             greenlight_db=app_secrets["greenlight"],

@@ -14,14 +14,20 @@ from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 import contract
+from cdk_constructs.backup import BackupRules, DeploymentBackup
 from cdk_constructs.bbb_fleet import BbbFleet, BbbHosts, Spool
 from cdk_constructs.cluster_proxy import ClusterProxy
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
+from cdk_constructs.lifecycle.rollout import FleetRollout, RolloutSettings
 from cdk_constructs.single_host import SingleHost
 from cdk_constructs.turn_fleet import TurnFleet
 from settings import CONTEXT_KEY, Config, ConfigError
-from settings.stage_rules import log_retention
+from settings.stage_rules import data_removal_policy, log_retention
 from stacks.interfaces import Data, Shared
+
+# bbb-install (20-40 min) after a data volume move or restore (snapshot and copy, up to ~1 h for a large
+# first snapshot); the hook is heartbeated meanwhile.
+SINGLE_LAUNCH_MAX = Duration.hours(2)
 
 
 class FleetsStack(Stack):
@@ -47,8 +53,12 @@ class FleetsStack(Stack):
         self.turn_lifecycle = self._lifecycle(
             "TurnLifecycle", self.turn.group, role="turn", timings=turn_timings,
         )
+        self.rollouts = [self._rollout("TurnRollout", self.turn_lifecycle, self.turn.group,
+                                       RolloutSettings(config.turn.rollout.min_healthy_percent,
+                                                       config.turn.rollout.batch_percent))]
 
         self.bbb: BbbHosts
+        self.backup: DeploymentBackup | None = None  # the single host's data volume (scalable: the data stack)
         if scalable:
             assert data is not None
             fleet = BbbFleet(
@@ -60,6 +70,8 @@ class FleetsStack(Stack):
             self.bbb_lifecycle = self._lifecycle("BbbLifecycle", fleet.group, role="bbb", timings=bbb_timings)
             # Scale-in only because the drain above is wired to this very group's terminating hook.
             fleet.scale_on_load(drained_by=self.bbb_lifecycle.terminate_hook)
+            self.rollouts.append(self._rollout("BbbRollout", self.bbb_lifecycle, fleet.group, RolloutSettings(
+                config.bbb.rollout.min_healthy_percent, config.bbb.rollout.batch_percent)))
             self.bbb = fleet
             self.cluster_proxy = (
                 ClusterProxy(self, "ClusterProxy", settings=config.cluster_proxy, deployment=config.deployment,
@@ -74,6 +86,18 @@ class FleetsStack(Stack):
             )
             self.bbb_lifecycle = self._lifecycle("SingleLifecycle", self.bbb.group, role="single",
                                                  timings=bbb_timings)
+            # One data volume serves one instance: the old host drains before its replacement launches.
+            self.rollouts.append(self._rollout("SingleRollout", self.bbb_lifecycle, self.bbb.group,
+                                               RolloutSettings(min_healthy_percent=0, batch_percent=100)))
+            rules = config.backup_rules
+            self.backup = (
+                DeploymentBackup(self, "Backup", environment_name=config.environment.name,
+                                 rules=BackupRules(rules.daily_retention_days, rules.monthly_retention_days),
+                                 removal_policy=data_removal_policy(config))
+                if rules.enabled else None
+            )
+            if self.backup is not None:
+                self.backup.select_data_volume()
 
     def _lifecycle(self, construct_id: str, group: autoscaling.AutoScalingGroup, *, role: str,
                    timings: LifecycleTimings) -> FleetLifecycle:
@@ -94,7 +118,13 @@ class FleetsStack(Stack):
             timings=timings,
             turn_port=contract.TURN_PORT,
             log_retention=log_retention(config),
+            data_volume_gib=config.bbb.data_volume_gib if role == "single" else None,
         )
+
+    def _rollout(self, construct_id: str, lifecycle: FleetLifecycle, group: autoscaling.AutoScalingGroup,
+                 settings: RolloutSettings) -> FleetRollout:
+        """A deploy that changes the group's launch template rolls it, batch by batch, through its drain."""
+        return FleetRollout(self, construct_id, lifecycle=lifecycle, auto_scaling_group=group, settings=settings)
 
 
 def _checked_timings(config: Config) -> tuple[LifecycleTimings, LifecycleTimings]:
@@ -108,7 +138,9 @@ def _checked_timings(config: Config) -> tuple[LifecycleTimings, LifecycleTimings
     }
     timings = {}
     for key, (role, drain_max) in wanted.items():
-        timings[key] = LifecycleTimings(drain_max=drain_max)
+        # The single host may first wait for its data volume to be moved or restored (lifecycle/data_volume.py).
+        launch_max = SINGLE_LAUNCH_MAX if role == "single" else None
+        timings[key] = LifecycleTimings(drain_max=drain_max, launch_max=launch_max)
         try:
             timings[key].resolve(role)
         except ValueError as error:

@@ -41,6 +41,7 @@ from constructs import Construct
 
 import contract
 from cdk_constructs.lifecycle import names, permissions, state_machines
+from cdk_constructs.lifecycle.data_volume import data_volume_function
 from cdk_constructs.lifecycle.functions import FunctionKit
 from cdk_constructs.lifecycle.prober import TurnProber
 from cdk_constructs.lifecycle.reconciler import Reconciler
@@ -76,6 +77,7 @@ class FleetLifecycle(Construct):
         timings: LifecycleTimings | None = None,
         turn_port: int = contract.TURN_PORT,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        data_volume_gib: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         _validate(role, domain_name, environment_name, bbb_secret, scalelite_secret, scalelite_api_url, turn_port)
@@ -182,7 +184,9 @@ class FleetLifecycle(Construct):
         # --- state machines ------------------------------------------------------------------------
         self.launch_state_machine = self._state_machine(
             "LaunchStateMachine",
-            state_machines.launch_definition(self, self.launch_function, poll=t.launch_poll),
+            state_machines.launch_definition(
+                self, self.launch_function, poll=t.launch_poll, data_volume=self._data_volume(data_volume_gib)
+            ),
             timeout=t.launch_max + 30 * 60,
             guide=_guide(role),
         )
@@ -341,6 +345,17 @@ class FleetLifecycle(Construct):
                 evaluation_periods=3,
             )
         self._acknowledge(provider)
+
+    def _data_volume(self, size_gib: int | None) -> lambda_.Function | None:
+        """The single host's data volume step (data_volume.py); other roles keep their data elsewhere."""
+        if size_gib is not None and self.role != "single":
+            raise ValueError(f"data_volume_gib is for role 'single' only (its data volume), not {self.role!r}")
+        if size_gib is None:
+            return None
+        self.data_volume_function = data_volume_function(
+            self, kit=self.kit, group_name=self.group_name, environment=self._environment_name(), size_gib=size_gib
+        )
+        return self.data_volume_function
 
     def _state_machine(
         self, construct_id: str, definition: sfn.IChainable, *, timeout: int, guide: str

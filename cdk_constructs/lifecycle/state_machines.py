@@ -6,6 +6,7 @@ without a Lambda waiting. Lambda service errors are retried by the default Lambd
 `TransientError` (e.g. Scalelite answering 5xx while registering) with a longer backoff.
 
 Launch:  Prepare -> Proceed? -> [WaitForHost -> CheckReady -> Ready?]* -> Register -> Registered? -> Complete
+         single: Proceed? -> [AttachData -> DataAttached? -> WaitForData]* -> WaitForHost (data_volume.py)
          Ready? gone -> Skipped | ready -> Register | expired -> Abandon | heartbeat_due -> Heartbeat -> Wait
          any failure -> Abandon (ABANDON) -> LaunchFailed
 BBB drain:  Cordon -> [WaitDrain -> CheckDrained -> Drained?]* -> Finish -> CleanedUp?
@@ -55,7 +56,9 @@ def _status(value: str) -> sfn.Condition:
     return sfn.Condition.string_equals(STATUS, value)
 
 
-def launch_definition(scope: Construct, function: lambda_.IFunction, *, poll: int) -> sfn.IChainable:
+def launch_definition(
+    scope: Construct, function: lambda_.IFunction, *, poll: int, data_volume: lambda_.IFunction | None = None
+) -> sfn.IChainable:
     skipped = sfn.Succeed(scope, "Skipped", comment="the instance is no longer launching")
     launched = sfn.Succeed(scope, "Launched")
     failed = sfn.Fail(
@@ -100,10 +103,24 @@ def launch_definition(scope: Construct, function: lambda_.IFunction, *, poll: in
         .otherwise(complete)
     )
     complete.next(launched)
+    after_prepare: sfn.IChainable = wait
+    if data_volume is not None:  # the single host: its data volume first (the host waits for /dev/sdf)
+        attach = _task(scope, "AttachData", data_volume, "attach")
+        data_wait = sfn.Wait(scope, "WaitForData", time=sfn.WaitTime.duration(Duration.seconds(poll)))
+        attach.add_catch(abandon, errors=["States.ALL"], result_path="$.state.error")
+        attach.next(
+            sfn.Choice(scope, "DataAttached?")
+            .when(_status("gone"), skipped)
+            .when(_status("attached"), wait)
+            .when(_status("expired"), abandon)
+            .otherwise(data_wait)
+        )
+        data_wait.next(attach)
+        after_prepare = attach
     prepare.next(
         sfn.Choice(scope, "Proceed?")
         .when(sfn.Condition.boolean_equals("$.state.proceed", False), skipped)
-        .otherwise(wait)
+        .otherwise(after_prepare)
     )
     return prepare
 

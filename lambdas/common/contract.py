@@ -35,7 +35,14 @@ EPHEMERAL_PORTS_MINIMUM = 8192
 # --- Tags (on the Auto Scaling groups, propagated to instances) -------------------------------------------
 TAG_ENVIRONMENT = "bbb-on-aws:environment"
 TAG_ROLE = "bbb-on-aws:role"
-TAG_READY = "bbb-on-aws:ready"  # a host writes it on itself once ready
+TAG_READY = "bbb-on-aws:ready"  # the one tag a host writes, on itself, once ready
+# The single host's data volume (lambdas/single_data): exactly one volume carries it (value: the environment);
+# AWS Backup selects by it. A volume replaced by a copy or a restore gets RETIRED ("moved" | "stranded").
+TAG_DATA_VOLUME = "bbb-on-aws:data-volume"
+TAG_DATA_VOLUME_RETIRED = "bbb-on-aws:data-volume-retired"
+DATA_DEVICE = "/dev/sdf"  # where the data volume is attached (userdata/bbb/lib.sh find_data_device)
+# On an Auto Scaling group: a roll-out a deploy left waiting for a cancelled refresh (lambdas/fleet_rollout).
+TAG_ROLLOUT_PENDING = "bbb-on-aws:rollout-pending"
 # A BBB server writes it on itself: <secret version its bbb-web issues with>@<unix time it stopped issuing the
 # version before, 0 if none>. The TURN secret rotation reads it (lambdas/turn_secret_rotation/handoff.py).
 TAG_TURN_SECRET = "bbb-on-aws:turn-secret"
@@ -93,6 +100,7 @@ __all__ = [
     "ALLOCATIONS_METRIC",
     "BBB_HOST_PREFIX",
     "CLUSTER_PROXY_PREFIX",
+    "DATA_DEVICE",
     "EPHEMERAL_PORTS_MINIMUM",
     "LOAD_METRIC",
     "MEETINGS_METRIC",
@@ -103,9 +111,12 @@ __all__ = [
     "RELAY_PORT_CEILING",
     "RELAY_PORT_FLOOR",
     "SCALELITE_PREFIX",
+    "TAG_DATA_VOLUME",
+    "TAG_DATA_VOLUME_RETIRED",
     "TAG_ENVIRONMENT",
     "TAG_READY",
     "TAG_ROLE",
+    "TAG_ROLLOUT_PENDING",
     "TAG_TURN_SECRET",
     "TURNS_PORT",
     "TURNS_PREFIX",

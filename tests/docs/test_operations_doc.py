@@ -156,16 +156,21 @@ def _kept(shape: str, stage: str) -> dict[str, set[str]]:
 def test_destroy_table_matches_the_templates() -> None:
     assert _kept("scalable", "dev") == {} and _kept("single", "dev") == {}
     assert _kept("scalable", "prod") == {
-        "Retain": {"AWS::EFS::FileSystem", "AWS::Logs::LogGroup", "AWS::S3::Bucket", "AWS::SecretsManager::Secret"},
+        "Retain": {"AWS::EFS::FileSystem", "AWS::Logs::LogGroup", "AWS::S3::Bucket", "AWS::SecretsManager::Secret",
+                   "AWS::Backup::BackupVault", "AWS::KMS::Key"},
         "Snapshot": {"AWS::RDS::DBCluster", "AWS::ElastiCache::ReplicationGroup"},
     }
-    assert _kept("single", "prod") == {"Retain": {"AWS::Logs::LogGroup", "AWS::S3::Bucket"}}
+    assert _kept("single", "prod") == {
+        "Retain": {"AWS::Logs::LogGroup", "AWS::S3::Bucket", "AWS::Backup::BackupVault", "AWS::KMS::Key"}
+    }
     rows = {
         "| Aurora cluster | deleted, no final snapshot | a final snapshot is kept",
         "| Valkey replication group | deleted | a final snapshot is kept |",
         "| EFS recordings file system | deleted | **retained**",
         "| Greenlight and Scalelite database login secrets | deleted | retained |",
         "| S3 access-log buckets of the ALB and the NLB | emptied and deleted | retained |",
+        "| AWS Backup vault and its KMS key (the recovery points) | none in dev (no plan) | **retained**",
+        "| The single host's data volume | **retained** | **retained**",
     }
     assert all(row in TEXT for row in rows)
 

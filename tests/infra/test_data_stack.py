@@ -35,8 +35,16 @@ def test_file_system_is_encrypted_elastic_with_ia_lifecycle_and_stage_rules(stag
     assert props["ThroughputMode"] == "elastic" and props["PerformanceMode"] == "generalPurpose"
     assert {"TransitionToIA": "AFTER_30_DAYS"} in props["LifecyclePolicies"]
     production_like = stage != "dev"
-    assert props.get("BackupPolicy", {}).get("Status") == ("ENABLED" if production_like else None)
+    # stage/prod: the deployment's backup plan covers it (cdk_constructs/backup.py), not EFS's own; dev: none
+    assert "BackupPolicy" not in props
     assert file_system["DeletionPolicy"] == ("Retain" if production_like else "Delete")
+
+
+def test_without_the_backup_plan_production_keeps_efs_automatic_backups():
+    template = synth("scalable", "prod", **{"backup.prod.enabled": False}).template("data")
+    _, file_system = only(template, "AWS::EFS::FileSystem")
+    assert file_system["Properties"]["BackupPolicy"] == {"Status": "ENABLED"}
+    assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::Backup::")]
 
 
 def test_file_system_policy_refuses_unencrypted_transport():

@@ -240,6 +240,11 @@ def test_single_host_drain_never_removes_the_domain_of_its_replacement(
 ) -> None:
     world = world_factory("single")
     old = launched(world)
+    [volume] = boto3.client("ec2").describe_volumes(
+        Filters=[{"Name": "tag:bbb-on-aws:data-volume", "Values": ["lctest"]}]
+    )["Volumes"]
+    # the old host fails: its data volume is released (a replacement waits for it: lambdas/single_data)
+    world.at(2 * MINUTE, lambda: boto3.client("ec2").detach_volume(VolumeId=volume["VolumeId"], InstanceId=old))
     new = launched(world)  # the replacement takes over the domain name
     domain = "meet.example.test"
     assert [r["ResourceRecords"] for r in world.records()] == [[{"Value": world.public_ip(new)}]]

@@ -156,8 +156,12 @@ def test_route53_changes_are_limited_to_the_zone_and_the_fleets_names(lifecycle_
             for action in as_list(statement["Action"]):
                 assert action in {
                     "ec2:DescribeInstances",
+                    "ec2:DescribeVolumes",
+                    "ec2:DescribeSnapshots",
                     "autoscaling:DescribeAutoScalingGroups",
                     "autoscaling:DescribeAutoScalingInstances",
+                    "autoscaling:DescribeInstanceRefreshes",
+                    "autoscaling:DescribeTags",
                     "ssm:GetCommandInvocation",
                     "cloudwatch:GetMetricData",
                     "cloudwatch:PutMetricData",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 from lc_fixtures import emitted_metrics
+from lc_relay import SIGNAL, Relay
 from lc_stun_responder import StunResponder
 from lc_world import World
 
@@ -16,7 +17,6 @@ LAUNCH = "bbb-on-aws-launch"
 TERMINATE = "bbb-on-aws-terminate"
 TOKEN = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 POOL = "turn.meet.example.test"
-SIGNAL = "kill --signal=SIGUSR1 bbb-turn-relay"
 
 
 @pytest.fixture
@@ -29,43 +29,6 @@ def responder() -> Iterator[StunResponder]:
 @pytest.fixture
 def turn(world_factory: Any, responder: StunResponder) -> World:
     return world_factory("turn", TURN_PORT=str(responder.port), PROBE_TIMEOUT_SECONDS="0.1")
-
-
-class Relay:
-    """The relay on the TURN host as the automation sees it: its Allocations metric once a minute, and
-    one allocation ending every `seconds_each` once SIGUSR1 put it in drain mode (clients leave; nobody
-    new gets in)."""
-
-    def __init__(self, world: World, instance_id: str, allocations: int, *, seconds_each: float = 120) -> None:
-        self.world, self.instance_id, self.initial, self.seconds_each = world, instance_id, allocations, seconds_each
-        self.allocations = allocations
-        self.publishing = True
-        self.draining_since: datetime | None = None
-        self.last_publish: datetime | None = None
-
-    def tick(self, now: datetime) -> None:
-        if self.draining_since is None and SIGNAL in self.world.systemctl_calls(self.instance_id):
-            self.draining_since = now
-        if self.draining_since is not None:
-            left = self.initial - int((now - self.draining_since).total_seconds() // self.seconds_each)
-            self.allocations = max(0, left)
-        if not self.publishing or (self.last_publish and now - self.last_publish < timedelta(seconds=60)):
-            return
-        self.last_publish = now
-        boto3.client("cloudwatch").put_metric_data(
-            Namespace="BBBOnAWS/lctest",
-            MetricData=[
-                {
-                    "MetricName": "Allocations",
-                    "Timestamp": now,
-                    "Value": float(self.allocations),
-                    "Dimensions": [
-                        {"Name": "AutoScalingGroupName", "Value": self.world.group},
-                        {"Name": "InstanceId", "Value": self.instance_id},
-                    ],
-                }
-            ],
-        )
 
 
 def launched(world: World) -> str:

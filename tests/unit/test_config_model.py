@@ -331,3 +331,32 @@ def test_domain_too_long_for_the_turn_realm():
     assert msg.startswith("deployment.domain.name:") and "at most 80" in msg and "use a domain of at most 75" in msg
     assert len("turn." + name) == 81
     assert load_config(ctx(**{"domain.name": name[1:], "domain.hostedZoneName": "b.org"}))
+@pytest.mark.parametrize(
+    ("stage", "rules"),
+    [("dev", (False, 7, 0)), ("stage", (True, 14, 90)), ("prod", (True, 35, 365))],
+)
+def test_backup_rules_are_the_stages_own(stage, rules):
+    config = load_config(ctx(**{"environment.stage": stage}))
+    chosen = config.backup_rules
+    assert (chosen.enabled, chosen.daily_retention_days, chosen.monthly_retention_days) == rules
+
+
+def test_a_stage_left_out_of_cdk_json_keeps_its_own_defaults():
+    config = load_config(ctx(**{"backup": {"prod": {"dailyRetentionDays": 60}}, "environment.stage": "dev"}))
+    assert config.backup.dev.enabled is False and config.backup.stage.monthly_retention_days == 90
+    assert (config.backup.prod.daily_retention_days, config.backup.prod.monthly_retention_days) == (60, 365)
+
+
+def test_backup_mistakes_name_the_key():
+    assert one_problem(**{"backup.stage.monthlyRetentionDays": 7}).startswith(
+        "deployment.backup.stage.monthlyRetentionDays: 7 would delete a monthly backup before the next one exists")
+    assert one_problem(**{"backup.prod.dailyRetentionDays": 0}).startswith("deployment.backup.prod.dailyRetentionDays")
+    assert one_problem(**{"backup.dev.enabled": "no"}).startswith("deployment.backup.dev.enabled: expected bool")
+
+
+def test_rollout_mistakes_name_the_key():
+    msg = one_problem(**{"bbb.rollout": {"minHealthyPercent": 20, "batchPercent": 50}})
+    assert msg.startswith("deployment.bbb.rollout: minHealthyPercent=20 + batchPercent=50 = 70; instance refresh")
+    assert one_problem(**{"turn.rollout.batchPercent": 0}).startswith("deployment.turn.rollout.batchPercent")
+    assert one_problem(**{"turn.rollout.minHealthyPercent": 101}).startswith(
+        "deployment.turn.rollout.minHealthyPercent")

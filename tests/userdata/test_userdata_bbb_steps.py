@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
-BBB = ("common/lib.sh", "bbb/lib.sh")
+BBB = ("common/lib.sh", "bbb/lib.sh", "bbb/data.sh")
 TURN_SECRET = "Tq4Wm8Zr2Xc6Vb0Nn3Kk7Jj1Hh5Gg9Ff2Dd6Ss0A"
 API_SECRET = "Ap1Bq2Cr3Ds4Et5Fu6Gv7Hw8Ix9Jy0Kz1La2Mb3N"
 FQDN = "bbb-0abc123def4567890.bbb.example.com"
@@ -205,7 +205,9 @@ def test_prepare_data_volume_formats_once_and_mounts_via_fstab(shell) -> None:
     })
     state = shell.root / "disk-state"
     state.mkdir()
+    (dev / "nvme1n1").write_bytes(bytes(2 << 20))  # a never-written volume reads as zeros
     shell.shim("blkid", f"""
+        if [[ $1 == -p ]]; then [[ -e {state}/formatted ]] && exit 0; exit 2; fi
         if [[ $* == *TYPE* ]]; then [[ -e {state}/formatted ]] && echo ext4; exit 0; fi
         [[ -e {state}/formatted ]] && echo 5f1c2d3e-aaaa-bbbb-cccc-0123456789ab
     """)

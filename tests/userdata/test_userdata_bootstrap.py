@@ -323,13 +323,15 @@ def bbb_host(shell, imds: Imds) -> dict[str, str]:
     """Disks, DNS, bbb-install, bbb-conf and the API as shims; every BBB path in the scratch directory."""
     imds.items["meta-data/tags/instance/aws:autoscaling:groupName"] = "bbb-BbbFleet-ASG"
     root = shell.root
-    for sub in ("dev", "etc-bbb", "nginx", "defaults", "apt", "rap", "greenlight", "data", "spool"):
+    for sub in ("dev", "etc-bbb", "nginx", "defaults", "apt", "rap", "greenlight", "data", "spool", "srv-data"):
         (root / sub).mkdir()
-    (root / "dev" / "sdf").write_text("")
+    (root / "dev" / "sdf").write_bytes(bytes(2 << 20))  # a never-written volume reads as zeros
     (root / "fstab").write_text("# static file system information\n")
     (root / "os-release").write_text('VERSION_ID="22.04"\n')
     formatted = root / "formatted"
-    shell.shim("blkid", f'[[ $* == *TYPE* ]] && {{ [[ -e {formatted} ]] && echo ext4; exit 0; }}; echo 1b2c3d4e-uuid')
+    shell.shim("blkid", f"""
+        [[ $1 == -p ]] && {{ [[ -e {formatted} ]] && exit 0; exit 2; }}
+        [[ $* == *TYPE* ]] && {{ [[ -e {formatted} ]] && echo ext4; exit 0; }}; echo 1b2c3d4e-uuid""")
     shell.shim("mkfs.ext4", f"touch {formatted}")
     for name in ("mount", "groupadd", "usermod", "docker", "mount.efs"):
         shell.shim(name)
@@ -366,7 +368,8 @@ def bbb_host(shell, imds: Imds) -> dict[str, str]:
         "GREENLIGHT_DIR": str(root / "greenlight"), "BBB_ETC": str(root / "etc-bbb"),
         "BBB_NGINX_DIR": str(root / "nginx"), "DEFAULTS_DIR": str(root / "defaults"), "APT_ETC": str(root / "apt"),
         "OS_RELEASE": str(root / "os-release"), "BBB_SERVLET_PROPERTIES": str(root / "bigbluebutton.properties"),
-        "BBB_USER": "root", "BBB_GROUP": "root",
+        "BBB_USER": "root", "BBB_GROUP": "root", "SINGLE_DATA_MOUNT": str(root / "srv-data"),
+        "LETSENCRYPT_DIR": str(root / "letsencrypt"),
     }  # fmt: skip
 
 
@@ -398,7 +401,9 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
     assert ["bbb-conf", "--setsecret", API_SECRET] in shell.calls("bbb-conf")
     assert ["bbb-conf", "--restart"] in shell.calls("bbb-conf")
     mounts = [c[1:] for c in shell.calls("mount")]
-    assert mounts == ([[bbb_host["DATA_MOUNT"]]] if single else [[bbb_host["DATA_MOUNT"]], [bbb_host["SPOOL_MOUNT"]]])
+    # single: the data volume, then its directories bound where BBB, Greenlight and certbot expect them
+    single_mounts = [[bbb_host[k]] for k in ("SINGLE_DATA_MOUNT", "DATA_MOUNT", "GREENLIGHT_DIR", "LETSENCRYPT_DIR")]
+    assert mounts == (single_mounts if single else [[bbb_host["DATA_MOUNT"]], [bbb_host["SPOOL_MOUNT"]]])
     assert len(shell.calls("mkfs.ext4")) == 1
 
     root = shell.root
@@ -406,7 +411,8 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
     assert turn_xml.count(f'value="{TURN_SECRET}"') == 3 and API_SECRET not in turn_xml
     assert listing(root / "etc-bbb") == {"turn-stun-servers.xml": "0o640"}
     fstab = (root / "fstab").read_text().splitlines()
-    data_line = f"UUID=1b2c3d4e-uuid {bbb_host['DATA_MOUNT']} ext4 defaults,nofail,x-systemd.device-timeout=30s 0 2"
+    data_mount = bbb_host["SINGLE_DATA_MOUNT" if single else "DATA_MOUNT"]
+    data_line = f"UUID=1b2c3d4e-uuid {data_mount} ext4 defaults,nofail,x-systemd.device-timeout=30s 0 2"
     assert fstab[1] == data_line
     runtime = (root / "conf" / "runtime.env").read_text()
     assert runtime == (f"INSTANCE_ID={INSTANCE}\nPUBLIC_IPV4=203.0.113.10\nPRIVATE_IPV4=127.0.0.1\n"

@@ -8,6 +8,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/bbb/lib.sh"
+# shellcheck source=data.sh
+source "$BBB_ON_AWS_DIR/bbb/data.sh"
 LOG_TAG=bbb-bootstrap
 
 main() {
@@ -30,7 +32,11 @@ main() {
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \
     "AWS_REGION=$AWS_REGION" "FQDN=$fqdn" "ASG_NAME=$asg"
 
-  prepare_data_volume
+  if ((single)); then
+    prepare_single_data
+  else
+    prepare_data_volume
+  fi
   wait_for_dns "$fqdn" "$PUBLIC_IPV4" "$DNS_WAIT_SECONDS" || exit 1
 
   api_secret=$(get_secret "$BBB_SECRET_ARN") || exit 1
@@ -39,6 +45,7 @@ main() {
     run_bbb_install "$fqdn" "$OPERATOR_EMAIL" "turn.$DOMAIN" "$single"
     touch "$BBB_ON_AWS_STATE_DIR/bbb-installed"
   fi
+  ((single)) && restore_data_owner
   apply_fleet_secret "$api_secret"
   unset api_secret
   retry 5 5 refresh_turn_secret "$TURN_SECRET_ARN" "$DOMAIN" "$TURN_CREDENTIAL_TTL" "$fqdn" ||

@@ -71,10 +71,7 @@ prepare_data_volume() {
     sleep 5
     waited=$((waited + 5))
   done
-  if [[ -z $(blkid -o value -s TYPE "$device" || true) ]]; then
-    log "formatting data volume $device (ext4)"
-    mkfs.ext4 -q -L bbbdata "$device"
-  fi
+  format_if_blank "$device"
   uuid=$(blkid -o value -s UUID "$device") || die "cannot read the filesystem UUID of $device"
   if ! grep -qE "^[^#]*[[:space:]]${DATA_MOUNT}[[:space:]]" "$FSTAB"; then
     printf 'UUID=%s %s ext4 defaults,nofail,x-systemd.device-timeout=30s 0 2\n' "$uuid" "$DATA_MOUNT" >>"$FSTAB"

@@ -15,6 +15,7 @@ from aws_cdk import aws_sns as sns
 from cdk_nag import AwsSolutionsChecks
 
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
+from cdk_constructs.lifecycle.rollout import FleetRollout, RolloutSettings
 from cdk_constructs.nag import acknowledge
 
 ACCOUNT = "123456789012"
@@ -85,7 +86,8 @@ def build(outdir: Path, *, nag: bool) -> tuple[App, Stack]:
         "environment_name": ENVIRONMENT,
         "operator_topic": topic,
     }
-    FleetLifecycle(
+    lifecycles: dict[str, FleetLifecycle] = {}
+    lifecycles["bbb"] = FleetLifecycle(
         stack,
         "BbbLifecycle",
         auto_scaling_group=groups["bbb"],
@@ -95,7 +97,7 @@ def build(outdir: Path, *, nag: bool) -> tuple[App, Stack]:
         scalelite_api_url=SCALELITE_URL,
         **common,
     )
-    FleetLifecycle(
+    lifecycles["turn"] = FleetLifecycle(
         stack,
         "TurnLifecycle",
         auto_scaling_group=groups["turn"],
@@ -103,9 +105,24 @@ def build(outdir: Path, *, nag: bool) -> tuple[App, Stack]:
         timings=LifecycleTimings(drain_max=Duration.minutes(30)),
         **common,
     )
-    FleetLifecycle(
-        stack, "SingleLifecycle", auto_scaling_group=groups["single"], role="single", bbb_secret=bbb_secret, **common
+    lifecycles["single"] = FleetLifecycle(
+        stack,
+        "SingleLifecycle",
+        auto_scaling_group=groups["single"],
+        role="single",
+        bbb_secret=bbb_secret,
+        data_volume_gib=100,
+        **common,
     )
+    for role, lifecycle in lifecycles.items():
+        settings = RolloutSettings(0, 100) if role == "single" else RolloutSettings(100, 50)
+        FleetRollout(
+            stack,
+            f"{role.capitalize()}Rollout",
+            lifecycle=lifecycle,
+            auto_scaling_group=groups[role],
+            settings=settings,
+        )
     # Test scaffolding only (not the construct under test): the VPC flow log's own role.
     acknowledge(stack.node.find_child("Vpc"), "IAM5[Resource::*]", "test stack only: CDK's default flow log role")
     return app, stack

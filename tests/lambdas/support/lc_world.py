@@ -236,6 +236,8 @@ class World:
                 refs[f"{lid}.Arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{lid}"
             if res["Type"] == "AWS::StepFunctions::StateMachine":
                 refs[lid] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{lid}"
+            if res["Type"] == "AWS::CloudWatch::Alarm":
+                refs[lid] = lid  # the alarm's name (the roll-out stops on the fleet's LaunchAbandoned alarm)
         sfn = boto3.client("stepfunctions")
         self.state_machines: dict[str, dict[str, Any]] = {}
         for lid, res in resources.items():
@@ -257,7 +259,8 @@ class World:
         overrides.update(env_overrides)
         self.functions: dict[str, dict[str, Any]] = {}
         for lid, res in resources.items():
-            if res["Type"] != "AWS::Lambda::Function" or not lid.startswith(prefix):
+            own = lid.startswith(prefix) or lid.startswith(f"{self.role.capitalize()}Rollout")
+            if res["Type"] != "AWS::Lambda::Function" or not own:
                 continue
             props = res["Properties"]
             env = {k: str(resolve(v, refs)) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
