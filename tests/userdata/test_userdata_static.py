@@ -12,7 +12,8 @@ import pytest
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 SCRIPTS = sorted(USERDATA.rglob("*.sh"))
 UNITS = sorted([*USERDATA.rglob("*.service"), *USERDATA.rglob("*.timer")])
-EXECUTABLES = {"bootstrap.sh", "on_boot.sh", "peer_sync.sh", "publish_allocations.sh", "publish_meetings.sh", "sync.sh"}
+EXECUTABLES = {"bootstrap.sh", "on_boot.sh", "peer_sync.sh", "publish_allocations.sh", "publish_meetings.sh",
+               "refresh_certificate.sh", "sync.sh"}
 
 
 def test_the_tree_has_the_expected_scripts_and_units() -> None:
