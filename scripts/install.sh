@@ -30,3 +30,5 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 .venv/bin/python -m pip check >/dev/null
 npm ci --no-audit --no-fund --loglevel=error
+# The certificate issuer's Lambda layer (cp313 manylinux wheels): downloaded now, so synths work offline.
+.venv/bin/python -m cdk_constructs.certificates.layer

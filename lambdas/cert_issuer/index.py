@@ -17,14 +17,13 @@ import datetime as dt
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from common import observability
 
 from cert_issuer import issuer, store
 
-logger = Logger()
-metrics = Metrics()
+logger, metrics = observability.tools()
 
 METRIC = "DaysToExpiry"
 
