@@ -130,6 +130,9 @@ class BbbParams(HostParams):
     scalelite_ref: str = SCALELITE_REF
     dns_wait_seconds: int = 1200  # until <fqdn> resolves to this host on the zone's name servers
     load_weights: str | None = None  # JSON of bbb.loadWeights for bbb/load_figure.py (LOAD_WEIGHTS)
+    # The fleet's wildcard certificate (cdk_constructs/certificates): installed instead of bbb-install's Let's
+    # Encrypt request. None: bbb-install asks Let's Encrypt (the single host).
+    certificate_secret_arn: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,6 +390,11 @@ def render_bbb_user_data(params: BbbParams) -> str:
     _check_int(problems, "dns_wait_seconds", params.dns_wait_seconds, 60, 7200)
     if params.load_weights is not None and not _json_object(params.load_weights):
         problems.append(f"load_weights={params.load_weights!r} must be a JSON object on one line")
+    if params.certificate_secret_arn is not None:
+        _check(problems, "certificate_secret_arn", params.certificate_secret_arn, "secret_arn")
+        if params.single:
+            problems.append("certificate_secret_arn is for the fleet's servers; the single host keeps its own "
+                            "Let's Encrypt certificate (it is <domain>, which the fleet's wildcard does not name)")
     if params.single:
         if params.spool is not None:
             problems.append("spool must be None for the single shape (it has no Scalelite)")
@@ -414,6 +422,8 @@ def render_bbb_user_data(params: BbbParams) -> str:
     }
     if params.load_weights is not None:
         values["LOAD_WEIGHTS"] = params.load_weights
+    if params.certificate_secret_arn is not None:
+        values["CERTIFICATE_SECRET_ARN"] = params.certificate_secret_arn
     if params.spool is not None:
         values |= {
             "SPOOL_FILE_SYSTEM_ID": params.spool.file_system_id,

@@ -235,3 +235,27 @@ def test_refresh_script_reads_the_host_parameters(host, shell) -> None:
     assert result.returncode == 0, result.stderr
     assert host.served() == secret["fullchain"].strip() + "\n"
     assert ["systemctl", "reload", "nginx"] in shell.calls("systemctl")
+
+
+def test_bbb_install_takes_the_provided_certificate_instead_of_lets_encrypt(host, shell) -> None:
+    """run_bbb_install with a provided certificate: -d (bbb-install skips certbot), no -e."""
+    record, fake = shell.root / "bbb-install-args", shell.root / "fake-bbb-install.sh"
+    fake.write_text(f'printf "%s\\n" "$@" >{record}\n')
+    shell.shim("curl", f'while [[ $# -gt 0 ]]; do [[ $1 == -o ]] && cp {fake} "$2"; shift; done')
+    env = {"BBB_INSTALL_URL": "https://example.test/bbb-install.sh", "BBB_VERSION": "jammy-300",
+           "PUBLIC_IPV4": "203.0.113.10", "PRIVATE_IPV4": "10.1.0.23"}
+    libs = ("common/lib.sh", "bbb/lib.sh", "bbb/certificate.sh")
+    command = f"run_bbb_install {FQDN} ops@example.com turn.meet.example.org 0 1"
+
+    missing = shell.run(command, libs=libs, env=env)
+    assert missing.returncode == 1 and "install_fleet_certificate runs first" in missing.stderr
+    assert not record.exists()
+
+    host.put(make_secret())
+    host.nginx(active=False)
+    assert host.install().returncode == 0
+    result = shell.run(command, libs=libs, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert record.read_text().splitlines() == [
+        "-v", "jammy-300", "-s", FQDN, "-d", "-c", "turn.meet.example.org:turn-secret-set-by-bbb-on-aws"]

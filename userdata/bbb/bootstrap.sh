@@ -8,10 +8,12 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 # shellcheck source=lib.sh
 source "$BBB_ON_AWS_DIR/bbb/lib.sh"
+# shellcheck source=certificate.sh
+source "$BBB_ON_AWS_DIR/bbb/certificate.sh"
 LOG_TAG=bbb-bootstrap
 
 main() {
-  local single=0 fqdn asg turn_secret api_secret
+  local single=0 provided=0 fqdn asg turn_secret api_secret
   require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN BBB_SECRET_ARN BBB_INSTALL_URL \
     BBB_VERSION DNS_WAIT_SECONDS READY_WAIT_SECONDS CLUSTER_PROXY METRICS_NAMESPACE SYSTEM_LOG_GROUP \
     APPLICATION_LOG_GROUP CW_AGENT_KEY_FINGERPRINT
@@ -36,8 +38,13 @@ main() {
   turn_secret=$(get_secret "$TURN_SECRET_ARN") || exit 1
   api_secret=$(get_secret "$BBB_SECRET_ARN") || exit 1
 
+  # The fleet's wildcard certificate (the single host keeps bbb-install's own Let's Encrypt certificate).
+  if [[ -n ${CERTIFICATE_SECRET_ARN:-} ]]; then
+    install_fleet_certificate "$CERTIFICATE_SECRET_ARN" "$fqdn" reload >/dev/null
+    provided=1
+  fi
   if [[ ! -f $BBB_ON_AWS_STATE_DIR/bbb-installed ]]; then
-    run_bbb_install "$fqdn" "$OPERATOR_EMAIL" "turn.$DOMAIN" "$single"
+    run_bbb_install "$fqdn" "$OPERATOR_EMAIL" "turn.$DOMAIN" "$single" "$provided"
     touch "$BBB_ON_AWS_STATE_DIR/bbb-installed"
   fi
   apply_fleet_secret "$api_secret"
@@ -54,6 +61,11 @@ main() {
   fi
 
   setup_host_logging bbb
+  if ((provided)); then
+    install_units "$BBB_ON_AWS_DIR/bbb/units" || true
+    systemctl daemon-reload
+    systemctl enable --now bbb-on-aws-certificate.timer
+  fi
   if [[ -n $asg ]]; then
     install_units "$BBB_ON_AWS_DIR/bbb/units" || true
     systemctl daemon-reload
