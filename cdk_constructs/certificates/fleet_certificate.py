@@ -22,8 +22,6 @@ from cdk_constructs.certificates.layer import AcmeLayer
 from cdk_constructs.lambda_function import python_function
 from cdk_constructs.nag import acknowledge
 
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 SERVICE = "cert-issuer"  # POWERTOOLS_SERVICE_NAME: Powertools adds it as the `service` dimension
 METRIC = "DaysToExpiry"  # lambdas/cert_issuer/index.py
 # Order polling (5 min) plus Route 53 INSYNC waits (up to 5 min) and the CA round trips.
@@ -46,7 +44,7 @@ class FleetCertificate(Construct):
         *,
         hosted_zone: route53.IHostedZone,
         subdomain: str,
-        acme_directory: str = LETS_ENCRYPT,
+        acme_directory: str,
         acme_email: str,
         renew_days: int = 30,
         alarm_days: int = 20,

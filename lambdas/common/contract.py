@@ -38,7 +38,10 @@ TAG_ROLE = "bbb-on-aws:role"
 TAG_READY = "bbb-on-aws:ready"  # the one tag a host writes, on itself, once ready
 
 # --- DNS names under <domain> --------------------------------------------------------------------------------
-BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.<domain>
+BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.fleet.<domain> (the fleet), or .<domain>
+# fleet.<domain>: holds only the BBB fleet's server names, so its wildcard certificate (*.fleet.<domain>, one for
+# the whole fleet, cdk_constructs/certificates) names no other service of the deployment.
+BBB_FLEET_PREFIX = "fleet."
 TURN_HOST_PREFIX = "turn-"  # turn-<instance id without i->.<domain>
 TURN_POOL_PREFIX = "turn."  # turn.<domain>: weighted, health-checked A records, one per TURN instance
 TURNS_PREFIX = "turns."  # turns.<domain>: the TURN NLB (TLS on 443)
@@ -78,6 +81,7 @@ __all__ = [
     "ADMIN_HOST",
     "ADMIN_PORT",
     "ALLOCATIONS_METRIC",
+    "BBB_FLEET_PREFIX",
     "BBB_HOST_PREFIX",
     "CLUSTER_PROXY_PREFIX",
     "EPHEMERAL_PORTS_MINIMUM",

@@ -19,8 +19,9 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_sns as sns
 from cdk_nag import AwsSolutionsChecks
 
-from cdk_constructs.certificates import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, FleetCertificate
+from cdk_constructs.certificates import FleetCertificate
 from cdk_constructs.certificates.layer import layer_pins
+from settings.model import LETS_ENCRYPT, LETS_ENCRYPT_STAGING
 
 ZONE_ID = "Z0CERTTEST"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:operator"
@@ -39,6 +40,7 @@ def build(outdir: Path, **overrides: Any) -> tuple[App, Stack, FleetCertificate]
         "subdomain": SUBDOMAIN,
         "acme_email": "operator@example.org",
         "operator_topic": sns.Topic.from_topic_arn(stack, "Topic", TOPIC),
+        "acme_directory": LETS_ENCRYPT,
         "metric_namespace": "BBBOnAWS/test",
         "log_retention": logs.RetentionDays.ONE_MONTH,
         **overrides,
@@ -83,7 +85,7 @@ def test_issuer_function_settings_layer_and_single_concurrency(synthesized) -> N
     template, outdir = synthesized
     _lid, function = issuer(template)
     env = function["Environment"]["Variables"]
-    assert env["ACME_DIRECTORY_URL"] == LETS_ENCRYPT  # production by default
+    assert env["ACME_DIRECTORY_URL"] == LETS_ENCRYPT
     assert (env["SUBDOMAIN"], env["HOSTED_ZONE_ID"], env["RENEW_DAYS"]) == (SUBDOMAIN, ZONE_ID, "30")
     assert env["POWERTOOLS_SERVICE_NAME"] == "cert-issuer" and env["POWERTOOLS_METRICS_NAMESPACE"] == "BBBOnAWS/test"
     secrets = of_type(template, "AWS::SecretsManager::Secret")
