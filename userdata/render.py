@@ -422,6 +422,9 @@ def render_bbb_user_data(params: BbbParams) -> str:
     }
     if params.load_weights is not None:
         values["LOAD_WEIGHTS"] = params.load_weights
+    if not params.single:
+        # The fleet's servers are bbb-<id>.fleet.<domain>, under the name their wildcard certificate covers.
+        values["BBB_HOST_DOMAIN"] = f"{contract.BBB_FLEET_PREFIX}{params.domain}"
     if params.certificate_secret_arn is not None:
         values["CERTIFICATE_SECRET_ARN"] = params.certificate_secret_arn
     if params.spool is not None:
@@ -494,7 +497,8 @@ def render_proxy_user_data(params: ProxyParams) -> str:
     _check_common(problems, params)
     if problems:
         raise UserDataError(problems)
-    return _render("cluster proxy host", "proxy", "proxy", _common_values(params, "proxy"))
+    values = _common_values(params, "proxy") | {"BBB_HOST_DOMAIN": f"{contract.BBB_FLEET_PREFIX}{params.domain}"}
+    return _render("cluster proxy host", "proxy", "proxy", values)
 
 
 __all__ = [

@@ -326,3 +326,10 @@ def test_fleet_certificate_parameter() -> None:
         members = {m.name: m for m in tar.getmembers()}
     assert members["bbb/certificate.sh"].mode == 0o644 and members["bbb/refresh_certificate.sh"].mode == 0o755
     assert {"bbb/units/bbb-on-aws-certificate.service", "bbb/units/bbb-on-aws-certificate.timer"} <= set(members)
+
+
+def test_fleet_servers_and_the_proxy_name_them_under_the_fleet_subdomain() -> None:
+    """bbb-<id>.fleet.<domain>: the name the fleet's wildcard certificate covers (contract.BBB_FLEET_PREFIX)."""
+    assert params_env(render_bbb_user_data(bbb_params()))["BBB_HOST_DOMAIN"] == "fleet.bbb.example.com"
+    assert params_env(render_proxy_user_data(proxy_params()))["BBB_HOST_DOMAIN"] == "fleet.bbb.example.com"
+    assert "BBB_HOST_DOMAIN" not in params_env(render_bbb_user_data(single_params()))  # the single host is <domain>

@@ -27,7 +27,7 @@ main() {
 
   load_instance_identity public
   # shellcheck disable=SC2153 # DOMAIN: from params.env (test_userdata_static checks the role's parameters define it)
-  fqdn=$(bbb_fqdn "$INSTANCE_ID" "$DOMAIN" "$ROLE")
+  fqdn=$(bbb_fqdn "$INSTANCE_ID" "${BBB_HOST_DOMAIN:-$DOMAIN}" "$ROLE")
   asg=$(autoscaling_group_name || true)
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \
     "AWS_REGION=$AWS_REGION" "FQDN=$fqdn" "ASG_NAME=$asg"

@@ -88,7 +88,8 @@ prepare_data_volume() {
 
 # --- Names and DNS ----------------------------------------------------------------------------------------
 
-# bbb_fqdn <instance id> <domain> <role>: the single host is the domain itself (contract).
+# bbb_fqdn <instance id> <domain> <role>: the single host is the domain itself; a fleet server is
+# bbb-<id>.<domain> with <domain> = BBB_HOST_DOMAIN (fleet.<domain>) (contract).
 bbb_fqdn() {
   local id=$1 domain=$2 role=$3
   if [[ $role == single ]]; then
