@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import Duration, RemovalPolicy, Token, triggers
+from aws_cdk import Annotations, Duration, RemovalPolicy, Token, triggers
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -34,8 +34,8 @@ _DNS = re.compile(r"^(?=.{4,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2
 class FleetCertificate(Construct):
     """The issuer function, its schedule and first run at deploy time, the two secrets (KMS), the alarms.
 
-    `certificate_secret` is what the BBB hosts read (`grant_host_read`); `first_issuance` is the deploy-time
-    run that a fleet depends on, so no server boots before a certificate exists."""
+    `certificate_secret` is what the BBB hosts read (BbbHosts grants them GetSecretValue); `first_issuance` is
+    the deploy-time run that a fleet depends on, so no server boots before a certificate exists."""
 
     def __init__(
         self,
@@ -143,6 +143,11 @@ class FleetCertificate(Construct):
             invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
             execute_on_handler_change=True,
         )
+        Annotations.of(self.function).acknowledge_warning(
+            "@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias",
+            "The schedule's resource-policy permission is for the unqualified function it invokes; the Trigger "
+            "invokes the version through its provider role's IAM policy (same account), which needs none.",
+        )
         self._alarms(operator_topic, metric_namespace, alarm_days)
 
     def _grant(self, zone: route53.IHostedZone) -> None:
@@ -220,9 +225,6 @@ class FleetCertificate(Construct):
         )
         self.errors_alarm.add_alarm_action(action)
 
-    def grant_host_read(self, role: iam.IGrantable) -> None:
-        """A BBB host reads the certificate secret (and decrypts it through Secrets Manager), nothing else."""
-        self.certificate_secret.grant_read(role)
 
 
 def _check(

@@ -13,7 +13,6 @@ import pytest
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App, Duration, Stack, Validations
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_sns as sns
@@ -46,8 +45,6 @@ def build(outdir: Path, **overrides: Any) -> tuple[App, Stack, FleetCertificate]
         **overrides,
     }
     certificate = FleetCertificate(stack, "FleetCertificate", **settings)
-    host = iam.Role(stack, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
-    certificate.grant_host_read(host)
     return app, stack, certificate
 
 
@@ -126,24 +123,24 @@ def test_route53_permission_is_the_challenge_txt_record_only(synthesized) -> Non
     assert others == {"route53:GetHostedZone": zone_arn, "route53:GetChange": "arn:aws:route53:::change/*"}
 
 
-def test_secrets_are_under_a_rotating_cmk_and_only_the_certificate_is_readable_by_hosts(synthesized) -> None:
+def test_secrets_are_under_a_rotating_cmk_and_written_by_the_issuer_only(synthesized) -> None:
     template, _ = synthesized
     [(key_id, key)] = of_type(template, "AWS::KMS::Key").items()
     assert key["EnableKeyRotation"] is True
     secrets = of_type(template, "AWS::SecretsManager::Secret")
+    assert len(secrets) == 2
     for secret in secrets.values():
         assert secret["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
         assert secret["GenerateSecretString"]["SecretStringTemplate"] == "{}"  # JSON placeholder (store.py)
-    [host_role] = [
-        k
-        for k, v in of_type(template, "AWS::IAM::Role").items()
-        if v["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    _lid, function = issuer(template)
+    writers = [
+        role["Ref"]
+        for policy in of_type(template, "AWS::IAM::Policy").values()
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "secretsmanager:PutSecretValue" in _list(statement["Action"])
+        for role in policy["Roles"]
     ]
-    statements = policy_statements(template, host_role)
-    read = [s for s in statements if "secretsmanager:GetSecretValue" in _list(s["Action"])]
-    [certificate_id] = [k for k in secrets if "bbb-on-aws: *." in secrets[k]["Description"]]
-    assert [s["Resource"] for s in read] == [{"Ref": certificate_id}]
-    assert not any("secretsmanager:PutSecretValue" in _list(s["Action"]) for s in statements)
+    assert writers == [function["Role"]["Fn::GetAtt"][0]]
 
 
 def test_schedule_and_first_issuance_at_deploy_time(synthesized) -> None:
