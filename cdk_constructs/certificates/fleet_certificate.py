@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import Annotations, Duration, RemovalPolicy, Token, triggers
+from aws_cdk import CfnElement, CustomResource, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.certificates.layer import AcmeLayer
@@ -124,8 +125,6 @@ class FleetCertificate(Construct):
             "Python 3.13 on purpose: the pinned Powertools layer (python313) and the "
             "acme layer's cp313 wheels are built for it; bumped together",
         )
-        # One order at a time: the schedule, the deploy-time run and an operator's invocation never race.
-        self.function.node.default_child.add_property_override("ReservedConcurrentExecutions", 1)
         self._grant(hosted_zone)
 
         events.Rule(
@@ -135,20 +134,40 @@ class FleetCertificate(Construct):
             description=f"bbb-on-aws: renew *.{subdomain} when due",
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
-        self.first_issuance = triggers.Trigger(
+        self.first_issuance = self._first_issuance(subdomain, acme_directory, log_retention)
+        self._alarms(operator_topic, metric_namespace, alarm_days)
+
+    def _first_issuance(self, subdomain: str, directory: str, retention: logs.RetentionDays) -> CustomResource:
+        """The issuer as a custom resource (CDK Provider framework) at deploy time: it issues unless a valid
+        certificate is stored, so the fleet (which depends on it) never boots without one, and a failed order
+        fails the deployment with the issuer's error. It runs again only when the subdomain or the CA
+        changes; renewals are the schedule's. The function is invoked unqualified, so the template does not
+        change with the function's code."""
+        framework_logs = logs.LogGroup(self, "FrameworkLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
+        framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        framework_logs.grant_write(framework_role)
+        provider = cr.Provider(
+            self,
+            "FirstIssuanceProvider",
+            on_event_handler=self.function,
+            log_group=framework_logs,
+            framework_on_event_role=framework_role,
+        )
+        handler = self.function.node.default_child
+        assert isinstance(handler, CfnElement)
+        acknowledge(
+            framework_role,
+            f"IAM5[Resource::<{Stack.of(self).get_logical_id(handler)}.Arn>:*]",
+            "The Provider framework invokes its one handler function, any version of it (CDK-generated grant)",
+        )
+        acknowledge(provider, "L1", "The CDK Provider framework chooses its own Node.js runtime")
+        return CustomResource(
             self,
             "FirstIssuance",
-            handler=self.function,
-            timeout=TIMEOUT,
-            invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
-            execute_on_handler_change=True,
+            service_token=provider.service_token,
+            resource_type="Custom::FleetCertificate",
+            properties={"Subdomain": subdomain, "AcmeDirectory": directory},
         )
-        Annotations.of(self.function).acknowledge_warning(
-            "@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias",
-            "The schedule's resource-policy permission is for the unqualified function it invokes; the Trigger "
-            "invokes the version through its provider role's IAM policy (same account), which needs none.",
-        )
-        self._alarms(operator_topic, metric_namespace, alarm_days)
 
     def _grant(self, zone: route53.IHostedZone) -> None:
         role = self.function.role
@@ -224,7 +243,6 @@ class FleetCertificate(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.errors_alarm.add_alarm_action(action)
-
 
 
 def _check(

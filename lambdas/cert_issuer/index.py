@@ -4,7 +4,9 @@ Events:
 - the EventBridge schedule (any event without "action"), or `{"action": "renew"}`: renew when due
   (`{"action": "renew", "force": true}` renews now);
 - `{"action": "revoke", "reason": "keyCompromise"}`: revoke the stored certificate at the CA and store a
-  new one (reasons: issuer.REVOCATION_REASONS).
+  new one (reasons: issuer.REVOCATION_REASONS);
+- a custom resource event (the stack's FirstIssuance, through the CDK Provider framework): Create/Update
+  issue unless a valid certificate is stored; Delete does nothing.
 
 Every invocation, failed ones included, publishes DaysToExpiry{Subdomain} of the certificate stored at the
 end (EMF through Powertools Metrics), which the 20-day alarm watches; a failure also raises, for the
@@ -20,6 +22,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from common import observability
+from common.custom_resource import CustomResource, Request, Result
 
 from cert_issuer import issuer, store
 
@@ -57,16 +60,38 @@ def settings() -> issuer.IssuerSettings:
     )
 
 
+def _first_issuance(request: Request) -> Result:
+    """Create/Update of the stack's FirstIssuance resource: issue now unless a valid certificate is stored, so
+    no BBB server boots without one and a wrong setting fails the deployment with the issuer's error."""
+    config = settings()
+    outcome = issuer.run(config)
+    return {
+        "PhysicalResourceId": f"fleet-certificate:{config.subdomain}",
+        "Data": {"Serial": outcome.certificate.serial, "NotAfter": outcome.certificate.not_after.isoformat()},
+    }
+
+
+def _keep(request: Request) -> Result:
+    """Delete: nothing to undo (the secrets go with the stack, by its removal policy)."""
+    return {"PhysicalResourceId": request.physical_id}
+
+
+first_issuance = CustomResource(create=_first_issuance, delete=_keep, logger=logger)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
+    payload = event if isinstance(event, dict) else {}
     try:
-        action = event.get("action", "renew") if isinstance(event, dict) else "renew"
+        if "RequestType" in payload:  # the deploy-time custom resource (Provider framework)
+            return first_issuance(payload, context)
+        action = payload.get("action", "renew")
         if action == "renew":
-            outcome = issuer.run(config, force="forced by the operator" if event.get("force") is True else None)
+            outcome = issuer.run(config, force="forced by the operator" if payload.get("force") is True else None)
         elif action == "revoke":
-            outcome = issuer.revoke_and_replace(config, reason=str(event.get("reason", "")))
+            outcome = issuer.revoke_and_replace(config, reason=str(payload.get("reason", "")))
         else:
             raise ValueError(f'unknown action {action!r}; use {{"action": "renew"}} or {{"action": "revoke"}}')
     finally:

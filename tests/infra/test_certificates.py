@@ -4,14 +4,10 @@ the schedule, the deploy-time first issuance, the alarms to the operator topic; 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
 from aws_cdk import App, Duration, Stack, Validations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
@@ -78,7 +74,7 @@ def policy_statements(template: dict[str, Any], role_id: str) -> list[dict[str, 
     ]
 
 
-def test_issuer_function_settings_layer_and_single_concurrency(synthesized) -> None:
+def test_issuer_function_settings_and_layer(synthesized) -> None:
     template, outdir = synthesized
     _lid, function = issuer(template)
     env = function["Environment"]["Variables"]
@@ -87,7 +83,9 @@ def test_issuer_function_settings_layer_and_single_concurrency(synthesized) -> N
     assert env["POWERTOOLS_SERVICE_NAME"] == "cert-issuer" and env["POWERTOOLS_METRICS_NAMESPACE"] == "BBBOnAWS/test"
     secrets = of_type(template, "AWS::SecretsManager::Secret")
     assert {env["ACCOUNT_SECRET_ARN"]["Ref"], env["CERTIFICATE_SECRET_ARN"]["Ref"]} == set(secrets)
-    assert function["Runtime"] == "python3.13" and function["ReservedConcurrentExecutions"] == 1
+    # No reserved concurrency: a new account cannot reserve any (Lambda keeps 100 unreserved), and two runs at
+    # once only store two valid certificates, the last one winning.
+    assert function["Runtime"] == "python3.13" and "ReservedConcurrentExecutions" not in function
     assert function["Timeout"] == 720
     layers = of_type(template, "AWS::Lambda::LayerVersion")
     [(layer_id, layer)] = layers.items()
@@ -133,14 +131,14 @@ def test_secrets_are_under_a_rotating_cmk_and_written_by_the_issuer_only(synthes
         assert secret["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
         assert secret["GenerateSecretString"]["SecretStringTemplate"] == "{}"  # JSON placeholder (store.py)
     _lid, function = issuer(template)
-    writers = [
+    writers = {
         role["Ref"]
         for policy in of_type(template, "AWS::IAM::Policy").values()
         for statement in policy["PolicyDocument"]["Statement"]
         if "secretsmanager:PutSecretValue" in _list(statement["Action"])
         for role in policy["Roles"]
-    ]
-    assert writers == [function["Role"]["Fn::GetAtt"][0]]
+    }
+    assert writers == {function["Role"]["Fn::GetAtt"][0]}
 
 
 def test_schedule_and_first_issuance_at_deploy_time(synthesized) -> None:
@@ -149,12 +147,19 @@ def test_schedule_and_first_issuance_at_deploy_time(synthesized) -> None:
     [rule] = of_type(template, "AWS::Events::Rule").values()
     assert rule["ScheduleExpression"] == "rate(12 hours)"
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [lid, "Arn"]}
-    triggers = [v for v in template["Resources"].values() if v["Type"] == "Custom::Trigger"]
-    [trigger] = triggers
-    assert trigger["Properties"]["InvocationType"] == "RequestResponse"
-    # A new function version (code or settings changed) runs the issuer again at deploy time.
-    version = template["Resources"][trigger["Properties"]["HandlerArn"]["Ref"]]
-    assert version["Type"] == "AWS::Lambda::Version" and version["Properties"]["FunctionName"] == {"Ref": lid}
+    [issuance] = [v for v in template["Resources"].values() if v["Type"] == "Custom::FleetCertificate"]
+    assert issuance["Properties"]["Subdomain"] == SUBDOMAIN
+    assert issuance["Properties"]["AcmeDirectory"] == LETS_ENCRYPT  # a CA switch issues again at deploy time
+    # The Provider framework invokes the unqualified issuer: no version whose id changes with every code change.
+    framework = [
+        f
+        for f in of_type(template, "AWS::Lambda::Function").values()
+        if f.get("Environment", {}).get("Variables", {}).get("USER_ON_EVENT_FUNCTION_ARN")
+    ]
+    assert [f["Environment"]["Variables"]["USER_ON_EVENT_FUNCTION_ARN"] for f in framework] == [
+        {"Fn::GetAtt": [lid, "Arn"]}
+    ]
+    assert not of_type(template, "AWS::Lambda::Version")
 
 
 def test_alarms_watch_what_the_handler_publishes(synthesized) -> None:

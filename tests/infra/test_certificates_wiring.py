@@ -18,7 +18,11 @@ DOMAIN_KEYS = ("ACME_DIRECTORY_URL", "SUBDOMAIN", "RENEW_DAYS")
 
 
 def issuer(template):
-    return one(template, "AWS::Lambda::Function", "FleetCertificate")
+    [found] = [
+        (k, f) for k, f in resources(template, "AWS::Lambda::Function", "FleetCertificate").items()
+        if f["Properties"].get("Handler") == "cert_issuer.index.handler"
+    ]
+    return found
 
 
 def test_scalable_fleet_reads_the_certificate_and_boots_after_the_first_issuance():
@@ -40,7 +44,7 @@ def test_scalable_fleet_reads_the_certificate_and_boots_after_the_first_issuance
     assert any(s["Resource"] == {"Ref": secret_id} or {"Ref": secret_id} in s["Resource"] for s in reads)
     assert not any("secretsmanager:PutSecretValue" in actions_of(s) for s in statements(template, "Bbb"))
     _group_id, group = one(template, "AWS::AutoScaling::AutoScalingGroup", "Bbb")
-    trigger_id, _ = one(template, "Custom::Trigger", "FleetCertificate")
+    trigger_id, _ = one(template, "Custom::FleetCertificate", "FleetCertificate")
     assert trigger_id in group.get("DependsOn", [])
 
 
@@ -65,7 +69,7 @@ def test_the_bbb_lifecycle_names_servers_under_the_fleet_subdomain():
 
 def test_single_shape_keeps_its_own_certificate():
     template = fleets("single")
-    assert not resources(template, "AWS::Lambda::Function", "FleetCertificate")
+    assert not [p for p in template["Resources"] if p.startswith("FleetCertificate")]
     env = params_env(user_data(template, "Single"))
     assert "CERTIFICATE_SECRET_ARN" not in env and "BBB_HOST_DOMAIN" not in env
     assert props(template, "AWS::AutoScaling::AutoScalingGroup", "Single")

@@ -359,3 +359,24 @@ def test_handler_refuses_bad_input_naming_it(handler_env, monkeypatch) -> None:
     monkeypatch.delenv("SUBDOMAIN")
     with pytest.raises(index.ConfigurationError, match="environment variable SUBDOMAIN is not set"):
         index.handler({}, Context())
+
+
+def test_deploy_time_custom_resource_issues_once_and_keeps_on_update_and_delete(handler_env, capsys) -> None:
+    """The stack's FirstIssuance (CDK Provider framework events): the fleet depends on it."""
+    from cert_issuer import index
+
+    base = {"StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/bbb-fleets/1",
+            "LogicalResourceId": "FleetCertificateFirstIssuance", "ResourceType": "Custom::FleetCertificate",
+            "ResourceProperties": {"ServiceToken": "arn:provider", "Subdomain": SUBDOMAIN}}
+    created = index.handler({**base, "RequestType": "Create"}, Context())
+    assert created["PhysicalResourceId"] == f"fleet-certificate:{SUBDOMAIN}"
+    serial = created["Data"]["Serial"]
+    assert stored(handler_env)["serial"] == serial
+    updated = index.handler({**base, "RequestType": "Update", "PhysicalResourceId": created["PhysicalResourceId"],
+                             "OldResourceProperties": base["ResourceProperties"]}, Context())
+    assert updated == created  # a valid certificate is stored: nothing ordered
+    deleted = index.handler({**base, "RequestType": "Delete", "PhysicalResourceId": created["PhysicalResourceId"]},
+                            Context())
+    assert deleted == {"PhysicalResourceId": created["PhysicalResourceId"]}
+    assert stored(handler_env)["serial"] == serial
+    assert len(emitted_days(capsys.readouterr().out)) == 3
