@@ -259,3 +259,16 @@ def test_bbb_install_takes_the_provided_certificate_instead_of_lets_encrypt(host
     assert result.returncode == 0, result.stderr
     assert record.read_text().splitlines() == [
         "-v", "jammy-300", "-s", FQDN, "-d", "-c", "turn.meet.example.org:turn-secret-set-by-bbb-on-aws"]
+
+
+def test_refresh_runs_at_boot_before_nginx_and_the_ready_tag_then_every_6_hours() -> None:
+    """A warm-pool server woken after weeks serves the current certificate from its first request."""
+    units = Path(__file__).parents[2] / "userdata/bbb/units"
+    service = (units / "bbb-on-aws-certificate.service").read_text()
+    assert "Before=nginx.service bbb-on-aws-ready.service" in service and "WantedBy=multi-user.target" in service
+    assert "After=network-online.target" in service
+    timer = (units / "bbb-on-aws-certificate.timer").read_text()
+    assert "OnUnitActiveSec=6h" in timer and "OnBootSec=6h" in timer
+    bootstrap = (Path(__file__).parents[2] / "userdata/bbb/bootstrap.sh").read_text()
+    assert "systemctl enable bbb-on-aws-certificate.service" in bootstrap
+    assert "systemctl enable --now bbb-on-aws-certificate.timer" in bootstrap

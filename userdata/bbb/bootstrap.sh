@@ -64,6 +64,8 @@ main() {
   if ((provided)); then
     install_units "$BBB_ON_AWS_DIR/bbb/units" || true
     systemctl daemon-reload
+    # At every boot before nginx (a woken warm-pool server), and every 6 h with an nginx reload.
+    systemctl enable bbb-on-aws-certificate.service
     systemctl enable --now bbb-on-aws-certificate.timer
   fi
   if [[ -n $asg ]]; then

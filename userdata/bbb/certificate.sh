@@ -99,6 +99,12 @@ install_fleet_certificate() (
   echo installed
 )
 
+# require_fleet_certificate: the pair bbb-install -d links nginx to is in place.
+require_fleet_certificate() {
+  [[ -f $CERT_LINK/fullchain.pem && -f $CERT_LINK/privkey.pem ]] ||
+    die "no certificate in $CERT_LINK for bbb-install -d; install_fleet_certificate runs first"
+}
+
 # switch_certificate_link <dir>: points /local/certs at <dir> with one rename (atomic for readers).
 switch_certificate_link() {
   ln -sfn "$1" "$CERT_LINK.new"

@@ -175,8 +175,7 @@ run_bbb_install() {
   # -s before -c: bbb-install compares a -c host's DNS to this host when no -s was seen yet.
   args=(-v "$BBB_VERSION" -s "$fqdn")
   if ((provided)); then
-    [[ -f $CERT_LINK/fullchain.pem && -f $CERT_LINK/privkey.pem ]] ||
-      die "no certificate in $CERT_LINK for bbb-install -d; install_fleet_certificate runs first"
+    require_fleet_certificate  # certificate.sh
     args+=(-d)
   else
     args+=(-e "$email")

@@ -1,20 +1,15 @@
 #!/bin/bash
-# Install a renewed fleet certificate and reload nginx (bbb-on-aws-certificate.timer, every 6 hours). The
-# issuer renews 30 days before expiry, so a host picks the new certificate up weeks before it is needed;
-# a reload keeps every meeting running.
-# shellcheck source-path=SCRIPTDIR disable=SC2153 # UPPER_CASE values come from params.env/runtime.env
+# Install a renewed fleet certificate (bbb-on-aws-certificate.service): at every boot before nginx starts (a
+# warm-pool server woken after weeks gets the current one before it serves), then every 6 hours by its timer
+# with an nginx reload. The issuer renews 30 days before expiry, so a running server has the new certificate
+# weeks before it is needed; a reload keeps every meeting running.
 set -euo pipefail
-BBB_ON_AWS_DIR=${BBB_ON_AWS_DIR:-/opt/bbb-on-aws}
-BBB_ON_AWS_CONF=${BBB_ON_AWS_CONF:-/etc/bbb-on-aws}
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/params.env"
-# shellcheck source=/dev/null
-source "$BBB_ON_AWS_CONF/runtime.env"
-# shellcheck source=../common/lib.sh
-source "$BBB_ON_AWS_DIR/common/lib.sh"
+# shellcheck source=../common/prologue.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh" with-runtime
 # shellcheck source=certificate.sh
 source "$BBB_ON_AWS_DIR/bbb/certificate.sh"
 LOG_TAG=bbb-certificate
 
 require_params CERTIFICATE_SECRET_ARN FQDN
+# shellcheck disable=SC2153 # from params.env / runtime.env (require_params above)
 install_fleet_certificate "$CERTIFICATE_SECRET_ARN" "$FQDN" reload >/dev/null
