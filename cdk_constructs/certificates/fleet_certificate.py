@@ -135,7 +135,7 @@ class FleetCertificate(Construct):
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
         self.first_issuance = self._first_issuance(subdomain, acme_directory, log_retention)
-        self._alarms(operator_topic, metric_namespace, alarm_days)
+        self._alarms(operator_topic, metric_namespace, renew_days, alarm_days)
 
     def _first_issuance(self, subdomain: str, directory: str, retention: logs.RetentionDays) -> CustomResource:
         """The issuer as a custom resource (CDK Provider framework) at deploy time: it issues unless a valid
@@ -210,7 +210,7 @@ class FleetCertificate(Construct):
             secret.grant_read(role)
             secret.grant_write(role)
 
-    def _alarms(self, topic: sns.ITopic, namespace: str, alarm_days: int) -> None:
+    def _alarms(self, topic: sns.ITopic, namespace: str, renew_days: int, alarm_days: int) -> None:
         action = cw_actions.SnsAction(topic)
         self.days_metric = cloudwatch.Metric(
             namespace=namespace,
@@ -224,8 +224,9 @@ class FleetCertificate(Construct):
             "ExpiryAlarm",
             alarm_description=(
                 f"The *.{self.subdomain} certificate the BBB servers serve expires in under {alarm_days} days "
-                "(renewal starts 10 days earlier and has failed since), or the issuer published nothing for a "
-                "day: see the issuer's log group"
+                f"(renewal started {renew_days - alarm_days} days earlier and has failed since), or the issuer "
+                "published nothing for a day. Check first: the issuer's log group (its error names the step). "
+                "Guide: docs/troubleshooting.md#certificate-alarm"
             ),
             threshold=alarm_days,
             evaluation_periods=1,
@@ -236,7 +237,7 @@ class FleetCertificate(Construct):
         self.errors_alarm = self.function.metric_errors(period=Duration.minutes(5), statistic="Sum").create_alarm(
             self,
             "ErrorsAlarm",
-            alarm_description=f"The *.{self.subdomain} certificate issuer failed (see its log group)",
+            alarm_description=f"The *.{self.subdomain} certificate issuer: the function failed (see its log group)",
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
