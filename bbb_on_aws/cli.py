@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="HOST",
-        help="a BBB server's name (bbb-<id>.<domain>): its HTTPS API and a TURN permission to it",
+        help="a BBB server's name (bbb-<id>.fleet.<domain>): its HTTPS API and a TURN permission to it",
     )
     probe.add_argument(
         "--discover",

@@ -24,9 +24,11 @@ PRICES = Path(__file__).resolve().parent / "prices.json"
 GIB = 2**30
 
 # What the stacks create, per shape (see the module docstring).
-SECRETS = {"scalable": 10, "single": 6}  # Secrets Manager secrets: shared (6) + data (3) + frontend (1)
-STATIC_ALARMS = {"scalable": 47, "single": 39}  # CloudWatch alarms in the dev templates (fleets, monitoring)
-KMS_KEYS = 1  # shared stack
+# Secrets Manager secrets: shared (6) + data (3) + frontend (1) + the fleet certificate's ACME account and
+# certificate (2, scalable only)
+SECRETS = {"scalable": 12, "single": 6}
+STATIC_ALARMS = {"scalable": 49, "single": 39}  # CloudWatch alarms in the dev templates (fleets, monitoring)
+KMS_KEYS = {"scalable": 2, "single": 1}  # shared stack; the fleet certificate's (scalable)
 DASHBOARDS = 1
 ECS_ROOT_GIB = 30  # cdk_constructs/ecs_cluster.py
 PROXY_ROOT_GIB = 10  # cdk_constructs/cluster_proxy.py
@@ -280,7 +282,8 @@ class Estimate:
         secret, src = t.get("secretMonth")
         self._fixed("Secrets Manager", f"{SECRETS[shape]} secrets", secret * SECRETS[shape], src)
         kms, src = t.get("kmsKeyMonth")
-        self._fixed("KMS", f"{KMS_KEYS} customer managed key", kms * KMS_KEYS, src)
+        keys = KMS_KEYS[shape]
+        self._fixed("KMS", f"{keys} customer managed key{'s' if keys > 1 else ''}", kms * keys, src)
         alarm, s1 = t.get("cloudwatchAlarmMonth")
         self.add(
             "CloudWatch alarms",

@@ -20,6 +20,7 @@ from lambdas.common.names import (
     instance_host,
     metric_namespace,
     probe_alarm_prefix,
+    server_domain,
 )
 
 STACK_PARTS = ("network", "shared", "email", "data", "frontend", "fleets", "monitoring")
@@ -303,5 +304,5 @@ def serving_hosts(
                 continue
             for member in group.get("Instances", []):
                 if member["LifecycleState"] == "InService" and member["InstanceId"] in ready:
-                    hosts.append(instance_host(role, member["InstanceId"], domain))
+                    hosts.append(instance_host(role, member["InstanceId"], server_domain(role, domain)))
     return sorted(hosts)

@@ -47,6 +47,7 @@ class BbbHosts(Construct):
         self, scope: Construct, construct_id: str, *, bbb: Bbb, deployment: Deployment, operator_email: str,
         vpc: ec2.IVpc, host_role: str, turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret,
         spool: Spool | None, min_capacity: int, desired_capacity: int, max_capacity: int, cluster_proxy: bool = False,
+        certificate_secret: secretsmanager.ISecret | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = bbb
@@ -78,6 +79,8 @@ class BbbHosts(Construct):
                              own_tags=(contract.TAG_READY, contract.TAG_TURN_SECRET))
         self.role = self.host.role
         self.host.allow_secret_read(turn_secret, bbb_secret)
+        if certificate_secret is not None:  # the fleet's wildcard certificate (cdk_constructs/certificates)
+            self.host.allow_secret_read(certificate_secret)
         self.bootstrap = HostBootstrap(self, "Bootstrap", bundle="bbb")
         self.bootstrap.grant_read(self.role)
         if spool is not None:
@@ -98,6 +101,7 @@ class BbbHosts(Construct):
             spool=None if spool is None else EfsSpool(spool.file_system.file_system_id,
                                                       spool.access_point.access_point_id),
             cluster_proxy=cluster_proxy,
+            certificate_secret_arn=None if certificate_secret is None else certificate_secret.secret_arn,
             bbb_install_sha256=bbb.install_sha256,
             load_weights=load_weights_json(bbb),
         ))
@@ -139,13 +143,13 @@ class BbbFleet(BbbHosts):
     def __init__(
         self, scope: Construct, construct_id: str, *, bbb: Bbb, deployment: Deployment, operator_email: str,
         vpc: ec2.IVpc, turn_secret: secretsmanager.ISecret, bbb_secret: secretsmanager.ISecret, spool: Spool,
-        cluster_proxy: bool,
+        cluster_proxy: bool, certificate_secret: secretsmanager.ISecret | None = None,
     ) -> None:
         super().__init__(
             scope, construct_id, bbb=bbb, deployment=deployment, operator_email=operator_email, vpc=vpc,
             host_role="bbb", turn_secret=turn_secret, bbb_secret=bbb_secret, spool=spool,
             min_capacity=bbb.min_instances, desired_capacity=bbb.desired_instances, max_capacity=bbb.max_instances,
-            cluster_proxy=cluster_proxy,
+            cluster_proxy=cluster_proxy, certificate_secret=certificate_secret,
         )
         # Prepared servers (installed, then stopped): a scale-out wakes one instead of running bbb-install.
         self.warm_pool = add_warm_pool(self.group, bbb.warm_pool)

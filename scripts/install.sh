@@ -6,12 +6,13 @@
 #   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
 #   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL,
 #   clang + libbpf-dev + linux-libc-dev to compile the relay's TC program and libbpf1 to load it, ethtool for
-#   the kernel-path namespace tests).
+#   the kernel-path namespace tests, pebble (Let's Encrypt's test CA) for the fleet certificate issuer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--test-tools" ]]; then
-  packages=(coturn chromium shellcheck iproute2 openssl ruby busybox postgresql clang libbpf-dev libbpf1 linux-libc-dev ethtool)
+  packages=(coturn chromium shellcheck iproute2 openssl ruby busybox postgresql clang libbpf-dev libbpf1 linux-libc-dev ethtool
+    pebble)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
@@ -29,3 +30,5 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 .venv/bin/python -m pip check >/dev/null
 npm ci --no-audit --no-fund --loglevel=error
+# The certificate issuer's Lambda layer (cp313 manylinux wheels): downloaded now, so synths work offline.
+.venv/bin/python -m cdk_constructs.certificates.layer

@@ -157,6 +157,21 @@ class PortRange:
     max: int = _f(65535, "Highest relay port.", minimum=1024, maximum=65535)
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Certificates:
+    acme_directory: str = _f(LETS_ENCRYPT,
+                             "ACME directory of the BBB fleet's wildcard certificate: Let's Encrypt production; "
+                             f"staging ({LETS_ENCRYPT_STAGING}) or another CA.",
+                             pattern=(r"^https://[^\s]+$", "an https:// URL"))
+    renew_days: int = _f(30, "Renew the fleet certificate when this many days are left.", minimum=1, maximum=60)
+    alarm_days: int = _f(20, "Alarm the operator when the served certificate has fewer days left.",
+                         minimum=1, maximum=59)
+
+
 @dataclass(frozen=True, kw_only=True)
 class WarmPool:
     """An Auto Scaling warm pool: servers installed once, then kept stopped until a scale-out wakes them."""
@@ -249,6 +264,7 @@ class Bbb:
                                     pattern=(r"^[0-9a-f]{64}$", "64 lowercase hex digits (sha256sum of the script)"))
     rollout: Rollout = _f(Rollout(), "Roll-out of the scalable fleet (the single host always drains, then "
                                      "launches: its data volume serves one instance).")
+    certificates: Certificates = _f(Certificates(), "The fleet's wildcard certificate (scalable shape).")
 
     @property
     def load_target(self) -> float:
@@ -445,6 +461,11 @@ class Names:
     @property
     def scalelite(self) -> str:
         return f"{contract.SCALELITE_PREFIX}{self.domain}"
+
+    @property
+    def bbb_fleet(self) -> str:
+        """Parent of the BBB fleet's server names; its wildcard is the fleet certificate."""
+        return f"{contract.BBB_FLEET_PREFIX}{self.domain}"
 
     @property
     def turn(self) -> str:

@@ -84,6 +84,12 @@ def check_relations(c: Config, problems: list[str]) -> None:
         problems.append(f"{p}.clusterProxy.enabled: the cluster proxy fronts a fleet of BBB servers and the single "
                         f"shape has one; set it to false or use {p}.environment.type 'scalable'")
 
+    certs = c.bbb.certificates
+    if certs.alarm_days >= certs.renew_days:
+        problems.append(f"{p}.bbb.certificates.alarmDays: {certs.alarm_days} must be below "
+                        f"{p}.bbb.certificates.renewDays ({certs.renew_days}), so renewal has been failing for a "
+                        "while before the operator is alarmed; e.g. renewDays 30, alarmDays 20")
+
     check_relay_ports(c.turn.relay_ports, problems)
     check_scaling(c.bbb, problems)
 

@@ -16,6 +16,7 @@ from constructs import Construct
 import contract
 from cdk_constructs.backup import BackupRules, DeploymentBackup
 from cdk_constructs.bbb_fleet import BbbFleet, BbbHosts, Spool
+from cdk_constructs.certificates import FleetCertificate
 from cdk_constructs.cluster_proxy import ClusterProxy
 from cdk_constructs.lifecycle import FleetLifecycle, LifecycleTimings
 from cdk_constructs.lifecycle.rollout import FleetRollout, RolloutSettings
@@ -61,12 +62,23 @@ class FleetsStack(Stack):
         self.backup: DeploymentBackup | None = None  # the single host's data volume (scalable: the data stack)
         if scalable:
             assert data is not None
+            certificates = config.bbb.certificates
+            self.fleet_certificate = FleetCertificate(
+                self, "FleetCertificate", hosted_zone=shared.zone, subdomain=config.names.bbb_fleet,
+                acme_directory=certificates.acme_directory, acme_email=config.operator_email,
+                renew_days=certificates.renew_days, alarm_days=certificates.alarm_days, operator_topic=shared.topic,
+                metric_namespace=config.metric_namespace, log_retention=log_retention(config),
+                removal_policy=data_removal_policy(config),
+            )
             fleet = BbbFleet(
                 self, "Bbb", bbb=config.bbb, deployment=config.deployment, operator_email=config.operator_email,
                 vpc=vpc, turn_secret=secrets.turn, bbb_secret=secrets.bbb_api,
                 spool=Spool(file_system=data.file_system, access_point=data.access_points["spool"]),
                 cluster_proxy=config.cluster_proxy.enabled,
+                certificate_secret=self.fleet_certificate.certificate_secret,
             )
+            # No server boots before the first certificate exists (the deploy-time issuance).
+            fleet.group.node.add_dependency(self.fleet_certificate.first_issuance)
             self.bbb_lifecycle = self._lifecycle("BbbLifecycle", fleet.group, role="bbb", timings=bbb_timings)
             # Scale-in only because the drain above is wired to this very group's terminating hook.
             fleet.scale_on_load(drained_by=self.bbb_lifecycle.terminate_hook)
@@ -109,7 +121,9 @@ class FleetsStack(Stack):
             auto_scaling_group=group,
             role=role,
             hosted_zone=shared.zone,
-            domain_name=config.names.domain,
+            # The fleet's servers are named under fleet.<domain> (their certificate's wildcard); the single
+            # host is <domain> and TURN servers stay under <domain>.
+            domain_name=config.names.bbb_fleet if role == "bbb" else config.names.domain,
             environment_name=config.environment.name,
             operator_topic=shared.topic,
             bbb_secret=shared.secrets.bbb_api if bbb_role else None,

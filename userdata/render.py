@@ -131,6 +131,9 @@ class BbbParams(HostParams):
     scalelite_ref: str = SCALELITE_REF
     dns_wait_seconds: int = 1200  # until <fqdn> resolves to this host on the zone's name servers
     load_weights: str | None = None  # JSON of bbb.loadWeights for bbb/load_figure.py (LOAD_WEIGHTS)
+    # The fleet's wildcard certificate (cdk_constructs/certificates): installed instead of bbb-install's Let's
+    # Encrypt request. None: bbb-install asks Let's Encrypt (the single host).
+    certificate_secret_arn: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -390,6 +393,11 @@ def render_bbb_user_data(params: BbbParams) -> str:
     _check_int(problems, "dns_wait_seconds", params.dns_wait_seconds, 60, 7200)
     if params.load_weights is not None and not _json_object(params.load_weights):
         problems.append(f"load_weights={params.load_weights!r} must be a JSON object on one line")
+    if params.certificate_secret_arn is not None:
+        _check(problems, "certificate_secret_arn", params.certificate_secret_arn, "secret_arn")
+        if params.single:
+            problems.append("certificate_secret_arn is for the fleet's servers; the single host keeps its own "
+                            "Let's Encrypt certificate (it is <domain>, which the fleet's wildcard does not name)")
     if params.single:
         if params.spool is not None:
             problems.append("spool must be None for the single shape (it has no Scalelite)")
@@ -418,6 +426,11 @@ def render_bbb_user_data(params: BbbParams) -> str:
     }
     if params.load_weights is not None:
         values["LOAD_WEIGHTS"] = params.load_weights
+    if not params.single:
+        # The fleet's servers are bbb-<id>.fleet.<domain>, under the name their wildcard certificate covers.
+        values["BBB_HOST_DOMAIN"] = f"{contract.BBB_FLEET_PREFIX}{params.domain}"
+    if params.certificate_secret_arn is not None:
+        values["CERTIFICATE_SECRET_ARN"] = params.certificate_secret_arn
     if params.spool is not None:
         values |= {
             "SPOOL_FILE_SYSTEM_ID": params.spool.file_system_id,
@@ -490,7 +503,8 @@ def render_proxy_user_data(params: ProxyParams) -> str:
     _check_common(problems, params)
     if problems:
         raise UserDataError(problems)
-    return _render("cluster proxy host", "proxy", "proxy", _common_values(params, "proxy"))
+    values = _common_values(params, "proxy") | {"BBB_HOST_DOMAIN": f"{contract.BBB_FLEET_PREFIX}{params.domain}"}
+    return _render("cluster proxy host", "proxy", "proxy", values)
 
 
 __all__ = [

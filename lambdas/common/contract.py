@@ -58,7 +58,10 @@ TURN_SECRET_ROTATION_MIN_DAYS = TURN_CREDENTIAL_TTL_SECONDS // 86400 + 1
 TURN_SECRET_POLL_SECONDS = 60
 
 # --- DNS names under <domain> --------------------------------------------------------------------------------
-BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.<domain>
+BBB_HOST_PREFIX = "bbb-"  # bbb-<instance id without i->.fleet.<domain> (the fleet), or .<domain>
+# fleet.<domain>: holds only the BBB fleet's server names, so its wildcard certificate (*.fleet.<domain>, one for
+# the whole fleet, cdk_constructs/certificates) names no other service of the deployment.
+BBB_FLEET_PREFIX = "fleet."
 TURN_HOST_PREFIX = "turn-"  # turn-<instance id without i->.<domain>
 TURN_POOL_PREFIX = "turn."  # turn.<domain>: weighted, health-checked A records, one per TURN instance
 TURNS_PREFIX = "turns."  # turns.<domain>: the TURN NLB (TLS on 443)
@@ -98,6 +101,7 @@ __all__ = [
     "ADMIN_HOST",
     "ADMIN_PORT",
     "ALLOCATIONS_METRIC",
+    "BBB_FLEET_PREFIX",
     "BBB_HOST_PREFIX",
     "CLUSTER_PROXY_PREFIX",
     "DATA_DEVICE",

@@ -10,7 +10,7 @@ import hashlib
 import re
 
 # The contract's tags, re-exported: the handlers and cdk_constructs/lifecycle read them from here.
-from .contract import METRIC_NAMESPACE_PREFIX, TURN_POOL_PREFIX
+from .contract import BBB_FLEET_PREFIX, METRIC_NAMESPACE_PREFIX, TURN_POOL_PREFIX
 from .contract import TAG_ENVIRONMENT as TAG_ENVIRONMENT
 from .contract import TAG_READY as TAG_READY
 from .contract import TAG_ROLE as TAG_ROLE
@@ -51,6 +51,13 @@ def host_prefix(role: str) -> str:
     if role in ("bbb", "single"):
         return "bbb"
     raise ContractNameError(f"unknown fleet role {role!r} (expected one of {', '.join(ROLES)})")
+
+
+def server_domain(role: str, domain: str) -> str:
+    """The parent of a fleet's server names: `fleet.<domain>` for the BBB fleet (its wildcard certificate's
+    name), `<domain>` for TURN servers and the single host. The BBB lifecycle is configured with it."""
+    domain = normalize_domain(domain)
+    return f"{BBB_FLEET_PREFIX}{domain}" if role == "bbb" else domain
 
 
 def instance_host(role: str, instance_id: str, domain: str) -> str:

@@ -42,9 +42,9 @@ DEFAULT = {
     "Aurora storage": (1.10,) * 3,  # 0.11 x 10 GB
     "ElastiCache (valkey)": (10.04,) * 3,  # cache.t4g.micro 0.0172 x (1 - 0.2) x 730 = 10.0448
     "EFS recordings": (33.00,) * 3,  # 0.33 x 100 GB
-    "Secrets Manager": (4.00,) * 3,  # 10 x 0.40
-    "KMS": (1.00,) * 3,
-    "CloudWatch alarms": (4.80, 4.90, 5.10),  # (47 + TURN servers) x 0.10
+    "Secrets Manager": (4.80,) * 3,  # 12 x 0.40
+    "KMS": (2.00,) * 3,  # 2 x 1.00 (shared stack, fleet certificate)
+    "CloudWatch alarms": (5.00, 5.10, 5.30),  # (49 + TURN servers) x 0.10
     "CloudWatch custom metrics": (13.20, 13.80, 16.20),  # (40 + 2 x TURN servers + 2 x BBB servers) x 0.30
     "CloudWatch dashboard + logs": (5.85,) * 3,  # 3 + 5 GB x 0.57
     "Route 53 hosted zone": (0.50,) * 3,
@@ -82,7 +82,7 @@ def test_default_configuration(capsys):
     assert code == 0
     assert result["region"] == "eu-west-1" and result["currency"] == "USD"
     assert table(result) == DEFAULT
-    assert result["total"] == pytest.approx(1089.87, abs=0.005)
+    assert result["total"] == pytest.approx(1091.87, abs=0.005)
     assert result["total"] == pytest.approx(sum(v[1] for v in DEFAULT.values()), abs=0.005)
     assert result["total_min"] == pytest.approx(sum(v[0] for v in DEFAULT.values()), abs=0.005)
     assert result["total_max"] == pytest.approx(sum(v[2] for v in DEFAULT.values()), abs=0.005)
@@ -189,7 +189,7 @@ def test_text_table_has_every_line_and_the_total(capsys):
     out = capsys.readouterr().out
     for component in DEFAULT:
         assert component in out
-    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,005.28", "1,089.87", "2,132.40"]
+    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,007.28", "1,091.87", "2,134.40"]
 
 
 @pytest.mark.parametrize("shape", ["scalable", "single"])
@@ -200,7 +200,7 @@ def test_resource_counts_match_the_synthesized_templates(shape):
         counts.update(resource["Type"] for resource in json.loads(path.read_text())["Resources"].values())
     assert counts["AWS::SecretsManager::Secret"] == cost.SECRETS[shape]
     assert counts["AWS::CloudWatch::Alarm"] == cost.STATIC_ALARMS[shape]
-    assert counts["AWS::KMS::Key"] == cost.KMS_KEYS
+    assert counts["AWS::KMS::Key"] == cost.KMS_KEYS[shape]
 
 
 def test_fargate_frontend_replaces_the_ecs_instances(capsys):

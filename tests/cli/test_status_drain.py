@@ -294,7 +294,7 @@ def test_probe_discovers_the_serving_bbb_servers(aws, capsys):
     ec2.create_tags(Resources=[bbb], Tags=[{"Key": "bbb-on-aws:ready", "Value": "1765000000"}])
     for turn in aws.instances("turn"):  # TURN servers are no BBB servers, ready or not
         ec2.create_tags(Resources=[turn], Tags=[{"Key": "bbb-on-aws:ready", "Value": "1765000000"}])
-    host = f"bbb-{bbb[2:]}.meet.example.invalid"
+    host = f"bbb-{bbb[2:]}.fleet.meet.example.invalid"  # the fleet's servers live under fleet.<domain>
     assert status.serving_hosts(ENV, REGION, "meet.example.invalid") == [host]
     turn_hosts = [f"turn-{i[2:]}.meet.example.invalid" for i in aws.instances("turn")]
     assert status.serving_hosts(ENV, REGION, "meet.example.invalid", roles=("turn",)) == sorted(turn_hosts)

@@ -210,15 +210,20 @@ def test_nfs_is_opened_on_the_file_system_for_the_bbb_servers_only():
     assert mentions_output(rule["GroupId"], "bbb-data", "SecurityGroup")
 
 
-def test_bbb_role_reads_the_turn_and_api_secrets_only():
+def test_bbb_role_reads_the_turn_and_api_secrets_and_the_fleet_certificate_only():
     template = fleets("scalable")
     (statement,) = statements_with(template, "Bbb", "secretsmanager:GetSecretValue")
     assert statement["Action"] == "secretsmanager:GetSecretValue"
     resources_ = as_list(statement["Resource"])
-    assert len(resources_) == 2
+    assert len(resources_) == 3
     assert any(mentions_output(r, "bbb-shared", "TurnSecret") for r in resources_)
     assert any(mentions_output(r, "bbb-shared", "BbbApiSecret") for r in resources_)
     assert not any(mentions_output(r, "bbb-shared", "ScaleliteSecret") for r in resources_)
+    # The fleet certificate (cdk_constructs/certificates), under its CMK: decrypted through Secrets Manager only.
+    secret_id, _ = one(template, "AWS::SecretsManager::Secret", "FleetCertificate/Certificate")
+    assert {"Ref": secret_id} in resources_
+    (decrypt,) = statements_with(template, "Bbb", "kms:Decrypt")
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com"
 
 
 @pytest.mark.parametrize(("shape", "host"), HOSTS)
@@ -232,7 +237,8 @@ def test_bbb_role_has_nothing_beyond_its_documented_actions(shape, host):
         "ec2messages:GetMessages", "ec2messages:SendReply",
     }
     if shape == "scalable":
-        allowed |= {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
+        # kms:Decrypt: the fleet certificate's CMK, through Secrets Manager only.
+        allowed |= {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "kms:Decrypt"}
     granted = {a for s in statements(fleets(shape), f"{host}/HostRole") for a in as_list(s["Action"])}
     assert granted == allowed
 

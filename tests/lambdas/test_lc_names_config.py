@@ -107,3 +107,13 @@ def test_the_handlers_names_come_from_the_contract() -> None:
     assert names.instance_host("turn", "i-0abc1234", "x.org") == f"{contract.TURN_HOST_PREFIX}0abc1234.x.org"
     assert names.instance_host("bbb", "i-0abc1234", "x.org") == f"{contract.BBB_HOST_PREFIX}0abc1234.x.org"
     assert names.turn_pool_name("x.org") == f"{contract.TURN_POOL_PREFIX}x.org"
+
+
+def test_fleet_servers_live_under_the_fleet_subdomain() -> None:
+    """The BBB lifecycle is configured with fleet.<domain> (the fleet certificate's wildcard parent)."""
+    assert names.server_domain("bbb", "Meet.Example.org.") == "fleet.meet.example.org"
+    assert names.server_domain("turn", "meet.example.org") == "meet.example.org"
+    assert names.server_domain("single", "meet.example.org") == "meet.example.org"
+    host = names.instance_host("bbb", "i-0abc123def4567890", names.server_domain("bbb", "meet.example.org"))
+    assert host == "bbb-0abc123def4567890.fleet.meet.example.org"
+    assert names.parse_instance_host(host, "fleet.meet.example.org") == ("bbb", "i-0abc123def4567890")

@@ -379,7 +379,7 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
     env = host(shell, "bbb", render_bbb_user_data(bbb_params(single)), imds) | bbb_host
     result = bootstrap(shell, "bbb", env)
     assert result.returncode == 0, result.stderr[-3000:]
-    fqdn = "bbb.example.com" if single else "bbb-0abc123def4567890.bbb.example.com"
+    fqdn = "bbb.example.com" if single else "bbb-0abc123def4567890.fleet.bbb.example.com"  # fleet.<domain>
     assert f"bootstrap finished: https://{fqdn} is ready" in result.stderr
 
     # Both secrets, each by its own ARN, and the ready tag on this instance only: nothing else reaches AWS.
@@ -421,7 +421,8 @@ def test_bbb_bootstrap_end_to_end(shell, imds: Imds, bbb_host: dict[str, str], r
         "bbb-on-aws-journal-export.service": "0o644", "bbb-on-aws-meetings-metric.service": "0o644",
         "bbb-on-aws-meetings-metric.timer": "0o644", "bbb-on-aws-turn-secret.service": "0o644",
         "bbb-on-aws-turn-secret.timer": "0o644", "bbb-on-aws-addresses.service": "0o644",
-        "bbb-on-aws-ready.service": "0o644",
+        "bbb-on-aws-ready.service": "0o644", "bbb-on-aws-certificate.service": "0o644",
+        "bbb-on-aws-certificate.timer": "0o644",
     }  # fmt: skip
     assert (root / "state" / "turn-secret-version").read_text() == f"{TURN_VERSION}@0\n"
     assert oct(stat.S_IMODE((root / "log" / "bbb-install.log").stat().st_mode)) == "0o600"

@@ -98,8 +98,12 @@ def test_sync_script_and_readiness(shell, locations: Path) -> None:
     (shell.root / "conf" / "params.env").write_text("ENV_NAME=bbb\nDOMAIN=bbb.example.com\n")
     (shell.root / "ec2-answer").write_text("i-0aaaaaaaaaaaaaaaa\n")
     result = shell.run(f"bash {USERDATA}/proxy/sync.sh")
+    assert result.returncode == 1 and "params.env lacks BBB_HOST_DOMAIN" in result.stderr
+    (shell.root / "conf" / "params.env").write_text(
+        "ENV_NAME=bbb\nDOMAIN=bbb.example.com\nBBB_HOST_DOMAIN=fleet.bbb.example.com\n")
+    result = shell.run(f"bash {USERDATA}/proxy/sync.sh")
     assert result.returncode == 0, result.stderr
-    assert locations.exists()
+    assert "proxy_pass https://bbb-0aaaaaaaaaaaaaaaa.fleet.bbb.example.com/" in locations.read_text()
     shell.shim("curl", f"[[ -e {shell.root}/nginx-up ]]")
     result = shell.run("INSTANCE_ID=i-0proxy; proxy_become_ready 30 5 || echo not-ready", libs=PROXY)
     assert result.stdout.strip() == "not-ready"

@@ -309,3 +309,27 @@ def test_relay_constraints_pin_the_relay_dependencies(tmp_path: Path) -> None:
     (tmp_path / "requirements-dev.txt").write_text("pytest==9.2.0\n")
     with pytest.raises(UserDataError, match="'cryptography' has no pin"):
         relay_constraints(tmp_path)
+
+
+CERT_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bbb-fleet-certificate-MnOpQr"
+
+
+def test_fleet_certificate_parameter() -> None:
+    env = params_env(render_bbb_user_data(bbb_params(certificate_secret_arn=CERT_ARN)))
+    assert env["CERTIFICATE_SECRET_ARN"] == CERT_ARN
+    assert "CERTIFICATE_SECRET_ARN" not in params_env(render_bbb_user_data(bbb_params()))
+    with pytest.raises(UserDataError, match="the single host keeps its own Let's Encrypt certificate"):
+        render_bbb_user_data(single_params(certificate_secret_arn=CERT_ARN))
+    with pytest.raises(UserDataError, match="certificate_secret_arn='fleet-cert' is not a Secrets Manager"):
+        render_bbb_user_data(bbb_params(certificate_secret_arn="fleet-cert"))
+    with tarfile.open(fileobj=io.BytesIO(bundle_bytes("bbb"))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["bbb/certificate.sh"].mode == 0o644 and members["bbb/refresh_certificate.sh"].mode == 0o755
+    assert {"bbb/units/bbb-on-aws-certificate.service", "bbb/units/bbb-on-aws-certificate.timer"} <= set(members)
+
+
+def test_fleet_servers_and_the_proxy_name_them_under_the_fleet_subdomain() -> None:
+    """bbb-<id>.fleet.<domain>: the name the fleet's wildcard certificate covers (contract.BBB_FLEET_PREFIX)."""
+    assert params_env(render_bbb_user_data(bbb_params()))["BBB_HOST_DOMAIN"] == "fleet.bbb.example.com"
+    assert params_env(render_proxy_user_data(proxy_params()))["BBB_HOST_DOMAIN"] == "fleet.bbb.example.com"
+    assert "BBB_HOST_DOMAIN" not in params_env(render_bbb_user_data(single_params()))  # the single host is <domain>

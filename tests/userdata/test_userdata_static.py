@@ -13,7 +13,7 @@ USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 SCRIPTS = sorted(USERDATA.rglob("*.sh"))
 UNITS = sorted([*USERDATA.rglob("*.service"), *USERDATA.rglob("*.timer")])
 EXECUTABLES = {"bootstrap.sh", "on_boot.sh", "peer_sync.sh", "publish_allocations.sh", "publish_meetings.sh", "sync.sh",
-               "secret_sync.sh", "turn_secret_sync.sh"}
+               "secret_sync.sh", "turn_secret_sync.sh", "refresh_certificate.sh"}
 
 
 def test_the_tree_has_the_expected_scripts_and_units() -> None:

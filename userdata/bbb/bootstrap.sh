@@ -10,10 +10,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 source "$BBB_ON_AWS_DIR/bbb/lib.sh"
 # shellcheck source=data.sh
 source "$BBB_ON_AWS_DIR/bbb/data.sh"
+# shellcheck source=certificate.sh
+source "$BBB_ON_AWS_DIR/bbb/certificate.sh"
 LOG_TAG=bbb-bootstrap
 
 main() {
-  local single=0 fqdn asg api_secret
+  local single=0 provided=0 fqdn asg api_secret
   require_params ROLE ENV_NAME DOMAIN OPERATOR_EMAIL TURN_SECRET_ARN TURN_CREDENTIAL_TTL BBB_SECRET_ARN BBB_INSTALL_URL \
     BBB_VERSION DNS_WAIT_SECONDS READY_WAIT_SECONDS CLUSTER_PROXY METRICS_NAMESPACE SYSTEM_LOG_GROUP \
     APPLICATION_LOG_GROUP CW_AGENT_KEY_FINGERPRINT
@@ -27,7 +29,7 @@ main() {
 
   load_instance_identity public
   # shellcheck disable=SC2153 # DOMAIN: from params.env (test_userdata_static checks the role's parameters define it)
-  fqdn=$(bbb_fqdn "$INSTANCE_ID" "$DOMAIN" "$ROLE")
+  fqdn=$(bbb_fqdn "$INSTANCE_ID" "${BBB_HOST_DOMAIN:-$DOMAIN}" "$ROLE")
   asg=$(autoscaling_group_name || true)
   write_runtime_env "INSTANCE_ID=$INSTANCE_ID" "PUBLIC_IPV4=$PUBLIC_IPV4" "PRIVATE_IPV4=$PRIVATE_IPV4" \
     "AWS_REGION=$AWS_REGION" "FQDN=$fqdn" "ASG_NAME=$asg"
@@ -41,8 +43,13 @@ main() {
 
   api_secret=$(get_secret "$BBB_SECRET_ARN") || exit 1
 
+  # The fleet's wildcard certificate (the single host keeps bbb-install's own Let's Encrypt certificate).
+  if [[ -n ${CERTIFICATE_SECRET_ARN:-} ]]; then
+    install_fleet_certificate "$CERTIFICATE_SECRET_ARN" "$fqdn" reload >/dev/null
+    provided=1
+  fi
   if [[ ! -f $BBB_ON_AWS_STATE_DIR/bbb-installed ]]; then
-    run_bbb_install "$fqdn" "$OPERATOR_EMAIL" "turn.$DOMAIN" "$single"
+    run_bbb_install "$fqdn" "$OPERATOR_EMAIL" "turn.$DOMAIN" "$single" "$provided"
     touch "$BBB_ON_AWS_STATE_DIR/bbb-installed"
   fi
   ((single)) && restore_data_owner
@@ -64,6 +71,11 @@ main() {
   install_units "$BBB_ON_AWS_DIR/bbb/units" || true
   systemctl daemon-reload
   systemctl enable --now bbb-on-aws-turn-secret.timer
+  if ((provided)); then
+    # At every boot before nginx (a woken warm-pool server), and every 6 h with an nginx reload.
+    systemctl enable bbb-on-aws-certificate.service
+    systemctl enable --now bbb-on-aws-certificate.timer
+  fi
   if [[ -n $asg ]]; then
     systemctl enable --now bbb-on-aws-meetings-metric.timer
     # From the next boot on (a warm-pool wake): new public IPv4 into BBB's settings, then a fresh ready tag.

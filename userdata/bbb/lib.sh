@@ -85,7 +85,8 @@ prepare_data_volume() {
 
 # --- Names and DNS ----------------------------------------------------------------------------------------
 
-# bbb_fqdn <instance id> <domain> <role>: the single host is the domain itself (contract).
+# bbb_fqdn <instance id> <domain> <role>: the single host is the domain itself; a fleet server is
+# bbb-<id>.<domain> with <domain> = BBB_HOST_DOMAIN (fleet.<domain>) (contract).
 bbb_fqdn() {
   local id=$1 domain=$2 role=$3
   if [[ $role == single ]]; then
@@ -148,11 +149,13 @@ wait_for_dns() {
 
 # --- BigBlueButton install --------------------------------------------------------------------------------
 
-# run_bbb_install <fqdn> <email> <turn host> <single: 0|1>: bbb-install v3.0 with our TURN fleet instead of
-# a local coturn. IP/INTERNAL_IP are handed over because bbb-install reads the public IP with IMDSv1,
-# which this instance refuses.
+# run_bbb_install <fqdn> <email> <turn host> <single: 0|1> [<provided certificate: 0|1>]: bbb-install v3.0
+# with our TURN fleet instead of a local coturn. IP/INTERNAL_IP are handed over because bbb-install reads the
+# public IP with IMDSv1, which this instance refuses. With a provided certificate (the fleet's, installed in
+# /local/certs by certificate.sh) bbb-install runs with -d: no certbot, no Let's Encrypt request; it links
+# /etc/letsencrypt/live/<fqdn>/{fullchain,privkey}.pem to /local/certs/ for nginx.
 run_bbb_install() {
-  local fqdn=$1 email=$2 turn_host=$3 single=$4 script args
+  local fqdn=$1 email=$2 turn_host=$3 single=$4 provided=${5:-0} script args
   script=$(mktemp --suffix=.sh)
   if ! retry 5 10 curl -fsSL -o "$script" "$BBB_INSTALL_URL"; then
     rm -f "$script"
@@ -167,7 +170,14 @@ run_bbb_install() {
     log "bbb-install.sh is not pinned (sha256 $(sha256sum "$script" | cut -d' ' -f1)); set bbb_install_sha256 to pin"
   fi
   # -s before -c: bbb-install compares a -c host's DNS to this host when no -s was seen yet.
-  args=(-v "$BBB_VERSION" -s "$fqdn" -e "$email" -c "$turn_host:$BBB_INSTALL_TURN_PLACEHOLDER")
+  args=(-v "$BBB_VERSION" -s "$fqdn")
+  if ((provided)); then
+    require_fleet_certificate  # certificate.sh
+    args+=(-d)
+  else
+    args+=(-e "$email")
+  fi
+  args+=(-c "$turn_host:$BBB_INSTALL_TURN_PLACEHOLDER")
   ((single)) && args+=(-g)
   # bbb-install runs with `set -x`: its log holds Greenlight's and PostgreSQL's generated secrets, so it
   # stays on the host, root-only, and is not shipped to CloudWatch. On failure only bbb-install's own

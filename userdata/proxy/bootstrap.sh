@@ -11,7 +11,7 @@ LOG_TAG=proxy-bootstrap
 
 main() {
   local asg
-  require_params ENV_NAME DOMAIN READY_WAIT_SECONDS METRICS_NAMESPACE SYSTEM_LOG_GROUP APPLICATION_LOG_GROUP \
+  require_params ENV_NAME DOMAIN BBB_HOST_DOMAIN READY_WAIT_SECONDS METRICS_NAMESPACE SYSTEM_LOG_GROUP APPLICATION_LOG_GROUP \
     CW_AGENT_KEY_FINGERPRINT
   log "bootstrap of the cluster proxy (environment $ENV_NAME) starts"
   mkdir -p "$BBB_ON_AWS_STATE_DIR" "$BBB_ON_AWS_LOG_DIR"
@@ -41,7 +41,7 @@ CONF
   nginx -t -q || die "nginx rejects the proxy configuration"
   systemctl enable nginx
   systemctl restart nginx
-  retry 5 5 sync_proxy_locations "$ENV_NAME" "$DOMAIN" || die "cannot build the proxy locations from EC2"
+  retry 5 5 sync_proxy_locations "$ENV_NAME" "$BBB_HOST_DOMAIN" || die "cannot build the proxy locations from EC2"
 
   setup_host_logging proxy
   install_units "$BBB_ON_AWS_DIR/proxy/units" || true

@@ -7,5 +7,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common/prologue.sh"
 source "$BBB_ON_AWS_DIR/proxy/lib.sh"
 LOG_TAG=proxy-sync
 
-# shellcheck disable=SC2153 # DOMAIN: from params.env (test_userdata_static checks the role's parameters define it)
-sync_proxy_locations "$ENV_NAME" "$DOMAIN"
+require_params ENV_NAME BBB_HOST_DOMAIN
+sync_proxy_locations "$ENV_NAME" "$BBB_HOST_DOMAIN"
