@@ -44,7 +44,7 @@ DEFAULT = {
     "EFS recordings": (33.00,) * 3,  # 0.33 x 100 GB
     "Secrets Manager": (4.80,) * 3,  # 12 x 0.40
     "KMS": (2.00,) * 3,  # 2 x 1.00 (shared stack, fleet certificate)
-    "CloudWatch alarms": (5.00, 5.10, 5.30),  # (49 + TURN servers) x 0.10
+    "CloudWatch alarms": (5.20, 5.30, 5.50),  # (51 + TURN servers) x 0.10
     "CloudWatch custom metrics": (13.20, 13.80, 16.20),  # (40 + 2 x TURN servers + 2 x BBB servers) x 0.30
     "CloudWatch dashboard + logs": (5.85,) * 3,  # 3 + 5 GB x 0.57
     "Route 53 hosted zone": (0.50,) * 3,
@@ -62,7 +62,7 @@ SINGLE = {
     "Network Load Balancer (turns:443)": (20.81,) * 3,  # (0.0225 + 0.006) x 730 = 20.805
     "Secrets Manager": (2.40,) * 3,  # 6 x 0.40
     "KMS": (1.00,) * 3,
-    "CloudWatch alarms": (4.00, 4.10, 4.30),  # (39 + TURN servers) x 0.10
+    "CloudWatch alarms": (4.30, 4.40, 4.60),  # (42 + TURN servers) x 0.10
     "CloudWatch custom metrics": (13.20, 13.80, 15.00),  # (40 + 2 x TURN servers + 2 x 1 host) x 0.30
     "CloudWatch dashboard + logs": (5.50,) * 3,  # 3 + 5 GB x 0.50
     "Route 53 hosted zone": (0.50,) * 3,
@@ -82,7 +82,7 @@ def test_default_configuration(capsys):
     assert code == 0
     assert result["region"] == "eu-west-1" and result["currency"] == "USD"
     assert table(result) == DEFAULT
-    assert result["total"] == pytest.approx(1091.87, abs=0.005)
+    assert result["total"] == pytest.approx(1092.07, abs=0.005)
     assert result["total"] == pytest.approx(sum(v[1] for v in DEFAULT.values()), abs=0.005)
     assert result["total_min"] == pytest.approx(sum(v[0] for v in DEFAULT.values()), abs=0.005)
     assert result["total_max"] == pytest.approx(sum(v[2] for v in DEFAULT.values()), abs=0.005)
@@ -94,7 +94,7 @@ def test_single_shape_in_us_east_1(capsys):
     assert code == 0
     assert result["region"] == "us-east-1"
     assert table(result) == SINGLE
-    assert result["total"] == pytest.approx(744.27, abs=0.005)
+    assert result["total"] == pytest.approx(744.57, abs=0.005)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_text_table_has_every_line_and_the_total(capsys):
     out = capsys.readouterr().out
     for component in DEFAULT:
         assert component in out
-    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,007.28", "1,091.87", "2,134.40"]
+    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,007.48", "1,092.07", "2,134.60"]
 
 
 @pytest.mark.parametrize("shape", ["scalable", "single"])
