@@ -54,6 +54,16 @@ class RelayBinder(Protocol):
         or None when no port is free (508)."""
 
 
+class AllocationMirror(Protocol):
+    """Something that must follow each allocation's permissions and channels: the in-kernel forwarding
+    path (relay.server.kernel.KernelMirror). `TurnCore` calls `sync` after every change to
+    `permissions` or `channel_out` and `forget` when the allocation ends; data packets never call it."""
+
+    def sync(self, allocation: Allocation) -> None: ...
+
+    def forget(self, allocation: Allocation) -> None: ...
+
+
 class Origin(Protocol):
     """Where requests arrive: a UDP listener (many clients) or one TCP/TLS connection (one client)."""
 

@@ -46,7 +46,7 @@ from relay.stun.constants import (
 )
 from relay.stun.integrity import verify_fingerprint, verify_integrity
 from relay.stun.message import Message, StunDecodeError, decode, encode
-from relay.turn.allocation import Allocation, Channel, Origin, RelayBinder, RelayEndpoint
+from relay.turn.allocation import Allocation, AllocationMirror, Channel, Origin, RelayBinder, RelayEndpoint
 from relay.turn.refusals import Refusal
 from relay.turn.refusals import Reject as _Reject
 from relay.turn.table import AllocationTable
@@ -96,6 +96,7 @@ class TurnCore:
         limiter: SourceLimiter | None = None,
         draining: Callable[[], bool] = lambda: False,
         refusals: Callable[[Refusal], None] | None = None,
+        mirror: AllocationMirror | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -108,6 +109,7 @@ class TurnCore:
         self._request_size = 0  # of the request being handled: bounds what may be reflected
         self.draining = draining
         self.refusals = refusals  # told why each error response was sent (relay.server.refusals logs it)
+        self.mirror = mirror  # the in-kernel path, kept equal to each allocation's permissions and channels
         self.table = AllocationTable()
         # RESERVATION-TOKEN -> (held endpoint, expiry, quota user): a held port counts against the
         # total and per-user quotas like an allocation until it is used or expires.
@@ -461,6 +463,21 @@ class TurnCore:
         for host in [h for h in allocation.permissions if _family_of(h) == family]:
             del allocation.permissions[host]
             allocation.sync_channels_for_host(host)
+        self._mirror(allocation)
+
+    def _mirror(self, allocation: Allocation) -> None:
+        """Bring the in-kernel path in line with `allocation` (after its permissions or channels changed)."""
+        if self.mirror is not None:
+            self._guarded(self.mirror.sync, allocation)
+
+    @staticmethod
+    def _guarded(step: Callable[[Allocation], None], allocation: Allocation) -> None:
+        """A mirror failure (a full map) must not fail the request: what the kernel lacks, user space
+        serves. It is logged, never swallowed silently."""
+        try:
+            step(allocation)
+        except Exception:
+            _log.exception("kernel mirror update failed; the allocation is served from user space")
 
     # --- peers -----------------------------------------------------------------------------------
 
@@ -495,6 +512,7 @@ class TurnCore:
             raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "permissions", limit=self.max_permissions)
         for host in hosts:
             self._grant_permission(allocation, host, now)
+        self._mirror(allocation)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
 
     # --- ChannelBind (RFC 8656 section 11.2) -----------------------------------------------------
@@ -538,6 +556,7 @@ class TurnCore:
         self.table.schedule(allocation, expires)
         self._grant_permission(allocation, peer[0], now)
         allocation.sync_channel(channel)
+        self._mirror(allocation)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -547,6 +566,8 @@ class TurnCore:
         if allocation.closed:
             return
         allocation.closed = True
+        if self.mirror is not None:  # the kernel stops forwarding before the sockets close
+            self._guarded(self.mirror.forget, allocation)
         self.table.remove(allocation)
         for endpoint in allocation.relays.values():
             endpoint.close()
@@ -590,6 +611,7 @@ class TurnCore:
                 peer = allocation.cooldown_numbers.pop(number)[0]
                 if allocation.cooldown_peers.get(peer, (None,))[0] == number:
                     del allocation.cooldown_peers[peer]
+            self._mirror(allocation)
             self.table.schedule(allocation, allocation.next_deadline())
         for token in [t for t, (_, until, _) in self.reservations.items() if until <= now]:
             endpoint, _, user = self.reservations.pop(token)
@@ -610,6 +632,7 @@ class TurnCore:
                 del allocation.permissions[host]
                 allocation.sync_channels_for_host(host)
                 revoked += 1
+            self._mirror(allocation)
         return revoked
 
     def shutdown(self) -> None:
