@@ -20,10 +20,11 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from relay.config.model import KERNEL_OFFLOAD_MODES
 from relay.server.kernel.loader import KernelOffloadUnavailable, TcRelay
 from relay.server.kernel.mirror import KernelMirror
 
-MODES = ("off", "auto", "on")
+MODES = KERNEL_OFFLOAD_MODES
 _SIOCGIFADDR = 0x8915
 _SIOCGIFMTU = 0x8921
 _log = logging.getLogger("relay.kernel")
