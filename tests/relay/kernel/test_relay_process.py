@@ -10,7 +10,9 @@ The relay runs from a copy of the source tree with the compiled program added wh
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import shutil
 import signal
 import subprocess
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 from netns_kit import CLIENT_IP, PEER_IP, RELAY_IP, Topology
 from prometheus_client.parser import text_string_to_metric_families
-from relay_testkit import SECRET, TurnClient, rest_credentials
+from relay_testkit import SECRET, TurnClient, rest_credentials, wait_until
 
 from relay.server.kernel.loader import OBJECT_NAME
 from relay.stun import MessageClass
@@ -64,6 +66,9 @@ def package(tmp_path_factory: pytest.TempPathFactory, bpf_object: bytes) -> Path
 class Relay:
     net: Topology
     process: subprocess.Popen[str]
+    conf: Path
+    offload: str
+    workers: int
 
     def admin(self, path: str) -> tuple[int, str]:
         def get() -> tuple[int, str]:
@@ -157,7 +162,12 @@ def _config(tmp: Path, offload: str, workers: int) -> Path:
 
 @pytest.fixture(params=[("on", 1), ("on", 2), ("off", 1)], ids=["on-1-process", "on-2-workers", "off"])
 def relay(request: pytest.FixtureRequest, topology: Topology, package: Path, tmp_path: Path) -> Iterator[Relay]:
-    offload, workers = request.param
+    with _running(topology, package, tmp_path, *request.param) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running(topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int) -> Iterator[Relay]:
     command = ["ip", "netns", "exec", topology.relay, sys.executable, "-m", "relay", "-c"]
     process = subprocess.Popen(
         [*command, str(_config(tmp_path, offload, workers))],
@@ -167,7 +177,7 @@ def relay(request: pytest.FixtureRequest, topology: Topology, package: Path, tmp
         stderr=subprocess.PIPE,
         text=True,
     )
-    running = Relay(topology, process)
+    running = Relay(topology, process, tmp_path / "relay.conf", offload, workers)
     deadline = time.monotonic() + 30
     while True:
         if process.poll() is not None:
@@ -179,7 +189,6 @@ def relay(request: pytest.FixtureRequest, topology: Topology, package: Path, tmp
             pass
         assert time.monotonic() < deadline, "the relay did not become ready"
         time.sleep(0.1)
-    running.offload = offload  # type: ignore[attr-defined]
     try:
         yield running
     finally:
@@ -205,7 +214,7 @@ def _exchanged(relay: Relay, before: dict[str, float], rounds: int) -> None:
     user space; with it off, the reverse."""
     after = relay.counters()
     moved = {key: after[key] - before[key] for key in after}
-    kernel = rounds if relay.offload == "on" else 0  # type: ignore[attr-defined]
+    kernel = rounds if relay.offload == "on" else 0
     for direction in ("client_to_peer", "peer_to_client"):
         assert (moved[f"kernel:{direction}"], moved[f"user:{direction}"]) == (kernel, rounds - kernel), moved
 
@@ -284,3 +293,64 @@ def _nothing_for(client: TurnClient, wait: float = 0.3) -> bool:
     except TimeoutError:
         return True
     raise AssertionError(f"the client received {frame!r}")
+
+
+def _forwards(client: TurnClient, peer: Peer) -> bool:
+    client.channel_data(CHANNEL, b"probe")
+    return not peer.nothing(0.2)
+
+
+def test_a_peer_removed_by_a_reload_gets_nothing_more(relay: Relay) -> None:
+    client, relayed = _allocated(relay)
+    peer = relay.peer(PEER_IP)
+    assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
+    assert _forwards(client, peer)
+    relay.conf.write_text(relay.conf.read_text().replace(f"allowed-peer-ip={PEER_IP}\n", ""))
+    relay.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: not _forwards(client, peer), "the reload to withdraw the peer", timeout=10)
+    before = relay.counters()
+    for n in range(ROUNDS):
+        client.channel_data(CHANNEL, b"after reload %d" % n)
+        client.send_indication(peer.address, b"after reload %d" % n)
+        peer.send(b"after reload %d" % n, relayed)
+    assert peer.nothing() and _nothing_for(client)
+    after = relay.counters()
+    assert all(after[key] == before[key] for key in after), (before, after)
+
+
+def _workers(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def _restarts(relay: Relay) -> float:
+    for family in text_string_to_metric_families(relay.admin("/metrics")[1]):
+        for sample in family.samples:
+            if sample.name == "turn_worker_restarts_total":
+                return sample.value
+    raise AssertionError("turn_worker_restarts_total is not in /metrics")
+
+
+def test_a_dead_worker_s_entries_are_purged(topology: Topology, package: Path, tmp_path: Path) -> None:
+    """Killed workers leave their entries in the maps (the filter belongs to the supervisor): the
+    supervisor removes them by the workers' relay port slices, so nothing is forwarded for allocations
+    nobody owns any more."""
+    with _running(topology, package, tmp_path, "on", 2) as relay:
+        _kill_the_workers(relay)
+
+
+def _kill_the_workers(relay: Relay) -> None:
+    client, relayed = _allocated(relay)
+    peer = relay.peer(PEER_IP)
+    assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
+    assert _forwards(client, peer)
+    workers = _workers(relay.process.pid)
+    assert len(workers) == relay.workers
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: _restarts(relay) >= len(workers), "the supervisor to see its workers die", timeout=10)
+    for n in range(ROUNDS):
+        client.channel_data(CHANNEL, b"orphan %d" % n)
+        client.send_indication(peer.address, b"orphan %d" % n)
+        peer.send(b"orphan %d" % n, relayed)
+    assert peer.nothing() and _nothing_for(client)
