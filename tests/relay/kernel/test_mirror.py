@@ -27,8 +27,10 @@ from kernel_kit import (
 from relay_testkit import CLIENT, PEER, CoreHarness, FakeOrigin, request
 
 from relay.config import RelayConfig
+from relay.ops.metrics import RelayCollector, build_registry, render_metrics
 from relay.server.kernel.loader import TcRelay
 from relay.server.kernel.mirror import KernelMirror
+from relay.server.kernel.offload import Offload
 from relay.stun import Attr, MessageClass, Method
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 
@@ -223,3 +225,21 @@ def test_a_kernel_refusal_costs_the_offload_never_the_request(caplog: pytest.Log
     assert _permit(h, h.core.mirror) == MessageClass.SUCCESS
     assert PEER[0] in h.allocation().permissions and h.core.mirror.installed(h.allocation()) == {}
     assert "kernel mirror update failed" in caplog.text
+
+
+def test_metrics_count_what_the_kernel_forwarded(harness: CoreHarness, relay: TcRelay, mirror: KernelMirror) -> None:
+    _bind(harness, mirror)
+    for _ in range(3):
+        assert relay.test_run(_client_channel_data(harness))[0] == TC_ACT_REDIRECT
+    assert relay.test_run(_peer_datagram(harness))[0] == TC_ACT_REDIRECT
+    harness.stats.packets_client_to_peer = 5  # what user space carried meanwhile
+    snapshot = Offload(relay, "test", 1500).with_totals(harness.stats.snapshot())
+    body = render_metrics(build_registry(RelayCollector(lambda: snapshot), process_metrics=False)).decode()
+    for line in (
+        'turn_offloaded_packets_total{direction="client_to_peer"} 3.0',
+        'turn_offloaded_packets_total{direction="peer_to_client"} 1.0',
+        f'turn_offloaded_bytes_total{{direction="client_to_peer"}} {3.0 * len(PAYLOAD)}',
+        'turn_packets_total{direction="client_to_peer"} 8.0',  # the kernel's share included
+        'turn_packets_total{direction="peer_to_client"} 1.0',
+    ):
+        assert line in body.splitlines(), line
