@@ -38,6 +38,7 @@ from relay.policy.tls import ServerTls
 from relay.process import ipc
 from relay.process.cli import run_event_loop
 from relay.server.app import RelayServer
+from relay.server.kernel.loader import drop_capabilities
 from relay.server.kernel.mapset import MapSet
 from relay.server.kernel.mirror import KernelMirror
 
@@ -85,6 +86,7 @@ class Worker:
         # entries of its own allocations (and never needs a capability for it).
         maps = {str(name): int(fd) for name, fd in start.get("kernel_maps", {}).items()}
         self.mirror = KernelMirror(MapSet.from_fds(maps)) if maps else None
+        drop_capabilities()  # the unit grants them for the supervisor's loader, never for packet parsing
         self.server: RelayServer | None = None
         self._stop: asyncio.Event | None = None
 

@@ -323,6 +323,14 @@ def _workers(supervisor: int) -> list[int]:
     return [int(pid) for pid in children]
 
 
+KERNEL_CAPABILITIES = 1 << 12 | 1 << 38 | 1 << 39  # CAP_NET_ADMIN, CAP_PERFMON, CAP_BPF
+
+
+def _capabilities(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("CapEff:")).split()[1], 16)
+
+
 def _restarts(relay: Relay) -> float:
     for family in text_string_to_metric_families(relay.admin("/metrics")[1]):
         for sample in family.samples:
@@ -346,6 +354,12 @@ def _kill_the_workers(relay: Relay) -> None:
     assert _forwards(client, peer)
     workers = _workers(relay.process.pid)
     assert len(workers) == relay.workers
+    # The supervisor loaded the program; the workers, which parse packets, gave up what loading takes
+    # (and kept the rest: this test runs as root).
+    assert _capabilities(relay.process.pid) & KERNEL_CAPABILITIES == KERNEL_CAPABILITIES
+    for pid in workers:
+        assert _capabilities(pid) & KERNEL_CAPABILITIES == 0
+        assert _capabilities(pid) & 1 << 10  # CAP_NET_BIND_SERVICE, untouched
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: _restarts(relay) >= len(workers), "the supervisor to see its workers die", timeout=10)
