@@ -131,7 +131,7 @@ class Peer:
         self.sock.sendto(data, address)  # type: ignore[attr-defined]
 
 
-def _config(tmp: Path, offload: str, workers: int) -> Path:
+def _config(tmp: Path, offload: str, workers: int, extra: tuple[str, ...] = ()) -> Path:
     conf = tmp / "relay.conf"
     conf.write_text(
         "\n".join(
@@ -153,6 +153,7 @@ def _config(tmp: Path, offload: str, workers: int) -> Path:
                 "log-format=text",
                 f"kernel-offload={offload}",
                 f"workers={workers}",
+                *extra,
             ]
         )
         + "\n"
@@ -167,10 +168,12 @@ def relay(request: pytest.FixtureRequest, topology: Topology, package: Path, tmp
 
 
 @contextlib.contextmanager
-def _running(topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int) -> Iterator[Relay]:
+def _running(
+    topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int, *extra: str
+) -> Iterator[Relay]:
     command = ["ip", "netns", "exec", topology.relay, sys.executable, "-m", "relay", "-c"]
     process = subprocess.Popen(
-        [*command, str(_config(tmp_path, offload, workers))],
+        [*command, str(_config(tmp_path, offload, workers, extra))],
         cwd=package,
         env={"PYTHONPATH": str(package), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         stdout=subprocess.PIPE,
@@ -368,3 +371,34 @@ def _kill_the_workers(relay: Relay) -> None:
         client.send_indication(peer.address, b"orphan %d" % n)
         peer.send(b"orphan %d" % n, relayed)
     assert peer.nothing() and _nothing_for(client)
+
+
+@pytest.mark.slow
+def test_an_expired_permission_forwards_not_one_more_packet(topology: Topology, package: Path, tmp_path: Path) -> None:
+    """Permission and channel expire (their shortest lifetimes, 60 s) while the client keeps sending:
+    data never refreshes anything, so the kernel stops at expiry, both ways."""
+    with _running(topology, package, tmp_path, "on", 1, "permission-lifetime=60", "channel-lifetime=60") as relay:
+        client, relayed = _allocated(relay)
+        assert client.refresh(600).message_class == MessageClass.SUCCESS
+        peer = relay.peer(PEER_IP)
+        assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
+        bound = time.monotonic()
+        before = relay.counters()
+        sent = 0
+        while time.monotonic() - bound < 50:  # well inside the lifetime: everything crosses in the kernel
+            client.channel_data(CHANNEL, b"live %d" % sent)
+            assert peer.recv() == (b"live %d" % sent, relayed)
+            peer.send(b"back %d" % sent, relayed)
+            assert client.receive_data() == (None, CHANNEL, b"back %d" % sent)
+            sent += 1
+            time.sleep(1)
+        _exchanged(relay, before, sent)
+        time.sleep(max(0.0, bound + 60 + 2.5 - time.monotonic()))  # expiry, and the next once-a-second tick
+        before = relay.counters()
+        for n in range(ROUNDS):
+            client.channel_data(CHANNEL, b"expired %d" % n)
+            client.send_indication(peer.address, b"expired %d" % n)
+            peer.send(b"expired %d" % n, relayed)
+        assert peer.nothing() and _nothing_for(client)
+        after = relay.counters()
+        assert all(after[key] == before[key] for key in after), (before, after)
