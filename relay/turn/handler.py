@@ -465,19 +465,14 @@ class TurnCore:
             allocation.sync_channels_for_host(host)
         self._mirror(allocation)
 
-    def _mirror(self, allocation: Allocation) -> None:
-        """Bring the in-kernel path in line with `allocation` (after its permissions or channels changed)."""
+    def _mirror(self, allocation: Allocation, *, forget: bool = False) -> None:
+        """Bring the in-kernel path in line with `allocation` after its permissions or channels changed
+        (or withdraw it all). A failure (a full map) is logged and costs the offload, never the request."""
         if self.mirror is not None:
-            self._guarded(self.mirror.sync, allocation)
-
-    @staticmethod
-    def _guarded(step: Callable[[Allocation], None], allocation: Allocation) -> None:
-        """A mirror failure (a full map) must not fail the request: what the kernel lacks, user space
-        serves. It is logged, never swallowed silently."""
-        try:
-            step(allocation)
-        except Exception:
-            _log.exception("kernel mirror update failed; the allocation is served from user space")
+            try:
+                (self.mirror.forget if forget else self.mirror.sync)(allocation)
+            except Exception:
+                _log.exception("kernel mirror update failed; the allocation is served from user space")
 
     # --- peers -----------------------------------------------------------------------------------
 
@@ -566,8 +561,7 @@ class TurnCore:
         if allocation.closed:
             return
         allocation.closed = True
-        if self.mirror is not None:  # the kernel stops forwarding before the sockets close
-            self._guarded(self.mirror.forget, allocation)
+        self._mirror(allocation, forget=True)  # the kernel stops forwarding before the sockets close
         self.table.remove(allocation)
         for endpoint in allocation.relays.values():
             endpoint.close()
