@@ -27,7 +27,7 @@ from netns_kit import CLIENT_IP, PEER_IP, RELAY_IP, Topology
 from prometheus_client.parser import text_string_to_metric_families
 from relay_testkit import SECRET, TurnClient, rest_credentials, wait_until
 
-from relay.server.kernel.loader import OBJECT_NAME
+from relay.server.kernel.loader import MISSING_NOTE, OBJECT_NAME
 from relay.stun import MessageClass
 
 REPO = Path(__file__).resolve().parents[3]
@@ -69,6 +69,7 @@ class Relay:
     conf: Path
     offload: str
     workers: int
+    stderr: str = ""  # the relay's log, once it stopped
 
     def admin(self, path: str) -> tuple[int, str]:
         def get() -> tuple[int, str]:
@@ -167,19 +168,22 @@ def relay(request: pytest.FixtureRequest, topology: Topology, package: Path, tmp
         yield running
 
 
-@contextlib.contextmanager
-def _running(
-    topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int, *extra: str
-) -> Iterator[Relay]:
-    command = ["ip", "netns", "exec", topology.relay, sys.executable, "-m", "relay", "-c"]
-    process = subprocess.Popen(
-        [*command, str(_config(tmp_path, offload, workers, extra))],
+def _start(topology: Topology, package: Path, conf: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", topology.relay, sys.executable, "-m", "relay", "-c", str(conf)],
         cwd=package,
         env={"PYTHONPATH": str(package), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def _running(
+    topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int, *extra: str
+) -> Iterator[Relay]:
+    process = _start(topology, package, _config(tmp_path, offload, workers, extra))
     running = Relay(topology, process, tmp_path / "relay.conf", offload, workers)
     deadline = time.monotonic() + 30
     while True:
@@ -201,6 +205,7 @@ def _running(
         except subprocess.TimeoutExpired:
             process.kill()
             _, stderr = process.communicate()
+        running.stderr = stderr
         assert process.returncode == 0, stderr[-3000:]
         if offload == "on":  # a clean stop detaches the filter: nothing left forwarding on the interface
             status = subprocess.run(
@@ -402,3 +407,43 @@ def test_an_expired_permission_forwards_not_one_more_packet(topology: Topology, 
         assert peer.nothing() and _nothing_for(client)
         after = relay.counters()
         assert all(after[key] == before[key] for key in after), (before, after)
+
+
+@pytest.fixture(scope="module")
+def package_without_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The relay as a wheel built without clang ships it: no program, a note saying why."""
+    root = tmp_path_factory.mktemp("relay-package-without-program")
+    shutil.copytree(REPO / "relay", root / "relay", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    (root / "relay" / "server" / "kernel" / MISSING_NOTE).write_text("clang was not found when the wheel was built\n")
+    return root
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_auto_on_a_host_that_cannot_serves_from_user_space_with_one_line(
+    topology: Topology, package_without_program: Path, tmp_path: Path, workers: int
+) -> None:
+    with _running(topology, package_without_program, tmp_path, "auto", workers) as relay:
+        relay.offload = "off"  # what it ends up as: _exchanged expects user space
+        client, relayed = _allocated(relay)
+        peer = relay.peer(PEER_IP)
+        assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
+        before = relay.counters()
+        for n in range(ROUNDS):
+            client.channel_data(CHANNEL, b"up %d" % n)
+            assert peer.recv() == (b"up %d" % n, relayed)
+            peer.send(b"down %d" % n, relayed)
+            assert client.receive_data() == (None, CHANNEL, b"down %d" % n)
+        _exchanged(relay, before, ROUNDS)
+    lines = [line for line in relay.stderr.splitlines() if "kernel offload" in line]
+    assert len(lines) == 1 and "clang was not found when the wheel was built" in lines[0], relay.stderr[-3000:]
+
+
+def test_on_refuses_to_start_on_a_host_that_cannot(
+    topology: Topology, package_without_program: Path, tmp_path: Path
+) -> None:
+    process = _start(topology, package_without_program, _config(tmp_path, "on", 2))
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert (
+        "cannot start: kernel-offload is on but cannot be used: clang was not found when the wheel was built" in stderr
+    ), stderr
