@@ -112,8 +112,15 @@ class KernelMirror:
                 self._installed[allocation.seq] = installed
 
     def forget(self, allocation: Any) -> None:
+        """Remove every entry of `allocation`; one refusal does not leave the others forwarding."""
+        failure: OSError | None = None
         for slot in self._installed.pop(allocation.seq, {}):
-            self.program.remove(slot)
+            try:
+                self.program.remove(slot)
+            except OSError as error:
+                failure = error
+        if failure is not None:
+            raise failure
 
     def installed(self, allocation: Any) -> Entries:
         return dict(self._installed.get(allocation.seq, {}))

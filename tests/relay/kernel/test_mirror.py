@@ -243,3 +243,29 @@ def test_metrics_count_what_the_kernel_forwarded(harness: CoreHarness, relay: Tc
         'turn_packets_total{direction="peer_to_client"} 1.0',
     ):
         assert line in body.splitlines(), line
+
+
+class _Stubborn:
+    """Refuses to delete one entry (as a map would with EPERM); records what it removed."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused, self.removed = refused, []
+
+    def put(self, slot: object, value: bytes) -> None:
+        pass
+
+    def remove(self, slot: tuple[str, bytes]) -> bool:
+        if slot[0] == self.refused:
+            raise OSError(errno.EPERM, "bpf map delete failed")
+        self.removed.append(slot[0])
+        return True
+
+
+def test_one_refused_removal_does_not_leave_the_other_entries_forwarding(caplog: pytest.LogCaptureFixture) -> None:
+    program = _Stubborn("channels")
+    h = _harness(KernelMirror(program, relay_address=_relay_address))
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    _bind(h, h.core.mirror)
+    assert h.send(request(Method.REFRESH, (Attr.LIFETIME, 0))).get(Attr.LIFETIME) == 0
+    assert sorted(program.removed) == ["peers", "peers", "permissions"] and len(h.core.mirror) == 0
+    assert "kernel mirror update failed" in caplog.text
