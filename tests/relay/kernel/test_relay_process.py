@@ -447,3 +447,26 @@ def test_on_refuses_to_start_on_a_host_that_cannot(
     assert (
         "cannot start: kernel-offload is on but cannot be used: clang was not found when the wheel was built" in stderr
     ), stderr
+
+
+def test_a_draining_relay_keeps_forwarding_in_the_kernel_until_its_last_allocation_ends(
+    topology: Topology, package: Path, tmp_path: Path
+) -> None:
+    with _running(topology, package, tmp_path, "on", 2) as relay:
+        client, relayed = _allocated(relay)
+        peer = relay.peer(PEER_IP)
+        assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
+        relay.process.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "turn_draining 1.0" in relay.admin("/metrics")[1], "the drain to start")
+        assert relay.client().allocate().message_class == MessageClass.ERROR  # 403 while draining
+        before = relay.counters()
+        for n in range(ROUNDS):  # the live allocation is untouched, and still in the kernel
+            client.channel_data(CHANNEL, b"draining %d" % n)
+            assert peer.recv() == (b"draining %d" % n, relayed)
+            peer.send(b"back %d" % n, relayed)
+            assert client.receive_data() == (None, CHANNEL, b"back %d" % n)
+        _exchanged(relay, before, ROUNDS)
+        assert client.refresh(0).message_class == MessageClass.SUCCESS
+        relay.process.wait(timeout=15)  # drained: the relay exits by itself, 0, filter detached (below)
+        client.channel_data(CHANNEL, b"after the drain")
+        assert peer.nothing()
