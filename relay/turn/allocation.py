@@ -15,6 +15,7 @@ both the binding and a permission for its peer are live, so the data path never 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
@@ -62,6 +63,18 @@ class AllocationMirror(Protocol):
     def sync(self, allocation: Allocation) -> None: ...
 
     def forget(self, allocation: Allocation) -> None: ...
+
+
+def update_mirror(mirror: AllocationMirror | None, allocation: Allocation, *, forget: bool = False) -> None:
+    """Bring `mirror` in line with `allocation` after its permissions or channels changed (or withdraw it
+    all). A failure (a full map) is logged and costs the offload, never the request."""
+    if mirror is not None:
+        try:
+            (mirror.forget if forget else mirror.sync)(allocation)
+        except Exception:
+            logging.getLogger("relay.turn").exception(
+                "kernel mirror update failed; the allocation is served from user space"
+            )
 
 
 class Origin(Protocol):

@@ -46,6 +46,7 @@ from relay.stun.constants import (
 )
 from relay.stun.integrity import verify_fingerprint, verify_integrity
 from relay.stun.message import Message, StunDecodeError, decode, encode
+from relay.turn import allocation as _allocation
 from relay.turn.allocation import Allocation, AllocationMirror, Channel, Origin, RelayBinder, RelayEndpoint
 from relay.turn.refusals import Refusal
 from relay.turn.refusals import Reject as _Reject
@@ -463,16 +464,7 @@ class TurnCore:
         for host in [h for h in allocation.permissions if _family_of(h) == family]:
             del allocation.permissions[host]
             allocation.sync_channels_for_host(host)
-        self._mirror(allocation)
-
-    def _mirror(self, allocation: Allocation, *, forget: bool = False) -> None:
-        """Bring the in-kernel path in line with `allocation` after its permissions or channels changed
-        (or withdraw it all). A failure (a full map) is logged and costs the offload, never the request."""
-        if self.mirror is not None:
-            try:
-                (self.mirror.forget if forget else self.mirror.sync)(allocation)
-            except Exception:
-                _log.exception("kernel mirror update failed; the allocation is served from user space")
+        _allocation.update_mirror(self.mirror, allocation)
 
     # --- peers -----------------------------------------------------------------------------------
 
@@ -507,7 +499,7 @@ class TurnCore:
             raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "permissions", limit=self.max_permissions)
         for host in hosts:
             self._grant_permission(allocation, host, now)
-        self._mirror(allocation)
+        _allocation.update_mirror(self.mirror, allocation)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
 
     # --- ChannelBind (RFC 8656 section 11.2) -----------------------------------------------------
@@ -551,7 +543,7 @@ class TurnCore:
         self.table.schedule(allocation, expires)
         self._grant_permission(allocation, peer[0], now)
         allocation.sync_channel(channel)
-        self._mirror(allocation)
+        _allocation.update_mirror(self.mirror, allocation)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -561,7 +553,7 @@ class TurnCore:
         if allocation.closed:
             return
         allocation.closed = True
-        self._mirror(allocation, forget=True)  # the kernel stops forwarding before the sockets close
+        _allocation.update_mirror(self.mirror, allocation, forget=True)  # the kernel stops before the sockets
         self.table.remove(allocation)
         for endpoint in allocation.relays.values():
             endpoint.close()
@@ -605,7 +597,7 @@ class TurnCore:
                 peer = allocation.cooldown_numbers.pop(number)[0]
                 if allocation.cooldown_peers.get(peer, (None,))[0] == number:
                     del allocation.cooldown_peers[peer]
-            self._mirror(allocation)
+            _allocation.update_mirror(self.mirror, allocation)
             self.table.schedule(allocation, allocation.next_deadline())
         for token in [t for t, (_, until, _) in self.reservations.items() if until <= now]:
             endpoint, _, user = self.reservations.pop(token)
@@ -626,7 +618,7 @@ class TurnCore:
                 del allocation.permissions[host]
                 allocation.sync_channels_for_host(host)
                 revoked += 1
-            self._mirror(allocation)
+            _allocation.update_mirror(self.mirror, allocation)
         return revoked
 
     def shutdown(self) -> None:
