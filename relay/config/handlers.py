@@ -10,7 +10,7 @@ import dataclasses
 
 from relay.config.builder import Builder, handles, parse_peer, read_secret_file
 from relay.config.keys import KEY_INDEX, MIN_SECRET_LENGTH, SOFTWARE_NAME
-from relay.config.model import AMPLIFICATION_BOUND, MAX_REALM_LENGTH
+from relay.config.model import AMPLIFICATION_BOUND, KERNEL_OFFLOAD_MODES, MAX_REALM_LENGTH
 from relay.config.sources import Entry, Problem, read_file
 from relay.ops.logs import register_secret
 from relay.policy.tls import TlsConfigError, select_tls12_ciphers
@@ -465,3 +465,13 @@ def _logging(b: Builder, entries: list[Entry]) -> None:
         b.error(entry, f"{b.shown(entry)} is not one of {', '.join(allowed)}")
     else:
         b.fields[entry.key.replace("-", "_")] = value
+
+
+@handles("kernel-offload")
+def _kernel_offload(b: Builder, entries: list[Entry]) -> None:
+    entry = entries[-1]
+    value = (entry.value or "").lower()
+    if value not in KERNEL_OFFLOAD_MODES:
+        b.error(entry, f"{b.shown(entry)} is not one of {', '.join(KERNEL_OFFLOAD_MODES)}")
+    else:
+        b.fields["kernel_offload"] = value

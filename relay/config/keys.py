@@ -258,6 +258,13 @@ KEYS: tuple[KeySpec, ...] = (
     _k("drain-timeout", "value", "supported", "seconds a drain waits for allocations (default 3600)", ours=True),
     _k("drain-min-allocations", "value", "supported", "a drain ends at this many allocations (default 0)"),
     _k("workers", "value", "supported", "worker processes (0 = one per CPU core)", ours=True),
+    _k(
+        "kernel-offload",
+        "value",
+        "supported",
+        "UDP channels and indications forwarded in the kernel: off | auto (default: when the host can) | on",
+        ours=True,
+    ),
     _k("relay-threads", "value", "supported", "coturn threads: mapped to workers (0 -> 1)"),
     _k("cpus", "value", "warning", "use workers to size the relay"),
     _k("log-level", "value", "supported", "debug | info | warning | error", ours=True),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Transport = Literal["udp", "tcp", "tls"]
+KERNEL_OFFLOAD_MODES = ("off", "auto", "on")  # kernel-offload's values (relay.server.kernel.offload)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -121,6 +122,9 @@ class RelayConfig:
     drain_timeout: int = 3600  # seconds a drain waits for allocations before exiting anyway
     drain_min_allocations: int = 0  # a drain ends once allocations fall to this many (coturn's option)
     workers: int = 0  # 0 = one per CPU core
+    # In-kernel forwarding of UDP channels and indications (relay.server.kernel): "auto" uses it when the
+    # program loads and says in one log line why not otherwise; "on" refuses to start without it.
+    kernel_offload: Literal["off", "auto", "on"] = "auto"
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
 

@@ -28,6 +28,10 @@ Metrics (all label values come from the fixed tuples below - never usernames or 
     turn_allocations_created_total          counter  successful Allocates
     turn_packets_total{direction}           counter  relayed packets, client_to_peer | peer_to_client
     turn_bytes_total{direction}             counter  relayed payload bytes, same directions
+    turn_offloaded_packets_total{direction} counter  the part of turn_packets_total the kernel forwarded
+    turn_offloaded_bytes_total{direction}   counter  the same for turn_bytes_total (relay.server.kernel:
+                                                     the process that loaded the program adds its counters
+                                                     to the snapshot, `Offload.with_totals`)
     turn_auth_failures_total{reason}        counter  AUTH_FAILURE_REASONS
     turn_denied_peers_total                 counter  CreatePermission/ChannelBind/Send to a denied peer
     turn_quota_rejections_total{quota}      counter  total | user (486/508 on Allocate) | bandwidth (dropped)
@@ -115,6 +119,22 @@ _SPECS: tuple[_Spec, ...] = (
     _one("turn_allocations_created", "counter", "Successful Allocate requests.", "allocations_created"),
     _by("turn_packets", "counter", "Relayed packets by direction.", "direction", DIRECTIONS, "packets"),
     _by("turn_bytes", "counter", "Relayed payload bytes by direction.", "direction", DIRECTIONS, "bytes"),
+    _by(
+        "turn_offloaded_packets",
+        "counter",
+        "Relayed packets forwarded in the kernel (kernel-offload), by direction; included in turn_packets_total.",
+        "direction",
+        DIRECTIONS,
+        "offloaded_packets",
+    ),
+    _by(
+        "turn_offloaded_bytes",
+        "counter",
+        "Relayed payload bytes forwarded in the kernel, by direction; included in turn_bytes_total.",
+        "direction",
+        DIRECTIONS,
+        "offloaded_bytes",
+    ),
     _by(
         "turn_auth_failures",
         "counter",

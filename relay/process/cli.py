@@ -27,6 +27,7 @@ from relay.ops.systemd import SystemdNotifier
 from relay.policy.tls import ServerTls
 from relay.process.workers import Supervisor, worker_count
 from relay.server.app import RelayServer
+from relay.server.kernel import offload
 
 _log = get_logger("relay.cli")
 
@@ -76,24 +77,51 @@ def run_event_loop(coroutine: object) -> int:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
+def _cannot_start(error: object) -> int:
+    _log.error("start_failed", detail=str(error))
+    print(f"bbb-turn-relay: cannot start: {error}", file=sys.stderr)
+    return 1
+
+
 async def _serve(config: RelayConfig, argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    loop = asyncio.get_running_loop()
+    """One relay process; with kernel-offload it loads the program first (user space serves what it does not)."""
     notifier = SystemdNotifier.from_environment(environ)
     control = RelayControl(config.drain_timeout, config.drain_min_allocations)
     stats = RelayStats()
+    try:
+        kernel = offload.start_for(config)
+    except offload.KernelOffloadRequired as error:
+        return _cannot_start(error)
+    try:
+        return await _serve_with(config, argv, environ, notifier, control, stats, kernel)
+    finally:
+        if kernel is not None:
+            kernel.stop()
+
+
+async def _serve_with(
+    config: RelayConfig,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    notifier: SystemdNotifier,
+    control: RelayControl,
+    stats: RelayStats,
+    kernel: offload.Offload | None,
+) -> int:
+    loop = asyncio.get_running_loop()
     try:
         tls = (
             ServerTls(config.cert_file, config.key_file, config.tls_min_version, config.tls_ciphers)
             if config.cert_file and config.key_file and any(x.transport == "tls" for x in config.listeners)
             else None
         )
-        server = RelayServer(config, stats=stats, draining=lambda: control.draining, tls=tls)
+        mirror = kernel.mirror() if kernel is not None else None
+        server = RelayServer(config, stats=stats, draining=lambda: control.draining, tls=tls, mirror=mirror)
         await server.start()
     except (OSError, ValueError) as error:
-        _log.error("start_failed", detail=str(error))
-        print(f"bbb-turn-relay: cannot start: {error}", file=sys.stderr)
-        return 1
-    admin = await start_admin(control, stats.snapshot, config.admin_host, config.admin_port)
+        return _cannot_start(error)
+    snapshot = stats.snapshot if kernel is None else lambda: kernel.with_totals(stats.snapshot())
+    admin = await start_admin(control, snapshot, config.admin_host, config.admin_port)
     if admin is None:
         await server.close()
         return 1

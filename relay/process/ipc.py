@@ -5,7 +5,7 @@ a socketpair only the two processes hold (nothing outside can write to it).
     for message in receive(sock): ...        -> [] when nothing is waiting; raises EOFError when closed
 
 Message types (all carry "type"):
-    parent -> worker   start {worker, config, listeners, quota_fd, port_range, draining}
+    parent -> worker   start {worker, config, listeners, quota_fd, port_range, draining, kernel_maps}
                        reload {config} | drain | stop | snapshot {id}
     worker -> parent   ready {addresses} | failed {error} | stats {snapshot, id?} | reloaded {ok, error}
 

@@ -4,8 +4,9 @@
 
 The supervisor passes, on the control socket N (relay.process.ipc), a `start` message: the configuration
 (with the nonce secret every worker shares), this worker's index, the listening sockets it bound with
-SO_REUSEPORT (inherited descriptors), the shared quota table and this worker's share of the relay
-port range. The worker then runs one `RelayServer` on its own event loop and:
+SO_REUSEPORT (inherited descriptors), the shared quota table, this worker's share of the relay
+port range and, with kernel-offload, the program's map descriptors (its allocations' entries go there).
+The worker then runs one `RelayServer` on its own event loop and:
 
   * answers `ready` once every listener serves (or `failed` with the reason, and exits 1);
   * pushes its `RelayStats` snapshot every STATS_INTERVAL seconds, and at once on `snapshot`;
@@ -37,6 +38,9 @@ from relay.policy.tls import ServerTls
 from relay.process import ipc
 from relay.process.cli import run_event_loop
 from relay.server.app import RelayServer
+from relay.server.kernel.loader import drop_capabilities
+from relay.server.kernel.mapset import MapSet
+from relay.server.kernel.mirror import KernelMirror
 
 STATS_INTERVAL = 0.5  # seconds between snapshots pushed to the supervisor
 START_TIMEOUT = 30.0
@@ -78,6 +82,11 @@ class Worker:
         self.sockets = {int(index): socket.socket(fileno=int(fd)) for index, fd in start["listeners"]}
         low, high = start["port_range"]
         self.port_range = (int(low), int(high))
+        # The in-kernel path's maps, loaded by the supervisor: this worker only installs and removes the
+        # entries of its own allocations (and never needs a capability for it).
+        maps = {str(name): int(fd) for name, fd in start.get("kernel_maps", {}).items()}
+        self.mirror = KernelMirror(MapSet.from_fds(maps)) if maps else None
+        drop_capabilities()  # the unit grants them for the supervisor's loader, never for packet parsing
         self.server: RelayServer | None = None
         self._stop: asyncio.Event | None = None
 
@@ -99,6 +108,7 @@ class Worker:
                 tls=self._tls(),
                 sockets=self.sockets,
                 port_range=self.port_range,
+                mirror=self.mirror,
             )
             await self.server.start()
         except (OSError, ValueError) as error:

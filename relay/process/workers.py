@@ -11,6 +11,9 @@ What the supervisor owns, and why:
   * the shared secrets: the nonce key (generated here when the configuration has none) and the quota
     table (relay.policy.shared_quotas), so a retry that lands on another worker authenticates, and total and
     per-user quotas hold across workers;
+  * the in-kernel path (kernel-offload, relay.server.kernel): the program is loaded and attached here
+    once; each worker inherits the map descriptors and keeps its own allocations' entries in them; the
+    entries of a worker that died are purged by its relay port slice before it is restarted;
   * the admin endpoint, signals and systemd: /metrics sums every worker's counters (fresh ones are
     asked for before each scrape, and workers push theirs every 0.5 s); SIGUSR1 or POST /drain drains
     every worker and the supervisor exits 0 once the sum of allocations reaches drain-min-allocations
@@ -53,6 +56,7 @@ from relay.policy.shared_quotas import SharedQuota
 from relay.policy.tls import ServerTls
 from relay.process import ipc
 from relay.server.app import STREAM_BACKLOG
+from relay.server.kernel import offload
 from relay.server.udp import bind_udp
 
 _log = get_logger("relay.workers")
@@ -192,6 +196,7 @@ class Supervisor:
         self.slots: list[_Slot] = []
         self.restarts = 0
         self.quota: SharedQuota | None = None
+        self.kernel: offload.Offload | None = None  # the in-kernel path, loaded here once for every worker
         self._listeners: list[list[socket.socket]] = []
         self._exit_code = 0
         self._stopping = False  # set once the workers are being stopped: no more restarts
@@ -212,7 +217,8 @@ class Supervisor:
             self._listeners = bind_listeners(config.listeners, self.workers)
             if any(x.transport == "tls" for x in config.listeners) and config.cert_file and config.key_file:
                 ServerTls(config.cert_file, config.key_file, config.tls_min_version, config.tls_ciphers)
-        except (OSError, ValueError) as error:
+            self.kernel = offload.start_for(config)
+        except (OSError, ValueError, offload.KernelOffloadRequired) as error:
             self._close_listeners()
             return _cannot_start(error)
         self.quota = SharedQuota.create(self.workers, total=config.total_quota, per_user=config.user_quota)
@@ -226,7 +232,7 @@ class Supervisor:
                 return _cannot_start(failure)
             admin = await start_admin(
                 self.control,
-                self.aggregator.total,
+                self._metrics_snapshot,
                 config.admin_host,
                 config.admin_port,
                 collectors=(WorkerCollector(self),),
@@ -238,6 +244,9 @@ class Supervisor:
             return await self._serve(admin)
         finally:
             self._close_listeners()
+            if self.kernel is not None:  # after every worker stopped: nothing in the maps is owned any more
+                self.kernel.stop()
+                self.kernel = None
             if self.quota is not None:
                 self.quota.close()
                 os.close(self.quota.fd)
@@ -271,6 +280,11 @@ class Supervisor:
         await admin.close()
         await self._stop_all()
         return self._exit_code
+
+    def _metrics_snapshot(self) -> dict[str, int]:
+        """Every worker's counters, plus what the kernel forwarded for all of them."""
+        total = self.aggregator.total()
+        return total if self.kernel is None else self.kernel.with_totals(total)
 
     def allocations(self) -> int:
         return self.aggregator.total()["allocations"]
@@ -320,7 +334,8 @@ class Supervisor:
         env = {k: v for k, v in self.environ.items() if k not in _CHILD_ENV_DROP}
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(relay.__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
-        fds = [child_end.fileno(), self.quota.fd, *(sock.fileno() for _, sock in slot.sockets)]
+        kernel_maps = self.kernel.map_fds if self.kernel is not None else {}
+        fds = [child_end.fileno(), self.quota.fd, *(sock.fileno() for _, sock in slot.sockets), *kernel_maps.values()]
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "relay.process.worker", "--control-fd", str(child_end.fileno())],
@@ -346,6 +361,7 @@ class Supervisor:
             "quota_fd": self.quota.fd,
             "port_range": list(slot.port_range),
             "draining": self.control.draining,
+            "kernel_maps": kernel_maps,
         }
         ipc.send(parent_end, start)
         assert self._loop is not None
@@ -386,6 +402,7 @@ class Supervisor:
         self.aggregator.retire(slot.name)
         if self.quota is not None:
             self.quota.reset_worker(slot.index)
+        self._purge_kernel_entries(slot)
         self._check_all_ready()
         if self._stopping or self.control.stopping or (not was_ready and self._ready_waiter is not None):
             return  # stopping, or failing to start: no restart (run() reports the failure)
@@ -404,6 +421,19 @@ class Supervisor:
             return
         delay = min(30.0, 0.5 * 2 ** max(0, slot.quick_failures - 1))
         slot.restart = self._loop.call_later(delay, self._restart, slot)
+
+    def _purge_kernel_entries(self, slot: _Slot) -> None:
+        """A worker's allocations died with it; the kernel must stop forwarding for them at once (their
+        relay ports are the worker's slice, which its replacement reuses)."""
+        if self.kernel is None:
+            return
+        try:
+            removed = self.kernel.program.purge_relay_ports(*slot.port_range)
+        except OSError as error:
+            _log.error("kernel_purge_failed", worker=slot.index, detail=str(error))
+            return
+        if removed:
+            _log.info("kernel_entries_purged", worker=slot.index, entries=removed)
 
     def _restart(self, slot: _Slot) -> None:
         slot.restart = None

@@ -10,7 +10,8 @@ pool, runs the expiry timer, and applies reloads. One instance per process (per 
 In a worker (relay.process.worker) the supervisor passes `sockets` (listeners it bound with SO_REUSEPORT),
 `port_range` (this worker's share of the relay ports), a shared `quota` (relay.policy.shared_quotas) and a
 config whose nonce_secret every worker shares. The allocation table, the port pool and the relay
-sockets belong to this process.
+sockets belong to this process. `mirror` is the in-kernel path (relay.server.kernel.KernelMirror, over the
+program's maps: the process's own or the descriptors a worker inherited); the core keeps it in step.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from relay.server.relays import SocketBinder
 from relay.server.stream import UNALLOCATED_IDLE, StreamConnection
 from relay.server.udp import UdpListener, bind_udp
 from relay.stun.attributes import Address
+from relay.turn.allocation import AllocationMirror
 from relay.turn.handler import TurnCore
 
 _log = logging.getLogger("relay.server")
@@ -61,6 +63,7 @@ class RelayServer:
         fast: bool = True,
         sockets: Mapping[int, socket.socket] | None = None,
         port_range: tuple[int, int] | None = None,
+        mirror: AllocationMirror | None = None,
     ) -> None:
         self.config = config
         self.stats = stats
@@ -71,6 +74,7 @@ class RelayServer:
         self._port_range = port_range or (config.min_port, config.max_port)
         self._draining = draining
         self._tls = tls
+        self._mirror = mirror  # the in-kernel path (relay.server.kernel), kept in step by the core
         self.quota = quota if quota is not None else AllocationQuota(config.total_quota, config.user_quota)
         self.auth = Authenticator(
             config.realm,
@@ -126,6 +130,7 @@ class RelayServer:
             limiter=self.limiter,
             draining=self._draining,
             refusals=self.refusals,
+            mirror=self._mirror,
         )
         try:
             for index, listener in enumerate(config.listeners):

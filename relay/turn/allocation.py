@@ -15,6 +15,7 @@ both the binding and a permission for its peer are live, so the data path never 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
@@ -52,6 +53,28 @@ class RelayBinder(Protocol):
     ) -> tuple[RelayEndpoint, RelayEndpoint | None] | None:
         """A new endpoint (and, with `reserve_next`, the port after it held for a RESERVATION-TOKEN),
         or None when no port is free (508)."""
+
+
+class AllocationMirror(Protocol):
+    """Something that must follow each allocation's permissions and channels: the in-kernel forwarding
+    path (relay.server.kernel.KernelMirror). `TurnCore` calls `sync` after every change to
+    `permissions` or `channel_out` and `forget` when the allocation ends; data packets never call it."""
+
+    def sync(self, allocation: Allocation) -> None: ...
+
+    def forget(self, allocation: Allocation) -> None: ...
+
+
+def update_mirror(mirror: AllocationMirror | None, allocation: Allocation, *, forget: bool = False) -> None:
+    """Bring `mirror` in line with `allocation` after its permissions or channels changed (or withdraw it
+    all). A failure (a full map) is logged and costs the offload, never the request."""
+    if mirror is not None:
+        try:
+            (mirror.forget if forget else mirror.sync)(allocation)
+        except Exception:
+            logging.getLogger("relay.turn").exception(
+                "kernel mirror update failed; the allocation is served from user space"
+            )
 
 
 class Origin(Protocol):

@@ -46,7 +46,8 @@ from relay.stun.constants import (
 )
 from relay.stun.integrity import verify_fingerprint, verify_integrity
 from relay.stun.message import Message, StunDecodeError, decode, encode
-from relay.turn.allocation import Allocation, Channel, Origin, RelayBinder, RelayEndpoint
+from relay.turn import allocation as _allocation
+from relay.turn.allocation import Allocation, AllocationMirror, Channel, Origin, RelayBinder, RelayEndpoint
 from relay.turn.refusals import Refusal
 from relay.turn.refusals import Reject as _Reject
 from relay.turn.table import AllocationTable
@@ -96,6 +97,7 @@ class TurnCore:
         limiter: SourceLimiter | None = None,
         draining: Callable[[], bool] = lambda: False,
         refusals: Callable[[Refusal], None] | None = None,
+        mirror: AllocationMirror | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -108,6 +110,7 @@ class TurnCore:
         self._request_size = 0  # of the request being handled: bounds what may be reflected
         self.draining = draining
         self.refusals = refusals  # told why each error response was sent (relay.server.refusals logs it)
+        self.mirror = mirror  # the in-kernel path, kept equal to each allocation's permissions and channels
         self.table = AllocationTable()
         # RESERVATION-TOKEN -> (held endpoint, expiry, quota user): a held port counts against the
         # total and per-user quotas like an allocation until it is used or expires.
@@ -461,6 +464,7 @@ class TurnCore:
         for host in [h for h in allocation.permissions if _family_of(h) == family]:
             del allocation.permissions[host]
             allocation.sync_channels_for_host(host)
+        _allocation.update_mirror(self.mirror, allocation)
 
     # --- peers -----------------------------------------------------------------------------------
 
@@ -495,6 +499,7 @@ class TurnCore:
             raise _Reject(ErrorCode.INSUFFICIENT_CAPACITY, "permissions", limit=self.max_permissions)
         for host in hosts:
             self._grant_permission(allocation, host, now)
+        _allocation.update_mirror(self.mirror, allocation)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
 
     # --- ChannelBind (RFC 8656 section 11.2) -----------------------------------------------------
@@ -538,6 +543,7 @@ class TurnCore:
         self.table.schedule(allocation, expires)
         self._grant_permission(allocation, peer[0], now)
         allocation.sync_channel(channel)
+        _allocation.update_mirror(self.mirror, allocation)
         return self._encode(request, MessageClass.SUCCESS, [], allocation.key)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -547,6 +553,7 @@ class TurnCore:
         if allocation.closed:
             return
         allocation.closed = True
+        _allocation.update_mirror(self.mirror, allocation, forget=True)  # the kernel stops before the sockets
         self.table.remove(allocation)
         for endpoint in allocation.relays.values():
             endpoint.close()
@@ -590,6 +597,7 @@ class TurnCore:
                 peer = allocation.cooldown_numbers.pop(number)[0]
                 if allocation.cooldown_peers.get(peer, (None,))[0] == number:
                     del allocation.cooldown_peers[peer]
+            _allocation.update_mirror(self.mirror, allocation)
             self.table.schedule(allocation, allocation.next_deadline())
         for token in [t for t, (_, until, _) in self.reservations.items() if until <= now]:
             endpoint, _, user = self.reservations.pop(token)
@@ -610,6 +618,7 @@ class TurnCore:
                 del allocation.permissions[host]
                 allocation.sync_channels_for_host(host)
                 revoked += 1
+            _allocation.update_mirror(self.mirror, allocation)
         return revoked
 
     def shutdown(self) -> None:

@@ -358,12 +358,12 @@ def test_unit_is_the_deployments_unit_plus_the_bind_capability(tmp_path: Path) -
     ours = settings(BLOCKS["unit"])
     deployed = settings((ROOT / "userdata" / "turn" / "units" / "bbb-turn-relay.service").read_text())
     assert {line for line in ours - deployed if not line.startswith("Description=")} == {
-        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
-        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_BPF CAP_NET_ADMIN CAP_PERFMON",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_BPF CAP_NET_ADMIN CAP_PERFMON",
     }
     assert {line for line in deployed - ours if not line.startswith("Description=")} == {
-        "CapabilityBoundingSet=",
-        "AmbientCapabilities=",
+        "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON",
+        "AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON",
     }
     stand_in = tmp_path / "bbb-turn-relay"
     stand_in.write_text("#!/bin/sh\n")

@@ -199,6 +199,8 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
          "--query", "Reservations[].Instances[].[PublicIpAddress,PrivateIpAddress]", "--output", "text"],
         ["aws", "ec2", "create-tags", "--resources", INSTANCE, "--tags", "Key=bbb-on-aws:ready,Value=1700000000"],
     ]  # fmt: skip
+    [install] = [argv for argv in shell.calls("apt-get") if "install" in argv]
+    assert install[-5:] == ["python3-venv", "curl", "gnupg", "ca-certificates", "libbpf0"]  # libbpf: kernel-offload
     [pip] = shell.calls("pip")
     assert pip[-1] == f"{state}/bbb_turn_relay-0.1.0-py3-none-any.whl[fast]"
     assert pip[pip.index("--constraint") + 1] == turn_host["BBB_ON_AWS_DIR"] + "/turn/relay-constraints.txt"
@@ -214,7 +216,8 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
     assert (etc / "allowed-peers.conf").read_text() == "10.1.16.5\n10.1.32.6\n203.0.113.21\n203.0.113.22\n"
     conf = (etc / "relay.conf").read_text()
     for line in ("realm=turn.bbb.example.com", "listening-ip=127.0.0.1", "external-ip=203.0.113.10",
-                 "min-port=49152", "max-port=65535", "total-quota=10000", "user-quota=16", "drain-timeout=3600"):
+                 "min-port=49152", "max-port=65535", "total-quota=10000", "user-quota=16", "drain-timeout=3600",
+                 "kernel-offload=auto"):
         assert f"\n{line}\n" in conf, line
     runtime = (shell.root / "conf" / "runtime.env").read_text()
     assert runtime == (f"INSTANCE_ID={INSTANCE}\nPUBLIC_IPV4=203.0.113.10\nPRIVATE_IPV4=127.0.0.1\n"

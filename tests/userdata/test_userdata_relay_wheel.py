@@ -135,6 +135,15 @@ def test_the_installed_relay_runs_from_its_unit_and_answers_stun(installed_relay
             raise
         notify.close()
     assert code == 0
+    # On loopback, kernel-offload=auto logs its one line and serves from user space (never attached to lo).
+    log = process.stderr.read().decode() if process.stderr else ""
+    assert log.count("kernel offload unavailable") == 1 and "is a loopback address" in log, log[-3000:]
+
+    # ExecStopPost: the installed package's detach over every interface, which finds nothing of ours here.
+    stop_post = re.search(r"^ExecStopPost=-(.+)$", UNIT.read_text(), re.MULTILINE).group(1)  # type: ignore[union-attr]
+    detach = subprocess.run(shlex.split(stop_post.replace("/opt/bbb-turn-relay", str(venv))), capture_output=True,
+                            text=True, timeout=30)
+    assert detach.returncode == 0 and "nothing attached to lo" in detach.stdout, detach.stdout + detach.stderr
 
 
 def test_the_rendered_production_config_passes_the_relays_own_check(installed_relay: Path, tmp_path: Path) -> None:

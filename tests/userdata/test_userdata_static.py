@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from relay.server.kernel.loader import CAPABILITIES
+
 USERDATA = Path(__file__).resolve().parents[2] / "userdata"
 SCRIPTS = sorted(USERDATA.rglob("*.sh"))
 UNITS = sorted([*USERDATA.rglob("*.service"), *USERDATA.rglob("*.timer")])
@@ -68,9 +70,19 @@ def test_relay_unit_is_hardened_and_matches_the_contract() -> None:
     for line in ("Type=notify", "ExecStart=/opt/bbb-turn-relay/bin/bbb-turn-relay -c /etc/bbb-turn-relay/relay.conf",
                  "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", "LimitNOFILE=1048576",
                  "User=bbb-turn-relay", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                 "PrivateTmp=yes", "CapabilityBoundingSet=\n", "ReadOnlyPaths=/etc/bbb-turn-relay"):
+                 "PrivateTmp=yes", "ReadOnlyPaths=/etc/bbb-turn-relay",
+                 "ExecStopPost=-/opt/bbb-turn-relay/bin/python -m relay.server.kernel detach all"):
         assert line in unit
-    assert "CAP_NET_BIND_SERVICE" not in unit  # every relay port is above 1024
+    # Every relay port is above 1024: the only capabilities are the ones loading the kernel path needs (the
+    # loader's own list, which it checks before loading), in both sets, and nothing else.
+    wanted = " ".join(CAPABILITIES)
+    settings = [line for line in unit.splitlines() if line.startswith(("CapabilityBoundingSet=", "AmbientCap"))]
+    assert settings == [f"CapabilityBoundingSet={wanted}", f"AmbientCapabilities={wanted}"]
+    assert "CAP_NET_BIND_SERVICE" not in unit and "CAP_SYS_ADMIN" not in unit
+    # bpf() alone is added to @system-service (not @privileged), and netlink for attaching the filter
+    assert [line for line in unit.splitlines() if line.startswith("SystemCallFilter=")] == [
+        "SystemCallFilter=@system-service", "SystemCallFilter=bpf"]
+    assert "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK" in unit
 
 
 def test_peer_sync_runs_every_20_seconds_and_metrics_every_60() -> None:

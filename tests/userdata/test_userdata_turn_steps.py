@@ -130,7 +130,7 @@ def test_relay_conf_in_coturn_syntax(shell) -> None:
         "auth-secret-file=/etc/bbb-turn-relay/secret", "nonce-secret-file=/etc/bbb-turn-relay/nonce-secret",
         "denied-peer-ip=0.0.0.0-255.255.255.255", "denied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         "allowed-peers-file=/etc/bbb-turn-relay/allowed-peers.conf", "total-quota=10000", "user-quota=16",
-        "max-bps=0", "admin-listen=127.0.0.1:9641", "drain-timeout=3600",
+        "max-bps=0", "admin-listen=127.0.0.1:9641", "drain-timeout=3600", "kernel-offload=auto",
     ]
 
 

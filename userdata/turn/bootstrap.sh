@@ -17,7 +17,8 @@ main() {
   log "bootstrap of a TURN host (environment $ENV_NAME) starts"
   mkdir -p "$BBB_ON_AWS_STATE_DIR" "$BBB_ON_AWS_LOG_DIR"
   retry 3 10 apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-  apt_install python3-venv curl gnupg ca-certificates >/dev/null
+  # libbpf0: the relay's in-kernel forwarding path (kernel-offload) loads its program through it (ctypes).
+  apt_install python3-venv curl gnupg ca-certificates libbpf0 >/dev/null
 
   load_instance_identity public
   asg=$(autoscaling_group_name) || die "cannot find this instance's Auto Scaling group (aws:autoscaling:groupName)"

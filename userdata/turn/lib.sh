@@ -159,6 +159,9 @@ user-quota=$user
 max-bps=$bps
 admin-listen=$ADMIN_LISTEN
 drain-timeout=$drain
+# UDP channels and indications forwarded in the kernel (TC eBPF on listening-ip's interface); a host whose
+# kernel refuses it logs one line why and serves from user space.
+kernel-offload=auto
 EOF
 }
 

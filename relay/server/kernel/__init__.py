@@ -12,11 +12,11 @@
   offload.py      `start(mode, listening_ip, relay_ip)`: off | auto | on, the interface and its MTU
   __main__.py     `python -m relay.server.kernel detach|status IFACE` (ExecStopPost after a crash)
 
-The relay does not use it yet: the supervisor must call `offload.start` once per host (with the value
-of a new `kernel-offload` key) and pass the map descriptors to each worker (pass_fds; the worker opens
-them with `MapSet.from_fds` and syncs its own allocations with a `KernelMirror`), and purge a dead
-worker's entries by its relay port slice (`MapSet.purge_relay_ports`); `TurnCore` must call
-`KernelMirror.sync` after every change to an allocation's permissions or channels and `forget` when it
-ends; the unit must grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (loader.CAPABILITIES says why) and
-detach in ExecStopPost; the metrics must read `MapSet.totals()`.
+How the relay uses it (`kernel-offload` = off | auto | on): the single process or the supervisor calls
+`offload.start_for(config)` once; workers inherit the map descriptors (pass_fds), open them with
+`MapSet.from_fds`, drop the loading capabilities and keep their own allocations' entries with a
+`KernelMirror` that `TurnCore` calls through its `AllocationMirror` hook (relay.turn.allocation); the
+supervisor purges a dead worker's entries by its relay port slice and detaches after the last worker
+stopped; /metrics adds `Offload.with_totals`. The unit grants CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
+(loader.CAPABILITIES says why) and runs `detach all` in ExecStopPost.
 """

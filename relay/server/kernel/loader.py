@@ -229,3 +229,37 @@ def detach_interface(interface: str | int) -> bool:
         code = _errno(result)
         raise OSError(code, f"cannot detach the TC program from {interface}: {os.strerror(code)}")
     return result == 0
+
+
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_LOWER = 47, 3
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Give up CAPABILITIES for good (ambient, inheritable, permitted, effective) and keep every other one.
+    A worker calls it: it parses untrusted packets and only touches the maps through descriptors it
+    inherited, which need no capability. Hand-written over capset(2) because the standard library has no
+    binding and a dependency for three bits is not worth it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name in CAPABILITIES:
+        libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_LOWER, _CAPABILITY_BITS[name], 0, 0)  # EINVAL: not there
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), f"capget failed: {os.strerror(ctypes.get_errno())}")
+    for name in CAPABILITIES:
+        bit = _CAPABILITY_BITS[name]
+        word, keep = data[bit // 32], ~(1 << bit % 32) & 0xFFFFFFFF
+        word.effective &= keep
+        word.permitted &= keep
+        word.inheritable &= keep
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), f"capset failed: {os.strerror(ctypes.get_errno())}")

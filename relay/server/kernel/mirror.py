@@ -95,22 +95,32 @@ class KernelMirror:
     def sync(self, allocation: Any) -> None:
         """Make the kernel's entries for `allocation` match `desired`: stale ones go first, so a
         withdrawn permission stops forwarding before anything else changes. An unchanged entry is left
-        alone (rewriting it would zero its counters)."""
-        installed = self._installed.get(allocation.seq, {})
+        alone (rewriting it would zero its counters). If the kernel refuses an entry the error propagates
+        and that entry is simply not there: its packets go to user space."""
+        installed = self._installed.pop(allocation.seq, {})
         wanted = self.desired(allocation)
-        for slot in installed.keys() - wanted.keys():
-            self.program.remove(slot)
-        for slot, value in wanted.items():
-            if installed.get(slot) != value:
-                self.program.put(slot, value)
-        if wanted:
-            self._installed[allocation.seq] = wanted
-        else:
-            self._installed.pop(allocation.seq, None)
+        try:
+            for slot in installed.keys() - wanted.keys():
+                self.program.remove(slot)
+                del installed[slot]
+            for slot, value in wanted.items():
+                if installed.get(slot) != value:
+                    self.program.put(slot, value)
+                    installed[slot] = value
+        finally:  # a failed update (a full map) leaves the record equal to what the kernel holds
+            if installed:
+                self._installed[allocation.seq] = installed
 
     def forget(self, allocation: Any) -> None:
+        """Remove every entry of `allocation`; one refusal does not leave the others forwarding."""
+        failure: OSError | None = None
         for slot in self._installed.pop(allocation.seq, {}):
-            self.program.remove(slot)
+            try:
+                self.program.remove(slot)
+            except OSError as error:
+                failure = error
+        if failure is not None:
+            raise failure
 
     def installed(self, allocation: Any) -> Entries:
         return dict(self._installed.get(allocation.seq, {}))

@@ -15,15 +15,23 @@ network namespace, so a relay in a container or a test namespace sees its own in
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import socket
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.config.model import KERNEL_OFFLOAD_MODES, RelayConfig
 from relay.server.kernel.loader import KernelOffloadUnavailable, TcRelay
 from relay.server.kernel.mirror import KernelMirror
 
-MODES = ("off", "auto", "on")
+MODES = KERNEL_OFFLOAD_MODES
+# the program's per-path counters (maps.STAT_NAMES) by the metrics' direction label
+_DIRECTIONS = {
+    "client_to_peer": ("channel_to_peer", "send_to_peer"),
+    "peer_to_client": ("channel_to_client", "data_to_client"),
+}
 _SIOCGIFADDR = 0x8915
 _SIOCGIFMTU = 0x8921
 _log = logging.getLogger("relay.kernel")
@@ -42,6 +50,24 @@ class Offload:
     def mirror(self) -> KernelMirror:
         """A mirror over this process's handle (a worker builds its own over `MapSet.from_fds`)."""
         return KernelMirror(self.program)
+
+    @property
+    def map_fds(self) -> dict[str, int]:
+        """The descriptors a worker inherits (pass_fds) and opens with `MapSet.from_fds`."""
+        return dict(self.program.map_fds)
+
+    def with_totals(self, snapshot: Mapping[str, int]) -> dict[str, int]:
+        """`snapshot` (relay.ops.metrics field names) plus what the kernel forwarded since load: into
+        `offloaded_*` and, since those packets were relayed too, into `packets_*` / `bytes_*`."""
+        result = dict(snapshot)
+        totals = self.program.totals()
+        for direction, paths in _DIRECTIONS.items():
+            packets = sum(totals[path].packets for path in paths)
+            octets = sum(totals[path].bytes for path in paths)
+            for prefix, value in (("packets", packets), ("bytes", octets)):
+                result[f"offloaded_{prefix}_{direction}"] = result.get(f"offloaded_{prefix}_{direction}", 0) + value
+                result[f"{prefix}_{direction}"] = result.get(f"{prefix}_{direction}", 0) + value
+        return result
 
     def stop(self) -> None:
         """Detach and free the program: from here on every packet goes to user space."""
@@ -70,6 +96,13 @@ def interface_mtu(name: str) -> int:
 
 
 def _prepare(listening_ip: str, relay_ip: str, obj: bytes | None) -> Offload:
+    if not listening_ip:
+        raise KernelOffloadUnavailable("the relay has no UDP listener on an IPv4 address")
+    if ipaddress.ip_address(listening_ip).is_loopback:
+        raise KernelOffloadUnavailable(
+            f"the listening address {listening_ip} is a loopback address (the in-kernel path is for the "
+            "interface clients reach; it is never attached to lo, which every local program shares)"
+        )
     interface = interface_of(listening_ip)
     if interface is None:
         raise KernelOffloadUnavailable(
@@ -111,3 +144,12 @@ def start(mode: str, listening_ip: str, relay_ip: str, *, obj: bytes | None = No
         offload.mtu,
     )
     return offload
+
+
+def start_for(config: RelayConfig, *, obj: bytes | None = None) -> Offload | None:
+    """`start` with a RelayConfig's kernel-offload, first IPv4 UDP listener and relay-ip."""
+    listening_ip = next(
+        (x.host for x in config.listeners if x.transport == "udp" and "." in x.host),
+        "",
+    )
+    return start(config.kernel_offload, listening_ip, config.relay_ip, obj=obj)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from netns_kit import Topology
 
+from relay.config import Listener, RelayConfig
 from relay.server.kernel import offload
 from relay.server.kernel.loader import attached_program
 
@@ -64,6 +65,8 @@ def test_auto_attaches_to_the_listening_interface_with_its_mtu(host: _Namespace,
     [
         ("192.0.2.77", "192.0.2.77", "no interface holds the listening address 192.0.2.77 as its IPv4 address"),
         ("10.72.0.2", "10.72.1.2", "the relay address 10.72.1.2 is not on d0, the listening address's interface"),
+        ("127.0.0.1", "127.0.0.1", "the listening address 127.0.0.1 is a loopback address"),
+        ("", "10.72.0.2", "the relay has no UDP listener on an IPv4 address"),
     ],
 )
 def test_auto_falls_back_with_one_line_and_on_refuses(
@@ -81,3 +84,18 @@ def test_a_kernel_refusal_falls_back_too(host: _Namespace, caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING, logger="relay.kernel"):
         assert host.run_in(host.relay, lambda: offload.start("auto", "10.72.0.2", "10.72.0.2", obj=b"not ELF")) is None
     assert "could not open the BPF object" in caplog.text
+
+
+def test_start_for_takes_the_first_ipv4_udp_listener_and_the_relay_address(
+    host: _Namespace, bpf_object: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    listeners = (Listener("tcp", "10.72.1.2", 3478), Listener("udp", "::1", 3478), Listener("udp", "10.72.0.2", 3478))
+    config = RelayConfig(listeners=listeners, relay_ip="10.72.0.2", kernel_offload="auto")
+    started = host.run_in(host.relay, lambda: offload.start_for(config, obj=bpf_object))
+    assert started is not None and started.interface == "d0"
+    host.run_in(host.relay, started.stop)
+    off = RelayConfig(listeners=listeners, relay_ip="10.72.0.2", kernel_offload="off")
+    assert host.run_in(host.relay, lambda: offload.start_for(off, obj=bpf_object)) is None
+    tcp_only = RelayConfig(listeners=listeners[:1], relay_ip="10.72.0.2", kernel_offload="on")
+    with pytest.raises(offload.KernelOffloadRequired, match="no UDP listener on an IPv4 address"):
+        host.run_in(host.relay, lambda: offload.start_for(tcp_only, obj=bpf_object))

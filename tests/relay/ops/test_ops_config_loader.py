@@ -92,6 +92,7 @@ def test_defaults_with_only_a_secret(tmp_path):
     assert config.auth_secrets == (SECRET,)
     assert config.realm == "turn.example.org"
     assert (config.min_port, config.max_port, config.admin_host, config.admin_port) == (49152, 65535, "127.0.0.1", 9641)
+    assert config.kernel_offload == "auto"  # offload when the host can, user space otherwise
 
 
 def test_coturn_syntax_forms(tmp_path):
@@ -479,7 +480,7 @@ def test_supported_scalar_keys(tmp_path):
         "channel-lifetime=300\npermission-lifetime=120\nstale-nonce=300\nunauthenticated-rate=5.5\n"
         "unauthenticated-burst=50\nrest-ms-timestamp-ttl=3600\ndrain-timeout=900\ndrain-min-allocations=2\n"
         "workers=4\nlog-level=debug\nlog-format=text\nadmin-listen=[::1]:9650\nsoftware-attribute\n"
-        "fingerprint=false\nrest-api-separator=:\nbps-capacity=0\nlegacy-channel-numbers\n"
+        "fingerprint=false\nrest-api-separator=:\nbps-capacity=0\nlegacy-channel-numbers\nkernel-offload=ON\n"
     )
     result = load(tmp_path, text)
     assert result.ok, result.report()
@@ -490,7 +491,12 @@ def test_supported_scalar_keys(tmp_path):
     assert (c.unauthenticated_rate, c.unauthenticated_burst, c.rest_ms_timestamp_ttl) == (5.5, 50.0, 3600)
     assert (c.drain_timeout, c.drain_min_allocations, c.workers) == (900, 2, 4)
     assert (c.log_level, c.log_format, c.admin_host, c.admin_port) == ("debug", "text", "::1", 9650)
-    assert (c.software, c.fingerprint, c.legacy_channel_numbers) == ("bbb-turn-relay", False, True)
+    assert (c.software, c.fingerprint, c.legacy_channel_numbers, c.kernel_offload) == (
+        "bbb-turn-relay",
+        False,
+        True,
+        "on",
+    )
 
 
 def test_coturn_mapped_keys(tmp_path):
@@ -525,6 +531,7 @@ def test_lifetime_consistency(tmp_path):
         ("cipher-list=bogus", "OpenSSL accepts no cipher from 'bogus'"),
         ("tls-min-version=SSLv3", "is not TLSv1.2 or TLSv1.3"),
         ("verbose=perhaps", "is not a boolean"),
+        ("kernel-offload=yes", "'yes' is not one of off, auto, on"),
     ],
 )
 def test_value_errors(tmp_path, line, fragment):
@@ -566,7 +573,8 @@ def test_apply_reload_takes_reloadable_fields_and_reports_the_rest(tmp_path):
     assert old is not None
     peers.write_text("203.0.113.10\n203.0.113.11\n")
     (tmp_path / "turnserver.conf").write_text(
-        BASE.replace(SECRET, "rotated-" + SECRET) + f"allowed-peers-file={peers}\nuser-quota=9\nmin-port=50000\n"
+        BASE.replace(SECRET, "rotated-" + SECRET)
+        + f"allowed-peers-file={peers}\nuser-quota=9\nmin-port=50000\nkernel-offload=off\n"
     )
     new = load_config(argv, {}).config
     assert new is not None
@@ -575,7 +583,7 @@ def test_apply_reload_takes_reloadable_fields_and_reports_the_rest(tmp_path):
     assert [str(n) for n in merged.allowed_peers] == ["203.0.113.10/32", "203.0.113.11/32"]
     assert merged.user_quota == 9
     assert merged.min_port == old.min_port == 49152
-    assert restart == ("min_port",)
+    assert restart == ("min_port", "kernel_offload")  # the program is loaded once, at start
     assert {f for f in RelayConfig.__dataclass_fields__} >= RELOADABLE_FIELDS
 
 
