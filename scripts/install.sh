@@ -32,6 +32,5 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3
 npm ci --no-audit --no-fund --loglevel=error
 # The certificate issuer's Lambda layer (cp313 manylinux wheels): downloaded now, so synths work offline. It
 # imports the CDK, so it runs on the pinned Node 22 that npm ci just installed (scripts/env.sh), not the EOL one.
-# shellcheck source=env.sh
 source scripts/env.sh
 .venv/bin/python -c "from cdk_constructs.certificates.layer import build_layer; print('certificate issuer layer ready in', build_layer()[0])"
