@@ -162,10 +162,10 @@ def test_every_refusal_cause_is_used_by_the_core_and_every_routine_one_exists() 
     from pathlib import Path
 
     from relay.policy.auth import AuthFailure
-    from relay.turn import handler
+    from relay.turn import grants, handler
     from relay.turn.refusals import CAUSES, ROUTINE
 
-    source = Path(handler.__file__).read_text()
+    source = "".join(Path(module.__file__).read_text() for module in (handler, grants))
     from_auth = {failure.value for failure in AuthFailure}  # the core passes outcome.value
     unused = [cause for cause in CAUSES if f'"{cause}"' not in source and cause not in from_auth]
     unused = [cause for cause in unused if not (cause.endswith("_quota") and 'f"{kind}_quota"' in source)]
