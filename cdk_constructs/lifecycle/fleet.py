@@ -17,7 +17,7 @@ What it adds to one Auto Scaling group (role `bbb`, `turn` or `single`):
   that booted before the hooks existed (the first deploy creates the group before its hooks).
 - Alarms to the operator topic: every function's Errors, every state machine's failed/timed-out/aborted
   executions, the rule's failed invocations, abandoned launches, drains that hit their maximum and
-  repeated Scalelite errors.
+  repeated Scalelite errors (their texts: fleet_alarms.py; the cdk-nag acknowledgments: fleet_nag.py).
 
 It reads no app configuration: everything comes in as keyword arguments.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Token
 from aws_cdk import aws_autoscaling as autoscaling
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -40,15 +39,14 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 import contract
-from cdk_constructs.lifecycle import names, permissions, state_machines
+from cdk_constructs.lifecycle import fleet_alarms, names, permissions, state_machines
 from cdk_constructs.lifecycle.data_volume import data_volume_function
+from cdk_constructs.lifecycle.fleet_nag import acknowledge_fleet
 from cdk_constructs.lifecycle.functions import FunctionKit
 from cdk_constructs.lifecycle.prober import TurnProber
 from cdk_constructs.lifecycle.reconciler import Reconciler
 from cdk_constructs.lifecycle.timings import LifecycleTimings, ResolvedTimings
-from cdk_constructs.nag import acknowledge, resource_finding
 
-DRAIN_GUIDE = "docs/troubleshooting.md#drain-does-not-finish"
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
@@ -83,6 +81,7 @@ class FleetLifecycle(Construct):
         _validate(role, domain_name, environment_name, bbb_secret, scalelite_secret, scalelite_api_url, turn_port)
         domain = domain_name if Token.is_unresolved(domain_name) else names.normalize_domain(domain_name)
         self.role = role
+        self.environment_name = environment_name
         self.timings: ResolvedTimings = (timings or LifecycleTimings()).resolve(role)
         self.group_name = auto_scaling_group.auto_scaling_group_name
         namespace = names.metric_namespace(environment_name)
@@ -188,7 +187,7 @@ class FleetLifecycle(Construct):
                 self, self.launch_function, poll=t.launch_poll, data_volume=self._data_volume(data_volume_gib)
             ),
             timeout=t.launch_max + 30 * 60,
-            guide=_guide(role),
+            guide=fleet_alarms.launch_guide(role),
         )
         drain = (
             state_machines.turn_drain_definition(self, self.drain_function, poll=t.drain_poll, dns_wait=t.dns_ttl_wait)
@@ -196,7 +195,7 @@ class FleetLifecycle(Construct):
             else state_machines.bbb_drain_definition(self, self.drain_function, poll=t.drain_poll)
         )
         self.drain_state_machine = self._state_machine(
-            "DrainStateMachine", drain, timeout=t.drain_max + 3600, guide=DRAIN_GUIDE
+            "DrainStateMachine", drain, timeout=t.drain_max + 3600, guide=fleet_alarms.DRAIN_GUIDE
         )
         machines = [self.launch_state_machine, self.drain_state_machine]
         machine_arns = [machine.state_machine_arn for machine in machines]
@@ -240,19 +239,7 @@ class FleetLifecycle(Construct):
                 )
             ],
         )
-        self.kit.alarm(
-            self,
-            "RuleFailedInvocations",
-            cloudwatch.Metric(
-                namespace="AWS/Events",
-                metric_name="FailedInvocations",
-                dimensions_map={"RuleName": self.rule.rule_name},
-                statistic="Sum",
-                period=Duration.minutes(5),
-            ),
-            "Lifecycle events could not be delivered to the dispatcher (the reconciler recovers them). Check first: "
-            f"the dispatcher function's errors and the rule's target. Guide: {DRAIN_GUIDE}",
-        )
+        fleet_alarms.rule_alarm(self, self.kit, self.rule)
 
         # --- reconciler, prober, bootstrap ---------------------------------------------------------
         self.reconciler = Reconciler(
@@ -310,41 +297,9 @@ class FleetLifecycle(Construct):
         for dependency in (self.rule, self.launch_hook, self.terminate_hook):
             self.bootstrap.node.add_dependency(dependency)
 
-        # --- alarms on outcomes ----------------------------------------------------------------------
-        def custom(metric: str, service: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=namespace,
-                metric_name=metric,
-                statistic="Sum",
-                period=Duration.minutes(5),
-                dimensions_map={"service": service, "AutoScalingGroupName": self.group_name},
-            )
-
-        self.kit.alarm(
-            self,
-            "LaunchAbandonedAlarm",
-            custom("LaunchAbandoned", "lifecycle-launch"),
-            f"A {role} instance did not become ready and was abandoned (Auto Scaling replaces it). Check first: the "
-            f"instance's bootstrap log (system log group, stream <instance id>/bootstrap). Guide: {_guide(role)}",
-        )
-        self.kit.alarm(
-            self,
-            "DrainMaxReachedAlarm",
-            custom("DrainMaxReached", "lifecycle-drain"),
-            f"A {role} drain reached its maximum; remaining sessions were ended. Check first: the drain execution's "
-            f"history (what it waited for). Guide: {DRAIN_GUIDE}",
-        )
-        if role == "bbb":
-            self.kit.alarm(
-                self,
-                "ScaleliteErrorsAlarm",
-                custom("ScaleliteErrors", "lifecycle-drain"),
-                "Scalelite's API keeps failing during drains. Check first: the Scalelite service's tasks and logs. "
-                "Guide: docs/troubleshooting.md#server-not-receiving-meetings",
-                threshold=5,
-                evaluation_periods=3,
-            )
-        self._acknowledge(provider)
+        # --- alarms on outcomes (fleet_alarms.py) and cdk-nag acknowledgments (fleet_nag.py) ----------
+        fleet_alarms.outcome_alarms(self, self.kit, role=role, namespace=namespace, group_name=self.group_name)
+        acknowledge_fleet(self, provider)
 
     def _data_volume(self, size_gib: int | None) -> lambda_.Function | None:
         """The single host's data volume step (data_volume.py); other roles keep their data elsewhere."""
@@ -353,7 +308,7 @@ class FleetLifecycle(Construct):
         if size_gib is None:
             return None
         self.data_volume_function = data_volume_function(
-            self, kit=self.kit, group_name=self.group_name, environment=self._environment_name(), size_gib=size_gib
+            self, kit=self.kit, group_name=self.group_name, environment=self.environment_name, size_gib=size_gib
         )
         return self.data_volume_function
 
@@ -372,103 +327,8 @@ class FleetLifecycle(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
         )
-        for name, metric, outcome in (
-            ("Failed", machine.metric_failed(), "failed"),
-            ("TimedOut", machine.metric_timed_out(), "timed out"),
-            ("Aborted", machine.metric_aborted(), "was aborted"),
-        ):
-            self.kit.alarm(
-                self,
-                f"{construct_id}{name}",
-                metric,
-                f"{construct_id}: an execution {outcome}. Check first: its execution history (the last step and its "
-                f"error). Guide: {guide}",
-            )
+        fleet_alarms.execution_alarms(self, self.kit, construct_id, machine, guide=guide)
         return machine
-
-    def _acknowledge(self, provider: cr.Provider) -> None:
-        """Each remaining wildcard, named exactly, with its reason."""
-        group_arn = permissions.lifecycle_actions(self.group_name).resources[0]
-        for function in self._functions():
-            acknowledge(
-                function,
-                "L1",
-                "Python 3.13 is pinned on purpose: AWS's Powertools layer used here is "
-                "built for python3.13 (AWSLambdaPowertoolsPythonV3-python313-x86_64)",
-            )
-        acknowledge(
-            self,
-            resource_finding(self, "IAM5", group_arn),
-            "Auto Scaling group ARNs embed a UUID unknown before creation; the group name pins the group",
-        )
-        acknowledge(
-            self,
-            "IAM5[Resource::*]",
-            "Describe* (EC2, Auto Scaling), ssm:GetCommandInvocation, cloudwatch:GetMetricData/PutMetricData "
-            "(namespace condition), route53:ListHealthChecks/CreateHealthCheck and X-Ray/log delivery of "
-            "the state machines support no resource-level permissions",
-        )
-        acknowledge(
-            self,
-            "IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]",
-            "ssm:SendCommand targets instances launched later; the statement is restricted by the "
-            "environment and role tags of this deployment",
-        )
-        if self.role == "turn":
-            acknowledge(
-                self,
-                "IAM5[Resource::arn:<AWS::Partition>:route53:::healthcheck/*]",
-                "health check ids are random; the functions only touch checks tagged with this environment",
-            )
-            alarm_arn = permissions.probe_alarms(self._environment_name(), write=False).resources[0]
-            acknowledge(
-                self,
-                resource_finding(self, "IAM5", alarm_arn),
-                "per-instance probe alarms are created at runtime; the name prefix pins this environment",
-            )
-        for state_machine in (self.launch_state_machine, self.drain_state_machine):
-            acknowledge(
-                self,
-                resource_finding(self, "IAM5", permissions.execution_arns(state_machine)),
-                "executions are named after instances at runtime; DescribeExecution is limited to the "
-                "executions of this fleet's own state machine",
-            )
-        for machine, function in (
-            (self.launch_state_machine, self.launch_function),
-            (self.drain_state_machine, self.drain_function),
-        ):
-            acknowledge(
-                machine,
-                resource_finding(self, "IAM5", f"{function.function_arn}:*"),
-                "Step Functions' LambdaInvoke grant covers the function's versions; only this function",
-            )
-        acknowledge(
-            self,
-            resource_finding(self, "IAM5", f"{self.bootstrap_function.function_arn}:*"),
-            "the Provider framework may invoke any version of the bootstrap function, and only that one",
-        )
-        acknowledge(provider, "L1", "the CDK Provider framework chooses its own Node.js runtime")
-
-    def _functions(self) -> list[lambda_.Function]:
-        found = [
-            self.launch_function,
-            self.drain_function,
-            self.dispatch_function,
-            self.bootstrap_function,
-            self.reconciler.function,
-        ]
-        if self.prober is not None:
-            found.append(self.prober.function)
-        return found
-
-    def _environment_name(self) -> str:
-        return self.kit.base_environment["ENVIRONMENT_NAME"]
-
-
-def _guide(role: str) -> str:
-    """The troubleshooting guide's section for a launch problem of this fleet."""
-    section = "turn-alarm" if role == "turn" else "server-not-receiving-meetings"
-    return f"docs/troubleshooting.md#{section}"
 
 
 def _record_patterns(role: str, domain: str) -> list[str]:
