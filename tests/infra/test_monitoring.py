@@ -119,8 +119,11 @@ def published(namespace: str) -> set[tuple[str, str, frozenset[str]]]:
         if name in metric_data.PER_INSTANCE:
             known.add((namespace, name, frozenset({ASG, "InstanceId"})))
     load_figure = load("userdata/bbb/load_figure.py")  # the BBB scaling signal (docs/scaling.md)
-    weights = dict.fromkeys(("participant", "voice", "listener", "webcam", "webcamViewer", "screenShareViewer"), 1.0)
-    for datum in load_figure.metric_data("<response><returncode>SUCCESS</returncode><meetings/></response>", weights, "g", "i-0"):
+    weights = dict.fromkeys(
+        ("participant", "voice", "listener", "webcam", "webcamViewer", "screenShareViewer"), 1.0
+    )
+    empty = "<response><returncode>SUCCESS</returncode><meetings/></response>"
+    for datum in load_figure.metric_data(empty, weights, "g", "i-0"):
         known.add((namespace, datum["MetricName"], frozenset(d["Name"] for d in datum["Dimensions"])))
     agent = load("userdata/common/cw_agent_config.py").agent_config("bbb", "s", "a", namespace)["metrics"]
     assert agent["append_dimensions"] == {ASG: "${aws:AutoScalingGroupName}"}

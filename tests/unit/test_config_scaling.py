@@ -108,7 +108,8 @@ def test_the_fleets_instance_type_needs_a_capacity() -> None:
     assert load_config(ctx(**{"bbb.instanceType": "c6i.4xlarge"})).bbb.load_target == 800.0 * 70 / 100
     found = one_problem(**{"bbb.instanceType": "c6i.metal"})
     assert found.startswith("deployment.bbb.loadCapacity: has no entry for deployment.bbb.instanceType "
-                            "'c6i.metal' and its size does not name its vCPUs; add \"c6i.metal\": <load units at 100 %>")
+                            "'c6i.metal' and its size does not name its vCPUs; "
+                            "add \"c6i.metal\": <load units at 100 %>")
     config = load_config(ctx(**{"bbb.instanceType": "m7i.2xlarge", "bbb.loadCapacity": {"m7i.2xlarge": 450}}))
     assert config.bbb.load_capacity == {"m7i.2xlarge": 450.0} and config.bbb.capacity == 450.0
     typo = one_problem(**{"bbb.instanceType": "c5a.2xlarg"})

@@ -534,7 +534,8 @@ def test_no_ready_tag_when_the_api_never_answers(shell) -> None:
 
 def test_meetings_metrics_from_get_meetings(shell) -> None:
     conf = shell.root / "conf"
-    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=bbb\nLOAD_WEIGHTS='{\"participant\":1,\"voice\":1,"
+    (conf / "params.env").write_text("METRICS_NAMESPACE=BBBOnAWS/bbb\nROLE=bbb\n"
+                                     "LOAD_WEIGHTS='{\"participant\":1,\"voice\":1,"
                                      "\"listener\":0.5,\"webcam\":2,\"webcamViewer\":0.1,\"screenShareViewer\":0.05}'\n")
     (conf / "runtime.env").write_text(f"FQDN={FQDN}\nASG_NAME=bbb-BbbFleet-1A2B3C\nINSTANCE_ID=i-0abc\n")
     servlet = shell.root / "bigbluebutton.properties"

@@ -2,7 +2,8 @@
 
 Reads the getMeetings XML on stdin, prints the JSON for `aws cloudwatch put-metric-data --metric-data`:
 Load per group (the fleet's target-tracking signal, Average = load per server), and Load per InstanceId
-(what the least-loaded termination policy reads, with the Meetings per InstanceId that metric_data.py publishes). Ubuntu's python3, standard library only.
+(what the least-loaded termination policy reads, with the Meetings per InstanceId that metric_data.py
+publishes). Ubuntu's python3, standard library only.
 
     load = sum over every meeting (breakout rooms too: they carry their own audio and webcams) of
              participant x participantCount + voice x voiceParticipantCount + listener x listenerCount
@@ -94,7 +95,7 @@ def meetings_and_load(xml_text: str, weights: dict[str, float]) -> tuple[int, fl
 
 
 def metric_data(xml_text: str, weights: dict[str, float], asg: str, instance_id: str) -> list[dict[str, Any]]:
-    meetings, load = meetings_and_load(xml_text, weights)
+    _meetings, load = meetings_and_load(xml_text, weights)
     group = [{"Name": "AutoScalingGroupName", "Value": asg}]
     instance = [*group, {"Name": "InstanceId", "Value": instance_id}]
     return [
