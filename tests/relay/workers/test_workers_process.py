@@ -4,6 +4,7 @@ nonces and quotas across workers, drain, reload and a worker crash."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -73,7 +74,13 @@ def test_a_nonce_from_one_worker_authenticates_on_the_other(relay: WorkersRelay)
             udp_worker = allocate(udp)  # learns realm and nonce (401), allocates on worker X
             nonce = udp.session.nonce
             assert ok(udp.refresh(0))
-        with relay.client("alice", transport="tcp", port=port) as tcp:
+        try:
+            tcp_client = relay.client("alice", transport="tcp", port=port)
+        except OSError as error:  # the UDP port was free, its TCP twin is held by another socket: next port
+            if error.errno != errno.EADDRINUSE:
+                raise
+            continue
+        with tcp_client as tcp:
             tcp.session.nonce, tcp.session.realm = nonce, "relay.test"
             response = tcp.transact(_allocate_request())
             assert ok(response), response  # no 401/438: the nonce from worker X was accepted
