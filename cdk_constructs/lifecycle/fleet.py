@@ -47,13 +47,6 @@ from cdk_constructs.lifecycle.prober import TurnProber
 from cdk_constructs.lifecycle.reconciler import Reconciler
 from cdk_constructs.lifecycle.timings import LifecycleTimings, ResolvedTimings
 
-LAMBDA_SERVICE_ERRORS = [
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-]
-
 
 class FleetLifecycle(Construct):
     """Lifecycle automation of one fleet. See the module docstring for what it creates and why."""
