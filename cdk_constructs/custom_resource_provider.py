@@ -4,8 +4,9 @@ framework, which reports to CloudFormation, retries and times out for the handle
 
 from __future__ import annotations
 
-from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -14,6 +15,27 @@ from cdk_constructs.lambda_defaults import PythonFunction
 from cdk_constructs.nag import acknowledge
 from settings import Deployment
 from settings.stage_rules import log_removal_policy, log_retention
+
+
+def framework_provider(
+    scope: Construct,
+    handler: lambda_.IFunction,
+    *,
+    ids: tuple[str, str, str],
+    retention: logs.RetentionDays,
+    removal_policy: RemovalPolicy,
+) -> tuple[cr.Provider, iam.Role]:
+    """The CDK Provider framework in front of `handler`, with its own log group and a role that writes only
+    there (instead of AWSLambdaBasicExecutionRole). `ids`: the (log group, role, provider) construct ids, kept
+    as each caller had them so logical IDs do not change."""
+    logs_id, role_id, provider_id = ids
+    framework_logs = logs.LogGroup(scope, logs_id, retention=retention, removal_policy=removal_policy)
+    framework_role = iam.Role(scope, role_id, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    framework_logs.grant_write(framework_role)
+    provider = cr.Provider(
+        scope, provider_id, on_event_handler=handler, log_group=framework_logs, framework_on_event_role=framework_role
+    )
+    return provider, framework_role
 
 
 class PythonCustomResourceProvider(Construct):
@@ -34,14 +56,9 @@ class PythonCustomResourceProvider(Construct):
             self, "Handler", config=deployment, folder=folder, description=description, handler="index.on_event",
             timeout=timeout or Duration.minutes(5),
         )
-        framework_logs = logs.LogGroup(
-            self, "FrameworkLogs", retention=log_retention(deployment), removal_policy=log_removal_policy(deployment)
-        )
-        framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-        framework_logs.grant_write(framework_role)
-        self.provider = cr.Provider(
-            self, "Provider", on_event_handler=self.handler.function, log_group=framework_logs,
-            framework_on_event_role=framework_role,
+        self.provider, framework_role = framework_provider(
+            self, self.handler.function, ids=("FrameworkLogs", "FrameworkRole", "Provider"),
+            retention=log_retention(deployment), removal_policy=log_removal_policy(deployment),
         )
         handler_resource = self.handler.function.node.default_child
         assert isinstance(handler_resource, CfnElement)

@@ -16,10 +16,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.certificates.layer import AcmeLayer
+from cdk_constructs.custom_resource_provider import framework_provider
 from cdk_constructs.lambda_function import python_function
 from cdk_constructs.nag import acknowledge
 
@@ -143,15 +143,9 @@ class FleetCertificate(Construct):
         fails the deployment with the issuer's error. It runs again only when the subdomain or the CA
         changes; renewals are the schedule's. The function is invoked unqualified, so the template does not
         change with the function's code."""
-        framework_logs = logs.LogGroup(self, "FrameworkLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
-        framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-        framework_logs.grant_write(framework_role)
-        provider = cr.Provider(
-            self,
-            "FirstIssuanceProvider",
-            on_event_handler=self.function,
-            log_group=framework_logs,
-            framework_on_event_role=framework_role,
+        provider, framework_role = framework_provider(
+            self, self.function, ids=("FrameworkLogs", "FrameworkRole", "FirstIssuanceProvider"),
+            retention=retention, removal_policy=RemovalPolicy.DESTROY,
         )
         handler = self.function.node.default_child
         assert isinstance(handler, CfnElement)

@@ -28,17 +28,16 @@ from aws_cdk import CustomResource, Duration, RemovalPolicy, Token
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 import contract
+from cdk_constructs.custom_resource_provider import framework_provider
 from cdk_constructs.lifecycle import fleet_alarms, names, permissions, state_machines
 from cdk_constructs.lifecycle.data_volume import data_volume_function
 from cdk_constructs.lifecycle.fleet_nag import acknowledge_fleet
@@ -262,19 +261,10 @@ class FleetLifecycle(Construct):
                 permissions.describe_fleet(groups=True),  # EC2: ready tag and LaunchTime of waiting instances
             ],
         )
-        framework_logs = logs.LogGroup(
-            self, "BootstrapProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        framework_role = iam.Role(
-            self, "BootstrapProviderRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
-        )
-        framework_logs.grant_write(framework_role)  # instead of AWSLambdaBasicExecutionRole
-        provider = cr.Provider(
-            self,
-            "BootstrapProvider",
-            on_event_handler=self.bootstrap_function,
-            log_group=framework_logs,
-            framework_on_event_role=framework_role,
+        provider, _role = framework_provider(
+            self, self.bootstrap_function,
+            ids=("BootstrapProviderLogs", "BootstrapProviderRole", "BootstrapProvider"),
+            retention=log_retention, removal_policy=RemovalPolicy.DESTROY,
         )
         self.bootstrap = CustomResource(
             self,

@@ -22,10 +22,9 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from cdk_constructs.custom_resource_provider import framework_provider
 from cdk_constructs.lambda_function import code, python_function
 from cdk_constructs.lifecycle import permissions
 from cdk_constructs.lifecycle.fleet import FleetLifecycle
@@ -161,17 +160,9 @@ class FleetRollout(Construct):
             description=f"Start a {lifecycle.role} roll-out left pending if its refresh event was lost",
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
-        framework_logs = logs.LogGroup(
-            self, "ProviderLogs", retention=kit.log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        framework_role = iam.Role(self, "ProviderRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-        framework_logs.grant_write(framework_role)
-        provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=self.function,
-            log_group=framework_logs,
-            framework_on_event_role=framework_role,
+        provider, _role = framework_provider(
+            self, self.function, ids=("ProviderLogs", "ProviderRole", "Provider"),
+            retention=kit.log_retention, removal_policy=RemovalPolicy.DESTROY,
         )
         self.resource = CustomResource(
             self,
