@@ -130,11 +130,22 @@ class Estimate:
             price, src = _ec2(t, itype, f"deployment.{key}.instanceType")
             self.add(f"EC2 {name}", f"{itype} x {lo}/{want}/{hi} x {hours:g} h", price * hours, (lo, want, hi), src)
             self.add(f"EBS {name}", f"gp3 {gib} GiB per instance", gp3 * gib, (lo, want, hi), gp3_src)
+        pools = self._warm_pools(fleets) if scalable else []
+        for name, key, itype, sizes, gib, running in pools:
+            state = "running" if running else "stopped: volumes only"
+            self.add(f"EBS {name} warm pool", f"gp3 {gib} GiB per prepared server ({state})", gp3 * gib, sizes,
+                     gp3_src)
+            if running:
+                price, src = _ec2(t, itype, f"deployment.{key}.instanceType")
+                self.add(f"EC2 {name} warm pool", f"{itype} x prepared x {hours:g} h", price * hours, sizes, src)
         azs = len(c.network.availability_zones)
         public = [f for f in fleets if f[0] in ("BBB servers", "TURN servers", "BBB+Greenlight host")]
         fixed_ips = (c.nat_gateways if scalable else 0) + (azs if scalable else 0) + azs  # NAT EIPs, ALB, NLB
         ip, ip_src = t.get("publicIpv4Hour")
-        counts = tuple(fixed_ips + sum(f[3][i] for f in public) for i in range(3))
+        # A running prepared server keeps its public IPv4; a stopped one gives it back (a new one on every start).
+        counts = tuple(
+            fixed_ips + sum(f[3][i] for f in public) + sum(p[3][i] for p in pools if p[5]) for i in range(3)
+        )
         self.add("Public IPv4", "instances + NAT + load balancer nodes", ip * hours, counts, ip_src)  # type: ignore[arg-type]
         if scalable:
             nat_h, s1 = t.get("natGatewayHour")
@@ -174,6 +185,22 @@ class Estimate:
 
     def _fixed(self, component: str, detail: str, monthly: float, *sources: str) -> None:
         self.add(component, detail, monthly, (1, 1, 1), *sources)
+
+    def _warm_pools(
+        self, fleets: list[tuple[str, str, str, tuple[int, int, int], int]]
+    ) -> list[tuple[str, str, str, tuple[int, int, int], int, bool]]:
+        """(name, cdk.json section, instance type, prepared servers at the fleet's min/desired/max, GiB each,
+        running) per enabled pool: Auto Scaling keeps max(minSize, maxPreparedCapacity - instances in the group) prepared,
+        maxPreparedCapacity defaulting to the group's maximum; so the pool is largest when the fleet is smallest."""
+        out = []
+        for name, key, itype, counts, gib in fleets:
+            pool = getattr(getattr(self.c, key), "warm_pool", None)
+            if pool is None or not pool.enabled:
+                continue
+            prepared = counts[2] if pool.max_prepared_capacity is None else pool.max_prepared_capacity
+            sizes = tuple(max(pool.min_size, prepared - n) for n in counts)
+            out.append((name, key, itype, sizes, gib, pool.pool_state == "Running"))
+        return out  # type: ignore[return-value]
 
     def _fleets(self) -> list[tuple[str, str, str, tuple[int, int, int], int]]:
         """(name, cdk.json section, instance type, (min, desired, max), EBS GiB per instance)."""

@@ -35,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "userdata" / "bbb"))
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,13 @@ class Model:
     scale_in_ratio: float = 0.9
     # AWS: default scale-in cooldown of a target tracking policy, 300 s (scale-out is limited by warm-up only).
     scale_in_cooldown_min: int = 5
-    # Assumption (BBB sizing guidance for the recommended 8 cores/16 GB): ~200 audio participants per server;
-    # a webcam stream costs about as much as 4 participants. Replace with the load signal's measured weights.
-    bbb_capacity: float = 200.0
-    webcam_weight: float = 4.0
-    # Participants per server the fleet tracked before the load signal (the old bbb.participantsPerServer
-    # default); with --load-signal the target is bbb.loadTargetPercent of bbb_capacity, in the same units.
-    participants_target: float = 100.0
+    # The load figure is the hosts' own formula (userdata/bbb/load_figure.py) with cdk.json's bbb.loadWeights,
+    # against bbb.loadCapacity x bbb.loadTargetPercent. A profile gives participants and webcams per minute; how
+    # they sit in meetings is assumed as docs/scaling.md's reference class: 25 pupils, 5 of them with a
+    # microphone (voice) and 20 listen-only, a presenter in every meeting, the webcams spread evenly.
+    class_size: float = 25.0
+    voice_share: float = 0.2
+    listener_share: float = 0.8
     # cdk_constructs/bbb_fleet.py: bbb-install takes 20-40 min on a bare Ubuntu image (BBB_WARMUP = 30 min).
     cold_install_min: int = 30
     # Assumption: stopped -> running ~1 min (EC2), BBB services ~2 min, the launch state machine's 30 s poll,
@@ -90,7 +91,8 @@ class Fleet:
     reuse_on_scale_in: bool = True
     wake_min: int = 5
     drain_max_min: int = 0  # 0: no drain (the server goes at once)
-    schedule: tuple[tuple[int, int], ...] = ()  # (minute of the week, minInstances), sorted
+    # (minute of the week, minInstances or None, desiredInstances or None), sorted: scheduled actions
+    schedule: tuple[tuple[int, int | None, int | None], ...] = ()
 
 
 @dataclass
@@ -116,7 +118,7 @@ def simulate(fleet: Fleet, signal: Sequence[float], demand: Sequence[float], cap
     if fleet.pool_enabled:
         servers += [Server("pool") for _ in range(max(fleet.pool_min, max_prepared - fleet.min_instances))]
     desired, minimum = fleet.min_instances, fleet.min_instances
-    schedule = dict(fleet.schedule)
+    schedule = {minute: (low, want) for minute, low, want in fleet.schedule}
     metric: list[float | None] = []  # None: no server reported (the metric is per server): no datapoint
     last_scale_in = -(10**9)
     out = Outcome()
@@ -129,9 +131,10 @@ def simulate(fleet: Fleet, signal: Sequence[float], demand: Sequence[float], cap
             elif s.state == "draining" and (s.until <= t or signal[t] <= s.drained_below):
                 s.state = "pool" if fleet.pool_enabled and fleet.reuse_on_scale_in else "gone"
         servers = [s for s in servers if s.state != "gone"]
-        if t % 10080 in schedule:  # scheduled action: minInstances (desired raised to it, never lowered)
-            minimum = schedule[t % 10080]
-            desired = max(desired, minimum)
+        if t % 10080 in schedule:  # a scheduled action sets what it names; desired is then kept within [min, max]
+            low, want = schedule[t % 10080]
+            minimum = minimum if low is None else low
+            desired = max(desired if want is None else want, minimum)
         serving = sum(1 for s in servers if s.state == "serving")
         metric.append(signal[t] / serving if serving else None)
         seen = t - model.metric_lag_min  # the newest datapoint the alarms can evaluate
@@ -224,21 +227,46 @@ def week(values: list[float]) -> list[float]:
     return values * 5 + [0.0] * 2880
 
 
+def bbb_load(profile: Profile, weights: dict[str, float], model: Model) -> list[float]:
+    """The fleet's load units per minute of the day: the hosts' formula over the model's reference classes."""
+    from load_figure import meeting_load  # userdata/bbb: the function each BBB server publishes with
+
+    out = []
+    for participants, webcams in zip(profile.participants, profile.webcams, strict=True):
+        meetings = participants / model.class_size
+        if meetings == 0:
+            out.append(0.0)
+            continue
+        size, cams = participants / meetings, webcams / meetings
+        one = meeting_load(
+            weights,
+            participants=size,
+            voice=size * model.voice_share,
+            listeners=size * model.listener_share,
+            webcams=cams,
+            presenting=True,
+        )
+        out.append(meetings * one)
+    return out
+
+
 # --- configuration from the deployment's settings --------------------------------------------------------
 
+Schedule = tuple[tuple[int, int | None, int | None], ...]
 
-def parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
-    """`HH:MM=min,...` on weekdays -> ((minute of the week, minInstances), ...)."""
+
+def parse_schedule(text: str) -> Schedule:
+    """`HH:MM=min,...` on weekdays -> ((minute of the week, minInstances, None), ...)."""
     entries = []
     for item in filter(None, text.split(",")):
         when, _, value = item.partition("=")
         hours, minutes = when.split(":")
-        entries += [(d * 1440 + int(hours) * 60 + int(minutes), int(value)) for d in range(5)]
+        entries += [(d * 1440 + int(hours) * 60 + int(minutes), int(value), None) for d in range(5)]
     return tuple(sorted(entries))
 
 
-def cron_schedule(entries: Sequence[Any]) -> tuple[tuple[int, int], ...]:
-    """`bbb.schedule` entries (cron `M H * * DOW`, local time) -> the same form; only what the model needs."""
+def cron_schedule(entries: Sequence[Any]) -> Schedule:
+    """`bbb.schedule` entries (cron `M H * * DOW`, read in the profile's local time) -> the same form."""
 
     def expand(field_text: str, low: int, high: int) -> list[int]:
         found: list[int] = []
@@ -259,11 +287,13 @@ def cron_schedule(entries: Sequence[Any]) -> tuple[tuple[int, int], ...]:
             monday_based = (day - 1) % 7  # cron: 0/7 = Sunday
             for h in expand(hour, 0, 23):
                 for m in expand(minute, 0, 59):
-                    out.append((monday_based * 1440 + h * 60 + m, int(entry.min_instances)))
+                    out.append((monday_based * 1440 + h * 60 + m, entry.min_instances, entry.desired_instances))
     return tuple(sorted(out))
 
 
 def load_settings(overrides: Sequence[str]) -> Any:
+    """cdk.json's deployment, with `key=value` overrides as `-c deployment.key=value` would apply them: the
+    same validation, so a bad timetable fails here naming its key as synth would."""
     from settings import load_config
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
@@ -274,6 +304,26 @@ def load_settings(overrides: Sequence[str]) -> Any:
         except ValueError:
             context[f"deployment.{key}"] = value
     return load_config(context)
+
+
+def institution_of(profile_path: Path) -> Path | None:
+    """The institution's own `deployment.bbb` settings shipped beside a profile (`<profile>.bbb.json`: its
+    timetable as `schedule`, and any size it needs, e.g. `maxInstances`); applied over cdk.json like `--set`."""
+    path = profile_path.with_suffix(".bbb.json")
+    return path if path.exists() else None
+
+
+def institution_overrides(institution: Path | None) -> list[str]:
+    """That file as `--set` items."""
+    if institution is None:
+        return []
+    try:
+        own = json.loads(institution.read_text())
+    except ValueError as error:
+        raise SystemExit(f"{institution}: not JSON ({error})") from None
+    if not isinstance(own, dict):
+        raise SystemExit(f"{institution}: expected an object of deployment.bbb keys")
+    return [f"bbb.{key}={json.dumps(value)}" for key, value in own.items()]
 
 
 @dataclass(frozen=True)
@@ -288,27 +338,29 @@ class Row:
     le_central_per_week: float
 
 
-def bbb_target(config: Any, model: Model, load_signal: bool) -> float:
-    """The BBB fleet's per-server target in the simulated signal's units: participants (the old signal), or
-    bbb.loadTargetPercent of the model's capacity (the load signal, tracked as a share of capacity)."""
-    return model.bbb_capacity * config.bbb.load_target_percent / 100 if load_signal else model.participants_target
+def weights_of(config: Any) -> dict[str, float]:
+    w = config.bbb.load_weights
+    return {
+        "participant": w.participant,
+        "voice": w.voice,
+        "listener": w.listener,
+        "webcam": w.webcam,
+        "webcamViewer": w.webcam_viewer,
+        "screenShareViewer": w.screen_share_viewer,
+    }
 
 
-def run(
-    profile: Profile, config: Any, schedule: tuple[tuple[int, int], ...], model: Model, *, load_signal: bool = False
-) -> tuple[list[Row], dict[str, float]]:
-    """The four configurations and the oracles' BBB server-hours per weekday. `load_signal`: scale on
-    participants + webcams x weight (issue 11's meeting-aware signal) instead of participants alone, the target
-    then bbb.loadTargetPercent of the model's capacity in those load units."""
+def run(profile: Profile, config: Any, schedule: Schedule, model: Model) -> tuple[list[Row], dict[str, float]]:
+    """The four configurations and the oracles' BBB server-hours per weekday."""
     participants = week(profile.participants)
-    demand = [p + model.webcam_weight * w for p, w in zip(participants, week(profile.webcams), strict=True)]
+    load = week(bbb_load(profile, weights_of(config), model))
     allocations = [
         p * r * model.allocations_per_relaying_user
         for p, r in zip(participants, week(profile.relay_share), strict=True)
     ]
     bbb, pool = config.bbb, config.bbb.warm_pool
     base = Fleet(
-        target=bbb_target(config, model, load_signal),
+        target=bbb.load_target,
         min_instances=bbb.min_instances,
         max_instances=bbb.max_instances,
         boot_min=model.cold_install_min,
@@ -336,7 +388,7 @@ def run(
         ("schedule + pool", True, True),
     ):
         fleet = replace(base, schedule=schedule if with_schedule else (), pool_enabled=with_pool)
-        out = simulate(fleet, demand if load_signal else participants, demand, model.bbb_capacity, model)
+        out = simulate(fleet, load, load, bbb.capacity, model)
         rows.append(
             Row(
                 name=name,
@@ -349,36 +401,45 @@ def run(
                 le_central_per_week=7 / model.le_renewal_days,
             )
         )
-    return rows, oracles(demand[:weekday_minutes], bbb.min_instances, model)
+    return rows, oracles(load[:weekday_minutes], bbb.min_instances, bbb.load_target, bbb.capacity)
 
 
-def oracles(demand: Sequence[float], floor: int, model: Model) -> dict[str, float]:
-    """Server-hours per weekday of a fleet that knows the future: each minute exactly the servers the demand
-    needs at full capacity, without and with the deployment's minInstances floor (target tracking needs one
-    server to report a metric at all, so the floor is structural)."""
+REFERENCE = "oracle"
+
+
+def oracles(load: Sequence[float], floor: int, target: float, capacity: float) -> dict[str, float]:
+    """Server-hours per weekday of fleets that know the future and start and stop servers instantly.
+
+    `oracle` (the reference): each minute exactly the servers the load needs at the configured target (the
+    operator's headroom, bbb.loadTargetPercent), never fewer than bbb.minInstances (the operator's promise
+    that a meeting can start at any hour: with no server there is nothing to measure demand on, or to send a
+    meeting to). The difference to it is what the scaling machinery costs: metric lag, alarm periods,
+    install and wake times, drains. `oracle at 100 %, no floor`: every server full, none at night; what no
+    fleet with headroom and a night service can reach, shown for scale.
+    """
     return {
-        "perfect oracle": sum(math.ceil(d / model.bbb_capacity) for d in demand) / 60 / 5,
-        f"oracle, floor {floor}": sum(max(floor, math.ceil(d / model.bbb_capacity)) for d in demand) / 60 / 5,
+        REFERENCE: sum(max(floor, math.ceil(x / target)) for x in load) / 60 / 5,
+        "oracle at 100 %, no floor": sum(math.ceil(x / capacity) for x in load) / 60 / 5,
     }
 
 
 def table(rows: list[Row], oracle: dict[str, float]) -> str:
-    reference = oracle["perfect oracle"]
+    reference = oracle[REFERENCE]
     head = (
-        f"{'configuration':<22} {'min>cap':>7} {'peak BBB':>8} {'peak TURN':>9} {'BBB h/day':>9} "
+        f"{'configuration':<26} {'min>cap':>7} {'peak BBB':>8} {'peak TURN':>9} {'BBB h/day':>9} "
         f"{'vs oracle':>9} {'TURN h/day':>10} {'LE/wk per-server':>16} {'LE/wk central':>13}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         ratio = f"{100 * (r.bbb_hours_per_weekday / reference - 1):+.0f} %" if reference else "-"
         lines.append(
-            f"{r.name:<22} {r.over_capacity_minutes:>7} {r.peak_bbb:>8} {r.peak_turn:>9} "
+            f"{r.name:<26} {r.over_capacity_minutes:>7} {r.peak_bbb:>8} {r.peak_turn:>9} "
             f"{r.bbb_hours_per_weekday:>9.1f} {ratio:>9} {r.turn_hours_per_weekday:>10.1f} "
             f"{r.le_per_server_per_week:>16} {r.le_central_per_week:>13.2f}"
         )
     for name, hours in oracle.items():
         ratio = f"{100 * (hours / reference - 1):+.0f} %" if reference else "-"
-        lines.append(f"{name:<22} {0:>7} {'':>8} {'':>9} {hours:>9.1f} {ratio:>9}")
+        lines.append(f"{name:<26} {0:>7} {'':>8} {'':>9} {hours:>9.1f} {ratio:>9}")
     return "\n".join(lines)
 
 
@@ -393,38 +454,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a deployment setting, e.g. bbb.minInstances=0 (JSON values)",
     )
-    parser.add_argument("--schedule", help="HH:MM=minInstances,... on weekdays (when bbb.schedule is not set)")
     parser.add_argument(
-        "--load-signal",
-        action="store_true",
-        help="scale on participants + weighted webcams (target in those units), not participants",
+        "--schedule",
+        help="HH:MM=minInstances,... on weekdays, instead of the profile's timetable or bbb.schedule",
     )
     args = parser.parse_args(argv)
-    config = load_settings(args.overrides)
     model = Model()
     for path in args.profiles:
         profile = read_profile(path)
-        configured = getattr(config.bbb, "schedule", None)
-        if configured:
-            schedule, source = cron_schedule(configured), "bbb.schedule"
-        elif args.schedule:
+        institution = institution_of(path)
+        config = load_settings(institution_overrides(institution) + list(args.overrides))  # --set wins
+        if args.schedule:
             schedule, source = parse_schedule(args.schedule), "--schedule"
-        else:  # the operator's timetable: the day's peak need from 30 min before the first lesson to the last
-            load = [p + model.webcam_weight * w for p, w in zip(profile.participants, profile.webcams, strict=True)]
-            need = math.ceil(
-                max(load if args.load_signal else profile.participants) / bbb_target(config, model, args.load_signal)
-            )
-            busy = [m for m, p in enumerate(profile.participants) if p > 0]
-            first, last = (busy[0], busy[-1]) if busy else (0, 0)
-            text = f"{(first - 30) // 60:02d}:{(first - 30) % 60:02d}={min(need, config.bbb.max_instances)}"
-            text += f",{(last + 1) // 60:02d}:{(last + 1) % 60:02d}={config.bbb.min_instances}"
-            schedule, source = parse_schedule(text), f"derived from the profile: {text}"
-        rows, oracle = run(profile, config, schedule, model, load_signal=args.load_signal)
+        elif config.bbb.schedule:
+            schedule = cron_schedule(config.bbb.schedule)
+            given = any(item.startswith("bbb.schedule=") for item in args.overrides)
+            source = "bbb.schedule" + (f" from {institution.name}" if institution and not given else "")
+        else:
+            schedule, source = (), "none"
+        rows, oracle = run(profile, config, schedule, model)
+        bbb, load = config.bbb, bbb_load(profile, weights_of(config), model)
         print(
-            f"\n{path.name} (schedule: {source}; bbb min/max {config.bbb.min_instances}/{config.bbb.max_instances},"
-            f" target {bbb_target(config, model, args.load_signal):g}"
-            f" {'load units' if args.load_signal else 'participants'};"
-            f" warm pool min {config.bbb.warm_pool.min_size})"
+            f"\n{path.name} (timetable: {source}; bbb min/max {bbb.min_instances}/{bbb.max_instances},"
+            f" {bbb.instance_type} {bbb.capacity:g} load units, target {bbb.load_target:g};"
+            f" warm pool min {bbb.warm_pool.min_size}; peak load {max(load):.0f})"
         )
         print(table(rows, oracle))
     return 0

@@ -91,7 +91,7 @@ def check_relations(c: Config, problems: list[str]) -> None:
                         "while before the operator is alarmed; e.g. renewDays 30, alarmDays 20")
 
     check_relay_ports(c.turn.relay_ports, problems)
-    check_scaling(c.bbb, problems)
+    check_scaling(c.bbb, problems, scalable=c.environment.type == "scalable")
 
     # Backups: AWS Backup keeps a monthly recovery point at least as long as a month.
     for stage in ("dev", "stage", "prod"):

@@ -14,9 +14,25 @@ from settings.model import CONTEXT_KEY, Bbb, vcpus
 GROUP_MAXIMUM = 200
 
 
-def check_scaling(bbb: Bbb, problems: list[str]) -> None:
+def check_scaling(bbb: Bbb, problems: list[str], *, scalable: bool) -> None:
     check_schedule(bbb, problems)
     check_load(bbb, problems)
+    if scalable:
+        check_floor(bbb, problems)
+
+
+def check_floor(bbb: Bbb, problems: list[str]) -> None:
+    """A fleet at 0 servers cannot scale out by itself: its signal (Load, Average per server) is published by
+    the servers, so with none running there is no datapoint and target tracking does nothing. minInstances 0
+    is only a fleet if a timetable entry raises it again (docs/scaling.md, "Night and weekend")."""
+    if bbb.min_instances > 0:
+        return
+    if not any((entry.min_instances or 0) > 0 or (entry.desired_instances or 0) > 0 for entry in bbb.schedule):
+        problems.append(
+            f"{CONTEXT_KEY}.bbb.minInstances: 0 with no {CONTEXT_KEY}.bbb.schedule entry that raises it: the fleet "
+            "would never start a BBB server (the load figure comes from running servers, so an empty fleet has no "
+            "signal to scale out on); set minInstances to 1, or add timetable entries that raise it before use"
+        )
 
 
 def check_schedule(bbb: Bbb, problems: list[str]) -> None:

@@ -42,7 +42,7 @@ def test_a_woken_server_serves_after_the_wake_time() -> None:
 
 @pytest.mark.parametrize(("pool", "over", "launches"), [(False, 25, 2), (True, 0, 0)])
 def test_scheduled_minimum_prewarms_before_the_lesson(pool: bool, over: int, launches: int) -> None:
-    fleet = replace(FLEET, pool_enabled=pool, schedule=((5, 3),))  # minInstances 3 at minute 5
+    fleet = replace(FLEET, pool_enabled=pool, schedule=((5, 3, None),))  # minInstances 3 at minute 5
     out = sim.simulate(fleet, STEP, STEP, 20, MODEL)
     # Cold: serving at 5 + 30 = 35, above capacity 10..34. Woken: serving at 5 + 5 = 10, never above.
     assert (out.over_capacity_minutes, out.cold_launches) == (over, launches)
@@ -69,20 +69,51 @@ def test_profile_and_schedule_parsing(tmp_path: Path) -> None:
     path.write_text("time,participants,webcams,relay_share\n08:00,30,4,0.1\n08:01,31,5,0.1\n")
     profile = sim.read_profile(path)
     assert profile.participants[480:482] == [30, 31] and profile.webcams[481] == 5 and sum(profile.participants) == 61
-    assert sim.parse_schedule("07:30=3")[:2] == ((450, 3), (1440 + 450, 3))
+    assert sim.parse_schedule("07:30=3")[:2] == ((450, 3, None), (1440 + 450, 3, None))
     path.write_text("time,participants,webcams,relay_share\n25:00,1,0,0\n")
     with pytest.raises(SystemExit, match=r"p\.csv:2"):
         sim.read_profile(path)
 
 
-def test_school_day_with_the_defaults_schedule_and_pool(capsys: pytest.CaptureFixture[str]) -> None:
-    assert sim.main([str(ROOT / "bench/profiles/school_day.csv")]) == 0
-    lines = {line[:22].strip(): line[22:].split() for line in capsys.readouterr().out.splitlines() if line[:1] != "-"}
-    # The shipped defaults: a derived timetable schedule plus the warm pool never leave a pupil without room,
-    # and reuse the same prepared servers every day (no certificate after the first week's).
-    over, _peak, _turn, _hours, _ratio, _pct, _turn_hours, certs, _central = lines["schedule + pool"]
-    assert (over, certs) == ("0", "0")
-    assert int(lines["no schedule, no pool"][0]) > 0  # the same day without them: late servers
+def test_school_day_meets_the_target_with_the_defaults_and_the_schools_timetable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 11's bar: cdk.json's defaults plus the school's timetable (school_day.bbb.json: the bbb.schedule
+    a school would write) leave no minute above capacity, cost at most 10 % more server-hours than
+    the oracle, and need no per-server certificate (the warm pool's servers are reused every day)."""
+    path = ROOT / "bench/profiles/school_day.csv"
+    config = sim.load_settings(sim.institution_overrides(sim.institution_of(path)))
+    assert config.bbb.schedule and config.bbb.max_instances == 3  # the timetable; cdk.json's sizes
+    rows, oracle = sim.run(sim.read_profile(path), config, sim.cron_schedule(config.bbb.schedule), MODEL)
+    by_name = {row.name: row for row in rows}
+    both = by_name["schedule + pool"]
+    assert both.over_capacity_minutes == 0 and both.le_per_server_per_week == 0
+    assert both.bbb_hours_per_weekday <= 1.10 * oracle[sim.REFERENCE]
+    # Without the timetable and the pool the same day has late servers and a certificate per new server.
+    bare = by_name["no schedule, no pool"]
+    assert bare.over_capacity_minutes > 0 and bare.le_per_server_per_week > 0
+    # The command prints the same table, naming the timetable it read.
+    assert sim.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "timetable: bbb.schedule from school_day.bbb.json" in out
+    assert f"{both.bbb_hours_per_weekday:>9.1f}" in out.split("schedule + pool", 1)[1].splitlines()[0]
+
+
+def test_the_load_is_the_hosts_formula_over_reference_classes() -> None:
+    """docs/scaling.md's class (25 pupils, 5 microphones, 20 listen-only, 2 webcams, a presenter) is 50 units
+    under the default weights; two such classes in one minute are 100."""
+    config = sim.load_settings([])
+    minute = sim.Profile(participants=[25.0, 50.0, 0.0], webcams=[2.0, 4.0, 0.0], relay_share=[0.0] * 3)
+    assert [round(x, 6) for x in sim.bbb_load(minute, sim.weights_of(config), MODEL)] == [50.0, 100.0, 0.0]
+    heavier = sim.load_settings(['bbb.loadWeights={"webcam": 4.0}'])
+    assert sim.bbb_load(minute, sim.weights_of(heavier), MODEL)[0] == pytest.approx(54.0)
+
+
+def test_a_bad_timetable_fails_naming_its_key() -> None:
+    from settings import ConfigError
+
+    with pytest.raises(ConfigError, match=r"deployment\.bbb\.schedule\[0\]\.timezone"):
+        sim.load_settings(['bbb.schedule=[{"cron": "0 7 * * 1-5", "timezone": "Mars/Olympus", "minInstances": 2}]'])
 
 
 def test_a_server_cordoned_during_a_lesson_drains_until_its_meetings_end() -> None:
@@ -99,7 +130,7 @@ def test_an_empty_fleet_reports_no_metric_and_never_scales_out() -> None:
     """The metric is published by each server: with none running there is no datapoint for the alarms."""
     out = sim.simulate(replace(FLEET, min_instances=0), STEP, STEP, 20, MODEL)
     assert out.over_capacity_minutes == 50 and out.peak_servers == 0 and sum(out.billed_minutes) == 0
-    fleet = replace(FLEET, min_instances=0, pool_enabled=True, schedule=((5, 1),))
+    fleet = replace(FLEET, min_instances=0, pool_enabled=True, schedule=((5, 1, None),))
     woken = sim.simulate(fleet, STEP, STEP, 20, MODEL)
     # A scheduled minimum of 1 (woken at 5, serving at 10) gives the alarms their first datapoints (10, 11, 12):
     # at 13 two more are woken, serving at 18, as in the pool case above.

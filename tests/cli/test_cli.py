@@ -56,7 +56,7 @@ def test_runs_from_anywhere(only_the_package):
         env=only_the_package,
     )
     assert result.returncode == 0, result.stderr
-    assert '"total": 1092.07' in result.stdout
+    assert '"total": 1116.71' in result.stdout
 
 
 def test_probe_needs_exactly_one_target(capsys):

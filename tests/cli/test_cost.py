@@ -32,6 +32,8 @@ DEFAULT = {
     "EBS TURN servers": (0.88, 1.76, 3.52),  # gp3 0.088 x 10 GiB
     "EC2 BBB servers": (254.04, 254.04, 762.12),  # c5a.2xlarge 0.348 x 730, x1/x1/x3
     "EBS BBB servers": (12.32, 12.32, 36.96),  # 0.088 x (40 + 100) GiB
+    # Stopped prepared servers: volumes only; max(minSize 0, maxInstances 3 - servers) = 2/2/0 of them.
+    "EBS BBB servers warm pool": (24.64, 24.64, 0.00),
     "EC2 ECS instances": (59.57, 119.14, 238.27),  # t3a.large 0.0816 x 730 = 59.568, x1/x2/x4
     "EBS ECS instances": (2.64, 5.28, 10.56),  # 0.088 x 30 GiB
     "Public IPv4": (32.85, 36.50, 51.10),  # 0.005 x 730 = 3.65 x (1 NAT + 3 ALB + 3 NLB + TURN + BBB) = 9/10/14
@@ -82,7 +84,7 @@ def test_default_configuration(capsys):
     assert code == 0
     assert result["region"] == "eu-west-1" and result["currency"] == "USD"
     assert table(result) == DEFAULT
-    assert result["total"] == pytest.approx(1092.07, abs=0.005)
+    assert result["total"] == pytest.approx(1116.71, abs=0.005)
     assert result["total"] == pytest.approx(sum(v[1] for v in DEFAULT.values()), abs=0.005)
     assert result["total_min"] == pytest.approx(sum(v[0] for v in DEFAULT.values()), abs=0.005)
     assert result["total_max"] == pytest.approx(sum(v[2] for v in DEFAULT.values()), abs=0.005)
@@ -102,8 +104,23 @@ def test_single_shape_in_us_east_1(capsys):
     [
         (
             "deployment.bbb.maxInstances=5",
-            {("EC2 BBB servers", 2), ("EBS BBB servers", 2), ("Public IPv4", 2), ("CloudWatch custom metrics", 2)},
+            {
+                ("EC2 BBB servers", 2),
+                ("EBS BBB servers", 2),
+                ("Public IPv4", 2),
+                ("CloudWatch custom metrics", 2),
+                ("EBS BBB servers warm pool", 0),  # the pool prepares up to the maximum: 4/4/0
+                ("EBS BBB servers warm pool", 1),
+            },
         ),
+        # Running prepared servers cost the instance and keep a public IPv4 (2/2/0 of them).
+        (
+            "deployment.bbb.warmPool.poolState=Running",
+            {("EC2 BBB servers warm pool", i) for i in (0, 1)} | {("Public IPv4", i) for i in (0, 1)},
+        ),
+        # A TURN pool (off by default): 4 - 1/2/4 servers stopped, volumes only.
+        ("deployment.turn.warmPool.enabled=true", {("EBS TURN servers warm pool", i) for i in (0, 1)}),
+        ("deployment.bbb.warmPool.enabled=false", {("EBS BBB servers warm pool", i) for i in (0, 1)}),
         (
             "deployment.turn.desiredInstances=3",
             {
@@ -119,7 +136,10 @@ def test_single_shape_in_us_east_1(capsys):
             "deployment.cache.engine=redis",
             {("ElastiCache (redis)", 0), ("ElastiCache (redis)", 1), ("ElastiCache (redis)", 2)},
         ),
-        ("deployment.bbb.dataVolumeGib=200", {("EBS BBB servers", 0), ("EBS BBB servers", 1), ("EBS BBB servers", 2)}),
+        (
+            "deployment.bbb.dataVolumeGib=200",
+            {("EBS BBB servers", i) for i in range(3)} | {("EBS BBB servers warm pool", i) for i in (0, 1)},
+        ),
     ],
 )
 def test_one_value_changes_exactly_its_lines(capsys, override, changed):
@@ -129,7 +149,8 @@ def test_one_value_changes_exactly_its_lines(capsys, override, changed):
     old, new = table(before), table(after)
     renamed = {"ElastiCache (valkey)": "ElastiCache (redis)"} if "engine" in override else {}
     old = {renamed.get(k, k): v for k, v in old.items()}
-    diff = {(name, i) for name in new for i in range(3) if new[name][i] != old[name][i]}
+    zero = (0.0, 0.0, 0.0)  # a line only one side has
+    diff = {(name, i) for name in {*new, *old} for i in range(3) if new.get(name, zero)[i] != old.get(name, zero)[i]}
     assert diff == changed
     assert after["total_max"] >= before["total_max"]
 
@@ -189,7 +210,7 @@ def test_text_table_has_every_line_and_the_total(capsys):
     out = capsys.readouterr().out
     for component in DEFAULT:
         assert component in out
-    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,007.48", "1,092.07", "2,134.60"]
+    assert out.splitlines()[len(DEFAULT) + 2].split()[-3:] == ["1,032.12", "1,116.71", "2,134.60"]
 
 
 @pytest.mark.parametrize("shape", ["scalable", "single"])

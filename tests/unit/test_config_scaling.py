@@ -156,3 +156,16 @@ def test_turn_allocation_target_counts_against_the_relay_ports(changes: dict[str
 ])
 def test_turn_targets_bounds(key: str, value: int, message: str) -> None:
     assert one_problem(**{key: value}) == f"deployment.{key}: {value} {message}"
+
+
+def test_a_fleet_at_zero_needs_a_timetable_entry_that_raises_it() -> None:
+    """An empty fleet has no Load datapoint to scale out on: minInstances 0 alone would never serve."""
+    empty = {"bbb.minInstances": 0, "bbb.desiredInstances": 0}
+    assert one_problem(**empty).startswith(
+        "deployment.bbb.minInstances: 0 with no deployment.bbb.schedule entry that raises it")
+    lowering_only = {**empty, "bbb.schedule": [{**BERLIN, "minInstances": 0}]}
+    assert one_problem(**lowering_only).startswith("deployment.bbb.minInstances: 0 with no")
+    for raising in ({**BERLIN, "minInstances": 2}, {**BERLIN, "minInstances": None, "desiredInstances": 1}):
+        assert load_config(ctx(**empty, **{"bbb.schedule": [raising]})).bbb.min_instances == 0
+    # The single host is one instance, not target-tracked: the rule is the scalable fleet's.
+    assert load_config(ctx(**empty, **{"environment.type": "single"})).bbb.min_instances == 0

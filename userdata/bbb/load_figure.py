@@ -81,17 +81,30 @@ def meetings_and_load(xml_text: str, weights: dict[str, float]) -> tuple[int, fl
             webcams = _count(meeting, "videoCount")
         else:
             webcams = sum(1 for attendee in attendees if _true(attendee, "hasVideo"))
-        others = max(participants - 1, 0)
-        presenting = any(_true(attendee, "isPresenter") for attendee in attendees)
-        load += (
-            weights["participant"] * participants
-            + weights["voice"] * _count(meeting, "voiceParticipantCount")
-            + weights["listener"] * _count(meeting, "listenerCount")
-            + weights["webcam"] * webcams
-            + weights["webcamViewer"] * webcams * others
-            + (weights["screenShareViewer"] * others if presenting else 0.0)
+        load += meeting_load(
+            weights,
+            participants=participants,
+            voice=_count(meeting, "voiceParticipantCount"),
+            listeners=_count(meeting, "listenerCount"),
+            webcams=webcams,
+            presenting=any(_true(attendee, "isPresenter") for attendee in attendees),
         )
     return meetings, round(load, 2)
+
+
+def meeting_load(
+    weights: dict[str, float], *, participants: float, voice: float, listeners: float, webcams: float, presenting: bool
+) -> float:
+    """One meeting's load units (the formula above; bench/capacity_sim.py models a day with the same one)."""
+    others = max(participants - 1, 0)
+    return (
+        weights["participant"] * participants
+        + weights["voice"] * voice
+        + weights["listener"] * listeners
+        + weights["webcam"] * webcams
+        + weights["webcamViewer"] * webcams * others
+        + (weights["screenShareViewer"] * others if presenting else 0.0)
+    )
 
 
 def metric_data(xml_text: str, weights: dict[str, float], asg: str, instance_id: str) -> list[dict[str, Any]]:
