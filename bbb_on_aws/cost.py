@@ -190,8 +190,9 @@ class Estimate:
         self, fleets: list[tuple[str, str, str, tuple[int, int, int], int]]
     ) -> list[tuple[str, str, str, tuple[int, int, int], int, bool]]:
         """(name, cdk.json section, instance type, prepared servers at the fleet's min/desired/max, GiB each,
-        running) per enabled pool: Auto Scaling keeps max(minSize, maxPreparedCapacity - instances in the group) prepared,
-        maxPreparedCapacity defaulting to the group's maximum; so the pool is largest when the fleet is smallest."""
+        running) per enabled pool. Auto Scaling keeps max(minSize, maxPreparedCapacity - instances in the
+        group) prepared, maxPreparedCapacity defaulting to the group's maximum: largest when the fleet is
+        smallest."""
         out = []
         for name, key, itype, counts, gib in fleets:
             pool = getattr(getattr(self.c, key), "warm_pool", None)
