@@ -361,6 +361,13 @@ class TurnClient:
             frame += b"\x00" * (-len(data) % 4)
         self.send_raw(frame)
 
+    def handled(self) -> None:
+        """Return once the relay has handled every frame this client sent before (forwarded or dropped):
+        the answer to a Binding request, since the relay reads one socket or stream in order. This is
+        what a test waits on before checking that nothing was forwarded, instead of a guessed sleep."""
+        response = self.transact(request(Method.BINDING), sign=False)
+        assert response.message_class == MessageClass.SUCCESS, response
+
     def receive_data(self, timeout: float | None = None) -> tuple[Address | None, int | None, bytes]:
         """The next relayed payload: (peer, None, data) for a Data indication, (None, channel, data)
         for ChannelData."""
