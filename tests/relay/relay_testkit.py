@@ -226,6 +226,7 @@ class TurnClient:
         tls_context: ssl.SSLContext | None = None,
         proxy_header: bytes = b"",
         bind: str | None = None,
+        receive_buffer: int | None = None,
     ) -> None:
         self.server = server
         self.session = Session(username, password)
@@ -237,7 +238,11 @@ class TurnClient:
             self.sock.bind((bind or ("::1" if family == socket.AF_INET6 else "127.0.0.1"), 0))
             self.sock.connect(server)
         else:
-            raw = socket.create_connection(server, timeout=timeout)
+            raw = socket.socket(family, socket.SOCK_STREAM)
+            if receive_buffer is not None:  # before connect: the window scale is agreed for this size
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            raw.settimeout(timeout)
+            raw.connect(server)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as browsers do: no Nagle delays
             if proxy_header:
                 raw.sendall(proxy_header)
