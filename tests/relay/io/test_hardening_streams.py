@@ -8,13 +8,30 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from relay_testkit import RunningRelay, loopback_config, proxy_v2_header
+from relay_testkit import RunningRelay, loopback_config, proxy_v2_header, wait_until
 
 from relay.config import Listener
 from relay.server import stream
 from relay.stun import MessageClass
+
+
+def _accept_queue(port: int) -> tuple[int, int]:
+    """(connections in the accept queue of the IPv4 listener on `port`, accepted-side connections on that port
+    still open in the kernel), from /proc/net/tcp: a listening socket's rx_queue is its accept backlog, and a
+    queued connection reset by its client leaves the table while it stays queued."""
+    queued, open_children = 0, 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) != port:
+            continue
+        if fields[3] == "0A":  # TCP_LISTEN
+            queued = int(fields[4].split(":")[1], 16)
+        else:
+            open_children += 1
+    return queued, open_children
 
 
 def _reset_connection(address: tuple[str, int]) -> None:
@@ -49,10 +66,9 @@ def test_9_connection_reset_before_accept_is_closed_quietly(
         assert entered.wait(5)
         for _ in range(count):
             _reset_connection(address)
-        time.sleep(0.1)  # every RST has reached the kernel's accept queue
+        wait_until(lambda: _accept_queue(address[1]) == (count, 0), f"{count} reset connections in the accept queue")
         release.set()
-        relay.call(lambda: None)  # the accepts have run
-        time.sleep(0.1)
+        wait_until(lambda: relay.call(lambda: relay.stats.stream_closes_reset) >= count, "the accepts to have run")
         gauge = relay.call(lambda: relay.stats.connections_tcp)
         resets = relay.call(lambda: relay.stats.stream_closes_reset)
         open_connections = relay.call(lambda: len(relay.server.connections))
