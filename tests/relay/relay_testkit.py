@@ -502,10 +502,12 @@ class Peer:
         return data, address[:2]
 
     def nothing_received(self, wait: float = 0.3) -> bool:
+        """No datagram within `wait` seconds; with 0, none queued now (after a barrier such as
+        TurnClient.handled(), where anything forwarded would already be here)."""
         self.sock.settimeout(wait)
         try:
             self.sock.recvfrom(65535)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             return True
         return False
 
