@@ -118,7 +118,7 @@ def test_invalid_parameters():
 
 
 def test_wait_for_exit_returns_when_allocations_end():
-    async def scenario() -> str:
+    async def scenario() -> tuple[str, int]:
         control = RelayControl(60)
         control.mark_ready()
         allocations = [3]
@@ -126,15 +126,16 @@ def test_wait_for_exit_returns_when_allocations_end():
         async def clients_leave() -> None:
             control.start_drain("test")
             for _ in range(3):
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the script of departures, one every 10 ms (not a wait on anything)
                 allocations[0] -= 1
 
         task = asyncio.create_task(clients_leave())
         reason = await asyncio.wait_for(control.wait_for_exit(lambda: allocations[0], poll_interval=0.005), 5)
+        left_at_exit = allocations[0]  # before the script finishes: an exit with one client left shows here
         await task
-        return reason
+        return reason, left_at_exit
 
-    assert asyncio.run(scenario()) == "drained"
+    assert asyncio.run(scenario()) == ("drained", 0)
 
 
 def test_wait_for_exit_times_out_the_drain():
