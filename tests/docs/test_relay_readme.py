@@ -20,7 +20,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.docs.doc_blocks import RELAY_README, marked_blocks
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,25 +42,6 @@ BLOCKS = marked_blocks(RELAY_README)
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
 EXAMPLE_IP, EXAMPLE_NAME = "203.0.113.10", "turn.example.org"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_udp_tcp_port() -> int:
-    """A port free for both UDP and TCP (the relay's main listener takes both)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket() as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def adapt(block: str, replacements: dict[str, str]) -> str:
@@ -207,7 +188,7 @@ def relay(host: Host) -> Iterator[callable]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(*flags: str) -> Ports:
-        ports = Ports(free_udp_tcp_port(), free_port(), free_port())
+        ports = Ports(free_port(), free_port(), free_port())
         command = [
             *adapt(exec_start, host.paths).split(),
             f"--listening-port={ports.listen}",
@@ -241,7 +222,7 @@ def relay(host: Host) -> Iterator[callable]:
 
 @pytest.fixture
 def echo_peer() -> Iterator[int]:
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     process = subprocess.Popen(
         ["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

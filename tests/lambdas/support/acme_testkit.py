@@ -37,15 +37,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.servers import free_port
+
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 # Let's Encrypt's validity; the issuer's decisions are tested with a clock moved relative to it.
 VALIDITY = dt.timedelta(days=90)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Route53Dns:
