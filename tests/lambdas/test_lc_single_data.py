@@ -4,12 +4,14 @@ AZ keeps the volume, and the states only an operator can resolve."""
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 from typing import Any
 
 import boto3
 import pytest
 from lc_world import World
+
+from tests.servers import wait_until
 
 LAUNCH = "bbb-on-aws-launch"
 TOKEN = "6c5d4e3f-2a1b-4c0d-9e8f-7a6b5c4d3e2f"
@@ -143,7 +145,9 @@ def test_volume_held_in_a_failing_zone_is_restored_from_the_newest_backup_after_
     original = data_volume(far)
     # AWS Backup's snapshots (daily): found by the volume they were taken of
     older = ec2.create_snapshot(VolumeId=original, Description="AWS Backup daily")["SnapshotId"]
-    time.sleep(1.1)  # moto stamps StartTime in whole seconds (real time, not the world's clock)
+    # moto stamps StartTime in whole seconds of real time (not the world's clock): the next one must be later.
+    stamped = ec2.describe_snapshots(SnapshotIds=[older])["Snapshots"][0]["StartTime"]
+    wait_until(lambda: dt.datetime.now(dt.timezone.utc) >= stamped + dt.timedelta(seconds=1), "the next second")
     newest = ec2.create_snapshot(VolumeId=original, Description="AWS Backup daily")["SnapshotId"]
     subnet = next(s for s in ec2.describe_subnets()["Subnets"] if s["AvailabilityZone"] == far)
     stuck = ec2.run_instances(ImageId="ami-03cf127a", MinCount=1, MaxCount=1, SubnetId=subnet["SubnetId"])
