@@ -208,17 +208,17 @@ def test_unauthenticated_requests_create_no_state_and_stay_small() -> None:
 def test_401_rate_limit_per_source() -> None:
     config = loopback_config(unauthenticated_rate=5.0, unauthenticated_burst=5.0)
     with RunningRelay(config) as relay, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.3)
+        sock.settimeout(5)
         started = time.monotonic()
         for _ in range(60):
             sock.sendto(encode(request(Method.ALLOCATE)), relay.address("udp"))
+        # Then a Binding (never withheld): its answer comes after every answer the 60 Allocates got.
+        barrier = request(Method.BINDING)
+        sock.sendto(encode(barrier), relay.address("udp"))
         answers = 0
-        while True:
-            try:
-                sock.recv(2048)
-                answers += 1
-            except TimeoutError:
-                break
+        while (answer := decode(sock.recv(2048))).transaction_id != barrier.transaction_id:
+            assert answer.get(Attr.ERROR_CODE)[0] == 401
+            answers += 1
         elapsed = time.monotonic() - started
         assert 5 <= answers <= 5 + 5 * elapsed + 1
         assert relay.call(lambda: relay.stats.rate_limited) == 60 - answers
@@ -277,11 +277,14 @@ def test_bandwidth_quota_per_allocation() -> None:
         payload = b"x" * 1000
         for _ in range(100):  # 100 kB at once: five times what one second allows
             client.channel_data(0x4000, payload)
+        client.handled()  # all 100 went through the relay: what it forwarded is queued at the peer
         received = 0
-        while not peer.nothing_received(0.3):  # each call takes one datagram if there is one
+        while not peer.nothing_received(0):  # each call takes one datagram if there is one
             received += 1
         # The burst (one second of rate = 20 packets) plus what refills while sending; far below 100.
         assert 15 <= received <= 40
+        forwarded = relay.call(lambda: (relay.stats.packets_client_to_peer, relay.stats.quota_rejections_bandwidth))
+        assert forwarded == (received, 100 - received)  # every one of the 100 either forwarded or counted
         for _ in range(100):
             peer.send(payload, relayed)
         back = 0
