@@ -75,9 +75,10 @@ def test_401_rate_limit_per_source_on_udp_only() -> None:
     wire = encode(request(Method.ALLOCATE))
     answers = [h.core.handle(wire, h.origin, CLIENT, h.now, h.wall) for _ in range(10)]
     assert sum(a is not None for a in answers) == 3 and h.stats.rate_limited == 7
-    assert h.core.handle(wire, h.origin, ("198.51.100.99", 1), h.now, h.wall) is not None
-    tcp = FakeOrigin(transport="tcp", stream=True)
-    assert all(h.core.handle(wire, tcp, CLIENT, h.now, h.wall) is not None for _ in range(10))
+    other = h.core.handle(wire, h.origin, ("198.51.100.99", 1), h.now, h.wall)  # its own budget
+    assert other is not None and error_of(decode(other)) == 401
+    tcp = FakeOrigin(transport="tcp", stream=True)  # not limited: a handshake proved the address
+    assert [error_of(decode(h.core.handle(wire, tcp, CLIENT, h.now, h.wall))) for _ in range(10)] == [401] * 10
 
 
 def test_missing_username_realm_or_nonce_with_integrity_is_400(h: Harness) -> None:
