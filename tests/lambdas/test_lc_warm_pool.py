@@ -188,7 +188,8 @@ def test_a_server_goes_through_every_warm_pool_transition(bbb: World) -> None:
     ran = bbb.run_executions()
     assert list(ran) == [f"wake-{iid}-{again}"] and ran[f"wake-{iid}-{again}"].status == "SUCCEEDED"
     assert a_record(bbb, iid) == ["203.0.113.77"]
-    assert bbb.fake.server_for_host(host) is not None
+    server = bbb.fake.server_for_host(host)
+    assert server is not None and server.state == "enabled"  # registered again, and taking meetings
     assert bbb.fake.scalelite_actions().count("addServer") == 2
 
     # (scale-in again, straight back to the pool, without meetings)
