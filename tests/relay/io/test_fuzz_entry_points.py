@@ -93,7 +93,7 @@ def test_fuzz_udp_entry_point(record_property) -> None:
         client.close()
         harness.close()
     record_property("fuzz:udp_entry", counter[0])
-    assert counter[0] == ENTRY.max_examples  # the whole budget ran
+    assert counter[0] >= ENTRY.max_examples  # the whole budget ran (draws that overran count here too)
 
 
 @pytest.mark.slow
@@ -138,7 +138,7 @@ def test_fuzz_tcp_entry_point(record_property) -> None:
             state["sock"].close()
         harness.close()
     record_property("fuzz:tcp_entry", counter[0])
-    assert counter[0] == STREAM.max_examples
+    assert counter[0] >= STREAM.max_examples
 
 
 def test_relay_serves_after_hostile_traffic() -> None:
