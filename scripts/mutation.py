@@ -74,8 +74,12 @@ TARGETS: dict[str, tuple[Target, ...]] = {
 }
 
 
+# Plugins none of these tests use: hypothesis and syrupy alone cost 1-4 s of imports per mutant on a loaded machine.
+PYTEST = "-x -q -p no:cacheprovider -p no:hypothesispytest -p no:syrupy -p no:xdist -p no:typeguard"
+
+
 def config(target: Target) -> str:
-    command = f"{PYTHON} -m pytest -x -q -p no:cacheprovider {target.tests}"
+    command = f"{PYTHON} -m pytest {PYTEST} {target.tests}"
     return (
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(target.module)}\n"
