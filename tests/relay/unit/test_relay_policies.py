@@ -46,7 +46,22 @@ def test_parse_rest_username(username: str, expiry: float, user: str) -> None:
     assert parsed is not None and (parsed.expiry, parsed.user) == (expiry, user)
 
 
-@pytest.mark.parametrize("username", ["alice", "", "alice:bob", "1e9:x", "12345678901234567890:x", "١٢٣:x"])
+@pytest.mark.parametrize(
+    ("stamp", "expiry"),
+    [
+        (10**11 - 1, float(10**11 - 1)),  # the largest stamp read as seconds (year 5138)
+        (10**11, 10**11 / 1000 + 86400),  # the smallest read as BBB's milliseconds
+        (10**15 - 1, (10**15 - 1) / 1000 + 86400),  # the longest accepted (15 digits), to the millisecond
+    ],
+)
+def test_seconds_and_milliseconds_stamps_part_at_10_to_the_11(stamp: int, expiry: float) -> None:
+    parsed = parse_rest_username(f"{stamp}:carol", ms_timestamp_ttl=86400)
+    assert parsed is not None and (parsed.expiry, parsed.user) == (expiry, "carol")
+
+
+@pytest.mark.parametrize(
+    "username", ["alice", "", "alice:bob", "1e9:x", f"{10**15}:x", "12345678901234567890:x", "١٢٣:x"]
+)
 def test_usernames_without_a_timestamp_are_not_rest(username: str) -> None:
     assert parse_rest_username(username, 86400) is None
 
@@ -99,6 +114,18 @@ def test_static_users_and_cache_bound() -> None:
         assert not isinstance(auth.authenticate(name, lambda c, k=k: c == k, NOW), AuthFailure)
     assert len(auth._cache) == 2
     assert not Authenticator(REALM).configured
+
+
+def test_the_key_cache_forgets_the_least_recently_used_user() -> None:
+    """A cached user costs one key derivation, a forgotten one one per secret: the cache must keep the users who
+    keep sending (a full cache that forgot its newest entry would derive every key of every new user forever)."""
+    auth = Authenticator(REALM, ("s1", "s2"), cache_size=2)
+    names = [f"1800000600:user{i}" for i in range(3)]
+    for name in (names[0], names[1], names[0], names[2]):  # user1 is the least recently used when user2 comes
+        key = md5_key(name, rest_password("s2", name))
+        assert not isinstance(auth.authenticate(name, lambda k, key=key: k == key, NOW), AuthFailure)
+    derived = [auth.candidate_keys(name, NOW, check_expiry=True) for name in names]
+    assert [len(keys) for keys in derived if not isinstance(keys, AuthFailure)] == [1, 2, 1]
 
 
 # --- nonces ------------------------------------------------------------------------------------
