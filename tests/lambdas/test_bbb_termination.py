@@ -129,6 +129,19 @@ def test_zone_balance_yields_to_meetings_but_not_to_load(policy: Any) -> None:
     assert answer == {"InstanceIDs": ["i-0idleb000000000003"]}
 
 
+def test_each_zone_gives_as_many_servers_as_auto_scaling_asks_of_it(policy: Any) -> None:
+    """One from 1a and one from 1b: the second idlest server of 1a must not stand in for 1b's (zone balance is
+    what keeps Auto Scaling from rebalancing, i.e. launching and draining again right after)."""
+    publish("i-0a10000000000001", load=0, meetings=0)
+    publish("i-0a20000000000002", load=1, meetings=0)
+    publish("i-0b10000000000003", load=9, meetings=0)
+    instances = [("i-0a10000000000001", "eu-west-1a"), ("i-0a20000000000002", "eu-west-1a")]
+    answer = invoke(
+        policy, event([*instances, ("i-0b10000000000003", "eu-west-1b")], [("eu-west-1a", 1), ("eu-west-1b", 1)])
+    )
+    assert answer == {"InstanceIDs": ["i-0a10000000000001", "i-0b10000000000003"]}
+
+
 def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: Any) -> None:
     publish("i-0stale00000000001", load=0, meetings=0, age=timedelta(minutes=20))  # older than 5 min: unknown
     publish("i-0busy000000000002", load=1, meetings=1)
@@ -229,9 +242,12 @@ class _Within:
 
 def test_no_candidates_or_no_capacity_is_answered_without_reading_metrics(policy: Any) -> None:
     client = aws.client("cloudwatch")
+    calls: list[str] = []  # the handler answers Auto Scaling's suggestion on a failed read too: count the calls
+    client.meta.events.register("provide-client-params.cloudwatch", lambda model, **_: calls.append(model.name))
     with Stubber(client) as stub:  # any call would fail: nothing is queued
         assert invoke(policy, event([], [("eu-west-1a", 1)])) == {"InstanceIDs": []}
         assert invoke(policy, event([("i-0a00000000000000a", "eu-west-1a")], [])) == {
             "InstanceIDs": ["i-0a00000000000000a"]
         }
         stub.assert_no_pending_responses()
+    assert calls == []
