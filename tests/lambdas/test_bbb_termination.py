@@ -155,6 +155,12 @@ def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: An
     answer = invoke(policy, event(instances, [("eu-west-1a", 3)], cause="INSTANCE_REFRESH"))
     assert answer == {"InstanceIDs": ["i-0idle000000000003", "i-0silent0000000004", "i-0stale00000000001"]}
 
+    # The tier decides, not the instance id that breaks ties: an unknown server sorting first still goes second.
+    publish("i-0zidle00000000005", load=0, meetings=0)
+    answer = invoke(policy, event([("i-0silent0000000004", "eu-west-1a"), ("i-0zidle00000000005", "eu-west-1a")],
+                                  [("eu-west-1a", 1)]))  # fmt: skip
+    assert answer == {"InstanceIDs": ["i-0zidle00000000005"]}
+
 
 def test_capacity_over_several_entries_and_market_options_adds_up(policy: Any) -> None:
     for n in range(4):
