@@ -160,14 +160,22 @@ def test_malformed_nonces_are_invalid(bad: str) -> None:
 
 
 def test_nonce_age_limits_are_inclusive_both_ways() -> None:
-    """Valid up to exactly its lifetime, and up to exactly the 60 s another instance's clock may be ahead."""
+    """Valid up to exactly its lifetime, and up to exactly the 60 s another instance's clock may be ahead (issued
+    at an odd second: the stamp keeps every bit of it)."""
     nonces = Nonces(b"k", 600)
     client = ("192.0.2.1", 1)
-    nonce = nonces.issue(client, NOW)
-    assert nonces.check(nonce, client, NOW + 600) is NonceStatus.VALID
-    assert nonces.check(nonce, client, NOW + 600.5) is NonceStatus.STALE
-    assert nonces.check(nonce, client, NOW - 60) is NonceStatus.VALID
-    assert nonces.check(nonce, client, NOW - 60.5) is NonceStatus.STALE
+    issued = NOW + 1
+    nonce = nonces.issue(client, issued)
+    assert nonces.check(nonce, client, issued + 600) is NonceStatus.VALID
+    assert nonces.check(nonce, client, issued + 600.5) is NonceStatus.STALE
+    assert nonces.check(nonce, client, issued - 60) is NonceStatus.VALID
+    assert nonces.check(nonce, client, issued - 60.5) is NonceStatus.STALE
+
+
+@pytest.mark.parametrize("lifetime", [0, -1, -0.5])
+def test_a_nonce_lifetime_that_is_not_positive_is_refused(lifetime: float) -> None:
+    with pytest.raises(ValueError, match="nonce lifetime must be positive"):
+        Nonces(b"k", lifetime)
 
 
 def test_tampered_timestamp_is_invalid_and_future_nonce_is_stale() -> None:
