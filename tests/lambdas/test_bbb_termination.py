@@ -141,6 +141,11 @@ def test_each_zone_gives_as_many_servers_as_auto_scaling_asks_of_it(policy: Any)
     )
     assert answer == {"InstanceIDs": ["i-0a10000000000001", "i-0b10000000000003"]}
 
+    # Two from 1a: both of 1a's servers, before an idler one elsewhere.
+    publish("i-0b20000000000004", load=0, meetings=0)
+    answer = invoke(policy, event([*instances, ("i-0b20000000000004", "eu-west-1b")], [("eu-west-1a", 2)]))
+    assert answer == {"InstanceIDs": ["i-0a10000000000001", "i-0a20000000000002"]}
+
 
 def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: Any) -> None:
     publish("i-0stale00000000001", load=0, meetings=0, age=timedelta(minutes=20))  # older than 5 min: unknown
@@ -155,11 +160,26 @@ def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: An
     answer = invoke(policy, event(instances, [("eu-west-1a", 3)], cause="INSTANCE_REFRESH"))
     assert answer == {"InstanceIDs": ["i-0idle000000000003", "i-0silent0000000004", "i-0stale00000000001"]}
 
-    # The tier decides, not the instance id that breaks ties: an unknown server sorting first still goes second.
+    # The tier decides, not the load or the instance id that break ties: an unknown server whose id sorts first
+    # still goes after an idle one, and a busy server at load 0 (a meeting nobody joined yet) after an unknown one.
     publish("i-0zidle00000000005", load=0, meetings=0)
-    answer = invoke(policy, event([("i-0silent0000000004", "eu-west-1a"), ("i-0zidle00000000005", "eu-west-1a")],
-                                  [("eu-west-1a", 1)]))  # fmt: skip
-    assert answer == {"InstanceIDs": ["i-0zidle00000000005"]}
+    publish("i-0abusy00000000006", load=0, meetings=1)
+    for pair, first in (
+        (("i-0silent0000000004", "i-0zidle00000000005"), "i-0zidle00000000005"),
+        (("i-0abusy00000000006", "i-0silent0000000004"), "i-0silent0000000004"),
+    ):
+        answer = invoke(policy, event([(iid, "eu-west-1a") for iid in pair], [("eu-west-1a", 1)]))
+        assert answer == {"InstanceIDs": [first]}
+
+
+def test_a_figure_younger_than_five_minutes_counts(policy: Any) -> None:
+    """The servers publish every 60 s; a figure 4.5 minutes old still ranks its server as idle."""
+    publish("i-0idle000000000001", load=0, meetings=0, age=timedelta(minutes=4, seconds=30))
+    answer = invoke(
+        policy,
+        event([("i-0aaasilent0000002", "eu-west-1a"), ("i-0idle000000000001", "eu-west-1a")], [("eu-west-1a", 1)]),
+    )
+    assert answer == {"InstanceIDs": ["i-0idle000000000001"]}
 
 
 def test_capacity_over_several_entries_and_market_options_adds_up(policy: Any) -> None:
