@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 
 import pytest
 
@@ -145,6 +146,8 @@ def test_nonce_round_trip_and_binding() -> None:
     client = ("198.51.100.7", 40000)
     nonce = nonces.issue(client, NOW)
     assert len(nonce) == NONCE_LENGTH and nonce.isascii()
+    # 8 hex digits of the issue time, then 12 MAC bytes as 16 base64url characters (no padding to quote).
+    assert re.fullmatch(r"[0-9a-f]{8}[A-Za-z0-9_-]{16}", nonce) and nonce[:8] == f"{int(NOW):08x}"
     assert nonces.check(nonce, client, NOW + 599) is NonceStatus.VALID
     assert nonces.check(nonce, client, NOW + 601) is NonceStatus.STALE
     assert nonces.check(nonce, ("198.51.100.7", 40001), NOW) is NonceStatus.INVALID
@@ -176,6 +179,7 @@ def test_nonce_age_limits_are_inclusive_both_ways() -> None:
 def test_a_nonce_lifetime_that_is_not_positive_is_refused(lifetime: float) -> None:
     with pytest.raises(ValueError, match="nonce lifetime must be positive"):
         Nonces(b"k", lifetime)
+    assert Nonces(b"k", 0.5).lifetime == 0.5  # any positive lifetime is one
 
 
 def test_tampered_timestamp_is_invalid_and_future_nonce_is_stale() -> None:
