@@ -4,6 +4,7 @@ policies and TURN core, and the lifecycle handlers. Not part of CI: a full run t
     .venv/bin/python scripts/mutation.py                      # every target
     .venv/bin/python scripts/mutation.py relay-policy         # one target
     .venv/bin/python scripts/mutation.py relay-core --resume  # go on with the mutants an interrupted run left
+    .venv/bin/python scripts/mutation.py relay-policy --retest-survivors  # after new tests: only the survivors
     .venv/bin/python scripts/mutation.py --module relay/policy/quotas.py --tests tests/relay/unit/test_relay_policies.py
 
 Each module has its own cosmic-ray session (config and sqlite under --out) run against the fastest tests that
@@ -31,6 +32,7 @@ import ast
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -172,18 +174,40 @@ def session_of(target: Target, out: Path) -> Path:
     return out / (target.module.replace("/", ".").removesuffix(".py") + ".sqlite")
 
 
-def execute(target: Target, out: Path, resume: bool, env: dict[str, str]) -> None:
+def blob(module: str) -> str:
+    """The module's git blob id: a session's mutants are positions in exactly this text."""
+    return subprocess.run(["git", "hash-object", module], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def retest_survivors(session: Path) -> int:
+    """Forget the survivors' results, so `exec` runs them again against today's tests; returns how many."""
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        survived = [job for job, result in db.results if result.test_outcome == "survived"]
+    with sqlite3.connect(session) as connection:
+        connection.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in survived])
+    return len(survived)
+
+
+def execute(target: Target, out: Path, resume: bool, retest: bool, env: dict[str, str]) -> None:
     if not (ROOT / target.module).is_file():
         raise SystemExit(f"{target.module} not found (moved? pass --module with the new path)")
     session = session_of(target, out)
-    cfg = session.with_suffix(".toml")
+    cfg, stamp = session.with_suffix(".toml"), session.with_suffix(".blob")
     cfg.write_text(config(target))
     steps: list[tuple[str, ...]] = [("baseline", str(cfg)), ("exec", str(cfg), str(session))]
-    if not (resume and session.exists()):
+    if (resume or retest) and session.exists():
+        if not stamp.exists() or stamp.read_text() != blob(target.module):
+            raise SystemExit(f"{target.module} changed since its session was made: run it again without --resume")
+        if retest:
+            print(f"{target.module}: {retest_survivors(session)} survivors to run again", flush=True)
+    else:
         session.unlink(missing_ok=True)
         done = cosmic_ray("init", str(cfg), str(session))
         if done.returncode != 0:
             raise SystemExit(f"{target.module}: cosmic-ray init failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        stamp.write_text(blob(target.module))
         print(f"{target.module}: {skip_annotation_mutants(session)} mutants inside annotations skipped", flush=True)
     for step in steps:
         done = cosmic_ray(*step, env=env)
@@ -250,6 +274,7 @@ def main() -> None:
     parser.add_argument("--tests", help="pytest arguments for --module")
     parser.add_argument("--timeout", type=float, help="seconds per mutant's test run (default: the target's)")
     parser.add_argument("--resume", action="store_true", help="keep existing sessions, run only their pending mutants")
+    parser.add_argument("--retest-survivors", action="store_true", help="resume, running the survivors again first")
     parser.add_argument("--report", action="store_true", help="only print the report of the existing sessions")
     parser.add_argument("--out", type=Path, default=ROOT / ".mutation", help="configs, sessions and the report")
     args = parser.parse_args()
@@ -279,7 +304,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, _terminated)  # `timeout`, CI or kill: restore the modules on the way out
         try:
             for target in chosen:
-                execute(target, args.out, args.resume, env)
+                execute(target, args.out, args.resume, args.retest_survivors, env)
                 print(summary(target, args.out)[0], flush=True)
         except SystemExit as stop:
             print(f"stopped: {stop}", file=sys.stderr)
