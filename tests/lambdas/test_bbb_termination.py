@@ -172,6 +172,15 @@ def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: An
         assert answer == {"InstanceIDs": [first]}
 
 
+def test_the_newest_figure_counts(policy: Any) -> None:
+    """A server whose meeting ended a minute ago is idle now, whatever it published four minutes ago."""
+    publish("i-0ended00000000001", load=40, meetings=2, age=timedelta(minutes=4))
+    publish("i-0ended00000000001", load=0, meetings=0, age=timedelta(minutes=1))
+    publish("i-0busy000000000002", load=5, meetings=1)
+    instances = [("i-0busy000000000002", "eu-west-1a"), ("i-0ended00000000001", "eu-west-1a")]
+    assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-0ended00000000001"]}
+
+
 def test_a_figure_younger_than_five_minutes_counts(policy: Any) -> None:
     """The servers publish every 60 s; a figure 4.5 minutes old still ranks its server as idle."""
     publish("i-0idle000000000001", load=0, meetings=0, age=timedelta(minutes=4, seconds=30))
