@@ -278,6 +278,8 @@ def test_operator_deny_list_and_deny_everything_mode() -> None:
     policy.update((), (), allow_loopback=True)
     assert policy.allows("127.0.0.1") and policy.allows("::1") and not policy.allows("0.0.0.0")
     assert policy.check("not-an-ip").allowed is False
+    policy.update((), ())  # a reload that does not say: loopback is denied again
+    assert not policy.allows("127.0.0.1") and not policy.allows("::1")
 
 
 def test_normalisation() -> None:
@@ -288,9 +290,11 @@ def test_normalisation() -> None:
 
 def test_parse_peer_list() -> None:
     text = "# BBB servers\n52.1.2.3\n10.0.0.0/24  # inside\n\n198.51.100.1-198.51.100.4\n2600:1f18::/64\n"
+    text += "203.0.113.7/24  # an address with its prefix length: the network it is in\n"
     networks = parse_peer_list(text)
     assert [str(n) for n in networks] == [
         "52.1.2.3/32", "10.0.0.0/24", "198.51.100.1/32", "198.51.100.2/31", "198.51.100.4/32", "2600:1f18::/64",
+        "203.0.113.0/24",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"allowed-peers line 2: 'nonsense' is not an IP address"):
         parse_peer_list("1.2.3.4\nnonsense\n", source="allowed-peers")
