@@ -35,6 +35,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,12 @@ def cosmic_ray(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+Span = tuple[tuple[int, int], tuple[int, int]]
+ANNOTATION = "inside an annotation (never evaluated)"
+OUTSIDE_FOCUS = "outside --focus"
+
+
+def annotation_spans(source: str) -> list[Span]:
     """(start, end) as (line, column) of every annotation, or none if annotations are evaluated at run time
     (no `from __future__ import annotations`): only then is a mutation inside one equivalent by construction.
     Columns are characters, as cosmic-ray's (parso's) positions; ast counts UTF-8 bytes."""
@@ -134,28 +140,44 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return spans
 
 
-def skip_annotation_mutants(session: Path) -> int:
-    """Mark every mutant that lies wholly inside an annotation as skipped in the session (a filter step like
-    cosmic-ray's own cr-filter-pragma); returns how many."""
+def function_spans(source: str, names: set[str]) -> list[Span]:
+    """(start, end) of the named functions (--focus), in cosmic-ray's positions."""
+    lines = source.splitlines()
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
+            end = (node.end_lineno or node.lineno, len(lines[(node.end_lineno or node.lineno) - 1]))
+            spans.append(((node.lineno, 0), end))
+    return spans
+
+
+def mark_skipped(session: Path, spans_of: Callable[[str], list[Span]], note: str, *, inside: bool) -> int:
+    """Mark every pending mutant that lies wholly inside (or, inside=False, not wholly inside) the spans as
+    skipped, with `note` as its output (a filter step like cosmic-ray's own cr-filter-pragma); returns how many."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    spans: dict[Path, list[tuple[tuple[int, int], tuple[int, int]]]] = {}
+    spans: dict[Path, list[Span]] = {}
     skipped = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in db.pending_work_items:
-            inside = True
+            within = bool(item.mutations)
             for mutation in item.mutations:
                 path = ROOT / mutation.module_path
                 if path not in spans:
-                    spans[path] = annotation_spans(path.read_text())
+                    spans[path] = spans_of(path.read_text())
                 start, end = tuple(mutation.start_pos), tuple(mutation.end_pos)
-                inside &= any(lo <= start and end <= hi for lo, hi in spans[path])
-            if inside and item.mutations:
-                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
-                                                      output="inside an annotation (never evaluated)"))  # fmt: skip
+                within &= any(lo <= start and end <= hi for lo, hi in spans[path])
+            if within == inside:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=note))
                 skipped += 1
     return skipped
+
+
+def unskip(session: Path, note: str) -> None:
+    """Make the mutants skipped with `note` pending again (a run without --focus takes them up)."""
+    with sqlite3.connect(session) as connection:
+        connection.execute("DELETE FROM work_results WHERE lower(worker_outcome) = 'skipped' AND output = ?", (note,))
 
 
 def restore(modules: list[str]) -> None:
@@ -190,7 +212,7 @@ def retest_survivors(session: Path) -> int:
     return len(survived)
 
 
-def execute(target: Target, out: Path, resume: bool, retest: bool, env: dict[str, str]) -> None:
+def execute(target: Target, out: Path, resume: bool, retest: bool, focus: list[str], env: dict[str, str]) -> None:
     if not (ROOT / target.module).is_file():
         raise SystemExit(f"{target.module} not found (moved? pass --module with the new path)")
     session = session_of(target, out)
@@ -208,7 +230,13 @@ def execute(target: Target, out: Path, resume: bool, retest: bool, env: dict[str
         if done.returncode != 0:
             raise SystemExit(f"{target.module}: cosmic-ray init failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
         stamp.write_text(blob(target.module))
-        print(f"{target.module}: {skip_annotation_mutants(session)} mutants inside annotations skipped", flush=True)
+        skipped = mark_skipped(session, annotation_spans, ANNOTATION, inside=True)
+        print(f"{target.module}: {skipped} mutants inside annotations skipped", flush=True)
+    unskip(session, OUTSIDE_FOCUS)
+    if focus:
+        names = set(focus)
+        left = mark_skipped(session, lambda text: function_spans(text, names), OUTSIDE_FOCUS, inside=False)
+        print(f"{target.module}: {left} mutants outside {', '.join(sorted(names))} left for later", flush=True)
     for step in steps:
         done = cosmic_ray(*step, env=env)
         if done.returncode != 0:
@@ -230,7 +258,10 @@ def summary(target: Target, out: Path) -> list[str]:
             pending += 1
             continue
         if result.get("worker_outcome") == "skipped":
-            skipped += 1
+            if result.get("output") == ANNOTATION:
+                skipped += 1
+            else:
+                pending += 1  # outside --focus: not run yet
             continue
         if result.get("worker_outcome") != "normal" or result.get("test_outcome") == "incompetent":
             pending += 1  # the mutant could not be applied or tested: counted as not run
@@ -275,6 +306,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, help="seconds per mutant's test run (default: the target's)")
     parser.add_argument("--resume", action="store_true", help="keep existing sessions, run only their pending mutants")
     parser.add_argument("--retest-survivors", action="store_true", help="resume, running the survivors again first")
+    parser.add_argument("--focus", action="append", help="run only the mutants inside these functions (for now)")
     parser.add_argument("--report", action="store_true", help="only print the report of the existing sessions")
     parser.add_argument("--out", type=Path, default=ROOT / ".mutation", help="configs, sessions and the report")
     args = parser.parse_args()
@@ -304,7 +336,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, _terminated)  # `timeout`, CI or kill: restore the modules on the way out
         try:
             for target in chosen:
-                execute(target, args.out, args.resume, args.retest_survivors, env)
+                execute(target, args.out, args.resume, args.retest_survivors, args.focus or [], env)
                 print(summary(target, args.out)[0], flush=True)
         except SystemExit as stop:
             print(f"stopped: {stop}", file=sys.stderr)
