@@ -181,6 +181,42 @@ def test_the_newest_figure_counts(policy: Any) -> None:
     assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-0ended00000000001"]}
 
 
+def test_a_server_with_only_one_of_its_two_figures_is_unknown(policy: Any) -> None:
+    """Meetings 0 without a Load (a lost datapoint) is not "idle": it ranks after a server that sent both."""
+    dimensions = [
+        {"Name": "AutoScalingGroupName", "Value": GROUP},
+        {"Name": "InstanceId", "Value": "i-0aaahalf000000001"},
+    ]
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": "Meetings",
+                "Dimensions": dimensions,
+                "Value": 0,
+                "Unit": "Count",
+                "Timestamp": datetime.now(timezone.utc) - timedelta(minutes=1),
+            }
+        ],
+    )
+    publish("i-0idle000000000002", load=0, meetings=0)
+    instances = [("i-0aaahalf000000001", "eu-west-1a"), ("i-0idle000000000002", "eu-west-1a")]
+    assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-0idle000000000002"]}
+
+
+def test_a_large_group_is_read_in_calls_of_at_most_500_queries(policy: Any) -> None:
+    """GetMetricData takes at most 500 queries per call: 251 candidates (two metrics each) need two calls."""
+    client = aws.client("cloudwatch")
+    queries: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.cloudwatch.GetMetricData",
+        lambda params, **_: queries.append(len(params["MetricDataQueries"])),
+    )
+    instances = [(f"i-0{n:016x}", "eu-west-1a") for n in range(251)]
+    assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-00000000000000000"]}
+    assert queries == [500, 2]
+
+
 def test_a_figure_younger_than_five_minutes_counts(policy: Any) -> None:
     """The servers publish every 60 s; a figure 4.5 minutes old still ranks its server as idle."""
     publish("i-0idle000000000001", load=0, meetings=0, age=timedelta(minutes=4, seconds=30))
