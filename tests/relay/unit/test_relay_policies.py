@@ -352,6 +352,21 @@ def test_token_bucket() -> None:
     assert bucket.consume(500, 0.5)
     assert not bucket.consume(600, 0.5)
     assert bucket.consume(1500, 100.0) and not bucket.consume(1, 100.0)  # burst caps idle accrual
+    slow = TokenBucket(rate=0.5, burst=1, now=0.0)  # any positive rate and burst, below one too
+    assert slow.consume(1, 0.0) and not slow.consume(1, 1.0) and slow.consume(1, 2.0)
+
+
+def test_a_refund_gives_back_one_answer_up_to_the_burst() -> None:
+    """A source that proves with a nonce that it receives our answers gets one back per proof (a crowd behind one
+    NAT address keeps its budget), never more than the burst."""
+    limiter = SourceLimiter(rate=1, burst=2, slots=64, salt=b"fixed")
+    source = "198.51.100.1"
+    assert [limiter.allow(source, NOW) for _ in range(3)] == [True, True, False]
+    limiter.refund(source)
+    assert [limiter.allow(source, NOW) for _ in range(2)] == [True, False]
+    for _ in range(5):
+        limiter.refund(source)
+    assert [limiter.allow(source, NOW) for _ in range(3)] == [True, True, False]
 
 
 def test_source_limiter_is_per_source_and_constant_memory() -> None:
