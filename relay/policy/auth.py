@@ -106,10 +106,6 @@ class Authenticator:
         self._static = {name: long_term_key(name, self.realm, password) for name, password in static_users}
         self._cache.clear()
 
-    @property
-    def configured(self) -> bool:
-        return bool(self._secrets or self._static)
-
     def candidate_keys(self, username: str, now: float, *, check_expiry: bool) -> list[bytes] | AuthFailure:
         """Every key the username could be using, or why there is none."""
         static = self._static.get(username)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +45,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def lifecycle_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The test stack's template (nag off: a finding must not break the template tests)."""
+    """The test stack's template (nag off: a finding must not break the template tests). LC_TEMPLATE names one
+    synthesized before (scripts/mutation.py: one synth for every mutant instead of one per test run)."""
+    if cached := os.environ.get("LC_TEMPLATE"):
+        return json.loads(Path(cached).read_text())
     import lc_test_stack  # CDK: imported only by the tests that need a synth
 
     outdir = tmp_path_factory.mktemp("lifecycle-synth")

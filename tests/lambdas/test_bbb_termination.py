@@ -129,6 +129,24 @@ def test_zone_balance_yields_to_meetings_but_not_to_load(policy: Any) -> None:
     assert answer == {"InstanceIDs": ["i-0idleb000000000003"]}
 
 
+def test_each_zone_gives_as_many_servers_as_auto_scaling_asks_of_it(policy: Any) -> None:
+    """One from 1a and one from 1b: the second idlest server of 1a must not stand in for 1b's (zone balance is
+    what keeps Auto Scaling from rebalancing, i.e. launching and draining again right after)."""
+    publish("i-0a10000000000001", load=0, meetings=0)
+    publish("i-0a20000000000002", load=1, meetings=0)
+    publish("i-0b10000000000003", load=9, meetings=0)
+    instances = [("i-0a10000000000001", "eu-west-1a"), ("i-0a20000000000002", "eu-west-1a")]
+    answer = invoke(
+        policy, event([*instances, ("i-0b10000000000003", "eu-west-1b")], [("eu-west-1a", 1), ("eu-west-1b", 1)])
+    )
+    assert answer == {"InstanceIDs": ["i-0a10000000000001", "i-0b10000000000003"]}
+
+    # Two from 1a: both of 1a's servers, before an idler one elsewhere.
+    publish("i-0b20000000000004", load=0, meetings=0)
+    answer = invoke(policy, event([*instances, ("i-0b20000000000004", "eu-west-1b")], [("eu-west-1a", 2)]))
+    assert answer == {"InstanceIDs": ["i-0a10000000000001", "i-0a20000000000002"]}
+
+
 def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: Any) -> None:
     publish("i-0stale00000000001", load=0, meetings=0, age=timedelta(minutes=20))  # older than 5 min: unknown
     publish("i-0busy000000000002", load=1, meetings=1)
@@ -141,6 +159,72 @@ def test_a_server_without_a_recent_figure_ranks_between_idle_and_busy(policy: An
     ]
     answer = invoke(policy, event(instances, [("eu-west-1a", 3)], cause="INSTANCE_REFRESH"))
     assert answer == {"InstanceIDs": ["i-0idle000000000003", "i-0silent0000000004", "i-0stale00000000001"]}
+
+    # The tier decides, not the load or the instance id that break ties: an unknown server whose id sorts first
+    # still goes after an idle one, and a busy server at load 0 (a meeting nobody joined yet) after an unknown one.
+    publish("i-0zidle00000000005", load=0, meetings=0)
+    publish("i-0abusy00000000006", load=0, meetings=1)
+    for pair, first in (
+        (("i-0silent0000000004", "i-0zidle00000000005"), "i-0zidle00000000005"),
+        (("i-0abusy00000000006", "i-0silent0000000004"), "i-0silent0000000004"),
+    ):
+        answer = invoke(policy, event([(iid, "eu-west-1a") for iid in pair], [("eu-west-1a", 1)]))
+        assert answer == {"InstanceIDs": [first]}
+
+
+def test_the_newest_figure_counts(policy: Any) -> None:
+    """A server whose meeting ended a minute ago is idle now, whatever it published four minutes ago."""
+    publish("i-0ended00000000001", load=40, meetings=2, age=timedelta(minutes=4))
+    publish("i-0ended00000000001", load=0, meetings=0, age=timedelta(minutes=1))
+    publish("i-0busy000000000002", load=5, meetings=1)
+    instances = [("i-0busy000000000002", "eu-west-1a"), ("i-0ended00000000001", "eu-west-1a")]
+    assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-0ended00000000001"]}
+
+
+def test_a_server_with_only_one_of_its_two_figures_is_unknown(policy: Any) -> None:
+    """Meetings 0 without a Load (a lost datapoint) is not "idle": it ranks after a server that sent both."""
+    dimensions = [
+        {"Name": "AutoScalingGroupName", "Value": GROUP},
+        {"Name": "InstanceId", "Value": "i-0aaahalf000000001"},
+    ]
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": "Meetings",
+                "Dimensions": dimensions,
+                "Value": 0,
+                "Unit": "Count",
+                "Timestamp": datetime.now(timezone.utc) - timedelta(minutes=1),
+            }
+        ],
+    )
+    publish("i-0idle000000000002", load=0, meetings=0)
+    instances = [("i-0aaahalf000000001", "eu-west-1a"), ("i-0idle000000000002", "eu-west-1a")]
+    assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-0idle000000000002"]}
+
+
+def test_a_large_group_is_read_in_calls_of_at_most_500_queries(policy: Any) -> None:
+    """GetMetricData takes at most 500 queries per call: 251 candidates (two metrics each) need two calls."""
+    client = aws.client("cloudwatch")
+    queries: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.cloudwatch.GetMetricData",
+        lambda params, **_: queries.append(len(params["MetricDataQueries"])),
+    )
+    instances = [(f"i-0{n:016x}", "eu-west-1a") for n in range(251)]
+    assert invoke(policy, event(instances, [("eu-west-1a", 1)])) == {"InstanceIDs": ["i-00000000000000000"]}
+    assert queries == [500, 2]
+
+
+def test_a_figure_younger_than_five_minutes_counts(policy: Any) -> None:
+    """The servers publish every 60 s; a figure 4.5 minutes old still ranks its server as idle."""
+    publish("i-0idle000000000001", load=0, meetings=0, age=timedelta(minutes=4, seconds=30))
+    answer = invoke(
+        policy,
+        event([("i-0aaasilent0000002", "eu-west-1a"), ("i-0idle000000000001", "eu-west-1a")], [("eu-west-1a", 1)]),
+    )
+    assert answer == {"InstanceIDs": ["i-0idle000000000001"]}
 
 
 def test_capacity_over_several_entries_and_market_options_adds_up(policy: Any) -> None:
@@ -229,9 +313,12 @@ class _Within:
 
 def test_no_candidates_or_no_capacity_is_answered_without_reading_metrics(policy: Any) -> None:
     client = aws.client("cloudwatch")
+    calls: list[str] = []  # the handler answers Auto Scaling's suggestion on a failed read too: count the calls
+    client.meta.events.register("provide-client-params.cloudwatch", lambda model, **_: calls.append(model.name))
     with Stubber(client) as stub:  # any call would fail: nothing is queued
         assert invoke(policy, event([], [("eu-west-1a", 1)])) == {"InstanceIDs": []}
         assert invoke(policy, event([("i-0a00000000000000a", "eu-west-1a")], [])) == {
             "InstanceIDs": ["i-0a00000000000000a"]
         }
         stub.assert_no_pending_responses()
+    assert calls == []

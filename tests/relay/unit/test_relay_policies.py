@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 
 import pytest
 
@@ -46,7 +47,22 @@ def test_parse_rest_username(username: str, expiry: float, user: str) -> None:
     assert parsed is not None and (parsed.expiry, parsed.user) == (expiry, user)
 
 
-@pytest.mark.parametrize("username", ["alice", "", "alice:bob", "1e9:x", "12345678901234567890:x", "١٢٣:x"])
+@pytest.mark.parametrize(
+    ("stamp", "expiry"),
+    [
+        (10**11 - 1, float(10**11 - 1)),  # the largest stamp read as seconds (year 5138)
+        (10**11, 10**11 / 1000 + 86400),  # the smallest read as BBB's milliseconds
+        (10**15 - 1, (10**15 - 1) / 1000 + 86400),  # the longest accepted (15 digits), to the millisecond
+    ],
+)
+def test_seconds_and_milliseconds_stamps_part_at_10_to_the_11(stamp: int, expiry: float) -> None:
+    parsed = parse_rest_username(f"{stamp}:carol", ms_timestamp_ttl=86400)
+    assert parsed is not None and (parsed.expiry, parsed.user) == (expiry, "carol")
+
+
+@pytest.mark.parametrize(
+    "username", ["alice", "", "alice:bob", "1e9:x", f"{10**15}:x", "12345678901234567890:x", "١٢٣:x"]
+)
 def test_usernames_without_a_timestamp_are_not_rest(username: str) -> None:
     assert parse_rest_username(username, 86400) is None
 
@@ -79,6 +95,16 @@ def test_wrong_secret_expired_and_unknown_are_refused_with_reasons() -> None:
     assert auth.authenticate("plainname", lambda k: True, NOW) is AuthFailure.UNKNOWN_USER
 
 
+def test_a_credential_is_valid_through_its_expiry_second() -> None:
+    """coturn's rule (refused only once the expiry is in the past): a client that asks at the expiry second
+    is served by both."""
+    auth = _auth()
+    username = f"{int(NOW)}:alice"
+    key = md5_key(username, rest_password("new-secret", username))
+    assert not isinstance(auth.authenticate(username, lambda k: k == key, NOW), AuthFailure)
+    assert auth.authenticate(username, lambda k: k == key, NOW + 0.001) is AuthFailure.EXPIRED
+
+
 def test_rotated_out_secret_stops_working_even_when_cached() -> None:
     auth = _auth()
     username = "1800000600:alice"
@@ -98,7 +124,18 @@ def test_static_users_and_cache_bound() -> None:
         k = md5_key(name, rest_password("s", name))
         assert not isinstance(auth.authenticate(name, lambda c, k=k: c == k, NOW), AuthFailure)
     assert len(auth._cache) == 2
-    assert not Authenticator(REALM).configured
+
+
+def test_the_key_cache_forgets_the_least_recently_used_user() -> None:
+    """A cached user costs one key derivation, a forgotten one one per secret: the cache must keep the users who
+    keep sending (a full cache that forgot its newest entry would derive every key of every new user forever)."""
+    auth = Authenticator(REALM, ("s1", "s2"), cache_size=2)
+    names = [f"1800000600:user{i}" for i in range(3)]
+    for name in (names[0], names[1], names[0], names[2]):  # user1 is the least recently used when user2 comes
+        key = md5_key(name, rest_password("s2", name))
+        assert not isinstance(auth.authenticate(name, lambda k, key=key: k == key, NOW), AuthFailure)
+    derived = [auth.candidate_keys(name, NOW, check_expiry=True) for name in names]
+    assert [len(keys) for keys in derived if not isinstance(keys, AuthFailure)] == [1, 2, 1]
 
 
 # --- nonces ------------------------------------------------------------------------------------
@@ -109,6 +146,8 @@ def test_nonce_round_trip_and_binding() -> None:
     client = ("198.51.100.7", 40000)
     nonce = nonces.issue(client, NOW)
     assert len(nonce) == NONCE_LENGTH and nonce.isascii()
+    # 8 hex digits of the issue time, then 12 MAC bytes as 16 base64url characters (no padding to quote).
+    assert re.fullmatch(r"[0-9a-f]{8}[A-Za-z0-9_-]{16}", nonce) and nonce[:8] == f"{int(NOW):08x}"
     assert nonces.check(nonce, client, NOW + 599) is NonceStatus.VALID
     assert nonces.check(nonce, client, NOW + 601) is NonceStatus.STALE
     assert nonces.check(nonce, ("198.51.100.7", 40001), NOW) is NonceStatus.INVALID
@@ -121,6 +160,26 @@ def test_nonce_round_trip_and_binding() -> None:
 @pytest.mark.parametrize("bad", ["", "x" * 24, "zzzzzzzz" + "A" * 16, "0" * 200])
 def test_malformed_nonces_are_invalid(bad: str) -> None:
     assert Nonces(b"k", 600).check(bad, ("192.0.2.1", 1), NOW) is NonceStatus.INVALID
+
+
+def test_nonce_age_limits_are_inclusive_both_ways() -> None:
+    """Valid up to exactly its lifetime, and up to exactly the 60 s another instance's clock may be ahead (issued
+    at an odd second: the stamp keeps every bit of it)."""
+    nonces = Nonces(b"k", 600)
+    client = ("192.0.2.1", 1)
+    issued = NOW + 1
+    nonce = nonces.issue(client, issued)
+    assert nonces.check(nonce, client, issued + 600) is NonceStatus.VALID
+    assert nonces.check(nonce, client, issued + 600.5) is NonceStatus.STALE
+    assert nonces.check(nonce, client, issued - 60) is NonceStatus.VALID
+    assert nonces.check(nonce, client, issued - 60.5) is NonceStatus.STALE
+
+
+@pytest.mark.parametrize("lifetime", [0, -1, -0.5])
+def test_a_nonce_lifetime_that_is_not_positive_is_refused(lifetime: float) -> None:
+    with pytest.raises(ValueError, match="nonce lifetime must be positive"):
+        Nonces(b"k", lifetime)
+    assert Nonces(b"k", 0.5).lifetime == 0.5  # any positive lifetime is one
 
 
 def test_tampered_timestamp_is_invalid_and_future_nonce_is_stale() -> None:
@@ -219,6 +278,8 @@ def test_operator_deny_list_and_deny_everything_mode() -> None:
     policy.update((), (), allow_loopback=True)
     assert policy.allows("127.0.0.1") and policy.allows("::1") and not policy.allows("0.0.0.0")
     assert policy.check("not-an-ip").allowed is False
+    policy.update((), ())  # a reload that does not say: loopback is denied again
+    assert not policy.allows("127.0.0.1") and not policy.allows("::1")
 
 
 def test_normalisation() -> None:
@@ -229,9 +290,11 @@ def test_normalisation() -> None:
 
 def test_parse_peer_list() -> None:
     text = "# BBB servers\n52.1.2.3\n10.0.0.0/24  # inside\n\n198.51.100.1-198.51.100.4\n2600:1f18::/64\n"
+    text += "203.0.113.7/24  # an address with its prefix length: the network it is in\n"
     networks = parse_peer_list(text)
     assert [str(n) for n in networks] == [
         "52.1.2.3/32", "10.0.0.0/24", "198.51.100.1/32", "198.51.100.2/31", "198.51.100.4/32", "2600:1f18::/64",
+        "203.0.113.0/24",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"allowed-peers line 2: 'nonsense' is not an IP address"):
         parse_peer_list("1.2.3.4\nnonsense\n", source="allowed-peers")
@@ -289,6 +352,21 @@ def test_token_bucket() -> None:
     assert bucket.consume(500, 0.5)
     assert not bucket.consume(600, 0.5)
     assert bucket.consume(1500, 100.0) and not bucket.consume(1, 100.0)  # burst caps idle accrual
+    slow = TokenBucket(rate=0.5, burst=1, now=0.0)  # any positive rate and burst, below one too
+    assert slow.consume(1, 0.0) and not slow.consume(1, 1.0) and slow.consume(1, 2.0)
+
+
+def test_a_refund_gives_back_one_answer_up_to_the_burst() -> None:
+    """A source that proves with a nonce that it receives our answers gets one back per proof (a crowd behind one
+    NAT address keeps its budget), never more than the burst."""
+    limiter = SourceLimiter(rate=1, burst=2, slots=64, salt=b"fixed")
+    source = "198.51.100.1"
+    assert [limiter.allow(source, NOW) for _ in range(3)] == [True, True, False]
+    limiter.refund(source)
+    assert [limiter.allow(source, NOW) for _ in range(2)] == [True, False]
+    for _ in range(5):
+        limiter.refund(source)
+    assert [limiter.allow(source, NOW) for _ in range(3)] == [True, True, False]
 
 
 def test_source_limiter_is_per_source_and_constant_memory() -> None:
