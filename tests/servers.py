@@ -21,6 +21,7 @@ import fcntl
 import os
 import random
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -81,3 +82,31 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 10.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def echo_peer(port: int, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+    """coturn's `turnutils_peer` echoing on 127.0.0.1:`port`, returned once it has echoed a probe: a test that
+    sends at once may otherwise reach a port not yet bound on a loaded machine (seen: a whole uclient client's
+    Send indications lost). The caller kills it."""
+    process = subprocess.Popen(
+        ["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+
+        def echoes() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"turnutils_peer on port {port} exited with {process.returncode}")
+            probe.sendto(b"ready?", ("127.0.0.1", port))
+            try:
+                return probe.recv(64) == b"ready?"
+            except OSError:  # a timeout, or ECONNREFUSED (the ICMP of a port not bound yet)
+                return False
+
+        try:
+            wait_until(echoes, f"turnutils_peer to echo on port {port}", timeout=timeout)
+        except BaseException:
+            process.kill()
+            process.wait(5)
+            raise
+    return process

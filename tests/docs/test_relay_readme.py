@@ -20,7 +20,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,8 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.docs.doc_blocks import RELAY_README, marked_blocks
-from tests.servers import free_port, wait_until
+from tests.servers import echo_peer as echo_peer_process
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -224,23 +224,7 @@ def relay(host: Host) -> Iterator[callable]:
 @pytest.fixture
 def echo_peer() -> Iterator[int]:
     port = free_port()
-    process = subprocess.Popen(
-        ["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    # Ready when it echoes: a loaded machine may run the test's first Send indications before the peer has bound
-    # its socket (seen once: a whole client's messages lost, the peer's port still closed).
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.settimeout(0.2)
-
-        def echoes() -> bool:
-            assert process.poll() is None, "turnutils_peer exited"
-            probe.sendto(b"ready?", ("127.0.0.1", port))
-            try:
-                return probe.recv(64) == b"ready?"
-            except OSError:  # timeout, or ECONNREFUSED from the ICMP of a port not yet bound
-                return False
-
-        wait_until(echoes, "turnutils_peer to echo", timeout=20)
+    process = echo_peer_process(port)
     yield port
     process.kill()
     process.wait(5)

@@ -12,6 +12,8 @@ import subprocess
 import pytest
 from relay_testkit import SECRET, RunningRelay, free_port, loopback_config
 
+from tests.servers import echo_peer as echo_peer_process
+
 pytestmark = pytest.mark.slow
 
 
@@ -25,9 +27,7 @@ def coturn_tools() -> None:
 @pytest.fixture
 def echo_peer():
     port = free_port()
-    process = subprocess.Popen(
-        ["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = echo_peer_process(port)
     yield port
     process.kill()
     process.wait(5)
