@@ -85,8 +85,10 @@ def port(number: int) -> bytes:
 
 
 def _channel_number(channel: int) -> int:
-    if not 0x4000 <= channel <= 0x4FFF:
-        raise ValueError(f"channel number {channel:#x} is not within 0x4000-0x4FFF (RFC 8656 section 12)")
+    # 0x4000-0x4FFF (RFC 8656 section 12), up to 0x7FFF when the relay accepts RFC 5766 numbers
+    # (legacy-channel-numbers): TurnCore decides which it binds, the program checks the outer bounds.
+    if not 0x4000 <= channel <= 0x7FFF:
+        raise ValueError(f"channel number {channel:#x} is not within 0x4000-0x7FFF (RFC 8656 / RFC 5766)")
     return channel
 
 

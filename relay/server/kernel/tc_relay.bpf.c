@@ -19,7 +19,8 @@
  * Everything else returns TC_ACT_OK before a single byte is changed: not IPv4/UDP, IP options,
  * fragments, GRO-merged skbs, frames not addressed to this host, a UDP checksum of 0 or one that does not verify (which
  * also catches CHECKSUM_PARTIAL skbs from local senders, whose field holds only the pseudo-header sum),
- * ChannelData numbers outside 0x4000-0x4FFF, a ChannelData length beyond the datagram, more than 3 bytes
+ * ChannelData numbers outside 0x4000-0x7FFF (RFC 8656's 0x4000-0x4FFF, and RFC 5766's numbers up to 0x7FFF
+ * that user space accepts with legacy-channel-numbers: only numbers it bound have entries), a ChannelData length beyond the datagram, more than 3 bytes
  * or non-zero bytes after it, Send indications with any other attribute (DONT-FRAGMENT, SOFTWARE,
  * unknown ones), a wrong FINGERPRINT or a bad length, results longer than the configured MTU, and every packet
  * while `config` is not enabled. Once a packet has been changed it is redirected, or dropped if a helper
@@ -432,7 +433,7 @@ static __always_inline int client_channel_data(struct __sk_buff *skb, const stru
 	if (bpf_skb_load_bytes(skb, PAYLOAD_OFF, words, 4))
 		return NO_MATCH;
 	key.channel = bpf_ntohs(words[0]);
-	if (key.channel < 0x4000 || key.channel > 0x4FFF)
+	if (key.channel < 0x4000 || key.channel > 0x7FFF) /* ChannelData's space; entries say which */
 		return NO_MATCH;
 	length = bpf_ntohs(words[1]);
 	if (length + 4 > payload)

@@ -204,7 +204,7 @@ static __always_inline int client_channel_data6(struct __sk_buff *skb, const str
 	if (bpf_skb_load_bytes(skb, PAYLOAD_OFF6, words, 4))
 		return NO_MATCH;
 	key.channel = bpf_ntohs(words[0]);
-	if (key.channel < 0x4000 || key.channel > 0x4FFF)
+	if (key.channel < 0x4000 || key.channel > 0x7FFF) /* ChannelData's space; entries say which */
 		return NO_MATCH;
 	length = bpf_ntohs(words[1]);
 	if (length + 4 > payload)

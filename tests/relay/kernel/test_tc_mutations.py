@@ -61,7 +61,7 @@ def model(packet: bytes) -> bytes | None:
         channel, length = struct.unpack_from("!HH", payload)
         trailing = len(payload) - 4 - length
         if (
-            0x4000 <= channel <= 0x4FFF
+            0x4000 <= channel <= 0x7FFF
             and 0 <= trailing <= 3
             and payload[4 + length :] == bytes(trailing)
             and client_5_tuple

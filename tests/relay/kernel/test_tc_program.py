@@ -104,7 +104,7 @@ def test_malformed_or_unknown_channel_data_passes_untouched(relay: TcRelay, mess
     passes_untouched(relay, frame(ipv4_udp(CLIENT, SERVER, message)))
 
 
-@pytest.mark.parametrize("channel", [0x3FFF, 0x5000, 0x7FFF, 0x8001, 0x0000])
+@pytest.mark.parametrize("channel", [0x3FFF, 0x8000, 0xBFFF, 0x8001, 0x0000])
 def test_channel_numbers_outside_the_range_are_never_forwarded(relay: TcRelay, channel: int) -> None:
     # Install the out-of-range number behind maps.py's back: the program must check the range itself.
     key = maps.CHANNEL_KEY.pack(
@@ -112,6 +112,19 @@ def test_channel_numbers_outside_the_range_are_never_forwarded(relay: TcRelay, c
     )
     relay.update("channels", key, maps.out_value(RELAY, PEER))
     passes_untouched(relay, frame(ipv4_udp(CLIENT, SERVER, channel_data(channel, PAYLOAD))))
+
+
+@pytest.mark.parametrize("channel", [0x5000, 0x7FFF])
+def test_rfc5766_channel_numbers_are_forwarded_only_when_bound(relay: TcRelay, channel: int) -> None:
+    """RFC 5766 clients (coturn's turnutils_uclient) pick numbers up to 0x7FFF; with legacy-channel-numbers
+    user space binds them and installs an entry, which the program then serves. Without one: user space."""
+    message = frame(ipv4_udp(CLIENT, SERVER, channel_data(channel, PAYLOAD)))
+    passes_untouched(relay, message)
+    bind(relay, channel)
+    assert relay.test_run(message) == (TC_ACT_REDIRECT, frame(forwarded(RELAY, PEER, PAYLOAD)))
+    assert relay.channel_counters(CLIENT, SERVER, channel) == maps.Counters(1, len(PAYLOAD))
+    with pytest.raises(ValueError, match="0x8000 is not within 0x4000-0x7FFF"):
+        maps.channel_key(CLIENT, SERVER, 0x8000)
 
 
 @pytest.mark.parametrize(
