@@ -6,7 +6,8 @@
  *
  *   client -> peer  ChannelData to the listening address, (5-tuple, channel) in `channels`
  *                   -> UDP from the relayed address to the bound peer
- *                   Send indication (XOR-PEER-ADDRESS then DATA, nothing else), (5-tuple, peer IP) in
+ *                   Send indication (XOR-PEER-ADDRESS and DATA in either order, nothing else; DATA first
+ *                   over IPv4 only), (5-tuple, peer IP) in
  *                   `permissions` -> UDP from the relayed address to XOR-PEER-ADDRESS
  *   peer -> client  UDP to a relayed address from (peer IP, port) in `peers` -> ChannelData
  *                   (no padding over UDP, RFC 8656 section 12.5); from (peer IP, port 0) in `peers`
@@ -19,9 +20,9 @@
  * Everything else returns TC_ACT_OK before a single byte is changed: not IPv4/UDP, IP options,
  * fragments, GRO-merged skbs, frames not addressed to this host, a UDP checksum of 0 or one that does not verify (which
  * also catches CHECKSUM_PARTIAL skbs from local senders, whose field holds only the pseudo-header sum),
- * ChannelData numbers outside 0x4000-0x7FFF (RFC 8656's 0x4000-0x4FFF, and RFC 5766's numbers up to 0x7FFF
- * that user space accepts with legacy-channel-numbers: only numbers it bound have entries), a ChannelData length beyond the datagram, more than 3 bytes
- * or non-zero bytes after it, Send indications with any other attribute (DONT-FRAGMENT, SOFTWARE,
+ * ChannelData numbers outside 0x4000-0x7FFF (RFC 8656's 0x4000-0x4FFF, and RFC 5766's up to 0x7FFF that
+ * user space accepts with legacy-channel-numbers: only numbers it bound have entries), a ChannelData length
+ * beyond the datagram, more than 3 bytes or non-zero bytes after it, Send indications with any other attribute (DONT-FRAGMENT, SOFTWARE,
  * unknown ones), a wrong FINGERPRINT or a bad length, results longer than the configured MTU, and every packet
  * while `config` is not enabled. Once a packet has been changed it is redirected, or dropped if a helper
  * fails half-way (counted in STAT_ERRORS): a half-rewritten packet never reaches user space.
@@ -51,6 +52,8 @@
 #define STUN_COOKIE 0x2112A442
 #define STUN_HEADER 20
 #define SEND_PREFIX 36 /* STUN header 20 + XOR-PEER-ADDRESS (IPv4) 12 + DATA's type and length 4 */
+#define XPA_LEN 12 /* XOR-PEER-ADDRESS, IPv4: type, length, reserved, family, port, address */
+#define DATA_FIRST_OFF 24 /* STUN header 20 + DATA's type and length 4, when DATA comes first */
 #define STUN_FINGERPRINT_XOR 0x5354554e
 #define FINGERPRINT_LEN 8 /* type, length, CRC */
 #define IP_DF 0x4000
@@ -468,68 +471,103 @@ static __always_inline int client_channel_data(struct __sk_buff *skb, const stru
 	return redirect(cfg, skb);
 }
 
+/* A Send indication in either order RFC 8489 allows: XOR-PEER-ADDRESS then DATA (browsers), or DATA then
+ * XOR-PEER-ADDRESS (coturn's turnutils_uclient); either may end with a FINGERPRINT. The forwarded datagram
+ * keeps DATA's value: the bytes before it are cut from the front, DATA's padding and the attributes after
+ * it from the end. `buf` holds every byte the checksum must take out, in one stack array (the 512-byte
+ * stack has no room for a second set): the first SEND_PREFIX bytes, then the FINGERPRINT; with DATA first,
+ * words 6-8 are overwritten with the XOR-PEER-ADDRESS read from after DATA (those words held DATA's own
+ * first bytes, which the datagram keeps), so that it and the FINGERPRINT follow each other. */
 static __always_inline int client_send_indication(struct __sk_buff *skb, const struct config *cfg,
 						  const struct headers *h, __u32 payload)
 {
 	struct permission_key key = {};
 	struct out_ip_udp out = {};
 	struct out_value *entry;
-	__u32 prefix[SEND_PREFIX / 4], fingerprint[2] = {};
-	__u8 *bytes = (__u8 *)prefix;
-	__u32 stun_length, length, padding, total, end;
+	__u32 buf[(SEND_PREFIX + FINGERPRINT_LEN) / 4] = {};
+	__u8 *bytes = (__u8 *)buf;
+	__u32 stun_length, length, padding, total, end, cut;
 	__u16 peer_port;
+	__u8 data_first, fingerprint; /* no stdbool in BPF C without libc headers */
 
-	if (payload < SEND_PREFIX || bpf_skb_load_bytes(skb, PAYLOAD_OFF, prefix, SEND_PREFIX))
+	if (payload < SEND_PREFIX || bpf_skb_load_bytes(skb, PAYLOAD_OFF, buf, SEND_PREFIX))
 		return NO_MATCH;
 	/* type Send indication, a length that covers the datagram exactly, the magic cookie */
-	if (bytes[0] != 0x00 || bytes[1] != 0x16 || prefix[1] != bpf_htonl(STUN_COOKIE))
+	if (bytes[0] != 0x00 || bytes[1] != 0x16 || buf[1] != bpf_htonl(STUN_COOKIE))
 		return NO_MATCH;
 	stun_length = ((__u32)bytes[2] << 8) | bytes[3];
-	if (stun_length + STUN_HEADER != payload || (stun_length & 3))
+	if (stun_length + STUN_HEADER != payload || (stun_length & 3) || bytes[20] != 0x00)
 		return NO_MATCH;
-	/* XOR-PEER-ADDRESS, IPv4 (length 8, family 1) ... */
-	if (bytes[20] != 0x00 || bytes[21] != 0x12 || bytes[22] != 0 || bytes[23] != 8 || bytes[25] != 0x01)
+	if (bytes[21] == 0x12) {
+		/* XOR-PEER-ADDRESS, IPv4 (length 8, family 1), then DATA */
+		if (bytes[22] != 0 || bytes[23] != 8 || bytes[25] != 0x01 || bytes[32] != 0x00 || bytes[33] != 0x13)
+			return NO_MATCH;
+		data_first = 0;
+		cut = SEND_PREFIX;
+		length = ((__u32)bytes[34] << 8) | bytes[35];
+	} else if (bytes[21] == 0x13) {
+		data_first = 1;
+		cut = DATA_FIRST_OFF;
+		length = ((__u32)bytes[22] << 8) | bytes[23];
+	} else {
 		return NO_MATCH;
-	/* ... then DATA, the last attribute: its padding ends the message */
-	if (bytes[32] != 0x00 || bytes[33] != 0x13)
-		return NO_MATCH;
-	length = ((__u32)bytes[34] << 8) | bytes[35];
+	}
 	padding = (4 - (length & 3)) & 3;
-	end = SEND_PREFIX + length + padding; /* where DATA ends: the message, or a FINGERPRINT after it */
-	if (end + FINGERPRINT_LEN == payload) {
-		if (bpf_skb_load_bytes(skb, PAYLOAD_OFF + end, fingerprint, FINGERPRINT_LEN) ||
-		    fingerprint[0] != bpf_htonl(0x80280004))
+	end = cut + length + padding; /* where DATA ends */
+	if (data_first) {
+		if (end > MAX_UDP_LENGTH || bpf_skb_load_bytes(skb, PAYLOAD_OFF + end, &buf[6], XPA_LEN))
+			return NO_MATCH;
+		if (bytes[24] != 0x00 || bytes[25] != 0x12 || bytes[26] != 0 || bytes[27] != 8 || bytes[29] != 0x01)
+			return NO_MATCH;
+		end += XPA_LEN;
+	}
+	/* `end`: the message ends here, or a FINGERPRINT follows */
+	fingerprint = end + FINGERPRINT_LEN == payload;
+	if (fingerprint) {
+		if (bpf_skb_load_bytes(skb, PAYLOAD_OFF + end, &buf[9], FINGERPRINT_LEN) ||
+		    buf[9] != bpf_htonl(0x80280004))
 			return NO_MATCH;
 	} else if (end != payload) {
 		return NO_MATCH;
 	}
-	if (!zero_tail(skb, PAYLOAD_OFF + end, padding))
+	if (!zero_tail(skb, PAYLOAD_OFF + cut + length + padding, padding)) /* DATA's padding */
 		return NO_MATCH;
-	peer_port = ((__u16)bytes[26] << 8 | bytes[27]) ^ (STUN_COOKIE >> 16);
+	/* XOR-PEER-ADDRESS is at byte 20 (first) or 24 (after DATA, moved into buf) */
+	if (data_first) {
+		peer_port = ((__u16)bytes[30] << 8 | bytes[31]) ^ (STUN_COOKIE >> 16);
+		key.peer_ip = buf[8] ^ bpf_htonl(STUN_COOKIE);
+	} else {
+		peer_port = ((__u16)bytes[26] << 8 | bytes[27]) ^ (STUN_COOKIE >> 16);
+		key.peer_ip = buf[7] ^ bpf_htonl(STUN_COOKIE);
+	}
 	if (peer_port == 0)
 		return NO_MATCH;
 	key.client_ip = h->ip.saddr;
 	key.server_ip = h->ip.daddr;
 	key.client_port = h->udp.source;
 	key.server_port = h->udp.dest;
-	key.peer_ip = prefix[7] ^ bpf_htonl(STUN_COOKIE);
 	entry = bpf_map_lookup_elem(&permissions, &key);
 	if (!entry)
 		return NO_MATCH;
 	if (!udp_checksum_ok(skb, h, UDP_LEN + payload))
 		return TC_ACT_OK;
-	if (end != payload && !fingerprint_ok(skb, PAYLOAD_OFF, end, bpf_ntohl(fingerprint[1])))
+	if (fingerprint && !fingerprint_ok(skb, PAYLOAD_OFF, end, bpf_ntohl(buf[10])))
 		return TC_ACT_OK;
 	total = IP_LEN + UDP_LEN + length;
 	ip_header(&out.ip, entry->relay_ip, key.peer_ip, total);
 	out.udp.source = entry->relay_port;
 	out.udp.dest = bpf_htons(peer_port);
 	out.udp.len = bpf_htons(UDP_LEN + length);
-	out.udp.check = udp_checksum(h, &out.ip, &out.udp, (__be32 *)prefix, SEND_PREFIX, (__be32 *)fingerprint,
-				     end != payload ? FINGERPRINT_LEN : 0, 0, 0);
-	if (bpf_skb_adjust_room(skb, -SEND_PREFIX, BPF_ADJ_ROOM_NET, 0))
+	/* DATA's zero padding adds nothing to the sum; what goes is the front and the attributes after DATA */
+	if (data_first)
+		out.udp.check = udp_checksum(h, &out.ip, &out.udp, buf, DATA_FIRST_OFF, &buf[6],
+					     fingerprint ? XPA_LEN + FINGERPRINT_LEN : XPA_LEN, 0, 0);
+	else
+		out.udp.check = udp_checksum(h, &out.ip, &out.udp, buf, SEND_PREFIX, &buf[9],
+					     fingerprint ? FINGERPRINT_LEN : 0, 0, 0);
+	if (bpf_skb_adjust_room(skb, -(__s32)cut, BPF_ADJ_ROOM_NET, 0))
 		return NO_MATCH;
-	if (payload != SEND_PREFIX + length && bpf_skb_change_tail(skb, L3_OFF + total, 0))
+	if (payload != cut + length && bpf_skb_change_tail(skb, L3_OFF + total, 0))
 		return fail();
 	if (bpf_skb_store_bytes(skb, L3_OFF, &out, sizeof(out), BPF_F_RECOMPUTE_CSUM))
 		return fail();

@@ -19,6 +19,7 @@ from kernel_kit import (
     SERVER,
     TC_ACT_OK,
     TC_ACT_REDIRECT,
+    attribute,
     channel_data,
     data_indication,
     forwarded,
@@ -28,8 +29,10 @@ from kernel_kit import (
     mutate,
     ones_complement_sum,
     send_indication,
+    stun,
     udp_checksum,
     with_fingerprint,
+    xor_peer_address,
 )
 
 from relay.server.kernel.loader import TcRelay
@@ -70,22 +73,32 @@ def model(packet: bytes) -> bytes | None:
             return frame(forwarded(RELAY, PEER, payload[4 : 4 + length]))
     elif len(payload) >= 36 and payload[0] == 0:
         kind, stun_length, cookie = struct.unpack_from("!HHI", payload)
-        xpa = struct.unpack_from("!HHBBHI", payload, 20)
-        data_type, length = struct.unpack_from("!HH", payload, 32)
+        if struct.unpack_from("!H", payload, 20)[0] == 0x0013:  # DATA first, XOR-PEER-ADDRESS after it
+            data_type, length = struct.unpack_from("!HH", payload, 20)
+            start = 24
+            after = 24 + length + (-length % 4)
+            xpa_bytes = payload[after : after + 12]
+        else:
+            data_type, length = struct.unpack_from("!HH", payload, 32)
+            start = 36
+            after = None
+            xpa_bytes = payload[20:32]
         padding = -length % 4
-        peer = (socket.inet_ntoa(struct.pack("!I", xpa[5] ^ COOKIE)), xpa[4] ^ (COOKIE >> 16))
-        if (
-            (kind, cookie) == (0x0016, COOKIE)
-            and stun_length + 20 == len(payload)
-            and stun_length % 4 == 0
-            and (xpa[0], xpa[1], xpa[3]) == (0x0012, 8, 1)
-            and data_type == 0x0013
-            and _ends_well(payload, 36 + length, padding)
-            and peer[1] != 0
-            and client_5_tuple
-            and peer[0] == PEER[0]
-        ):
-            return frame(forwarded(RELAY, peer, payload[36 : 36 + length]))
+        if len(xpa_bytes) == 12:
+            xpa = struct.unpack("!HHBBHI", xpa_bytes)
+            peer = (socket.inet_ntoa(struct.pack("!I", xpa[5] ^ COOKIE)), xpa[4] ^ (COOKIE >> 16))
+            if (
+                (kind, cookie) == (0x0016, COOKIE)
+                and stun_length + 20 == len(payload)
+                and stun_length % 4 == 0
+                and (xpa[0], xpa[1], xpa[3]) == (0x0012, 8, 1)
+                and data_type == 0x0013
+                and _ends_well(payload, start + length, padding, skip=0 if after is None else 12)
+                and peer[1] != 0
+                and client_5_tuple
+                and peer[0] == PEER[0]
+            ):
+                return frame(forwarded(RELAY, peer, payload[start : start + length]))
     if (dst, dport) != RELAY or src != PEER[0]:
         return None
     if sport == PEER[1]:
@@ -94,11 +107,12 @@ def model(packet: bytes) -> bytes | None:
     return frame(forwarded(SERVER, CLIENT, indication)) if 28 + len(indication) <= MTU else None
 
 
-def _ends_well(payload: bytes, data_end: int, padding: int) -> bool:
-    """DATA's zero padding ends the message, or is followed by nothing but a correct FINGERPRINT."""
-    end = data_end + padding
-    if payload[data_end:end] != bytes(padding):
+def _ends_well(payload: bytes, data_end: int, padding: int, skip: int = 0) -> bool:
+    """DATA's zero padding (and, with DATA first, the `skip` bytes of XOR-PEER-ADDRESS after it) ends the
+    message, or is followed by nothing but a correct FINGERPRINT."""
+    if payload[data_end : data_end + padding] != bytes(padding):
         return False
+    end = data_end + padding + skip
     if end == len(payload):
         return True
     crc = (binascii.crc32(payload[:end]) ^ 0x5354554E) & 0xFFFFFFFF
@@ -125,12 +139,15 @@ def _reseal(packet: bytes, lengths: bool) -> bytes:
 
 def _seeds() -> list[bytes]:
     body = bytes(range(40, 140))
+    data_first = stun(0x0016, attribute(0x0013, body[:6]) + xor_peer_address(PEER))  # coturn's uclient order
     return [
         frame(ipv4_udp(CLIENT, SERVER, channel_data(CHANNEL, body))),
         frame(ipv4_udp(CLIENT, SERVER, channel_data(CHANNEL, body[:7]) + b"\0")),
         frame(ipv4_udp(CLIENT, SERVER, send_indication(PEER, body))),
         frame(ipv4_udp(CLIENT, SERVER, send_indication((PEER[0], 7), body[:5]))),
         frame(ipv4_udp(CLIENT, SERVER, with_fingerprint(send_indication(PEER, body[:33])))),
+        frame(ipv4_udp(CLIENT, SERVER, data_first)),
+        frame(ipv4_udp(CLIENT, SERVER, with_fingerprint(data_first))),
         frame(ipv4_udp(PEER, RELAY, body)),
         frame(ipv4_udp((PEER[0], 9), RELAY, body[:3])),
     ]

@@ -238,6 +238,48 @@ def test_without_its_crc_tables_the_program_sends_every_fingerprint_to_user_spac
     assert relay.test_run(packet)[0] == TC_ACT_REDIRECT
 
 
+def data_first(peer: tuple[str, int], payload: bytes, extra: bytes = b"") -> bytes:
+    """A Send indication with DATA before XOR-PEER-ADDRESS, as coturn's turnutils_uclient sends it."""
+    return stun(0x0016, attribute(0x0013, payload) + xor_peer_address(peer) + extra)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 120, 1001])
+@pytest.mark.parametrize("fingerprint", [False, True])
+def test_a_send_indication_with_data_first_is_forwarded_the_same(relay: TcRelay, size: int, fingerprint: bool) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    payload = bytes((i * 11 + 3) & 0xFF for i in range(size))
+    message = with_fingerprint(data_first(PEER, payload)) if fingerprint else data_first(PEER, payload)
+    action, out = relay.test_run(frame(ipv4_udp(CLIENT, SERVER, message)))
+    assert (action, out) == (TC_ACT_REDIRECT, frame(forwarded(RELAY, PEER, payload)))
+    assert udp_checksum_valid(out[14:])
+    assert relay.permission_counters(CLIENT, SERVER, PEER[0]) == maps.Counters(1, size)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        data_first(PEER, PAYLOAD, attribute(0x001A, b"")),  # DONT-FRAGMENT after XOR-PEER-ADDRESS
+        data_first(PEER, PAYLOAD, attribute(0x8022, b"x")),  # SOFTWARE
+        with_fingerprint(data_first(PEER, PAYLOAD), damage=1),  # a wrong CRC
+        with_fingerprint(data_first(PEER, PAYLOAD[:7]), damage=0x100),
+        data_first(("203.0.113.10", PEER[1]), PAYLOAD),  # not permitted
+        data_first((PEER[0], 0), PAYLOAD),  # port 0
+        stun(0x0016, attribute(0x0013, PAYLOAD) + struct.pack("!HHBBH", 0x0012, 20, 0, 2, 1) + bytes(16)),  # IPv6
+        stun(0x0016, attribute(0x0013, PAYLOAD) + struct.pack("!HHBBHI", 0x0012, 8, 0, 2, 1, 0)),  # family 2
+        stun(0x0016, attribute(0x0013, PAYLOAD[:5]))[:-3] + b"\x01\x02\x03" + xor_peer_address(PEER),  # junk pad
+        stun(0x0016, attribute(0x0013, PAYLOAD) + xor_peer_address(PEER), length=len(PAYLOAD) + 12),  # short
+        stun(0x0016, attribute(0x0013, PAYLOAD) + xor_peer_address(PEER)[:8]),  # XOR-PEER-ADDRESS cut
+        stun(0x0016, attribute(0x0013, PAYLOAD)),  # no XOR-PEER-ADDRESS
+        stun(0x0016, attribute(0x0013, PAYLOAD) + attribute(0x0013, b"more") + xor_peer_address(PEER)),  # two DATA
+    ],
+    ids=["dont-fragment", "software", "bad-crc", "bad-crc-short", "not-permitted", "port-0", "ipv6-peer",
+         "family-2", "junk-padding", "length-short", "xpa-cut", "no-xpa", "two-data"],
+)
+def test_unusual_data_first_indications_go_to_user_space(relay: TcRelay, message: bytes) -> None:
+    relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
+    passes_untouched(relay, frame(ipv4_udp(CLIENT, SERVER, message)))
+
+
 def test_send_indication_to_any_port_of_a_permitted_peer(relay: TcRelay) -> None:
     relay.add_permission(CLIENT, SERVER, RELAY, PEER[0])
     other = (PEER[0], 9)
@@ -252,7 +294,6 @@ def test_send_indication_to_any_port_of_a_permitted_peer(relay: TcRelay) -> None
         send_indication(PEER, PAYLOAD, attribute(0x8028, b"\0\0\0\0")),  # FINGERPRINT: user space checks it
         send_indication(PEER, PAYLOAD, attribute(0x8022, b"x")),  # SOFTWARE
         send_indication(PEER, PAYLOAD, attribute(0x0077, b"x")),  # unknown comprehension-required
-        stun(0x0016, attribute(0x0013, PAYLOAD) + xor_peer_address(PEER)),  # DATA first
         stun(0x0016, xor_peer_address(PEER)),  # no DATA
         stun(0x0016, xor_peer_address(PEER) + attribute(0x0013, PAYLOAD), length=len(PAYLOAD) + 12),  # short
         stun(0x0016, xor_peer_address(PEER) + attribute(0x0013, PAYLOAD), length=len(PAYLOAD) + 20),  # long
