@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -182,7 +183,14 @@ class Row:
 
 class Bench:
     def __init__(
-        self, net: Topology, server_cores: list[int], load_cores: list[int], workdir: Path, *, quick: bool
+        self,
+        net: Topology,
+        server_cores: list[int],
+        load_cores: list[int],
+        workdir: Path,
+        *,
+        quick: bool,
+        coturn_threads: int = 0,
     ) -> None:
         self.net, self.server_cores, self.load_cores = net, server_cores, load_cores
         self.idle = 0.5 if quick else 2.0  # seconds of idle baseline before each row
@@ -213,7 +221,7 @@ class Bench:
             )
             for name, mode in (("ours-on", "on"), ("ours-off", "off"))
         ]
-        self.servers.append(Coturn(server_cores, PORT, name="coturn", threads=0, **common))
+        self.servers.append(Coturn(server_cores, PORT, name="coturn", threads=coturn_threads, **common))
 
     def measure(self, server: Server, scenario: Scenario) -> Row:
         row = self.measure_once(server, scenario)
@@ -452,9 +460,14 @@ def report(rows: list[Row], info: dict[str, str], mode: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="one small row per server (under a minute)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--nice", type=int, default=0, metavar="N",
+                        help="run the servers and the load at this niceness (e.g. -5 on a machine shared with "
+                        "other jobs: all three servers and the load get the same; default 0)")  # fmt: skip
+    parser.add_argument("--coturn-threads", type=int, default=0, metavar="N",
+                        help="coturn's --relay-threads (default: coturn's own default)")  # fmt: skip
     parser.add_argument("--quick-method", choices=("channel", "send"), default="send",
                         help="--quick's row: UDP Send indications (default) or ChannelData")  # fmt: skip
     args = parser.parse_args(argv)
@@ -464,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing: {', '.join(missing)} (./scripts/install.sh --test-tools)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the namespaces and servers are cleaned up
+    if args.nice:
+        os.nice(args.nice)  # inherited by every server, uclient and turnutils_peer this script starts
     server_cores, load_cores = split_cores()
     fd_limit = raise_fd_limit()
     started = time.monotonic()
@@ -474,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             net.create()
             steer(net, server_cores, load_cores)
-            bench = Bench(net, server_cores, load_cores, Path(tmp), quick=args.quick)
+            threads = args.coturn_threads
+            bench = Bench(net, server_cores, load_cores, Path(tmp), quick=args.quick, coturn_threads=threads)
             per_uclient = bench.per_uclient
             print(f"relay_netns ({mode}): servers on CPU {server_cores}, load on CPU {load_cores}", file=sys.stderr)
             peer = subprocess.Popen(
@@ -503,9 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "CPUs (servers / load)": f"{server_cores} / {load_cores} (taskset; RPS as described below)",
         "ours": f"workers={len(server_cores)}, kernel-offload on / off, Python {sys.version.split()[0]}",
-        "coturn": f"{coturn_version()}, default --relay-threads",
+        "coturn": f"{coturn_version()}, "
+        + (f"--relay-threads={args.coturn_threads}" if args.coturn_threads else "default --relay-threads"),
         "load": f"turnutils_uclient (-c, REST -W, up to {per_uclient} clients each) -> turnutils_peer echo",
         "interfaces": "veth, tx checksum offload off on the senders (full checksums, as from a NIC)",
+        "niceness": f"{os.nice(0)} (servers and load alike); other jobs shared the machine: see idle bg",
         "fd limit": str(fd_limit),
         "duration": f"{time.monotonic() - started:.0f} s",
     }

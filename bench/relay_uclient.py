@@ -127,12 +127,18 @@ def run(
         command += ["-r", str(peer_port), "-p", str(port), *args, server_ip]
         running.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
-    for process in running:
-        try:
-            outputs.append(process.communicate(timeout=timeout)[0])
-        except subprocess.TimeoutExpired:
-            process.kill()
-            outputs.append(process.communicate()[0] + "\n(killed: timeout)")
+    try:
+        for process in running:
+            try:
+                outputs.append(process.communicate(timeout=timeout)[0])
+            except subprocess.TimeoutExpired:
+                process.kill()
+                outputs.append(process.communicate()[0] + "\n(killed: timeout)")
+    finally:  # interrupted (SIGTERM, Ctrl-C): no uclient outlives the benchmark
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     results = [parse(output) for output in outputs]
     total = UclientResult()
