@@ -463,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="one small row per server (under a minute)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="only the rows whose family and clients contain TEXT, e.g. 'channels 120 B' "
+                        "(repeatable)")  # fmt: skip
+    parser.add_argument("--workdir", type=Path, help="keep the servers' logs and configurations here")
     parser.add_argument("--nice", type=int, default=0, metavar="N",
                         help="run the servers and the load at this niceness (e.g. -5 on a machine shared with "
                         "other jobs: all three servers and the load get the same; default 0)")  # fmt: skip
@@ -476,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"missing: {', '.join(missing)} (./scripts/install.sh --test-tools)", file=sys.stderr)
         return 2
+    planned = [s for s in scenarios(args.quick, args.quick_method) if not args.only or any(
+        word.lower() in f"{s.family} {s.clients}".lower() for word in args.only)]  # fmt: skip
+    if not planned:
+        print(f"--only {', '.join(args.only)} matches none of the rows", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the namespaces and servers are cleaned up
     if args.nice:
         os.nice(args.nice)  # inherited by every server, uclient and turnutils_peer this script starts
@@ -485,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     per_uclient = 0
     net = Topology()
-    with tempfile.TemporaryDirectory(prefix="relay-netns-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="relay-netns-") as scratch:
+        tmp = args.workdir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         try:
             net.create()
             steer(net, server_cores, load_cores)
@@ -499,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                for i, scenario in enumerate(scenarios(args.quick, args.quick_method)):
+                for i, scenario in enumerate(planned):
                     turn = bench.servers[i % 3 :] + bench.servers[: i % 3]  # each goes first in turn
                     for server in turn:
                         began = time.monotonic()
