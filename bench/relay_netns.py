@@ -182,6 +182,9 @@ class Row:
 
 
 class Bench:
+    """The three servers, configured for the relay namespace (ours from a source copy with the program
+    compiled here, where the wheel ships it), and one measurement: one server on one row."""
+
     def __init__(
         self,
         net: Topology,
