@@ -35,8 +35,9 @@ the seconds the relay sent at >= 90 % of its peak rate:
   softirq  the server cores' irq+softirq time minus its idle rate
   host     proc + the share of softirq that ran while the server processes did not (tick accounting,
            no IRQ_TIME_ACCOUNTING: a tick in softirq is charged to whichever task it interrupts, so
-           softirq time during the server's own time is already in proc); the figure the targets use,
-           since it holds up when other programs share the cores
+           softirq time during the server's own time is already in proc; that share is estimated
+           from the server's share of the cores, as if softirq work arrived independently of it); the
+           figure the targets use, since it holds up when other programs share the cores
 """
 
 from __future__ import annotations
