@@ -4,6 +4,10 @@ are in the process already), relayed packets from the server's own counters wher
 
     server = OurRelay(cores=[1], workers=1, port=3478, ...)   # or Coturn(cores=[1], threads=1, ...)
     server.start(); server.cpu_seconds(); server.rss_kib(); server.packets(); server.stop()
+
+By default both listen on loopback in this network namespace (bench/relay_vs_coturn.py). With `host`,
+`netns` (started under `ip netns exec`) and `inside` (runs a probe on a thread in that namespace),
+they run in another one (bench/relay_netns.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -57,10 +63,24 @@ class Server:
     counts_packets = False  # whether packets() reads the server's own counters
 
     def __init__(
-        self, cores: list[int], port: int, relay_range: tuple[int, int], secret: str, realm: str, workdir: Path
+        self,
+        cores: list[int],
+        port: int,
+        relay_range: tuple[int, int],
+        secret: str,
+        realm: str,
+        workdir: Path,
+        *,
+        name: str = "",
+        host: str = "127.0.0.1",
+        netns: str = "",
+        inside: Callable[[Callable[[], Any]], Any] | None = None,
     ):
         self.cores, self.port, self.relay_range = cores, port, relay_range
         self.secret, self.realm, self.workdir = secret, realm, workdir
+        self.name = name or self.name
+        self.host, self.netns = host, netns
+        self.inside: Callable[[Callable[[], Any]], Any] = inside or (lambda probe: probe())
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"{self.name}.log"
 
@@ -69,21 +89,30 @@ class Server:
 
     def start(self) -> None:
         taskset = ["taskset", "-c", ",".join(map(str, self.cores))]
+        netns = ["ip", "netns", "exec", self.netns] if self.netns else []  # both exec: the pid stays the server's
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                taskset + self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.environment()
+                taskset + netns + self.command(),
+                cwd=self.cwd(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
             )
         self.wait_ready()
 
     def environment(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def cwd(self) -> Path:
+        return ROOT
+
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start; see {self.log}")
+                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+                raise RuntimeError(f"{self.name} exited at start; the end of {self.log}:\n{tail}")
             if self.ready():
                 time.sleep(0.3)  # let every thread or worker settle
                 return
@@ -122,18 +151,27 @@ class OurRelay(Server):
     name = "ours"
     counts_packets = True
 
-    def __init__(self, *args: object, workers: int, admin_port: int, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        workers: int,
+        admin_port: int,
+        extra: tuple[str, ...] = (),
+        source: Path = ROOT,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.workers, self.admin_port = workers, admin_port
+        self.extra, self.source = extra, source  # more relay.conf lines; the tree `python -m relay` runs from
 
     def command(self) -> list[str]:
-        config = self.workdir / "relay.conf"
+        config = self.workdir / f"{self.name}.conf"
         config.write_text(
             "\n".join(
                 [
                     f"listening-port={self.port}",
-                    "listening-ip=127.0.0.1",
-                    "relay-ip=127.0.0.1",
+                    f"listening-ip={self.host}",
+                    f"relay-ip={self.host}",
                     f"min-port={self.relay_range[0]}",
                     f"max-port={self.relay_range[1]}",
                     f"realm={self.realm}",
@@ -149,6 +187,7 @@ class OurRelay(Server):
                     "log-level=warning",
                     "log-format=text",
                     f"workers={self.workers}",
+                    *self.extra,
                 ]
             )
             + "\n"
@@ -156,23 +195,37 @@ class OurRelay(Server):
         return [sys.executable, "-m", "relay", "-c", str(config)]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(ROOT)}
+        return {**os.environ, "PYTHONPATH": str(self.source)}
+
+    def cwd(self) -> Path:
+        return self.source  # `-m relay` puts the working directory first on sys.path
 
     def ready(self) -> bool:
-        try:
+        def probe() -> bool:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/readyz", timeout=1) as response:
                 return response.status == 200
+
+        try:
+            return bool(self.inside(probe))
         except OSError:
             return False
 
-    def packets(self) -> int | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=5) as response:
-            body = response.read().decode()
+    def counter(self, name: str, label: str = "") -> int:
+        """The sum of a counter's samples on /metrics (e.g. turn_packets_total), those whose labels
+        contain `label` (e.g. 'direction="client_to_peer"') or all."""
+
+        def get() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=5) as response:
+                return response.read().decode()
+
         total = 0.0
-        for line in body.splitlines():
-            if line.startswith("turn_packets_total{"):
+        for line in self.inside(get).splitlines():
+            if line.startswith(name + "{") and label in line.partition("}")[0]:
                 total += float(line.rsplit(" ", 1)[1])
         return int(total)
+
+    def packets(self) -> int | None:
+        return self.counter("turn_packets_total")
 
 
 class Coturn(Server):
@@ -180,14 +233,14 @@ class Coturn(Server):
 
     def __init__(self, *args: object, threads: int, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.threads = threads
+        self.threads = threads  # 0: leave --relay-threads to coturn's default
 
     def command(self) -> list[str]:
         return [
             "turnserver",
             "-n",  # no configuration file: everything is on this command line
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
+            f"--listening-ip={self.host}",
+            f"--relay-ip={self.host}",
             f"--listening-port={self.port}",
             f"--min-port={self.relay_range[0]}",
             f"--max-port={self.relay_range[1]}",
@@ -197,26 +250,31 @@ class Coturn(Server):
             "--allow-loopback-peers",
             "--total-quota=0",
             "--user-quota=0",
-            f"--relay-threads={self.threads}",
+            *([f"--relay-threads={self.threads}"] if self.threads else []),  # 0: coturn's default
             "--no-tls",
             "--no-dtls",
             "--no-cli",
             "--no-stdout-log",
             f"--log-file={self.workdir / 'coturn-internal.log'}",
             "--simple-log",
+            f"--pidfile={self.workdir / f'{self.name}.pid'}",  # not /var/run: another run may hold that one
         ]
 
     def ready(self) -> bool:
         import socket
 
         probe = bytes.fromhex("000100002112a442") + os.urandom(12)  # a Binding request
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.3)
-            try:
-                sock.sendto(probe, ("127.0.0.1", self.port))
+
+        def ask() -> bool:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(0.3)
+                sock.sendto(probe, (self.host, self.port))
                 return len(sock.recv(2048)) >= 20
-            except OSError:
-                return False
+
+        try:
+            return bool(self.inside(ask))
+        except OSError:
+            return False
 
 
 def coturn_version() -> str:

@@ -108,25 +108,37 @@ def run(
     cores: list[int],
     processes: int = 1,
     timeout: float = 300.0,
+    server_ip: str = "127.0.0.1",
+    peer_ip: str = "127.0.0.1",
+    netns: str = "",
 ) -> UclientResult:
-    """Run `processes` uclients in parallel (the clients split between them) and add their results."""
+    """Run `processes` uclients in parallel (the clients split between them) and add their results; in
+    network namespace `netns` when given (`ip netns exec` execs, so uclient stays our child)."""
     shares = [scenario.clients // processes + (1 if i < scenario.clients % processes else 0) for i in range(processes)]
     taskset = ["taskset", "-c", ",".join(map(str, cores))]
+    if netns:
+        taskset += ["ip", "netns", "exec", netns]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     running = []
     for share in shares:
         args = Scenario(scenario.transport, scenario.method, scenario.payload, share, scenario.interval_ms,
                         scenario.messages).arguments()  # fmt: skip
-        command = [*taskset, "turnutils_uclient", "-W", secret, "-u", "bench", "-e", "127.0.0.1"]
-        command += ["-r", str(peer_port), "-p", str(port), *args, "127.0.0.1"]
+        command = [*taskset, "turnutils_uclient", "-W", secret, "-u", "bench", "-e", peer_ip]
+        command += ["-r", str(peer_port), "-p", str(port), *args, server_ip]
         running.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
-    for process in running:
-        try:
-            outputs.append(process.communicate(timeout=timeout)[0])
-        except subprocess.TimeoutExpired:
-            process.kill()
-            outputs.append(process.communicate()[0] + "\n(killed: timeout)")
+    try:
+        for process in running:
+            try:
+                outputs.append(process.communicate(timeout=timeout)[0])
+            except subprocess.TimeoutExpired:
+                process.kill()
+                outputs.append(process.communicate()[0] + "\n(killed: timeout)")
+    finally:  # interrupted (SIGTERM, Ctrl-C): no uclient outlives the benchmark
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     results = [parse(output) for output in outputs]
     total = UclientResult()

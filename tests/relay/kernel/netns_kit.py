@@ -11,16 +11,20 @@ and the same in IPv6 (fd00:71:N::2 behind fd00:71:N::1).
 Names carry the test process's id, so parallel runs do not collide. Sockets are created in a namespace
 by a short-lived thread that entered it with setns(2) (a socket keeps its namespace afterwards); the
 senders' veths compute UDP checksums in software (`tx off`), as a NIC's would be on the wire.
+
+bench/relay_netns.py runs its servers in the same layout (it imports this module).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -121,3 +125,14 @@ def nothing_waiting(sock: socket.socket, wait: float = 0.1) -> bool:
     finally:
         sock.settimeout(previous)
     return False
+
+
+def relay_source(repo: Path, destination: Path, kernel_files: Mapping[str, bytes]) -> Path:
+    """A copy of the relay's source with `kernel_files` added beside relay.server.kernel's modules, where
+    the wheel ships the compiled program (loader.OBJECT_NAME) or the note saying why it has none
+    (loader.MISSING_NOTE); for `python -m relay` with PYTHONPATH=destination."""
+    ignore = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    shutil.copytree(repo / "relay", destination / "relay", ignore=ignore)
+    for name, content in kernel_files.items():
+        (destination / "relay" / "server" / "kernel" / name).write_bytes(content)
+    return destination

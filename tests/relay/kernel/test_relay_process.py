@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns_kit import CLIENT_IP, PEER_IP, RELAY_IP, Topology
+from netns_kit import CLIENT_IP, PEER_IP, RELAY_IP, Topology, relay_source
 from prometheus_client.parser import text_string_to_metric_families
 from relay_testkit import SECRET, TurnClient, rest_credentials, wait_until
 
@@ -56,10 +55,7 @@ def topology() -> Iterator[Topology]:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory, bpf_object: bytes) -> Path:
     """The relay's source with the program where the wheel ships it (relay.server.kernel's folder)."""
-    root = tmp_path_factory.mktemp("relay-package")
-    shutil.copytree(REPO / "relay", root / "relay", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    (root / "relay" / "server" / "kernel" / OBJECT_NAME).write_bytes(bpf_object)
-    return root
+    return relay_source(REPO, tmp_path_factory.mktemp("relay-package"), {OBJECT_NAME: bpf_object})
 
 
 @dataclass
@@ -412,10 +408,8 @@ def test_an_expired_permission_forwards_not_one_more_packet(topology: Topology, 
 @pytest.fixture(scope="module")
 def package_without_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The relay as a wheel built without clang ships it: no program, a note saying why."""
-    root = tmp_path_factory.mktemp("relay-package-without-program")
-    shutil.copytree(REPO / "relay", root / "relay", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    (root / "relay" / "server" / "kernel" / MISSING_NOTE).write_text("clang was not found when the wheel was built\n")
-    return root
+    note = b"clang was not found when the wheel was built\n"
+    return relay_source(REPO, tmp_path_factory.mktemp("relay-package-without-program"), {MISSING_NOTE: note})
 
 
 @pytest.mark.parametrize("workers", [1, 2])

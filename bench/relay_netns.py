@@ -1,0 +1,570 @@
+#!/usr/bin/env python3
+"""Our relay with the in-kernel path on, with it off, and Debian's coturn, in network namespaces joined
+by veth pairs (tests/relay/kernel/netns_kit.py's layout), so the TC program runs on a real interface:
+
+    client ns (turnutils_uclient) -- router ns -- peer ns (turnutils_peer, echo)
+                                        |
+                                    relay ns (the server under test, interface relay0)
+
+    sudo .venv/bin/python bench/relay_netns.py            # full run (about 25 minutes on 2 cores)
+    sudo .venv/bin/python bench/relay_netns.py --quick    # one small row per server (under a minute)
+
+Needs root (namespaces, the BPF program), clang (the program is compiled here, as the wheel build does),
+coturn (turnserver, turnutils_uclient, turnutils_peer) and taskset.
+
+The three servers take turns on the same load, row by row, each started fresh for its row and stopped
+after it (so the program is attached only while offload-on is measured). Rows: UDP ChannelData 120 and
+1000 B, UDP Send indications 120 B, TCP ChannelData 120 B, clients stepped up past saturation.
+
+Where the CPU goes. With the in-kernel path a relayed packet costs softirq time that no process is
+charged for, so the figures come from /proc/stat (per core: user, nice, system, irq, softirq; idle,
+iowait and steal are not work, guest time is inside user) as well as from the processes. The servers
+run pinned to the upper half of the CPUs and the load (uclient, peer) to the lower half, and receive
+packet steering (RPS) puts the relay interface's receive processing on the server cores and the
+router's on the load cores: what the relay host does for a packet (its TC program or its socket path,
+the server process, the send) lands on the server cores; the emulated network (router forwarding,
+delivery to the client's and peer's sockets) and the load generator on the load cores. Per relayed
+packet (a packet the relay interface transmitted: counted the same way for all three servers), over
+the seconds the relay sent at >= 90 % of its peak rate:
+
+  sys      the server cores' busy time (user+nice+system+irq+softirq) minus their busy rate measured
+           idle just before the row: system-wide accounting, right on an otherwise idle machine; when
+           other programs keep those cores busy (idle bg), the row's work displaces theirs and this
+           figure is noise (flagged)
+  proc     the server processes' own utime+stime (/proc/<pid>/stat)
+  softirq  the server cores' irq+softirq time minus its idle rate
+  host     proc + the share of softirq that ran while the server processes did not (tick accounting,
+           no IRQ_TIME_ACCOUNTING: a tick in softirq is charged to whichever task it interrupts, so
+           softirq time during the server's own time is already in proc; that share is estimated
+           from the server's share of the cores, as if softirq work arrived independently of it); the
+           figure the targets use, since it holds up when other programs share the cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
+
+from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
+from relay_servers import CLOCK_TICKS, Coturn, OurRelay, Server, coturn_version, cpu_seconds
+from relay_uclient import Scenario, UclientResult, run
+from relay_vs_coturn import (
+    CLIENTS_PER_UCLIENT,
+    MAX_LOSS,
+    REALM,
+    RELAY_RANGE,
+    SECRET,
+    UCLIENT_CHANNEL_COLLISION,
+    raise_fd_limit,
+    ratio,
+    split_cores,
+)
+
+from relay.server.kernel import build
+from relay.server.kernel.loader import OBJECT_NAME
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT, PEER_PORT, ADMIN = 3478, 3480, 9641  # in their own namespaces: nothing else listens there
+SERVERS = ("ours-on", "ours-off", "coturn")
+TOOLS = ("turnserver", "turnutils_uclient", "turnutils_peer", "taskset", "ip", "ethtool", "clang")
+SAMPLE_SECONDS = 0.5
+OFFLOAD_FLAG = 50.0  # percent: below this, an offload-on UDP row is flagged
+NOISY_BACKGROUND = 25.0  # percent of the server cores busy idle before a row (others' work): sys us/pkt is noise
+
+
+def scenarios(quick: bool, method: str) -> list[Scenario]:
+    if quick:
+        return [Scenario("udp", method, 120, 30, 10, 250)]
+    rows = [Scenario("udp", "channel", 120, n, 10, 600) for n in (100, 250, 400, 550, 700)]
+    rows += [Scenario("udp", "channel", 1000, n, 10, 600) for n in (100, 250, 400)]
+    rows += [Scenario("udp", "send", 120, n, 10, 600) for n in (100, 250, 400, 550, 700)]
+    rows += [Scenario("tcp", "channel", 120, n, 10, 600) for n in (100, 250, 400)]
+    return rows
+
+
+def cpu_ticks() -> dict[int, tuple[int, int]]:
+    """Per CPU from /proc/stat, in clock ticks: (user + nice + system + irq + softirq, irq + softirq)."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3].isdigit():
+            name, user, nice, system, _idle, _iowait, irq, softirq, *_ = line.split()
+            interrupts = int(irq) + int(softirq)
+            out[int(name[3:])] = (int(user) + int(nice) + int(system) + interrupts, interrupts)
+    return out
+
+
+def tx_packets(pid: int) -> int:
+    """Packets the relay interface sent (the namespace of process `pid`): the relayed packets, whichever
+    way each left (TC redirect or a socket)."""
+    for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines():
+        name, _, counters = line.partition(":")
+        if name.strip() == RELAY_INTERFACE:
+            return int(counters.split()[9])
+    raise RuntimeError(f"{RELAY_INTERFACE} not found in /proc/{pid}/net/dev")
+
+
+@dataclass
+class Sample:
+    at: float
+    ticks: dict[int, tuple[int, int]]  # cpu_ticks()
+    tx: int
+    server_cpu: float
+    rss_kib: int
+
+
+class Sampler(threading.Thread):
+    """Samples every SAMPLE_SECONDS while uclient runs, so the figures can be taken over the steady
+    seconds only (not the set-up and the tail)."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(daemon=True)
+        self.server, self.samples, self.done = server, [], threading.Event()
+
+    def take(self) -> Sample:
+        pids = self.server.pids()
+        return Sample(
+            time.monotonic(),
+            cpu_ticks(),
+            tx_packets(pids[0]),
+            cpu_seconds(pids),
+            self.server.rss_kib(),
+        )
+
+    def run(self) -> None:
+        self.samples.append(self.take())
+        while not self.done.wait(SAMPLE_SECONDS):
+            self.samples.append(self.take())
+
+    def stop(self) -> list[Sample]:
+        self.done.set()
+        self.join()
+        self.samples.append(self.take())
+        return self.samples
+
+
+@dataclass
+class Row:
+    scenario: Scenario
+    server: str
+    sent: float = 0.0
+    delivered: float = 0.0
+    loss: float = 0.0
+    relayed: int = 0  # relay interface tx packets over the steady seconds
+    seconds: float = 0.0  # the steady seconds
+    sys_us: float = float("nan")  # server cores' busy time - their idle rate, per packet
+    host_us: float = float("nan")  # the server processes + the softirq/irq time not charged to them
+    proc_us: float = float("nan")  # the server processes' utime + stime
+    softirq_us: float = float("nan")  # server cores' irq + softirq - their idle rate
+    server_busy: float = 0.0  # percent of the server cores
+    load_busy: float = 0.0  # percent of the load cores
+    background: float = 0.0  # percent of the server cores busy before the row, idle
+    rss_per_allocation_kib: float = float("nan")
+    offloaded: float = float("nan")  # percent of turn_packets_total (ours)
+    offloaded_packets: int = 0
+    offloaded_to_peer: float = float("nan")  # percent, client -> peer
+    offloaded_to_client: float = float("nan")  # percent, peer -> client
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class Bench:
+    """The three servers, configured for the relay namespace (ours from a source copy with the program
+    compiled here, where the wheel ships it), and one measurement: one server on one row."""
+
+    def __init__(
+        self,
+        net: Topology,
+        server_cores: list[int],
+        load_cores: list[int],
+        workdir: Path,
+        *,
+        quick: bool,
+        coturn_threads: int = 0,
+    ) -> None:
+        self.net, self.server_cores, self.load_cores = net, server_cores, load_cores
+        self.idle = 0.5 if quick else 2.0  # seconds of idle baseline before each row
+        # uclient sets its clients up 0.1 s apart: fewer per process starts a small row sooner
+        self.per_uclient = 10 if quick else CLIENTS_PER_UCLIENT
+        obj = build.build(workdir / "bpf")
+        if obj is None:
+            raise SystemExit("clang is missing: ./scripts/install.sh --test-tools installs it")
+        source = relay_source(ROOT, workdir / "source", {OBJECT_NAME: obj.read_bytes()})
+        common = {
+            "relay_range": RELAY_RANGE,
+            "secret": SECRET,
+            "realm": REALM,
+            "workdir": workdir,
+            "host": RELAY_IP,
+            "netns": net.relay,
+            "inside": lambda probe: net.run_in(net.relay, probe),
+        }
+        ours = {"workers": len(server_cores), "admin_port": ADMIN, "source": source}
+        self.servers: list[Server] = [
+            OurRelay(
+                server_cores,
+                PORT,
+                name=name,
+                extra=(f"allowed-peer-ip={PEER_IP}", f"kernel-offload={mode}"),
+                **ours,
+                **common,
+            )
+            for name, mode in (("ours-on", "on"), ("ours-off", "off"))
+        ]
+        self.servers.append(Coturn(server_cores, PORT, name="coturn", threads=coturn_threads, **common))
+
+    def measure(self, server: Server, scenario: Scenario) -> Row:
+        row = self.measure_once(server, scenario)
+        if UCLIENT_CHANNEL_COLLISION in row.error:  # uclient's own channel-number draw (relay_vs_coturn.py)
+            first = row.error
+            row = self.measure_once(server, scenario)
+            row.notes.append(f"run twice, the first time: {first}")
+        return row
+
+    def measure_once(self, server: Server, scenario: Scenario) -> Row:
+        server.start()
+        try:
+            before = cpu_ticks()
+            time.sleep(self.idle)
+            background = _rate(before, cpu_ticks(), self.idle)
+            counters = _counters(server)
+            sampler = Sampler(server)
+            sampler.start()
+            try:
+                result = run(
+                    scenario,
+                    port=PORT,
+                    secret=SECRET,
+                    peer_port=PEER_PORT,
+                    cores=self.load_cores,
+                    processes=max(len(self.load_cores), -(-scenario.clients // self.per_uclient)),
+                    server_ip=RELAY_IP,
+                    peer_ip=PEER_IP,
+                    netns=self.net.client,
+                )
+            finally:
+                samples = sampler.stop()
+            after = _counters(server)
+        finally:
+            server.stop()
+        return self.row(server.name, scenario, result, samples, background, counters, after)
+
+    def row(
+        self,
+        name: str,
+        scenario: Scenario,
+        result: UclientResult,
+        samples: list[Sample],
+        background: dict[int, tuple[float, float]],
+        counters: dict[str, int],
+        after: dict[str, int],
+    ) -> Row:
+        row = Row(scenario, name, result.sent_per_second, result.delivered_per_second, result.loss_percent)
+        row.error = result.error
+        server_cores = len(self.server_cores)
+        row.background = 100 * sum(background[c][0] for c in self.server_cores) / server_cores
+        steady = _steady(samples)
+        if not steady:
+            row.notes.append("no packets left the relay interface")
+            return row
+        seconds = sum(b.at - a.at for a, b in steady)
+        relayed = sum(b.tx - a.tx for a, b in steady)
+        busy, interrupts = ({c: sum(b.ticks[c][i] - a.ticks[c][i] for a, b in steady) / CLOCK_TICKS
+                             for c in steady[0][0].ticks} for i in (0, 1))  # fmt: skip
+        server_busy = sum(busy[c] for c in self.server_cores)
+        server_cpu = sum(b.server_cpu - a.server_cpu for a, b in steady)
+        softirq = sum(interrupts[c] - background[c][1] * seconds for c in self.server_cores)
+        running = min(1.0, server_cpu / (seconds * server_cores))  # the share of the server cores it ran
+        row.relayed, row.seconds = relayed, seconds
+        row.sys_us = (server_busy - sum(background[c][0] for c in self.server_cores) * seconds) / relayed * 1e6
+        row.proc_us = server_cpu / relayed * 1e6
+        row.softirq_us = softirq / relayed * 1e6
+        row.host_us = row.proc_us + max(0.0, row.softirq_us) * (1 - running)
+        row.server_busy = 100 * server_busy / (seconds * server_cores)
+        row.load_busy = 100 * sum(busy[c] for c in self.load_cores) / (seconds * len(self.load_cores))
+        if row.background > NOISY_BACKGROUND:
+            row.notes.append(f"sys us/pkt unreliable: the server cores were {row.background:.0f} % busy idle")
+        peak_rss = max(s.rss_kib for s in samples)
+        row.rss_per_allocation_kib = (peak_rss - samples[0].rss_kib) / scenario.clients
+        if counters:
+            delta = {key: after[key] - counters[key] for key in counters}
+            packets = delta["packets:client_to_peer"] + delta["packets:peer_to_client"]
+            row.offloaded_packets = delta["offloaded:client_to_peer"] + delta["offloaded:peer_to_client"]
+            row.offloaded = _percent(row.offloaded_packets, packets)
+            row.offloaded_to_peer = _percent(delta["offloaded:client_to_peer"], delta["packets:client_to_peer"])
+            row.offloaded_to_client = _percent(delta["offloaded:peer_to_client"], delta["packets:peer_to_client"])
+        if name == "ours-on":
+            row.notes += offload_flags(scenario, row)
+        return row
+
+
+def offload_flags(scenario: Scenario, row: Row) -> list[str]:
+    """With offload on, each UDP direction the kernel did not carry (mostly) is flagged."""
+    if scenario.transport == "tcp":
+        return ["TCP: user space by design"] if row.offloaded_packets == 0 else []
+    shares = (("client->peer", row.offloaded_to_peer), ("peer->client", row.offloaded_to_client))
+    return [f"FLAG: offload on, the kernel carried {x:.1f} % {way}" for way, x in shares if x < OFFLOAD_FLAG]
+
+
+def _rate(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], seconds: float
+) -> dict[int, tuple[float, float]]:
+    """Per CPU, the share of one core that was busy, and that was in irq or softirq (0..1 each)."""
+    return {c: tuple((after[c][i] - before[c][i]) / CLOCK_TICKS / seconds for i in (0, 1)) for c in after}
+
+
+def _percent(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def _counters(server: Server) -> dict[str, int]:
+    """Ours: turn_packets_total and turn_offloaded_packets_total by direction."""
+    if not isinstance(server, OurRelay):
+        return {}
+    return {
+        f"{kind}:{direction}": server.counter(metric, f'direction="{direction}"')
+        for kind, metric in (("packets", "turn_packets_total"), ("offloaded", "turn_offloaded_packets_total"))
+        for direction in ("client_to_peer", "peer_to_client")
+    }
+
+
+def _steady(samples: list[Sample]) -> list[tuple[Sample, Sample]]:
+    """The sampling intervals in which the relay sent at >= 90 % of its peak rate."""
+    pairs = [(a, b) for a, b in itertools.pairwise(samples) if b.at > a.at]
+    rates = [(b.tx - a.tx) / (b.at - a.at) for a, b in pairs]
+    if not rates or max(rates) <= 0:
+        return []
+    return [pair for pair, rate in zip(pairs, rates, strict=True) if rate >= 0.9 * max(rates)]
+
+
+def steer(net: Topology, server_cores: list[int], load_cores: list[int]) -> None:
+    """RPS: the relay interface's receive work on the server cores, the router's on the load cores."""
+
+    def mask(cores: list[int]) -> str:
+        return format(sum(1 << c for c in cores), "x")
+
+    for ns, device, cores in ((net.relay, RELAY_INTERFACE, server_cores),
+                              *((net.router, d, load_cores) for d in ("gc0", "gp0", "gr0"))):  # fmt: skip
+        path = f"/sys/class/net/{device}/queues/rx-0/rps_cpus"
+        subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {mask(cores)} > {path}"], check=True)
+
+
+def sustained(rows: list[Row]) -> dict[str, dict[str, tuple[float, bool]]]:
+    """Per family and server: the highest offered load with <= MAX_LOSS loss, and whether that was the
+    highest step run (then the server's own limit is higher still)."""
+    out: dict[str, dict[str, tuple[float, bool]]] = {}
+    for family in dict.fromkeys(r.scenario.family for r in rows):
+        top = max(r.scenario.offered for r in rows if r.scenario.family == family)
+        for name in SERVERS:
+            ok = [r.scenario.offered for r in rows if r.scenario.family == family and r.server == name
+                  and r.loss <= MAX_LOSS and not r.error]  # fmt: skip
+            best = max(ok, default=0.0)
+            out.setdefault(family, {})[name] = (best, best == top)
+    return out
+
+
+def targets(rows: list[Row]) -> list[str]:
+    best = sustained(rows)
+    by_key = {(r.scenario, r.server): r for r in rows}
+    lines = []
+
+    def cpu_ratios(name: str, family: str | None) -> list[float]:
+        """ours/coturn host us/pkt at each load both carried without loss (all rows if there are none)."""
+        pairs = [(by_key[(s, name)], by_key[(s, "coturn")]) for s, n in by_key
+                 if n == "coturn" and (s, name) in by_key and (family is None or s.family == family)]  # fmt: skip
+        lossless = [(o, t) for o, t in pairs if o.loss <= MAX_LOSS and t.loss <= MAX_LOSS]
+        return [o.host_us / t.host_us for o, t in (lossless or pairs) if t.host_us > 0 and o.host_us == o.host_us]
+
+    def line(
+        text: str, value: float | None, bound: float, at_least: bool, open_ended: bool = False, why: str = ""
+    ) -> str:
+        if value is None:
+            return f"  {text:<58} -      {why}"
+        met = value >= bound if at_least else value <= bound
+        verdict = "met" if met else "MISSED"
+        if at_least and not met and open_ended:
+            verdict = "not shown (both lossless at the highest load run: the load generator's limit)"
+        return f"  {text:<58} {value:5.2f}x  {verdict}"
+
+    for family in best:
+        if not family.startswith("UDP"):
+            continue
+        on, coturn = best[family]["ours-on"], best[family]["coturn"]
+        value, why = _load_ratio(on[0], coturn[0])
+        lines.append(line(f"offload on, {family}: lossless load >= 3x", value, 3.0, True, on[1] and coturn[1], why))
+        cpu = cpu_ratios("ours-on", family)
+        lines.append(line(f"offload on, {family}: CPU/packet <= 0.35x", max(cpu, default=None), 0.35, False))
+    for family in best:
+        off, coturn = best[family]["ours-off"], best[family]["coturn"]
+        value, why = _load_ratio(off[0], coturn[0])
+        lines.append(line(f"user space, {family}: lossless load >= 1.0x", value, 1.0, True, off[1] and coturn[1], why))
+    cpu = cpu_ratios("ours-off", None)
+    lines.append(line("user space, every row: CPU/packet <= 1.0x (worst row*)", max(cpu, default=None), 1.0, False))
+    rss = {n: [r.rss_per_allocation_kib for r in rows if r.server == n and r.scenario.clients >= 100] for n in SERVERS}
+    if rss["coturn"] and rss["ours-off"]:
+        theirs = max(rss["coturn"])
+        value = max(rss["ours-off"]) / theirs if theirs > 0 else None
+        lines.append(line("RSS per allocation <= 0.2x (largest over the rows)", value, 0.2, False))
+    return lines
+
+
+def _load_ratio(ours: float, coturn: float) -> tuple[float | None, str]:
+    if coturn:
+        return ours / coturn, ""
+    return None, f"(coturn lost > {MAX_LOSS} % at every load run; ours sustained {ours:.0f} msg/s)"
+
+
+def report(rows: list[Row], info: dict[str, str], mode: str) -> str:
+    lines = [f"TURN relay in network namespaces ({mode}): offload on / off / coturn, the same load", ""]
+    lines += [f"  {key:<24} {value}" for key, value in info.items()]
+    header = (
+        f"{'scenario':<22} {'clients':>7} {'nominal':>7} {'server':<8} {'sent/s':>7} {'msg/s':>7} {'loss %':>7} "
+        f"{'host':>6} {'proc':>6} {'softirq':>7} {'sys':>6} {'srv busy':>8} {'load busy':>9} "
+        f"{'idle bg':>7} {'KiB/alloc':>9} {'offloaded c>p/p>c':>17} {'x coturn host':>13}"
+    )
+    lines += ["", header, "-" * len(header)]
+    by_key = {(r.scenario, r.server): r for r in rows}
+    for row in rows:
+        theirs = by_key.get((row.scenario, "coturn"))
+        compare = ratio(row.host_us, theirs.host_us) if theirs is not None and row.server != "coturn" else ""
+        offloaded = (
+            f"{row.offloaded_to_peer:.1f}/{row.offloaded_to_client:.1f}%" if row.offloaded == row.offloaded else "-"
+        )
+        lines.append(
+            f"{row.scenario.family:<22} {row.scenario.clients:>7} {row.scenario.offered:>7.0f} {row.server:<8} "
+            f"{row.sent:>7.0f} {row.delivered:>7.0f} {row.loss:>7.3f} {row.host_us:>6.2f} {row.proc_us:>6.2f} "
+            f"{row.softirq_us:>7.2f} {row.sys_us:>6.2f} {row.server_busy:>7.0f}% {row.load_busy:>8.0f}% "
+            f"{row.background:>6.0f}% {row.rss_per_allocation_kib:>9.1f} {offloaded:>17} {compare:>13}"
+            + (f"  ERROR {row.error}" if row.error else "")
+            + "".join(f"  ({note})" for note in row.notes)
+        )
+    lines += [
+        "",
+        f"Highest offered load sustained with <= {MAX_LOSS} % loss (messages/s; + = at the highest step run):",
+    ]
+    for family, servers in sustained(rows).items():
+        cells = "   ".join(f"{n} {v:>7.0f}{'+' if top else ' '}" for n, (v, top) in servers.items())
+        lines.append(f"  {family:<22} {cells}")
+    lines += ["", "Targets (issue 12), ratios against coturn in this run; printed, never asserted:", *targets(rows)]
+    lines.append("  * CPU/packet: host us/pkt over coturn's, the worst of the loads both carried with <= "
+                 f"{MAX_LOSS} % loss (of all loads when there is none)")  # fmt: skip
+    method = "Where the CPU goes." + __doc__.split("Where the CPU goes.")[1]
+    lines += ["", *(line.rstrip() for line in method.strip("\n").splitlines())]
+    lines += [
+        "msg/s, sent/s and loss from turnutils_uclient (its seconds of peak sending); srv/load busy = share of",
+        "the server/load cores busy over the steady seconds; idle bg = the server cores' busy share idle before",
+        "the row; KiB/alloc = (peak - idle RSS) / clients; offloaded = turn_offloaded_packets_total /",
+        "turn_packets_total over the row (ours), client->peer / peer->client; x coturn host = host us/pkt over",
+        "coturn's at the same load (the targets use host us/pkt).",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--quick", action="store_true", help="one small row per server (under a minute)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="only the rows whose family and clients contain TEXT, e.g. 'channels 120 B' "
+                        "(repeatable)")  # fmt: skip
+    parser.add_argument("--report-from", type=Path, metavar="JSON", help="print the table of a saved --json run")
+    parser.add_argument("--workdir", type=Path, help="keep the servers' logs and configurations here")
+    parser.add_argument("--nice", type=int, default=0, metavar="N",
+                        help="run the servers and the load at this niceness (e.g. -5 on a machine shared with "
+                        "other jobs: all three servers and the load get the same; default 0)")  # fmt: skip
+    parser.add_argument("--coturn-threads", type=int, default=0, metavar="N",
+                        help="coturn's --relay-threads (default: coturn's own default)")  # fmt: skip
+    parser.add_argument("--quick-method", choices=("channel", "send"), default="send",
+                        help="--quick's row: UDP Send indications (default) or ChannelData")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.report_from:  # print a saved run's table again (after a change to the report)
+        saved = json.loads(args.report_from.read_text())
+        rows = [Row(**{**r, "scenario": Scenario(**r["scenario"])}) for r in saved["rows"]]
+        print(report(rows, saved["info"], saved.get("mode", "saved")))
+        return 0
+    mode = "quick" if args.quick else "full"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        print(f"missing: {', '.join(missing)} (./scripts/install.sh --test-tools)", file=sys.stderr)
+        return 2
+    planned = [s for s in scenarios(args.quick, args.quick_method) if not args.only or any(
+        word.lower() in f"{s.family} {s.clients}".lower() for word in args.only)]  # fmt: skip
+    if not planned:
+        print(f"--only {', '.join(args.only)} matches none of the rows", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the namespaces and servers are cleaned up
+    if args.nice:
+        os.nice(args.nice)  # inherited by every server, uclient and turnutils_peer this script starts
+    server_cores, load_cores = split_cores()
+    fd_limit = raise_fd_limit()
+    started = time.monotonic()
+    rows: list[Row] = []
+    per_uclient = 0
+    net = Topology()
+    with tempfile.TemporaryDirectory(prefix="relay-netns-") as scratch:
+        tmp = args.workdir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            net.create()
+            steer(net, server_cores, load_cores)
+            threads = args.coturn_threads
+            bench = Bench(net, server_cores, load_cores, Path(tmp), quick=args.quick, coturn_threads=threads)
+            per_uclient = bench.per_uclient
+            print(f"relay_netns ({mode}): servers on CPU {server_cores}, load on CPU {load_cores}", file=sys.stderr)
+            peer = subprocess.Popen(
+                ["taskset", "-c", ",".join(map(str, load_cores)), "ip", "netns", "exec", net.peer,
+                 "turnutils_peer", "-L", PEER_IP, "-p", str(PEER_PORT)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                for i, scenario in enumerate(planned):
+                    turn = bench.servers[i % 3 :] + bench.servers[: i % 3]  # each goes first in turn
+                    for server in turn:
+                        began = time.monotonic()
+                        row = bench.measure(server, scenario)
+                        rows.append(row)
+                        print(f"  {scenario.family:<22} {scenario.clients:>4} clients  {server.name:<8} "
+                              f"{row.delivered:>7.0f} msg/s  loss {row.loss:6.3f} %  sys {row.sys_us:6.2f} us/pkt  "
+                              f"offloaded {row.offloaded:5.1f} %  ({time.monotonic() - began:.0f} s)",
+                              file=sys.stderr, flush=True)  # fmt: skip
+            finally:
+                peer.terminate()
+                peer.wait(5)
+        finally:
+            net.destroy()
+    order = list(dict.fromkeys(r.scenario for r in rows))
+    rows.sort(key=lambda r: (order.index(r.scenario), SERVERS.index(r.server)))
+    info = {
+        "CPUs (servers / load)": f"{server_cores} / {load_cores} (taskset; RPS as described below)",
+        "ours": f"workers={len(server_cores)}, kernel-offload on / off, Python {sys.version.split()[0]}",
+        "coturn": f"{coturn_version()}, "
+        + (f"--relay-threads={args.coturn_threads}" if args.coturn_threads else "default --relay-threads"),
+        "load": f"turnutils_uclient (-c, REST -W, up to {per_uclient} clients each) -> turnutils_peer echo",
+        "interfaces": "veth, tx checksum offload off on the senders (full checksums, as from a NIC)",
+        "niceness": f"{os.nice(0)} (servers and load alike); other jobs shared the machine: see idle bg",
+        "fd limit": str(fd_limit),
+        "duration": f"{time.monotonic() - started:.0f} s",
+    }
+    print(report(rows, info, mode))
+    if args.json:
+        saved = {"info": info, "mode": mode, "rows": [asdict(r) for r in rows]}
+        args.json.write_text(json.dumps(saved, indent=2, default=str))
+    return 0 if all(not r.error for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

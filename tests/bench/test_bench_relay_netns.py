@@ -1,0 +1,92 @@
+"""bench/relay_netns.py --quick for real (root, network namespaces, the BPF program, coturn): the three
+servers carry uclient's traffic through the namespaces, the table and the targets are printed, the
+offload-on row's packets were forwarded by the kernel (turn_offloaded_packets_total grew) while the
+offload-off row's were not, and a direction the kernel did not carry is flagged. No timing is asserted
+(the targets are printed by the benchmark, never tested)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COLUMNS = ["scenario", "clients", "nominal", "server", "sent/s", "msg/s", "loss %", "host", "proc", "softirq", "sys",
+           "srv busy", "load busy", "idle bg", "KiB/alloc", "offloaded c>p/p>c", "x coturn host"]  # fmt: skip
+SERVERS = ["ours-on", "ours-off", "coturn"]
+FLAG_BELOW = 50.0  # percent (relay_netns.OFFLOAD_FLAG)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    tools = ("turnserver", "turnutils_uclient", "turnutils_peer", "taskset", "ip", "ethtool", "clang")
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        pytest.fail(f"the benchmark needs {', '.join(missing)} (./scripts/install.sh --test-tools)")
+    if os.geteuid() != 0:
+        pytest.fail("the namespace benchmark needs root (network namespaces, the BPF program)")
+    out = tmp_path_factory.mktemp("netns") / "bench.json"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "relay_netns.py"), "--quick", "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)  # the script removes its namespaces and servers on SIGTERM
+        stdout, stderr = process.communicate(timeout=30)
+        pytest.fail(f"the quick run took over 150 s: {stderr[-2000:]}")
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_prints_one_row_per_server_with_every_column(quick_run: tuple[str, dict]) -> None:
+    text, data = quick_run
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("scenario"))
+    assert all(column in header for column in COLUMNS), header
+    table = [line for line in lines if line.startswith("UDP ")]
+    assert [line.split()[7] for line in table] == SERVERS, table  # family (5 words), clients, nominal
+    assert [row["server"] for row in data["rows"]] == SERVERS
+    for section in ("Highest offered load sustained", "Targets (issue 12)", "lossless load >= 3x",
+                    "CPU/packet <= 0.35x", "lossless load >= 1.0x", "every row: CPU/packet <= 1.0x"):  # fmt: skip
+        assert section in text, section
+    for row in data["rows"]:
+        assert row["error"] == "", row
+        assert row["relayed"] > 0 and row["seconds"] > 0 and row["delivered"] > 0, row
+        for key in ("host_us", "proc_us", "softirq_us", "sys_us"):
+            assert not math.isnan(row[key]), (key, row)
+        assert row["proc_us"] > 0 and row["host_us"] >= row["proc_us"], row
+
+
+@pytest.mark.slow
+def test_the_offload_on_row_was_forwarded_by_the_kernel_and_the_others_were_not(quick_run: tuple[str, dict]) -> None:
+    text, data = quick_run
+    rows = {row["server"]: row for row in data["rows"]}
+    on, off, coturn = rows["ours-on"], rows["ours-off"], rows["coturn"]
+    assert on["offloaded_packets"] > 0 and on["offloaded"] > 0, on
+    # peer -> client: the quick row is Send indications, so the peer's echoes become Data indications
+    # built by the program (turnutils_peer's datagrams are plain UDP: nothing sends them to user space)
+    assert on["offloaded_to_client"] > 90.0, on
+    assert off["offloaded_packets"] == 0 and off["offloaded"] == 0.0, off
+    assert math.isnan(coturn["offloaded"]), coturn  # coturn has no such counter: shown as "-"
+    for way, key in (("client->peer", "offloaded_to_peer"), ("peer->client", "offloaded_to_client")):
+        flagged = any(f"FLAG: offload on, the kernel carried {on[key]:.1f} % {way}" in note for note in on["notes"])
+        assert flagged == (on[key] < FLAG_BELOW), (way, on["notes"])
+        assert flagged == (f"% {way})" in text.splitlines()[_row_line(text, "ours-on")]), way
+    assert not any("FLAG" in note for note in off["notes"] + coturn["notes"])
+
+
+def _row_line(text: str, server: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines()) if line.startswith("UDP ") and f" {server} " in line)
