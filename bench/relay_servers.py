@@ -122,12 +122,15 @@ class OurRelay(Server):
     name = "ours"
     counts_packets = True
 
-    def __init__(self, *args: object, workers: int, admin_port: int, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, workers: int, admin_port: int, packet_path: str = "compiled", **kwargs: object
+    ) -> None:
+        self.name = "ours" if packet_path == "compiled" else "ours-py"
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.workers, self.admin_port = workers, admin_port
+        self.workers, self.admin_port, self.packet_path = workers, admin_port, packet_path
 
     def command(self) -> list[str]:
-        config = self.workdir / "relay.conf"
+        config = self.workdir / f"{self.name}.conf"
         config.write_text(
             "\n".join(
                 [
@@ -156,7 +159,7 @@ class OurRelay(Server):
         return [sys.executable, "-m", "relay", "-c", str(config)]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(ROOT)}
+        return {**os.environ, "PYTHONPATH": str(ROOT), "RELAY_PACKET_PATH": self.packet_path}
 
     def ready(self) -> bool:
         try:
