@@ -207,6 +207,8 @@ def make_servers(server_cores: list[int], workdir: Path, python_path: bool = Fal
 
 def build_compiled_path() -> None:
     """The compiled packet path in place (the relay runs from the source tree), as the wheel build does."""
+    for stale in (ROOT / "relay" / "server").glob("_fastpath*.so"):
+        stale.unlink()  # not rewritten in place: a relay still running keeps the copy it mapped
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT / "relay", check=True)
 
 

@@ -387,6 +387,10 @@ static void on_relay(Engine *e, int fd, PyObject *callback) {
 static int parse_v4(PyObject *address, uint64_t *key, struct sockaddr_in *sa) {
     const char *host;
     int port;
+    if (!PyTuple_Check(address)) {
+        PyErr_Format(PyExc_TypeError, "an address is a (host, port) tuple, not %R", address);
+        return -1;
+    }
     if (!PyArg_ParseTuple(address, "si", &host, &port)) return -1;
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;

@@ -29,6 +29,8 @@ def build_fastpath_in_place() -> Path | None:
         built = sorted(FASTPATH_SOURCE.parent.glob("_fastpath*.so"))
         if built and built[0].stat().st_mtime >= FASTPATH_SOURCE.stat().st_mtime:
             return built[0]
+        for stale in built:  # unlinked, not rewritten: a running relay keeps the copy it mapped
+            stale.unlink()
         run = subprocess.run(
             [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
             cwd=RELAY_DIR,
