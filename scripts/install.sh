@@ -5,14 +5,15 @@
 #   package.json, used through scripts/env.sh), and with
 #   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
 #   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL,
-#   clang + libbpf-dev + linux-libc-dev to compile the relay's TC program and libbpf1 to load it, ethtool for
-#   the kernel-path namespace tests, pebble (Let's Encrypt's test CA) for the fleet certificate issuer).
+#   clang + libbpf-dev + linux-libc-dev to compile the relay's TC program and libbpf1 to load it, gcc +
+#   python3-dev to compile its C packet path (both when the relay wheel is built), ethtool for the kernel-path
+#   namespace tests, pebble (Let's Encrypt's test CA) for the fleet certificate issuer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--test-tools" ]]; then
   packages=(coturn chromium shellcheck iproute2 openssl ruby busybox postgresql clang libbpf-dev libbpf1 linux-libc-dev ethtool
-    pebble)
+    pebble gcc python3-dev)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
