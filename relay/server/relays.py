@@ -165,7 +165,9 @@ class UdpRelayEndpoint:
         if udp_socket is not None and self.family == FAMILY_IPV4 and self._in_place:
             self._client, self._client_sendto = allocation.client, udp_socket.sendto
         if not self._reading:
-            add_compiled = getattr(self._plane, "add_relay", None) if self._client_sendto else None
+            # The compiled path reads it only for a client of a compiled listener (it holds no entries for others).
+            compiled = self._client_sendto is not None and getattr(allocation.origin, "compiled", False)
+            add_compiled = getattr(self._plane, "add_relay", None) if compiled else None
             if add_compiled is not None:
                 add_compiled(self.sock.fileno(), self._handed_back)
                 self.compiled = True

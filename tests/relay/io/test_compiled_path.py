@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from relay_testkit import Peer, RunningRelay, indication, loopback_config
+from relay_testkit import Peer, RunningRelay, TurnClient, indication, loopback_config, rest_credentials
 
+from relay.config import Listener
 from relay.server import cpath
 from relay.stun import Attr, MessageClass, Method, encode
 
@@ -295,3 +296,18 @@ def test_the_choice_of_path(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogC
         "compiled packet path unavailable, the pure-Python path serves: the wheel was built without the compiled "
         "packet path: gcc was not found"
     ]
+
+
+def test_a_dual_stack_listener_stays_on_the_python_path() -> None:
+    """An IPv6 ("::") listener is not read by the C loop, so neither are its clients' relay sockets (the Engine
+    would only hand every datagram back)."""
+    config = loopback_config(listeners=(Listener("udp", "::", 0),))
+    with RunningRelay(config, packet_path="compiled") as relay, Peer() as peer:
+        username, password = rest_credentials()
+        with TurnClient(("127.0.0.1", relay.address("udp")[1]), username, password) as client:
+            relayed = client.relayed(client.allocate())
+            client.channel_bind(0x4005, peer.address)
+            assert not relay.server.udp[0].compiled and not _only_allocation(relay).relays[1].compiled
+            assert _entries(relay) == 0
+            peer.send(b"via python", relayed)
+            assert client.receive_data() == (None, 0x4005, b"via python")
