@@ -11,9 +11,10 @@ One Engine per process owns a private epoll set (its descriptor is what the even
     installed, and Send indications (XOR-PEER-ADDRESS IPv4, DATA, optional FINGERPRINT, nothing else
     comprehension-required) whose (listener, client, peer IP) is permitted, are sent from the relay
     socket; anything else is handed back unchanged: callback(bytes, (host, port));
-  * relay sockets (add_relay): a datagram from an installed peer becomes ChannelData (channel bound;
-    no padding over UDP, RFC 8656 section 12.5) or a Data indication (permission only), queued and sent
-    through the listener with sendmmsg once per round; anything else is handed back the same way;
+  * relay sockets (add_relay): recvmmsg takes what a ready socket holds; a datagram from an installed
+    peer becomes ChannelData (channel bound; no padding over UDP, RFC 8656 section 12.5) or a Data
+    indication (permission only), queued and sent through the listener with sendmmsg once per round;
+    anything else is handed back the same way;
   * any other descriptor (add): its Python handler() is called, returning payload bytes relayed or -1.
 Pending sends are flushed before any Python code runs, so entries never go away under a queued packet.
 Built against the limited API (abi3, Python >= 3.10); Linux only.
@@ -34,195 +35,7 @@ Built against the limited API (abi3, Python >= 3.10); Linux only.
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BATCH 64
-#define SLOT 65536
-#define HEADROOM 48 /* room for the longest header put in front of a payload */
-#define QSLOT (HEADROOM + SLOT + 4)
-#define MAX_EVENTS 512
-#define MAGIC 0x2112A442u
-
-enum { K_CHANNEL_OUT = 1, K_PERMIT_OUT, K_CHANNEL_IN, K_PERMIT_IN };
-enum { FD_NONE = 0, FD_PYTHON, FD_LISTENER, FD_RELAY };
-
-typedef struct {
-    uint64_t a;      /* client or peer: the first 8 bytes of its sockaddr_in */
-    uint32_t b;      /* peer IPv4 address (network order) for permissions */
-    int32_t fd;      /* listener (OUT kinds) or relay socket (IN kinds) */
-    uint16_t number; /* channel (CHANNEL_OUT) */
-    uint16_t kind;
-    uint32_t zero;
-} Key;
-
-typedef struct Entry {
-    struct Entry *next;
-    Key key;
-    int out_fd;              /* relay socket (OUT kinds) or listener (IN kinds) */
-    struct sockaddr_in dest; /* peer (CHANNEL_OUT) or client (IN kinds) */
-    uint16_t number;         /* channel put in front (CHANNEL_IN) */
-    uint8_t tid[12];         /* Data-indication transaction id (PERMIT_IN) */
-    unsigned long long packets, bytes;
-} Entry;
-
-typedef struct {
-    int type;
-    unsigned refs; /* entries naming this descriptor */
-    PyObject *callback;
-} FdInfo;
-
-typedef struct {
-    PyObject_HEAD
-    int epfd;
-    uint64_t seed;
-    Entry **buckets;
-    size_t nbuckets, count;
-    FdInfo *fds;
-    size_t nfds;
-    /* listener receive */
-    unsigned char *rx;
-    struct mmsghdr rmsg[BATCH];
-    struct iovec riov[BATCH];
-    struct sockaddr_in rname[BATCH];
-    /* peer -> client queue */
-    unsigned char *tx;
-    struct mmsghdr qmsg[BATCH];
-    struct iovec qiov[BATCH];
-    int qfd[BATCH];
-    Entry *qentry[BATCH];
-    unsigned qsize[BATCH];
-    int queued;
-    /* per poll call */
-    unsigned long long up_packets, up_bytes, down_packets, down_bytes;
-} Engine;
-
-static uint32_t crc_table[256];
-
-static void crc_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
-    }
-}
-
-static uint32_t crc32_of(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--) c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
-
-static inline uint16_t be16(const unsigned char *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline void put16(unsigned char *p, unsigned v) { p[0] = (unsigned char)(v >> 8), p[1] = (unsigned char)v; }
-
-/* --- the table ------------------------------------------------------------------------------------ */
-
-static inline Key make_key(int kind, int fd, uint64_t a, uint32_t b, unsigned number) {
-    Key k;
-    memset(&k, 0, sizeof k);
-    k.kind = (uint16_t)kind, k.fd = fd, k.a = a, k.b = b, k.number = (uint16_t)number;
-    return k;
-}
-
-static inline size_t slot_of(const Engine *e, const Key *k) {
-    uint64_t x = k->a ^ e->seed ^ ((uint64_t)k->b << 32 | (uint32_t)k->fd) * 0x9E3779B97F4A7C15ull;
-    x ^= (uint64_t)k->number << 48 | (uint64_t)k->kind << 32;
-    x ^= x >> 30, x *= 0xBF58476D1CE4E5B9ull, x ^= x >> 27, x *= 0x94D049BB133111EBull, x ^= x >> 31;
-    return (size_t)x & (e->nbuckets - 1);
-}
-
-static Entry *find(const Engine *e, const Key *k) {
-    for (Entry *x = e->buckets[slot_of(e, k)]; x; x = x->next)
-        if (!memcmp(&x->key, k, sizeof *k)) return x;
-    return NULL;
-}
-
-static int grow_fds(Engine *e, int fd) {
-    if (fd < 0) return -1;
-    if ((size_t)fd < e->nfds) return 0;
-    size_t n = e->nfds ? e->nfds : 256;
-    while (n <= (size_t)fd) n *= 2;
-    FdInfo *fds = realloc(e->fds, n * sizeof *fds);
-    if (!fds) return -1;
-    memset(fds + e->nfds, 0, (n - e->nfds) * sizeof *fds);
-    e->fds = fds, e->nfds = n;
-    return 0;
-}
-
-static int rehash(Engine *e) {
-    size_t n = e->nbuckets * 2;
-    Entry **b = calloc(n, sizeof *b);
-    if (!b) return -1;
-    Entry **old = e->buckets;
-    size_t oldn = e->nbuckets;
-    e->buckets = b, e->nbuckets = n;
-    for (size_t i = 0; i < oldn; i++)
-        for (Entry *x = old[i], *next; x; x = next) {
-            next = x->next;
-            size_t s = slot_of(e, &x->key);
-            x->next = b[s], b[s] = x;
-        }
-    free(old);
-    return 0;
-}
-
-static void unref(Engine *e, int fd) {
-    if (fd >= 0 && (size_t)fd < e->nfds && e->fds[fd].refs) e->fds[fd].refs--;
-}
-
-/* Insert or replace; a replaced entry keeps its counters only when its value is unchanged (the
-   mirror never rewrites an unchanged entry). */
-static Entry *insert(Engine *e, const Key *k, int out_fd) {
-    if (grow_fds(e, k->fd) || grow_fds(e, out_fd)) return NULL;
-    Entry *x = find(e, k);
-    if (x) {
-        unref(e, x->out_fd);
-    } else {
-        if (e->count + 1 > e->nbuckets && rehash(e)) return NULL;
-        x = calloc(1, sizeof *x);
-        if (!x) return NULL;
-        x->key = *k;
-        size_t s = slot_of(e, k);
-        x->next = e->buckets[s], e->buckets[s] = x;
-        e->count++;
-        e->fds[k->fd].refs++;
-    }
-    x->out_fd = out_fd;
-    e->fds[out_fd].refs++;
-    x->packets = x->bytes = 0;
-    return x;
-}
-
-static int erase(Engine *e, const Key *k) {
-    for (Entry **p = &e->buckets[slot_of(e, k)]; *p; p = &(*p)->next)
-        if (!memcmp(&(*p)->key, k, sizeof *k)) {
-            Entry *x = *p;
-            *p = x->next;
-            unref(e, x->key.fd), unref(e, x->out_fd);
-            free(x);
-            e->count--;
-            return 1;
-        }
-    return 0;
-}
-
-/* Every entry naming `fd` goes (a socket closed while entries still name it: its number may be reused). */
-static void purge_fd(Engine *e, int fd) {
-    if (fd < 0 || (size_t)fd >= e->nfds || !e->fds[fd].refs) return;
-    for (size_t i = 0; i < e->nbuckets; i++)
-        for (Entry **p = &e->buckets[i]; *p;) {
-            Entry *x = *p;
-            if (x->key.fd == fd || x->out_fd == fd) {
-                *p = x->next;
-                unref(e, x->key.fd), unref(e, x->out_fd);
-                free(x);
-                e->count--;
-            } else {
-                p = &x->next;
-            }
-        }
-}
+#include "_fastpath_table.h"
 
 /* --- the packet path -------------------------------------------------------------------------------- */
 
@@ -239,7 +52,7 @@ static void flush(Engine *e) {
         }
         i += sent;
     }
-    e->queued = 0;
+    e->queued = e->slots = 0;
 }
 
 static PyObject *address_tuple(const struct sockaddr_in *sa) {
@@ -333,53 +146,66 @@ static void on_listener(Engine *e, int fd) {
     }
 }
 
-static void on_relay(Engine *e, int fd, PyObject *callback) {
-    if (e->queued == BATCH) flush(e);
-    unsigned char *slot = e->tx + (size_t)e->queued * QSLOT, *payload = slot + HEADROOM;
-    struct sockaddr_in from;
-    socklen_t fromlen = sizeof from;
-    ssize_t got = recvfrom(fd, payload, SLOT, MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
-    if (got < 0) return; /* nothing after all, or a queued ICMP error */
-    size_t n = (size_t)got, start, end = HEADROOM + n;
-    if (from.sin_family == AF_INET && fromlen >= sizeof from) {
-        uint64_t peer;
-        memcpy(&peer, &from, 8);
-        Key k = make_key(K_CHANNEL_IN, fd, peer, 0, 0);
-        Entry *x = find(e, &k);
-        if (x) {
-            start = HEADROOM - 4;
-            put16(slot + start, x->number), put16(slot + start + 2, (unsigned)n);
-        } else {
-            k = make_key(K_PERMIT_IN, fd, 0, from.sin_addr.s_addr, 0);
-            x = find(e, &k);
-            size_t pad = -n & 3, length = 16 + n + pad;
-            if (x && length <= 0xFFFF) {
-                start = HEADROOM - 36;
-                unsigned char *h = slot + start;
-                put16(h, 0x0017), put16(h + 2, (unsigned)length);
-                h[4] = 0x21, h[5] = 0x12, h[6] = 0xA4, h[7] = 0x42;
-                memcpy(h + 8, x->tid, 12);
-                put16(h + 20, 0x0012), put16(h + 22, 8), h[24] = 0, h[25] = 0x01;
-                put16(h + 26, ntohs(from.sin_port) ^ 0x2112);
-                uint32_t xored = ntohl(from.sin_addr.s_addr) ^ MAGIC;
-                h[28] = (unsigned char)(xored >> 24), h[29] = (unsigned char)(xored >> 16);
-                h[30] = (unsigned char)(xored >> 8), h[31] = (unsigned char)xored;
-                put16(h + 32, 0x0013), put16(h + 34, (unsigned)n);
-                memset(slot + end, 0, pad);
-                end += pad;
-            } else {
-                x = NULL;
-            }
-        }
-        if (x) {
-            int q = e->queued++;
-            e->qiov[q].iov_base = slot + start, e->qiov[q].iov_len = end - start;
-            e->qmsg[q].msg_hdr.msg_name = &x->dest;
-            e->qfd[q] = x->out_fd, e->qentry[q] = x, e->qsize[q] = (unsigned)n;
-            return;
-        }
+/* Put the ChannelData or Data-indication header in front of a datagram from a peer and queue it for the
+   client; 0 when no entry covers that peer (or a Data indication would overflow its length field). */
+static int queue_for_client(Engine *e, int fd, unsigned char *slot, size_t n, const struct sockaddr_in *from) {
+    size_t start, end = HEADROOM + n;
+    uint64_t peer;
+    memcpy(&peer, from, 8);
+    Key k = make_key(K_CHANNEL_IN, fd, peer, 0, 0);
+    Entry *x = find(e, &k);
+    if (x) {
+        start = HEADROOM - 4;
+        put16(slot + start, x->number), put16(slot + start + 2, (unsigned)n);
+    } else {
+        k = make_key(K_PERMIT_IN, fd, 0, from->sin_addr.s_addr, 0);
+        x = find(e, &k);
+        size_t pad = -n & 3, length = 16 + n + pad;
+        if (!x || length > 0xFFFF) return 0;
+        start = HEADROOM - 36;
+        unsigned char *h = slot + start;
+        put16(h, 0x0017), put16(h + 2, (unsigned)length);
+        h[4] = 0x21, h[5] = 0x12, h[6] = 0xA4, h[7] = 0x42;
+        memcpy(h + 8, x->tid, 12);
+        put16(h + 20, 0x0012), put16(h + 22, 8), h[24] = 0, h[25] = 0x01;
+        put16(h + 26, ntohs(from->sin_port) ^ 0x2112);
+        uint32_t xored = ntohl(from->sin_addr.s_addr) ^ MAGIC;
+        h[28] = (unsigned char)(xored >> 24), h[29] = (unsigned char)(xored >> 16);
+        h[30] = (unsigned char)(xored >> 8), h[31] = (unsigned char)xored;
+        put16(h + 32, 0x0013), put16(h + 34, (unsigned)n);
+        memset(slot + end, 0, pad);
+        end += pad;
     }
-    hand_back(e, callback, payload, n, &from);
+    int q = e->queued++;
+    e->qiov[q].iov_base = slot + start, e->qiov[q].iov_len = end - start;
+    e->qmsg[q].msg_hdr.msg_name = &x->dest;
+    e->qfd[q] = x->out_fd, e->qentry[q] = x, e->qsize[q] = (unsigned)n;
+    return 1;
+}
+
+/* A ready relay socket: whatever it holds (up to the free slots) in one recvmmsg, received behind the
+   headroom of the send slots so that headers go in front without a copy. Datagrams no entry covers are
+   handed back after the others were sent (their slots stay intact until the next receive). */
+static void on_relay(Engine *e, int fd) {
+    if (e->slots == BATCH) flush(e);
+    int base = e->slots, back[BATCH], nback = 0;
+    for (int i = base; i < BATCH; i++) e->pmsg[i].msg_hdr.msg_namelen = sizeof e->pfrom[i];
+    int got = recvmmsg(fd, &e->pmsg[base], (unsigned)(BATCH - base), MSG_DONTWAIT, NULL);
+    if (got <= 0) return; /* nothing after all, or a queued ICMP error */
+    e->slots += got;
+    for (int i = base; i < base + got; i++) {
+        unsigned char *slot = e->tx + (size_t)i * QSLOT;
+        const struct sockaddr_in *from = &e->pfrom[i];
+        if (from->sin_family != AF_INET || e->pmsg[i].msg_hdr.msg_namelen < sizeof *from ||
+            !queue_for_client(e, fd, slot, e->pmsg[i].msg_len, from))
+            back[nback++] = i;
+    }
+    if (!nback) return;
+    flush(e);
+    for (int j = 0; j < nback && e->fds[fd].type == FD_RELAY; j++) {
+        int i = back[j];
+        hand_back(e, e->fds[fd].callback, e->tx + (size_t)i * QSLOT + HEADROOM, e->pmsg[i].msg_len, &e->pfrom[i]);
+    }
 }
 
 /* --- the Python type ------------------------------------------------------------------------------- */
@@ -546,7 +372,7 @@ static PyObject *Engine_poll(Engine *self, PyObject *args) {
                 on_listener(self, fd);
                 break;
             case FD_RELAY:
-                on_relay(self, fd, callback);
+                on_relay(self, fd);
                 break;
             case FD_PYTHON: {
                 flush(self);
@@ -621,6 +447,9 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwargs) {
         self->rmsg[i].msg_hdr.msg_namelen = sizeof self->rname[i];
         self->rmsg[i].msg_hdr.msg_iov = &self->riov[i], self->rmsg[i].msg_hdr.msg_iovlen = 1;
         self->qmsg[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+        self->piov[i].iov_base = self->tx + (size_t)i * QSLOT + HEADROOM, self->piov[i].iov_len = SLOT;
+        self->pmsg[i].msg_hdr.msg_name = &self->pfrom[i];
+        self->pmsg[i].msg_hdr.msg_iov = &self->piov[i], self->pmsg[i].msg_hdr.msg_iovlen = 1;
         self->qmsg[i].msg_hdr.msg_iov = &self->qiov[i], self->qmsg[i].msg_hdr.msg_iovlen = 1;
     }
     return 0;

@@ -17,17 +17,17 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 RELAY_DIR = HERE.parents[1] / "relay"
-FASTPATH_SOURCE = RELAY_DIR / "server" / "_fastpath.c"
+FASTPATH_SOURCES = (RELAY_DIR / "server" / "_fastpath.c", RELAY_DIR / "server" / "_fastpath_table.h")
 
 
 def build_fastpath_in_place() -> Path | None:
-    """Compile relay/server/_fastpath.c next to it (once across xdist workers); the .so, or None when this
-    machine cannot (the build leaves relay/server/_fastpath.missing saying why)."""
+    """Compile relay/server/_fastpath.c (with the header it includes) next to it, once across xdist workers;
+    the .so, or None when this machine cannot (the build leaves relay/server/_fastpath.missing saying why)."""
     (RELAY_DIR / "build").mkdir(exist_ok=True)  # git-ignored, as the wheel build's own
     with open(RELAY_DIR / "build" / ".fastpath.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        built = sorted(FASTPATH_SOURCE.parent.glob("_fastpath*.so"))
-        if built and built[0].stat().st_mtime >= FASTPATH_SOURCE.stat().st_mtime:
+        built = sorted(FASTPATH_SOURCES[0].parent.glob("_fastpath*.so"))
+        if built and built[0].stat().st_mtime >= max(source.stat().st_mtime for source in FASTPATH_SOURCES):
             return built[0]
         for stale in built:  # unlinked, not rewritten: a running relay keeps the copy it mapped
             stale.unlink()
@@ -40,7 +40,7 @@ def build_fastpath_in_place() -> Path | None:
         )
         output = run.stdout[-3000:] + run.stderr[-3000:]
         assert run.returncode == 0, f"building relay/server/_fastpath.c failed:\n{output}"
-        built = sorted(FASTPATH_SOURCE.parent.glob("_fastpath*.so"))
+        built = sorted(FASTPATH_SOURCES[0].parent.glob("_fastpath*.so"))
         return built[0] if built else None
 
 

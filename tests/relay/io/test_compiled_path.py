@@ -311,3 +311,32 @@ def test_a_dual_stack_listener_stays_on_the_python_path() -> None:
             assert _entries(relay) == 0
             peer.send(b"via python", relayed)
             assert client.receive_data() == (None, 0x4005, b"via python")
+
+
+def test_one_read_of_a_relay_socket_mixing_covered_and_uncovered_peers(sockets: dict[str, socket.socket]) -> None:
+    """Everything a ready relay socket holds is taken by one recvmmsg: covered datagrams go to the client (a
+    channel and a Data indication), the uncovered one is handed back once, after them, unchanged."""
+    engine = fastpath.Engine()
+    seen: list[tuple[bytes, tuple[str, int]]] = []
+    try:
+        listener, relay, client = sockets["listener"], sockets["relay"], sockets["client"]
+        engine.add_listener(listener.fileno(), lambda data, address: None)
+        engine.add_relay(relay.fileno(), lambda data, address: seen.append((data, address)))
+        with Peer() as channel_peer, Peer() as other_port, Peer("127.0.0.2") as stranger:
+            assert engine.channel(
+                True, listener.fileno(), client.getsockname(), 0x4321, relay.fileno(), channel_peer.address
+            )
+            assert engine.permission(True, listener.fileno(), client.getsockname(), relay.fileno(), "127.0.0.1")
+            channel_peer.send(b"one", relay.getsockname())
+            stranger.send(b"two", relay.getsockname())
+            other_port.send(b"three", relay.getsockname())
+            time.sleep(0.05)
+            assert engine.poll(1) == (0, 0, 2, 8)  # one round: one recvmmsg took all three
+            assert seen == [(b"two", stranger.address)]
+            first, source = client.recvfrom(100)
+            assert (first, source) == (b"\x43\x21\x00\x03one", listener.getsockname())
+            second = client.recv(100)
+            assert second[:4] == b"\x00\x17\x00\x18" and second[-8:] == b"three\x00\x00\x00"
+            assert engine.counters(fastpath.PERMIT_IN, relay.fileno(), ("127.0.0.1", 0)) == (1, 5)
+    finally:
+        engine.close()
