@@ -159,7 +159,7 @@ class RelayServer:
                 batched=self._fast,
             )
             self.udp.append(udp)
-            _log.info("listening udp %s:%s", *udp.local)
+            _log.info("listening udp %s:%s (%s packet path)", *udp.local, "compiled" if udp.compiled else "Python")
             return
         ssl_context = None
         if listener.transport == "tls":
