@@ -181,7 +181,7 @@ def _compiled_paths(setup: Setup, frame: bytes, rounds: int) -> list[tuple[str, 
             ),
         ),
         (
-            "peer->client ChannelData, compiled path (recvfrom + sendmmsg in C)",
+            "peer->client ChannelData, compiled path (recvmmsg + sendmmsg in C)",
             _time(
                 lambda: [setup.peer.sendto(setup.payload, setup.relayed) for _ in range(BATCH)],
                 drain(2),
