@@ -4,6 +4,8 @@ unchanged, and forgets entries when permissions expire, on Refresh(0) and when s
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import logging
 import socket
 import sys
@@ -340,3 +342,93 @@ def test_one_read_of_a_relay_socket_mixing_covered_and_uncovered_peers(sockets: 
             assert engine.counters(fastpath.PERMIT_IN, relay.fileno(), ("127.0.0.1", 0)) == (1, 5)
     finally:
         engine.close()
+
+
+def test_send_indications_forwarded_in_c_are_exactly_what_python_would_forward(
+    sockets: dict[str, socket.socket], record_property: Callable[[str, object], None]
+) -> None:
+    """Differential fuzz of the C Send-indication parser against the Python fast path's (relay.server.fastwire):
+    whatever C forwards, Python would forward to the same peer with the same payload; whatever else arrives is
+    handed back byte for byte (Python then decides, as on its own path)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from relay_fuzz_strategies import tlv
+
+    from relay.server.fastwire import parse_send
+    from relay.stun.attributes import encode_xor_address
+
+    engine = fastpath.Engine()
+    handed: list[bytes] = []
+    listener, relay, client = sockets["listener"], sockets["relay"], sockets["client"]
+    engine.add_listener(listener.fileno(), lambda data, address: handed.append(data))
+    engine.add_relay(relay.fileno(), lambda data, address: None)
+    assert engine.permission(True, listener.fileno(), client.getsockname(), relay.fileno(), "127.0.0.1")
+    forwarded = [0]
+    with Peer() as peer, Peer() as other:
+        for receiver in (peer, other):
+            receiver.sock.setblocking(False)
+        targets = st.sampled_from(
+            [peer.address, peer.address, other.address, ("127.0.0.1", 0), ("127.0.0.2", peer.address[1])]
+        )
+
+        @st.composite
+        def send_indications(draw: Any) -> bytes:
+            tid = draw(st.binary(min_size=12, max_size=12))
+            kinds = ["peer", "data", "df", "software", "any", "junk"]
+            chosen = draw(st.lists(st.sampled_from(kinds), max_size=5))
+            if draw(st.integers(0, 2)):  # mostly the usual shape (Chromium's, Firefox's with FINGERPRINT)
+                chosen = ["peer", "data"] + (["software"] if draw(st.booleans()) else [])
+            parts = []
+            for kind in chosen:
+                if kind == "peer":
+                    parts.append(tlv(0x0012, encode_xor_address(draw(targets), tid)))
+                elif kind == "data":
+                    parts.append(tlv(0x0013, draw(st.binary(max_size=40))))
+                elif kind == "df":
+                    parts.append(tlv(0x001A, b""))
+                elif kind == "software":
+                    parts.append(tlv(0x8022, draw(st.binary(max_size=7))))
+                elif kind == "any":
+                    parts.append(tlv(draw(st.integers(0, 0xFFFF)), draw(st.binary(max_size=8))))
+                else:
+                    parts.append(draw(st.binary(max_size=6)))
+            body = b"".join(parts)
+            fingerprint = draw(st.integers(0, 2))
+            length = len(body) + (8 if fingerprint else 0)
+            if not draw(st.integers(0, 5)):
+                length = draw(st.integers(0, 0xFFFF))
+            message = b"\x00\x16" + length.to_bytes(2, "big") + b"\x21\x12\xa4\x42" + tid + body
+            if fingerprint:
+                crc = (binascii.crc32(message) ^ 0x5354554E) & 0xFFFFFFFF
+                message += b"\x80\x28\x00\x04" + (crc ^ (fingerprint == 2)).to_bytes(4, "big")
+            if not draw(st.integers(0, 7)):
+                at = draw(st.integers(0, len(message) - 1))
+                message = message[:at] + bytes([message[at] ^ draw(st.integers(1, 255))]) + message[at + 1 :]
+            return message
+
+        @settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(datagram=send_indications())
+        def run(datagram: bytes) -> None:
+            handed.clear()
+            client.sendto(datagram, listener.getsockname())
+            time.sleep(0.0005)
+            engine.poll(2)
+            arrived = []
+            for receiver in (peer, other):
+                with contextlib.suppress(BlockingIOError):
+                    arrived.append((receiver.address, receiver.sock.recv(70000)))
+            expected = parse_send(memoryview(datagram), len(datagram), {})
+            if arrived:
+                forwarded[0] += 1
+                assert handed == [] and expected is not None and len(arrived) == 1
+                (address, payload), (host, port, data, dont_fragment) = arrived[0], expected
+                assert (host, port, bytes(data), dont_fragment) == (*address, payload, False)
+            else:
+                assert handed == [datagram]
+
+        try:
+            run()
+        finally:
+            engine.close()
+    record_property("fuzz:send_indication_c_vs_python", 400)
+    assert forwarded[0] >= 40  # the usual shape is common: the fuzz reaches the forwarding branch
