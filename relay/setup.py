@@ -1,10 +1,10 @@
 """The wheel's build steps beyond setuptools' defaults:
-  * compile the TC program (relay/server/kernel) into the built package, so the wheel ships `tc_relay.bpf.o`
-    (without clang the wheel is still built, with a note saying why the object is missing: build.py);
-  * compile the UDP forwarding loop `relay.server._fastpath` (C, limited API 3.10: one cp310-abi3 wheel for
-    every Python from 3.10, Ubuntu 22.04's included). Without a C compiler or Python's headers the wheel is
-    built without it and ships `_fastpath.missing`, the sentence the relay logs when it falls back to the
-    pure-Python path (relay.server.cpath). Nothing is compiled on the TURN hosts.
+* compile the TC program (relay/server/kernel) into the built package, so the wheel ships `tc_relay.bpf.o`
+  (without clang the wheel is still built, with a note saying why the object is missing: build.py);
+* compile the UDP forwarding loop `relay.server._fastpath` (C, limited API 3.10: one cp310-abi3 wheel for
+  every Python from 3.10, Ubuntu 22.04's included). Without a C compiler or Python's headers the wheel is
+  built without it and ships `_fastpath.missing`, the sentence the relay logs when it falls back to the
+  pure-Python path (relay.server.cpath). Nothing is compiled on the TURN hosts.
 """
 
 from __future__ import annotations

@@ -124,7 +124,6 @@ class CDataPlane:
             stats.bytes_peer_to_client += down_bytes
 
 
-
 class _EngineEntries:
     """`KernelMirror`'s Program over an Engine: a slot is ("channel", listener fd, client, number, relay fd,
     peer) or ("permission", listener fd, client, relay fd, peer host); both directions go together."""
