@@ -13,6 +13,10 @@ handlers unchanged (STUN requests, unknown channels or peers, odd lengths, DONT-
 plane stays the only authority. Entries exist for UDP clients over IPv4 with an IPv4 relayed address; TCP/TLS
 clients and allocations under `max-bps` stay entirely on the Python path (their token buckets are Python's,
 so CMirror installs nothing for them and the Engine hands their datagrams back).
+
+Counting is as on the Python path: each `Engine.poll` returns the packets and payload bytes it relayed per
+direction, which `CDataPlane` adds to the process's RelayStats (turn_packets_total, turn_bytes_total);
+`Engine.counters` reads one entry's own packets and bytes.
 """
 
 from __future__ import annotations
