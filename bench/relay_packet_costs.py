@@ -58,7 +58,7 @@ def _drain(sock: socket.socket) -> int:
 
 
 class Setup:
-    def __init__(self, payload: int, *, fast: bool) -> None:
+    def __init__(self, payload: int, *, fast: bool, packet_path: str = "python") -> None:
         config = RelayConfig(
             realm=REALM,
             listeners=(Listener("udp", "127.0.0.1", 0),),
@@ -72,7 +72,7 @@ class Setup:
         )
         self.loop = asyncio.new_event_loop()
         self.stats = RelayStats()
-        self.server = RelayServer(config, stats=self.stats, fast=fast)
+        self.server = RelayServer(config, stats=self.stats, fast=fast, packet_path=packet_path)
         self.loop.run_until_complete(self.server.start())
         self.listener = self.server.udp[0]
         self.client, self.peer = _socket(), _socket()
@@ -161,6 +161,37 @@ def _relay_paths(setup: Setup, frame: bytes, fast: bool, rounds: int) -> list[tu
     ]
 
 
+def _compiled_paths(setup: Setup, frame: bytes, rounds: int) -> list[tuple[str, float]]:
+    """The compiled path (relay.server._fastpath): its Engine's poll serves the listener and relay socket."""
+    poll = setup.server.plane.engine.poll
+
+    def drain(direction: int) -> Callable[[], None]:
+        def run() -> None:
+            left = BATCH
+            while left > 0:
+                left -= poll(16)[direction]
+
+        return run
+
+    return [
+        (
+            "client->peer ChannelData, compiled path (recvmmsg + sendto in C)",
+            _time(
+                lambda: [setup.client.send(frame) for _ in range(BATCH)], drain(0), lambda: _drain(setup.peer), rounds
+            ),
+        ),
+        (
+            "peer->client ChannelData, compiled path (recvmmsg + sendmmsg in C)",
+            _time(
+                lambda: [setup.peer.sendto(setup.payload, setup.relayed) for _ in range(BATCH)],
+                drain(2),
+                lambda: _drain(setup.client),
+                rounds,
+            ),
+        ),
+    ]
+
+
 def measure(payload: int, rounds: int) -> list[tuple[str, float]]:
     results: list[tuple[str, float]] = []
     frame = b"\x40\x00" + len(b"m" * payload).to_bytes(2, "big") + b"m" * payload
@@ -184,6 +215,9 @@ def measure(payload: int, rounds: int) -> list[tuple[str, float]]:
     for sock in (a, b, c):
         sock.close()
 
+    setup = Setup(payload, fast=True, packet_path="compiled")
+    results += _compiled_paths(setup, frame, rounds)
+    setup.close()
     for fast in (True, False):
         setup = Setup(payload, fast=fast)
         results += _relay_paths(setup, frame, fast, rounds)

@@ -158,10 +158,12 @@ class OurRelay(Server):
         admin_port: int,
         extra: tuple[str, ...] = (),
         source: Path = ROOT,
+        packet_path: str = "compiled",
         **kwargs: object,
     ) -> None:
+        kwargs.setdefault("name", "ours" if packet_path == "compiled" else "ours-py")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.workers, self.admin_port = workers, admin_port
+        self.workers, self.admin_port, self.packet_path = workers, admin_port, packet_path
         self.extra, self.source = extra, source  # more relay.conf lines; the tree `python -m relay` runs from
 
     def command(self) -> list[str]:
@@ -195,7 +197,7 @@ class OurRelay(Server):
         return [sys.executable, "-m", "relay", "-c", str(config)]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(self.source)}
+        return {**os.environ, "PYTHONPATH": str(self.source), "RELAY_PACKET_PATH": self.packet_path}
 
     def cwd(self) -> Path:
         return self.source  # `-m relay` puts the working directory first on sys.path

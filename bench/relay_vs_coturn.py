@@ -5,6 +5,10 @@ cores, the same settings, one table.
     .venv/bin/python bench/relay_vs_coturn.py            # full run (about 15 minutes on 2 cores)
     .venv/bin/python bench/relay_vs_coturn.py --quick    # a subset, under 2 minutes
     .venv/bin/python bench/relay_vs_coturn.py --smoke    # a tiny load, to check the script works
+    .venv/bin/python bench/relay_vs_coturn.py --udp --python-path   # UDP 120 B rows: C path, pure Python, coturn
+
+`ours` runs the compiled packet path (relay.server._fastpath, built in place first); `--python-path` adds
+`ours-py`, the same relay forced onto the pure-Python path (RELAY_PACKET_PATH=python), in the same run.
 
 Traffic: `turnutils_uclient` (REST credentials, channels or Send indications, UDP or TCP, 120 or 1000
 byte payloads, a fixed interval per client and a rising number of clients, up to and past saturation)
@@ -41,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relay_load_client import allocation_cycles, hold_allocations
-from relay_servers import Coturn, OurRelay, Server, coturn_version, cpu_seconds
+from relay_servers import ROOT, Coturn, OurRelay, Server, coturn_version, cpu_seconds
 from relay_uclient import Scenario, run
 
 SECRET = "bench-shared-secret-0123456789"
@@ -57,6 +61,12 @@ CLIENTS_PER_UCLIENT = 50
 def scenarios(mode: str) -> list[Scenario]:
     if mode == "smoke":
         return [Scenario("udp", "channel", 120, 4, 20, 25)]
+    if mode == "udp":  # the UDP 120 B rows only, up to and past saturation, no allocation phase
+        return [
+            Scenario("udp", method, 120, clients, 10, 800)
+            for method in ("channel", "send")
+            for clients in (100, 300, 500, 700, 900)
+        ]
     if mode == "quick":
         return [
             Scenario("udp", "channel", 120, 300, 10, 400),
@@ -182,12 +192,24 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def make_servers(server_cores: list[int], workdir: Path) -> list[Server]:
+def make_servers(server_cores: list[int], workdir: Path, python_path: bool = False) -> list[Server]:
     common = {"relay_range": RELAY_RANGE, "secret": SECRET, "realm": REALM, "workdir": workdir}
-    return [
-        OurRelay(server_cores, free_port(), workers=len(server_cores), admin_port=free_port(), **common),
-        Coturn(server_cores, free_port(), threads=len(server_cores), **common),
-    ]
+    ours = [OurRelay(server_cores, free_port(), workers=len(server_cores), admin_port=free_port(), **common)]
+    if python_path:
+        ours.append(
+            OurRelay(
+                server_cores, free_port(), workers=len(server_cores), admin_port=free_port(),
+                packet_path="python", **common,
+            )
+        )  # fmt: skip
+    return [*ours, Coturn(server_cores, free_port(), threads=len(server_cores), **common)]
+
+
+def build_compiled_path() -> None:
+    """The compiled packet path in place (the relay runs from the source tree), as the wheel build does."""
+    for stale in (ROOT / "relay" / "server").glob("_fastpath*.so"):
+        stale.unlink()  # not rewritten in place: a relay still running keeps the copy it mapped
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT / "relay", check=True)
 
 
 def allocation_phase(servers: list[Server], mode: str, load_cores: list[int]) -> dict[str, dict[str, float]]:
@@ -294,21 +316,23 @@ def report(rows: list[Row], allocations: dict[str, dict[str, float]], info: dict
     lines += [f"  {key:<26} {value}" for key, value in info.items()]
     lines.append("")
     header = (
-        f"{'scenario':<22} {'clients':>7} {'nominal':>8} {'server':<6} {'sent/s':>8} {'msg/s':>8} {'Mbit/s':>7} "
+        f"{'scenario':<22} {'clients':>7} {'nominal':>8} {'server':<7} {'sent/s':>8} {'msg/s':>8} {'Mbit/s':>7} "
         f"{'loss %':>7} "
         f"{'RTT avg':>7} {'RTT max':>7} {'CPU s':>6} {'us/pkt':>7} {'load CPU':>8} {'ratio msg/s':>11} "
         f"{'ratio us/pkt':>12}"
     )
     lines += [header, "-" * len(header)]
     by_key = {(row.scenario, row.server): row for row in rows}
+    names = list(dict.fromkeys(row.server for row in rows))
     for scenario in dict.fromkeys(row.scenario for row in rows):
-        ours, theirs = by_key.get((scenario, "ours")), by_key.get((scenario, "coturn"))
-        for row in (ours, theirs):
+        theirs = by_key.get((scenario, "coturn"))
+        for name in names:
+            row = by_key.get((scenario, name))
             if row is None:
                 continue
-            paired = row is ours and theirs is not None
+            paired = name != "coturn" and theirs is not None
             lines.append(
-                f"{scenario.family:<22} {scenario.clients:>7} {scenario.offered:>8.0f} {row.server:<6} "
+                f"{scenario.family:<22} {scenario.clients:>7} {scenario.offered:>8.0f} {row.server:<7} "
                 f"{row.sent:>8.0f} {row.delivered:>8.0f} {row.mbits:>7.1f} {row.loss:>7.3f} {row.rtt_avg:>7.2f} "
                 f"{row.rtt_max:>7.0f} "
                 f"{row.cpu:>6.2f} {row.us_per_packet:>7.2f} {row.load_cpu_percent:>7.0f}% "
@@ -319,8 +343,16 @@ def report(rows: list[Row], allocations: dict[str, dict[str, float]], info: dict
             )
     lines += ["", f"Highest nominal load sustained with <= {MAX_LOSS} % loss (messages/s, among the rows run):"]
     for family, servers in sustained(rows).items():
-        ours, theirs = servers.get("ours", 0.0), servers.get("coturn", 0.0)
-        lines.append(f"  {family:<22} ours {ours:>8.0f}   coturn {theirs:>8.0f}   ratio {ratio(ours, theirs)}")
+        theirs_best = servers.get("coturn", 0.0)
+        lines.append(
+            f"  {family:<22} "
+            + "   ".join(f"{name} {servers.get(name, 0.0):>8.0f}" for name in names)
+            + "   ratio to coturn "
+            + " / ".join(ratio(servers.get(name, 0.0), theirs_best) for name in names if name != "coturn")
+        )
+    if not allocations:
+        lines += ["", "Targets:", *targets(rows, allocations)]
+        return "\n".join(lines)
     lines += ["", "Allocations (bench/relay_load_client.py, 64 clients back to back, each cycle from a new address):"]
     ours, theirs = allocations.get("ours", {}), allocations.get("coturn", {})
     lines.append(
@@ -365,16 +397,27 @@ def _held(ours: dict[str, float], theirs: dict[str, float], step: int) -> str:
 def targets(rows: list[Row], allocations: dict[str, dict[str, float]]) -> list[str]:
     out = []
     best = sustained(rows)
+    for name in dict.fromkeys(row.server for row in rows if row.server != "coturn"):
+        out += _packet_targets(rows, best, name)
+    if allocations:
+        out += _allocation_targets(allocations)
+    return out
+
+
+def _packet_targets(rows: list[Row], best: dict[str, dict[str, float]], name: str) -> list[str]:
+    out = []
     for family in [f for f in best if f.startswith("UDP")]:
-        ours, theirs = best[family].get("ours", 0.0), best[family].get("coturn", 0.0)
-        out.append(_target(f"sustained load >= 1.0x coturn ({family})", ours / theirs if theirs else 0.0, 1.0, True))
-    pairs = _pairs(rows)
+        ours, theirs = best[family].get(name, 0.0), best[family].get("coturn", 0.0)
+        out.append(
+            _target(f"{name}: sustained load >= 1.0x coturn ({family})", ours / theirs if theirs else 0.0, 1.0, True)
+        )
+    pairs = _pairs(rows, name)
     if pairs:
         worst = max(o.us_per_packet / t.us_per_packet for o, t in pairs if t.us_per_packet)
-        out.append(_target("CPU per relayed packet <= 1.5x coturn (worst row)", worst, 1.5, False))
+        out.append(_target(f"{name}: CPU per relayed packet <= 1.0x coturn (worst row)", worst, 1.0, False))
         more_loss = [o for o, t in pairs if o.loss > t.loss + 0.05]
         out.append(
-            f"  {'never more loss than coturn at the same load':<52} "
+            f"  {name + ': never more loss than coturn at the same load':<52} "
             + (
                 "met"
                 if not more_loss
@@ -382,6 +425,11 @@ def targets(rows: list[Row], allocations: dict[str, dict[str, float]]) -> list[s
                 f"(worst: {max(o.loss - t.loss for o, t in pairs):.2f} points)"
             )
         )
+    return out
+
+
+def _allocation_targets(allocations: dict[str, dict[str, float]]) -> list[str]:
+    out = []
     ours, theirs = allocations.get("ours", {}), allocations.get("coturn", {})
     if theirs.get("rss_per_allocation_kib"):
         value = ours.get("rss_per_allocation_kib", 0.0) / theirs["rss_per_allocation_kib"]
@@ -395,12 +443,12 @@ def targets(rows: list[Row], allocations: dict[str, dict[str, float]]) -> list[s
     return out
 
 
-def _pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
+def _pairs(rows: list[Row], name: str = "ours") -> list[tuple[Row, Row]]:
     by_key = {(row.scenario, row.server): row for row in rows}
     return [
-        (by_key[(s, "ours")], by_key[(s, "coturn")])
+        (by_key[(s, name)], by_key[(s, "coturn")])
         for s in dict.fromkeys(r.scenario for r in rows)
-        if (s, "ours") in by_key and (s, "coturn") in by_key
+        if (s, name) in by_key and (s, "coturn") in by_key
     ]
 
 
@@ -414,9 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="a subset (under 2 minutes)")
     group.add_argument("--smoke", action="store_true", help="a tiny load to check the script works")
+    group.add_argument("--udp", action="store_true", help="the UDP 120 B rows only, no allocation phase")
+    parser.add_argument("--python-path", action="store_true", help="also run ours on the pure-Python path")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    mode = "smoke" if args.smoke else "quick" if args.quick else "udp" if args.udp else "full"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         print(f"missing: {', '.join(missing)} (apt-get install coturn util-linux)", file=sys.stderr)
@@ -424,15 +474,19 @@ def main(argv: list[str] | None = None) -> int:
     server_cores, load_cores = split_cores()
     fd_limit = raise_fd_limit()
     started = time.monotonic()
+    build_compiled_path()
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
-        servers = make_servers(server_cores, Path(tmp))
+        servers = make_servers(server_cores, Path(tmp), args.python_path)
         print(f"benchmark ({mode}): servers on CPU {server_cores}, load on CPU {load_cores}", file=sys.stderr)
         rows = traffic_phase(servers, scenarios(mode), load_cores)
-        print("allocation rate and memory ...", file=sys.stderr, flush=True)
-        allocations = allocation_phase(servers, mode, load_cores)
+        allocations = {}
+        if mode != "udp":
+            print("allocation rate and memory ...", file=sys.stderr, flush=True)
+            allocations = allocation_phase([s for s in servers if s.name != "ours-py"], mode, load_cores)
     info = {
         "CPUs (servers / load)": f"{len(server_cores)} {server_cores} / {len(load_cores)} {load_cores}",
-        "ours": f"workers={len(server_cores)}, Python {platform.python_version()}, {_event_loop()}",
+        "ours": f"workers={len(server_cores)}, Python {platform.python_version()}, {_event_loop()}, compiled path"
+        + (" (ours-py: the same on the pure-Python path)" if args.python_path else ""),
         "coturn": f"{coturn_version()}, --relay-threads={len(server_cores)}",
         "load": f"turnutils_uclient (-c, REST -W, up to {CLIENTS_PER_UCLIENT} clients each), turnutils_peer echo",
         "fd limit": str(fd_limit),

@@ -5,7 +5,8 @@ app's own virtualenv) on a copy of the sources, so the repository never gets `bu
 litter and concurrent synths do not race. Wheels are zip files with timestamps in them; the asset hash is
 therefore computed from the relay's *sources* (plus the build's Python version), not from the wheel's
 bytes, and `SOURCE_DATE_EPOCH` pins the timestamps anyway. The build also compiles the relay's TC program
-with clang when clang is there (relay/setup.py), so the compiler's identity is part of the hash too. Same
+with clang and its C packet path with gcc when they are there (relay/setup.py; the wheel is then tagged
+cp310-abi3-linux_<machine>), so both compilers' identities are part of the hash too. Same
 sources, same asset key, same user data: no launch template change, hence no instance replacement, unless
 relay code changed.
 """
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,9 @@ RELAY_DIR = Path(__file__).resolve().parent.parent / "relay"
 
 # Never part of the wheel's inputs: bytecode, build output and test files.
 _EXCLUDED_DIRS = {"__pycache__", "build", "dist", "tests", ".pytest_cache", ".ruff_cache"}
-_EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".bpf.o", ".bpf.missing")
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".bpf.o", ".bpf.missing", ".so", "_fastpath.missing")
+# What pip on the TURN hosts (Ubuntu 22.04 amd64, settings.model) installs: the compiled wheel or a pure one.
+HOST_PLATFORM_TAGS = ("linux_x86_64", "any")
 # 2020-01-01T00:00:00Z: zip entries cannot carry dates before 1980, and any fixed value keeps builds stable.
 _SOURCE_DATE_EPOCH = "1577836800"
 
@@ -76,11 +80,23 @@ def bpf_compiler_identity(source: Path = RELAY_DIR) -> str:
     return run.stdout.strip() if run.returncode == 0 else f"failed: {run.stderr.strip()[-200:]}"
 
 
+@functools.cache
+def c_compiler_identity() -> str:
+    """The C compiler that builds the packet path (Python's configured CC), or "none": as for BPF, a wheel with
+    the compiled path and one without must not share an asset key."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return "none"
+    run = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
+    return run.stdout.splitlines()[0].strip() if run.returncode == 0 and run.stdout else "unusable"
+
+
 def relay_source_hash(source: Path = RELAY_DIR) -> str:
     """SHA-256 over every source file's relative path and bytes, the Python version that builds it, and the
-    BPF compiler."""
+    BPF and C compilers."""
     digest = hashlib.sha256(f"bbb-turn-relay wheel v1 py{sys.version_info[0]}.{sys.version_info[1]}\n".encode())
     digest.update(f"bpf compiler: {bpf_compiler_identity(source)}\n".encode())
+    digest.update(f"c compiler: {c_compiler_identity()}\n".encode())
     for path in relay_source_files(source):
         data = path.read_bytes()
         digest.update(f"{path.relative_to(source).as_posix()}\0{len(data)}\0".encode())
@@ -115,6 +131,13 @@ def build_relay_wheel(source: Path = RELAY_DIR) -> BuiltWheel:
             f"building the relay wheel failed (exit {run.returncode}, {len(wheels)} wheel(s)) with "
             f"`{' '.join(command)}`; install the build tools with `.venv/bin/pip install -r requirements.txt` "
             f"and check relay/pyproject.toml. Last output:\n{tail}"
+        )
+    platform_tag = wheels[0].name.removesuffix(".whl").rsplit("-", 1)[-1]
+    if platform_tag not in HOST_PLATFORM_TAGS:
+        raise RelayWheelError(
+            f"the relay wheel {wheels[0].name} was built for {platform_tag}, but the TURN hosts are "
+            f"{' or '.join(HOST_PLATFORM_TAGS)} (its compiled packet path is machine code): synthesize on an "
+            "x86_64 Linux machine"
         )
     built = BuiltWheel(path=wheels[0], source_hash=source_hash)
     _built[source_hash] = built

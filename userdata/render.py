@@ -76,7 +76,7 @@ _PATTERNS = {
     "access_point": (r"fsap-[0-9a-f]{8,40}", "an EFS access point id"),
     "wheel": (
         r"bbb_turn_relay-[A-Za-z0-9_.+!]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl",
-        "the relay wheel's file name, e.g. bbb_turn_relay-0.1.0-py3-none-any.whl",
+        "the relay wheel's file name, e.g. bbb_turn_relay-0.1.0-cp310-abi3-linux_x86_64.whl",
     ),
     "metric": (r"[a-zA-Z_:][a-zA-Z0-9_:]*", "a Prometheus metric name"),
 }
@@ -141,7 +141,7 @@ class TurnParams(HostParams):
     turn_secret_arn: str
     turn_credential_ttl: int = contract.TURN_CREDENTIAL_TTL_SECONDS
     relay_wheel: S3Object  # the wheel asset
-    relay_wheel_filename: str  # e.g. bbb_turn_relay-0.1.0-py3-none-any.whl (the asset key loses it)
+    relay_wheel_filename: str  # e.g. bbb_turn_relay-0.1.0-cp310-abi3-linux_x86_64.whl (the asset key loses it)
     min_port: int = 49152
     max_port: int = 65535
     total_quota: int = 0

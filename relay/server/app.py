@@ -30,7 +30,7 @@ from relay.policy.auth import Authenticator
 from relay.policy.nonce import Nonces
 from relay.policy.peers import PeerPolicy
 from relay.policy.quotas import AllocationQuota, QuotaBackend, SourceLimiter
-from relay.server import stream
+from relay.server import cpath, stream
 from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
 from relay.server.refusals import RefusalLog
@@ -64,6 +64,7 @@ class RelayServer:
         sockets: Mapping[int, socket.socket] | None = None,
         port_range: tuple[int, int] | None = None,
         mirror: AllocationMirror | None = None,
+        packet_path: str | None = None,
     ) -> None:
         self.config = config
         self.stats = stats
@@ -75,6 +76,7 @@ class RelayServer:
         self._draining = draining
         self._tls = tls
         self._mirror = mirror  # the in-kernel path (relay.server.kernel), kept in step by the core
+        self._packet_path = packet_path  # auto | compiled | python; None: RELAY_PACKET_PATH (relay.server.cpath)
         self.quota = quota if quota is not None else AllocationQuota(config.total_quota, config.user_quota)
         self.auth = Authenticator(
             config.realm,
@@ -98,7 +100,7 @@ class RelayServer:
         self.stream_servers: list[tuple[str, asyncio.AbstractServer]] = []
         self.connections: set[StreamConnection] = set()
         self._timer: asyncio.TimerHandle | None = None
-        self.plane: DataPlane | None = None
+        self.plane: DataPlane | cpath.CDataPlane | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -107,7 +109,13 @@ class RelayServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         config = self.config
-        self.plane = data_plane(loop, self.stats, epoll=self._fast)
+        compiled = cpath.load(self._packet_path) if self._fast else None
+        mirror = self._mirror
+        if compiled is not None:
+            self.plane = cpath.CDataPlane(loop, self.stats, compiled)
+            mirror = cpath.Mirrors(mirror, cpath.CMirror(self.plane))
+        else:
+            self.plane = data_plane(loop, self.stats, epoll=self._fast)
         binder = SocketBinder(
             self.plane,
             self.forwarder,
@@ -130,7 +138,7 @@ class RelayServer:
             limiter=self.limiter,
             draining=self._draining,
             refusals=self.refusals,
-            mirror=self._mirror,
+            mirror=mirror,
         )
         try:
             for index, listener in enumerate(config.listeners):
@@ -151,7 +159,7 @@ class RelayServer:
                 batched=self._fast,
             )
             self.udp.append(udp)
-            _log.info("listening udp %s:%s", *udp.local)
+            _log.info("listening udp %s:%s (%s packet path)", *udp.local, "compiled" if udp.compiled else "Python")
             return
         ssl_context = None
         if listener.transport == "tls":

@@ -5,7 +5,9 @@ Each endpoint is a non-blocking socket in the process's data plane (relay.server
 calls its handler once per ready datagram. The handler for IPv4 relay sockets of UDP clients is the
 hot path and does the forwarding itself, in place in one shared buffer; the others hand the datagram
 to `Forwarder.peer_datagram`. Both apply the same rules (channel -> ChannelData, permission -> Data
-indication, else drop) and tests/relay/unit/test_fast_path.py runs them side by side.
+indication, else drop) and tests/relay/unit/test_fast_path.py runs them side by side. With the compiled
+packet path (relay.server.cpath) the IPv4 relay sockets of UDP clients are read by its C loop, which hands
+datagrams from peers it has no entry for to `Forwarder.peer_datagram`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from typing import Any
 
 from relay.server.dataplane import DataPlane
-from relay.server.forwarding import Forwarder
+from relay.server.forwarding import Forwarder, report_internal_error
 from relay.stun.attributes import Address
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.wire import MAX_STUN_LENGTH, PADDING, data_indication_head
@@ -115,6 +117,7 @@ class UdpRelayEndpoint:
         "_recv",
         "_stats",
         "advertised",
+        "compiled",
         "family",
         "port",
         "sendto",
@@ -149,6 +152,7 @@ class UdpRelayEndpoint:
         self._client_sendto: Any = None
         self._in_place = in_place  # False: always the general handler (the portable path, for tests)
         self._reading = False
+        self.compiled = False  # read by the compiled path (relay.server.cpath), which may hold entries for it
 
     def attach(self, allocation: Any) -> None:
         self._allocation = allocation
@@ -161,7 +165,14 @@ class UdpRelayEndpoint:
         if udp_socket is not None and self.family == FAMILY_IPV4 and self._in_place:
             self._client, self._client_sendto = allocation.client, udp_socket.sendto
         if not self._reading:
-            self._plane.add(self.sock.fileno(), self._on_readable if self._client_sendto else self._on_readable_any)
+            # The compiled path reads it only for a client of a compiled listener (it holds no entries for others).
+            compiled = self._client_sendto is not None and getattr(allocation.origin, "compiled", False)
+            add_compiled = getattr(self._plane, "add_relay", None) if compiled else None
+            if add_compiled is not None:
+                add_compiled(self.sock.fileno(), self._handed_back)
+                self.compiled = True
+            else:
+                self._plane.add(self.sock.fileno(), self._on_readable if self._client_sendto else self._on_readable_any)
             self._reading = True
 
     def set_dont_fragment(self) -> bool:
@@ -230,6 +241,13 @@ class UdpRelayEndpoint:
         except OSError:
             return -1
         return size
+
+    def _handed_back(self, data: bytes, address: Address) -> None:
+        """A datagram the compiled path did not forward (no entry for its peer): the general path decides."""
+        try:
+            self._deliver(self._allocation, data, address)
+        except Exception:  # a bug costs one datagram, never the relay socket
+            report_internal_error("relay datagram")
 
     def _on_readable_any(self) -> int:
         """IPv6 relay sockets and stream (TCP/TLS) clients: the general `Forwarder.peer_datagram`."""

@@ -11,6 +11,8 @@ Two readers, one behaviour:
     Send indications use the allocation-free parser of `relay.server.fastwire`.
   * `_on_readable` (IPv6, other platforms): `recvfrom_into` a shared buffer, then `on_datagram`,
     which is also the entry point the fuzz tests drive directly.
+With the compiled packet path (relay.server.cpath) an IPv4 listener is read by its C loop instead, which
+forwards installed channels and permissions and hands the rest to `on_datagram` (`_handed_back`).
 Relayed packets and bytes are added to `RelayStats` once per batch.
 """
 
@@ -115,8 +117,15 @@ class UdpListener:
         core.table.by_origin[self] = self.allocations  # the table fills it; the packet path reads it
         self.stats = core.stats
         sock.setblocking(False)
-        self.receiver = BatchReceiver.create(sock) if batched else None
-        plane.add(sock.fileno(), self._on_readable if self.receiver is None else self._on_readable_batched)
+        # The compiled path (relay.server.cpath) reads IPv4 listeners itself and hands back what it does not
+        # forward; `compiled` tells its mirror that this listener's clients can have entries there.
+        add_compiled = getattr(plane, "add_listener", None) if batched and sock.family == socket.AF_INET else None
+        self.compiled = add_compiled is not None
+        self.receiver = BatchReceiver.create(sock) if batched and not self.compiled else None
+        if add_compiled is not None:
+            add_compiled(sock.fileno(), self._handed_back)
+        else:
+            plane.add(sock.fileno(), self._on_readable if self.receiver is None else self._on_readable_batched)
 
     @classmethod
     def bind(cls, host: str, port: int, **kwargs: Any) -> UdpListener:
@@ -155,6 +164,14 @@ class UdpListener:
                 self.stats.malformed_udp += 1
                 report_internal_error("udp datagram")
         return -1
+
+    def _handed_back(self, data: bytes, address: Address) -> None:
+        """A datagram the compiled path did not forward, exactly as it arrived."""
+        try:
+            self.on_datagram(data, address)
+        except Exception:  # a bug costs one datagram, never the listener or the rest of the batch
+            self.stats.malformed_udp += 1
+            report_internal_error("udp datagram")
 
     def _on_readable_batched(self) -> int:
         receiver = self.receiver

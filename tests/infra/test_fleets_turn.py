@@ -314,7 +314,7 @@ def test_user_data_carries_the_configuration_and_secret_arns_never_a_secret(cust
     assert env["DRAIN_TIMEOUT_SECONDS"] == str(45 * 60)
     assert env["METRICS_NAMESPACE"] == "BBBOnAWS/uni-x"
     assert env["RELAY_WHEEL_FILENAME"].startswith("bbb_turn_relay-") and env["RELAY_WHEEL_FILENAME"].endswith(
-        "-py3-none-any.whl")
+        "-cp310-abi3-linux_x86_64.whl")  # the compiled packet path, for the hosts' Python 3.10 and up
     assert "PublishOutputRefTurnSecret" in env["TURN_SECRET_ARN"]
     # No value of a secret, no dynamic reference that CloudFormation would resolve into the template.
     assert "resolve:secretsmanager" not in json.dumps(template)

@@ -425,6 +425,7 @@ class RunningRelay:
         draining: Any = None,
         use_uvloop: bool = False,
         fast: bool = True,
+        packet_path: str | None = None,
     ):
         import asyncio
         import threading
@@ -435,7 +436,12 @@ class RunningRelay:
         self.stats = RelayStats()
         self.draining = False
         self.server = RelayServer(
-            config, stats=self.stats, tls=tls, draining=draining or (lambda: self.draining), fast=fast
+            config,
+            stats=self.stats,
+            tls=tls,
+            draining=draining or (lambda: self.draining),
+            fast=fast,
+            packet_path=packet_path,
         )
         if use_uvloop:
             import uvloop

@@ -1,5 +1,6 @@
-"""The packet path over real sockets, fast (epoll data plane, recvmmsg, in-place headers) and portable
-(loop readers, recvfrom_into, Forwarder) side by side: same bytes out, same counters."""
+"""The packet path over real sockets, compiled (relay.server._fastpath: the C loop), fast (epoll data plane,
+recvmmsg, in-place headers) and portable (loop readers, recvfrom_into, Forwarder) side by side: same bytes
+out, same counters."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from relay.stun import Attr, MessageClass, Method, decode, encode
 from relay.stun.constants import FAMILY_IPV6
 
 SIZES = [0, 1, 2, 3, 4, 5, 120, 1000, 1472]
+# (fast, packet_path): the compiled C loop, the pure-Python fast path, the portable path
+PATHS = {"compiled": (True, "compiled"), "python": (True, "python"), "portable": (False, "python")}
 
 
 def _config(**overrides: object) -> RelayConfig:
@@ -75,23 +78,34 @@ def _exchange(relay: RunningRelay) -> list[object]:
     return seen
 
 
-def test_fast_and_portable_paths_relay_the_same_bytes() -> None:
+def _relay(path: str, config: RelayConfig | None = None, **kwargs: object) -> RunningRelay:
+    fast, packet_path = PATHS[path]
+    return RunningRelay(config or _config(), fast=fast, packet_path=packet_path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_compiled_fast_and_portable_paths_relay_the_same_bytes() -> None:
     results = []
-    for fast in (True, False):
-        with RunningRelay(_config(), fast=fast) as relay:
-            assert (relay.server.udp[0].receiver is not None) is fast
+    for path in PATHS:
+        with _relay(path) as relay:
+            listener = relay.server.udp[0]
+            assert (listener.compiled, listener.receiver is not None) == {
+                "compiled": (True, False),
+                "python": (False, True),
+                "portable": (False, False),
+            }[path]
             results.append(_exchange(relay))
-    fast_result, portable_result = results
-    assert fast_result == portable_result
+    compiled_result, fast_result, portable_result = results
+    assert compiled_result == fast_result == portable_result
     assert (None, 0x4001, b"") in fast_result and (True, None, b"\x00") in fast_result
     packets_up, bytes_up, packets_down, bytes_down = fast_result[-1]  # type: ignore[misc]
     assert packets_up == 3 * len(SIZES) and packets_down == 2 * len(SIZES) + 1
     assert bytes_up == 3 * sum(SIZES) and bytes_down == 2 * sum(SIZES) + 4
 
 
-def test_data_indication_layout_from_the_in_place_path() -> None:
-    """The fast path writes the Data indication around the received payload: check the real bytes."""
-    with RunningRelay(_config()) as relay, relay.client() as client, Peer() as peer:
+@pytest.mark.parametrize("path", ["compiled", "python"])
+def test_data_indication_layout_from_the_in_place_path(path: str) -> None:
+    """The fast paths write the Data indication around the received payload: check the real bytes."""
+    with _relay(path) as relay, relay.client() as client, Peer() as peer:
         relayed = client.relayed(client.allocate())
         client.create_permission(peer.address)
         for size in (0, 1, 2, 3, 5):
@@ -105,8 +119,9 @@ def test_data_indication_layout_from_the_in_place_path() -> None:
             assert len(frame) % 4 == 0 and frame[len(frame) - padding :] == b"\x00" * padding
 
 
-def test_ipv6_relay_of_an_ipv4_client_takes_the_general_path() -> None:
-    with RunningRelay(_config()) as relay, relay.client() as client, Peer("::1") as peer6:
+@pytest.mark.parametrize("path", ["compiled", "python"])
+def test_ipv6_relay_of_an_ipv4_client_takes_the_general_path(path: str) -> None:
+    with _relay(path) as relay, relay.client() as client, Peer("::1") as peer6:
         response = client.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.REQUESTED_ADDRESS_FAMILY, FAMILY_IPV6))
         relayed = client.relayed(response)
         client.channel_bind(0x4002, peer6.address)
@@ -116,31 +131,49 @@ def test_ipv6_relay_of_an_ipv4_client_takes_the_general_path() -> None:
         assert peer6.recv()[0] == b"to v6"
 
 
-def test_one_batch_mixing_channel_data_requests_and_indications() -> None:
+def _pause(relay: RunningRelay) -> None:
+    """Stop reading the listener so that datagrams queue up (the next read takes them in one batch)."""
+    listener = relay.server.udp[0]
+    relay.call(lambda: relay.server.plane.remove(listener.sock.fileno()))
+
+
+def _resume(relay: RunningRelay) -> None:
+    listener = relay.server.udp[0]
+    plane = relay.server.plane
+    if listener.compiled:
+        relay.call(lambda: plane.add_listener(listener.sock.fileno(), listener._handed_back))
+    else:
+        relay.call(lambda: plane.add(listener.sock.fileno(), listener._on_readable_batched))
+
+
+@pytest.mark.parametrize("path", ["compiled", "python"])
+def test_one_batch_mixing_channel_data_requests_and_indications(path: str) -> None:
     """Datagrams that arrive together are read by one recvmmsg: each kind must still be handled."""
-    with RunningRelay(_config()) as relay, relay.client() as client, Peer() as peer:
+    with _relay(path) as relay, relay.client() as client, Peer() as peer:
         client.allocate()
         client.channel_bind(0x4003, peer.address)
-        listener = relay.server.udp[0]
-        relay.call(lambda: relay.server.plane.remove(listener.sock.fileno()))  # let datagrams queue up
+        _pause(relay)
         client.channel_data(0x4003, b"one")
         client.send_raw(encode(request(Method.BINDING, tid=b"b" * 12)))
         client.send_indication(peer.address, b"two")
         client.send_raw(b"\xff\xff\xff\xff")  # garbage: counted as malformed
         client.channel_data(0x4003, b"three")
         time.sleep(0.05)
-        relay.call(lambda: relay.server.plane.add(listener.sock.fileno(), listener._on_readable_batched))
+        _resume(relay)
         assert [peer.recv()[0] for _ in range(3)] == [b"one", b"two", b"three"]
         response = decode(client.recv_frame())
         assert response.transaction_id == b"b" * 12 and response.message_class == MessageClass.SUCCESS
         assert relay.call(lambda: relay.stats.malformed_udp) == 1
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_bandwidth_limit_applies_on_both_paths(fast: bool) -> None:
-    with RunningRelay(_config(max_bps=2000), fast=fast) as relay, relay.client() as client, Peer() as peer:
+@pytest.mark.parametrize("path", list(PATHS))
+def test_bandwidth_limit_applies_on_every_path(path: str) -> None:
+    """max-bps keeps an allocation on the Python path even where the compiled one runs."""
+    with _relay(path, _config(max_bps=2000)) as relay, relay.client() as client, Peer() as peer:
         relayed = client.relayed(client.allocate())
         client.channel_bind(0x4004, peer.address)
+        if path == "compiled":
+            assert relay.call(lambda: relay.server.plane.engine.sizes()[1]) == 0  # nothing installed
         for _ in range(5):
             client.channel_data(0x4004, b"u" * 900)
         up = 0
@@ -160,7 +193,8 @@ def test_bandwidth_limit_applies_on_both_paths(fast: bool) -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
+@pytest.mark.parametrize("path", ["compiled", "python"])
+def test_fuzz_batched_reader_with_a_live_allocation(record_property, path: str) -> None:
     """Arbitrary datagrams from a client that holds an allocation with a channel and a permission
     (so the inline ChannelData and Send-indication code is reached), in batches: nothing escapes,
     nothing is relayed that should not be, and the relay keeps serving."""
@@ -169,7 +203,7 @@ def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
     from relay_fuzz_strategies import anything, channel_data_like
 
     counter = [0]
-    with RunningRelay(_config()) as relay, relay.client() as client, Peer() as peer:
+    with _relay(path) as relay, relay.client() as client, Peer() as peer:
         client.allocate()
         client.channel_bind(0x4005, peer.address)
         listener = relay.server.udp[0]
@@ -179,12 +213,13 @@ def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
         @given(batch=st.lists(st.one_of(anything, channel_data_like()), min_size=1, max_size=8))
         def run(batch: list[bytes]) -> None:
             counter[0] += 1
-            relay.call(lambda: relay.server.plane.remove(listener.sock.fileno()))
+            _pause(relay)
             for datagram in batch:
                 client.send_raw(datagram)
-            relay.call(listener._on_readable_batched)  # all of them, in one recvmmsg
-            relay.call(lambda: relay.server.plane.add(listener.sock.fileno(), listener._on_readable_batched))
-            time.sleep(0.001)
+            if not listener.compiled:
+                relay.call(listener._on_readable_batched)  # all of them, in one recvmmsg
+            _resume(relay)  # the compiled loop takes them in one recvmmsg as soon as it is back in the set
+            time.sleep(0.001 if not listener.compiled else 0.01)
             channel = [d for d in batch if d[:2] == b"\x40\x05" and int.from_bytes(d[2:4], "big") <= len(d) - 4]
             relayed = []
             while True:
@@ -200,7 +235,7 @@ def test_fuzz_batched_reader_with_a_live_allocation(record_property) -> None:
         client.channel_data(0x4005, b"still relaying")
         peer.sock.setblocking(True)
         assert peer.recv()[0] == b"still relaying"
-    record_property("fuzz:udp_batched", counter[0])
+    record_property(f"fuzz:udp_batched_{path}", counter[0])
 
 
 def test_tcp_clients_on_uvloop() -> None:

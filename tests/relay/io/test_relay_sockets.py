@@ -310,9 +310,10 @@ def test_unspecified_relay_address_without_external_ip_is_refused_clearly() -> N
         pass
 
 
-def test_an_internal_error_costs_one_datagram_not_the_listener(relay: RunningRelay) -> None:
-    """Defence in depth: if the packet path ever raises, the rest of the batch and the listener survive."""
-    with relay.client() as client, Peer() as peer:
+def test_an_internal_error_costs_one_datagram_not_the_listener() -> None:
+    """Defence in depth: if the packet path ever raises, the rest of the batch and the listener survive
+    (the pure-Python path: the compiled one never calls channel_out's sendto, see the next test)."""
+    with RunningRelay(loopback_config(), packet_path="python") as relay, relay.client() as client, Peer() as peer:
         relayed = client.relayed(client.allocate())
         client.channel_bind(0x4000, peer.address)
         allocation = relay.call(lambda: next(iter(relay.server.udp[0].allocations.values())))
@@ -328,3 +329,24 @@ def test_an_internal_error_costs_one_datagram_not_the_listener(relay: RunningRel
         client.channel_data(0x4000, b"fine")
         assert peer.recv() == (b"fine", relayed)
         assert relay.call(lambda: relay.stats.malformed_udp) == 1
+
+
+def test_an_internal_error_in_a_handed_back_datagram_costs_that_datagram() -> None:
+    """The compiled path: a datagram it hands back to Python (here, a Binding request) meets a bug; the
+    listener, the C loop and the channel it forwards keep working."""
+    with RunningRelay(loopback_config(), packet_path="compiled") as relay, relay.client() as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.channel_bind(0x4000, peer.address)
+        listener = relay.server.udp[0]
+        core_handle = listener.core.handle
+
+        def broken(data, *args):
+            if data[:2] == b"\x00\x01":
+                raise RuntimeError("simulated bug")
+            return core_handle(data, *args)
+
+        relay.call(lambda: setattr(listener.core, "handle", broken))
+        client.send_raw(encode(request(Method.BINDING)))
+        client.channel_data(0x4000, b"fine")
+        assert peer.recv() == (b"fine", relayed)
+        wait_until(lambda: relay.call(lambda: relay.stats.malformed_udp) == 1, "the broken datagram counted")
