@@ -67,7 +67,9 @@ def test_quick_run_prints_one_row_per_server_with_every_column(quick_run: tuple[
         assert row["relayed"] > 0 and row["seconds"] > 0 and row["delivered"] > 0, row
         for key in ("host_us", "proc_us", "softirq_us", "sys_us"):
             assert not math.isnan(row[key]), (key, row)
-        assert row["proc_us"] > 0 and row["host_us"] >= row["proc_us"], row
+        # With offload on the kernel may carry every packet of the row: the relay process then spends ~0
+        assert (row["proc_us"] >= 0 if row["server"] == "ours-on" else row["proc_us"] > 0), row
+        assert row["host_us"] >= row["proc_us"], row
 
 
 @pytest.mark.slow
@@ -79,6 +81,8 @@ def test_the_offload_on_row_was_forwarded_by_the_kernel_and_the_others_were_not(
     # peer -> client: the quick row is Send indications, so the peer's echoes become Data indications
     # built by the program (turnutils_peer's datagrams are plain UDP: nothing sends them to user space)
     assert on["offloaded_to_client"] > 90.0, on
+    # client -> peer: uclient's Send indications put DATA before XOR-PEER-ADDRESS, which the program forwards too
+    assert on["offloaded_to_peer"] > 90.0, on
     assert off["offloaded_packets"] == 0 and off["offloaded"] == 0.0, off
     assert math.isnan(coturn["offloaded"]), coturn  # coturn has no such counter: shown as "-"
     for way, key in (("client->peer", "offloaded_to_peer"), ("peer->client", "offloaded_to_client")):
