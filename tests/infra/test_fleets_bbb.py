@@ -95,7 +95,8 @@ def test_fleet_scales_on_load_per_server_with_scale_in_behind_the_drain(custom):
     assert tracking["DisableScaleIn"] is False
     hooks = [h["Properties"] for h in resources(custom, "AWS::AutoScaling::LifecycleHook").values()
              if h["Properties"]["AutoScalingGroupName"] == {"Ref": group_id}]
-    assert "autoscaling:EC2_INSTANCE_TERMINATING" in {h["LifecycleTransition"] for h in hooks}
+    assert sorted(h["LifecycleTransition"] for h in hooks) == [  # one each: a second terminating hook would race
+        "autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"]  # fmt: skip
 
 
 def test_default_load_target_is_70_percent_of_a_c5a_2xlarge():

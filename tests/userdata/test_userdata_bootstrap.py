@@ -24,7 +24,6 @@ import pytest
 from tests.userdata.test_userdata_common_steps import Imds
 from tests.userdata.test_userdata_turn_steps import Readyz, ReadyzHandler
 from userdata.render import (
-    ALLOCATIONS_METRIC,
     BBB_INSTALL_URL,
     BbbParams,
     EfsSpool,
@@ -236,7 +235,8 @@ def test_turn_bootstrap_end_to_end(shell, turn_host: dict[str, str]) -> None:
                                             "runtime.env": "0o644"}  # fmt: skip
     assert listing(shell.root / "cw-agent" / "etc") == {"bbb-on-aws.json": "0o644"}
     assert (state / "ready").read_text() == "1700000000\n"
-    assert ALLOCATIONS_METRIC in (shell.root / "conf" / "params.env").read_text()
+    # The relay's own gauge name, written here (not imported): the host publishes what the relay serves.
+    assert "\nALLOCATIONS_METRIC=turn_allocations\n" in (shell.root / "conf" / "params.env").read_text()
 
 
 def test_turn_bootstrap_without_its_secret_stops_before_starting_the_relay(shell, turn_host) -> None:

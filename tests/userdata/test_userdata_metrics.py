@@ -122,7 +122,9 @@ def test_relay_command_line_writes_the_next_state_beside_the_current_one(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert state.read_text() == "not json"  # the caller moves .next into place after CloudWatch took the data
-    assert '"counters"' in (tmp_path / "relay-counters.json.next").read_text()
+    # Every counter's total (all zero in this exposition) and no start time (it serves no process metrics).
+    counters = {name: 0.0 for name, spec in metric_data.RELAY_METRICS.items() if spec[3] == "counter"}
+    assert json.loads((tmp_path / "relay-counters.json.next").read_text()) == {"start": None, "counters": counters}
 
 
 # --- BBB recordings and spool -------------------------------------------------------------------------------
