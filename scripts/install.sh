@@ -3,7 +3,7 @@
 #   the Python virtualenv (.venv) from the pinned requirements with the operator command `bbb-on-aws`
 #   installed in it, the pinned CDK CLI and Node 22 LTS (npm ci:
 #   package.json, used through scripts/env.sh), and with
-#   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
+#   --test-tools the Debian packages the test suite runs for real (coturn, chromium, firefox-esr, shellcheck, and ruby +
 #   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL,
 #   clang + libbpf-dev + linux-libc-dev to compile the relay's TC program and libbpf1 to load it, ethtool for
 #   the kernel-path namespace tests, pebble (Let's Encrypt's test CA) for the fleet certificate issuer).
@@ -11,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--test-tools" ]]; then
-  packages=(coturn chromium shellcheck iproute2 openssl ruby busybox postgresql clang libbpf-dev libbpf1 linux-libc-dev ethtool
-    pebble)
+  packages=(coturn chromium firefox-esr shellcheck iproute2 openssl ruby busybox postgresql clang libbpf-dev libbpf1
+    linux-libc-dev ethtool pebble)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
