@@ -3,6 +3,7 @@ into the running kernel (root or CAP_BPF + CAP_NET_ADMIN; this machine and CI ha
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from relay_process_kit import REPO  # noqa: E402
+
 from relay.server.kernel import build  # noqa: E402
-from relay.server.kernel.loader import TcRelay  # noqa: E402
+from relay.server.kernel.loader import OBJECT_NAME, TcRelay  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,13 @@ def relay(loaded: TcRelay) -> TcRelay:
     loaded.clear()
     loaded.configure(enabled=True, mtu=1500)
     return loaded
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory: pytest.TempPathFactory, bpf_object: bytes) -> Path:
+    """The relay's source with the program where the wheel ships it (relay.server.kernel's folder), for
+    the tests that run the whole relay process (relay_process_kit)."""
+    root = tmp_path_factory.mktemp("relay-package")
+    shutil.copytree(REPO / "relay", root / "relay", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    (root / "relay" / "server" / "kernel" / OBJECT_NAME).write_bytes(bpf_object)
+    return root
