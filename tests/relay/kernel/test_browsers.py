@@ -11,6 +11,10 @@ into UDP) -> B (UDP from a permitted peer, into ChannelData or a Data indication
 Both pairs are relay/relay. With offload on, each relay's turn_offloaded_packets_total grows both ways;
 with it off, it stays at 0 and user space carries everything.
 
+Both browsers also run the session with both ends on relay A alone (the interop test's layout on a
+real interface, offload on): relay-to-relay datagrams inside one host go over lo, so the relay keeps
+those peers in user space (the program could only send them out of relay0) and the session passes.
+
 Chromium binds channels (ChannelData); Firefox never does (Send and Data indications only: not one
 ChannelBind request reaches either relay), and it also sends a fake camera and microphone (prefs
 media.navigator.streams.fake) whose RTP must arrive.
@@ -152,6 +156,21 @@ def test_chromium_relay_only_session(
             assert relay.requests()[("channel_bind", "success")] >= 1
 
 
+def check_hairpin(a: Relay) -> None:
+    """Both ends on one relay with offload on: everything in user space, nothing lost in the kernel."""
+    counters = a.counters()
+    for direction in DIRECTIONS:
+        assert counters[f"kernel:{direction}"] == 0 and counters[f"user:{direction}"] >= MESSAGES, counters
+
+
+def test_chromium_with_both_ends_on_one_relay(
+    chromium: None, topology: Topology, package: Path, tmp_path: Path
+) -> None:
+    with running(topology, package, tmp_path, "on", 1, peers=(RELAY_IP,)) as a:
+        check_session(outcome_of(run_chromium(topology, session_options(a, a, executablePath=CHROMIUM))), a, a)
+        check_hairpin(a)
+
+
 # Firefox ESR
 
 FIREFOX_PREFS = {
@@ -268,3 +287,9 @@ def test_firefox_relay_only_session_uses_indications(
             # counters above can then only have counted indications)
             assert sum(v for (method, _), v in requests.items() if method == "channel_bind") == 0, requests
             assert requests[("create_permission", "success")] >= 1, requests
+
+
+def test_firefox_with_both_ends_on_one_relay(firefox: None, topology: Topology, package: Path, tmp_path: Path) -> None:
+    with running(topology, package, tmp_path, "on", 1, peers=(RELAY_IP,)) as a:
+        check_session(outcome_of(run_firefox(topology, session_options(a, a), tmp_path)), a, a)
+        check_hairpin(a)
