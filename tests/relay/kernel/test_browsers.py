@@ -47,9 +47,11 @@ FIREFOX = "/usr/bin/firefox-esr"
 MESSAGES = 20
 MEDIA_PACKETS = 50  # RTP packets of each kind (audio, video) that must reach the right side
 TIMEOUT_MS = 20000
-# With offload on, the most packets a relay may carry in user space per direction: ICE checks that
-# raced the CreatePermission or ChannelBind answer (seen: 0 or 1)
-BEFORE_INSTALL = 4
+# With offload on, the most packets a relay may carry in user space per direction: the browser's ICE
+# checks that passed the TC hook before the entry existed, queued in the socket behind the CreatePermission
+# or ChannelBind that installs it (seen: 0 or 1 in 30 runs at a load average of 15 on 2 cores; the
+# messages, media and DTLS/SCTP handshakes all come after ICE succeeded, long after the install)
+BEFORE_INSTALL = 10
 OFFLOAD = ["on", "off"]
 
 pytestmark = pytest.mark.slow
