@@ -8,8 +8,9 @@ its own namespace of netns_kit's layout: relay A on relay0 (10.71.3.2) for the l
 relay B on pe0 (10.71.2.2, the peer namespace) for the right one, the browser in the client namespace.
 Every relayed packet then enters A and B from outside: left -> A (ChannelData or a Send indication,
 into UDP) -> B (UDP from a permitted peer, into ChannelData or a Data indication) -> right, and back.
-Both pairs are relay/relay. With offload on, each relay's turn_offloaded_packets_total grows both ways;
-with it off, it stays at 0 and user space carries everything.
+Both pairs are relay/relay. With offload on (one process, and two workers that own the entries), each
+relay's turn_offloaded_packets_total grows both ways; with it off, it stays at 0 and user space carries
+everything.
 
 Both browsers also run the session with both ends on relay A alone (the interop test's layout on a
 real interface, offload on): relay-to-relay datagrams inside one host go over lo, so the relay keeps
@@ -52,7 +53,10 @@ TIMEOUT_MS = 20000
 # or ChannelBind that installs it (seen: 0 or 1 in 30 runs at a load average of 15 on 2 cores; the
 # messages, media and DTLS/SCTP handshakes all come after ICE succeeded, long after the install)
 BEFORE_INSTALL = 10
-OFFLOAD = ["on", "off"]
+# (kernel-offload, workers): one process, and a supervisor whose workers own the entries (as on a host)
+MODES = pytest.mark.parametrize(
+    ("offload", "workers"), [("on", 1), ("on", 2), ("off", 1)], ids=["on", "on-2-workers", "off"]
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,13 +72,23 @@ def topology() -> Iterator[Topology]:
 
 
 @contextlib.contextmanager
-def two_relays(topology: Topology, package: Path, tmp_path: Path, offload: str) -> Iterator[tuple[Relay, Relay]]:
+def two_relays(
+    topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int
+) -> Iterator[tuple[Relay, Relay]]:
     """Relay A in the relay namespace and relay B in the peer namespace; each allows only the other as
     a peer (both addresses are private, refused by default)."""
     with (
-        running(topology, package, tmp_path, offload, 1, peers=(PEER_IP,)) as a,
+        running(topology, package, tmp_path, offload, workers, peers=(PEER_IP,)) as a,
         running(
-            topology, package, tmp_path, offload, 1, peers=(RELAY_IP,), ns=topology.peer, ip=PEER_IP, interface="pe0"
+            topology,
+            package,
+            tmp_path,
+            offload,
+            workers,
+            peers=(RELAY_IP,),
+            ns=topology.peer,
+            ip=PEER_IP,
+            interface="pe0",
         ) as b,
     ):
         yield a, b
@@ -146,11 +160,11 @@ def run_chromium(net: Topology, options: dict) -> dict:
     return json.loads(lines[-1])
 
 
-@pytest.mark.parametrize("offload", OFFLOAD)
+@MODES
 def test_chromium_relay_only_session(
-    chromium: None, topology: Topology, package: Path, tmp_path: Path, offload: str
+    chromium: None, topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int
 ) -> None:
-    with two_relays(topology, package, tmp_path, offload) as (a, b):
+    with two_relays(topology, package, tmp_path, offload, workers) as (a, b):
         outcome = outcome_of(run_chromium(topology, session_options(a, b, executablePath=CHROMIUM)))
         check_session(outcome, a, b)
         check_paths(a, b, offload)
@@ -273,11 +287,11 @@ def run_firefox(net: Topology, options: dict, tmp_path: Path) -> dict:
     return server.result
 
 
-@pytest.mark.parametrize("offload", OFFLOAD)
+@MODES
 def test_firefox_relay_only_session_uses_indications(
-    firefox: None, topology: Topology, package: Path, tmp_path: Path, offload: str
+    firefox: None, topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int
 ) -> None:
-    with two_relays(topology, package, tmp_path, offload) as (a, b):
+    with two_relays(topology, package, tmp_path, offload, workers) as (a, b):
         options = session_options(a, b, media=True, mediaPackets=MEDIA_PACKETS)
         outcome = outcome_of(run_firefox(topology, options, tmp_path))
         check_session(outcome, a, b)
