@@ -6,7 +6,7 @@
 #   the Debian packages the relay wheel's build needs on every machine that synthesizes (the wheel is the
 #   TURN hosts' artifact: clang + libbpf-dev + linux-libc-dev compile its TC program, gcc + python3-dev its C
 #   packet path; without them the wheel would still build, and the hosts would run neither), and with
-#   --test-tools the Debian packages the test suite runs for real (coturn, chromium, shellcheck, and ruby +
+#   --test-tools the Debian packages the test suite runs for real (coturn, chromium, firefox-esr, shellcheck, and ruby +
 #   busybox for the frontend containers' start scripts, postgresql for the database-users custom resource's SQL,
 #   libbpf1 to load the TC program, ethtool for the kernel-path namespace tests, pebble (Let's Encrypt's test
 #   CA) for the fleet certificate issuer).
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 packages=(clang libbpf-dev linux-libc-dev gcc python3-dev)
 if [[ "${1:-}" == "--test-tools" ]]; then
-  packages+=(coturn chromium shellcheck iproute2 openssl ruby busybox postgresql libbpf1 ethtool pebble)
+  packages+=(coturn chromium firefox-esr shellcheck iproute2 openssl ruby busybox postgresql libbpf1 ethtool pebble)
 fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

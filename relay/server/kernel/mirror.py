@@ -14,7 +14,10 @@ An allocation stays entirely in user space when the kernel cannot do the same jo
 (ChannelData padding and stream framing), a listener bound to a wildcard address (the program needs the
 exact 5-tuple), no relayed address of the client's family, and allocations under a bandwidth limit
 (`max-bps` is policed by the userspace token buckets, never in the kernel). `reason(allocation)` says
-which. Peers of the other family than the client's stay in user space too (no translation in the kernel).
+which. Peers of the other family than the client's stay in user space too (no translation in the kernel),
+and so do peers at the relay's own listening or relayed address (two clients of this relay talking to
+each other: the stack delivers those datagrams over lo, while the program could only send them out of
+the interface, where they would be lost).
 """
 
 from __future__ import annotations
@@ -81,13 +84,14 @@ class KernelMirror:
         client, server = allocation.client[:2], allocation.origin.local[:2]
         version = _version(client[0])
         relay = self.relay_address(allocation.relays[_FAMILY[version]])
+        own = {server[0], relay[0]}  # this host: reached over lo, never out of the interface
         entries: Entries = {}
         for host in allocation.permissions:
-            if _version(host) == version:
+            if _version(host) == version and host not in own:
                 entries[maps.permission_key(client, server, host)] = maps.out_value(relay)
                 entries[maps.peer_key(relay, host)] = maps.peer_value(client, server)
         for number, (_, peer) in allocation.channel_out.items():
-            if _version(peer[0]) == version and peer[0] in allocation.permissions:
+            if _version(peer[0]) == version and peer[0] in allocation.permissions and peer[0] not in own:
                 entries[maps.channel_key(client, server, number)] = maps.out_value(relay, peer)
                 entries[maps.peer_key(relay, peer[0], peer[1])] = maps.peer_value(client, server, number)
         return entries

@@ -2,7 +2,8 @@
 no browser download) runs two RTCPeerConnections restricted to our relay (`iceTransportPolicy:
 'relay'`) over UDP, TCP and TLS, exchanges data-channel messages both ways, and must select a
 relay/relay candidate pair. The TLS case uses a throw-away certificate, trusted via
---ignore-certificate-errors (the only extra flag)."""
+--ignore-certificate-errors (the only extra flag). On loopback the in-kernel path is never attached:
+tests/relay/kernel/test_browsers.py runs Chromium and Firefox ESR on real interfaces with it on and off."""
 
 from __future__ import annotations
 

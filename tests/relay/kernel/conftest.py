@@ -13,8 +13,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from netns_kit import relay_source  # noqa: E402
+from relay_process_kit import REPO  # noqa: E402
+
 from relay.server.kernel import build  # noqa: E402
-from relay.server.kernel.loader import TcRelay  # noqa: E402
+from relay.server.kernel.loader import OBJECT_NAME, TcRelay  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,10 @@ def relay(loaded: TcRelay) -> TcRelay:
     loaded.clear()
     loaded.configure(enabled=True, mtu=1500)
     return loaded
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory: pytest.TempPathFactory, bpf_object: bytes) -> Path:
+    """The relay's source with the program where the wheel ships it (relay.server.kernel's folder), for
+    the tests that run the whole relay process (relay_process_kit)."""
+    return relay_source(REPO, tmp_path_factory.mktemp("relay-package"), {OBJECT_NAME: bpf_object})

@@ -148,6 +148,27 @@ def test_a_denied_peer_is_never_installed(harness: CoreHarness, relay: TcRelay, 
     assert relay.test_run(packet) == (TC_ACT_OK, packet)
 
 
+def test_a_peer_at_the_relay_s_own_address_stays_in_user_space(relay: TcRelay, mirror: KernelMirror) -> None:
+    """Two clients of one relay (a relay/relay pair on one host): the stack delivers their datagrams over
+    lo, the program would send them out of the interface and lose them."""
+    allowed = (ipaddress.ip_network(f"{RELAY_PRIVATE}/32"), ipaddress.ip_network(f"{PEER[0]}/32"))
+    h = _harness(mirror, replace(CoreHarness().config, allowed_peers=allowed))
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    itself = (RELAY_PRIVATE, 50001)  # another allocation's relayed address, also the listening address here
+    assert _permit(h, mirror, itself) == MessageClass.SUCCESS
+    bind = request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, CHANNEL), (Attr.XOR_PEER_ADDRESS, itself))
+    assert h.send(bind).message_class == MessageClass.SUCCESS
+    assert mirror.installed(h.allocation()) == {}
+    for packet in (
+        frame(ipv4_udp(CLIENT, SERVER, channel_data(CHANNEL, PAYLOAD))),
+        frame(ipv4_udp(CLIENT, SERVER, send_indication(itself, PAYLOAD))),
+        frame(ipv4_udp(itself, _relay(h), PAYLOAD)),
+    ):
+        assert relay.test_run(packet) == (TC_ACT_OK, packet)
+    assert _permit(h, mirror) == MessageClass.SUCCESS  # a peer elsewhere still goes to the kernel
+    assert {name for name, _ in mirror.installed(h.allocation())} == {"permissions", "peers"}
+
+
 def test_an_unchanged_entry_keeps_its_counters(harness: CoreHarness, relay: TcRelay, mirror: KernelMirror) -> None:
     _bind(harness, mirror)
     relay.test_run(_client_channel_data(harness))

@@ -11,29 +11,24 @@ The relay runs from a copy of the source tree with the compiled program added wh
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns_kit import CLIENT_IP, PEER_IP, RELAY_IP, Topology, relay_source
+from netns_kit import PEER_IP, Topology, relay_source
 from prometheus_client.parser import text_string_to_metric_families
-from relay_testkit import SECRET, TurnClient, rest_credentials, wait_until
+from relay_process_kit import REPO, Peer, Relay, relay_conf, running, start_relay
+from relay_testkit import TurnClient, wait_until
 
-from relay.server.kernel.loader import MISSING_NOTE, OBJECT_NAME
+from relay.server.kernel.loader import MISSING_NOTE
 from relay.stun import MessageClass
 
-REPO = Path(__file__).resolve().parents[3]
 DENIED_IP = "10.71.2.3"  # a peer the policy refuses (private, not allowed)
 STRANGER_IP = "10.71.2.4"  # allowed by the policy, never given a permission
-PORTS = (49160, 49259)
-ADMIN = 9641  # in the relay's own namespace: no collision with anything on the host
 CHANNEL = 0x4001
 ROUNDS = 20
 
@@ -52,165 +47,27 @@ def topology() -> Iterator[Topology]:
         net.destroy()
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory, bpf_object: bytes) -> Path:
-    """The relay's source with the program where the wheel ships it (relay.server.kernel's folder)."""
-    return relay_source(REPO, tmp_path_factory.mktemp("relay-package"), {OBJECT_NAME: bpf_object})
+PEERS = (PEER_IP, STRANGER_IP)  # the allow-list: DENIED_IP, also private, is refused
 
 
-@dataclass
-class Relay:
-    net: Topology
-    process: subprocess.Popen[str]
-    conf: Path
-    offload: str
-    workers: int
-    stderr: str = ""  # the relay's log, once it stopped
-
-    def admin(self, path: str) -> tuple[int, str]:
-        def get() -> tuple[int, str]:
-            connection = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=5)
-            try:
-                connection.request("GET", path)
-                response = connection.getresponse()
-                return response.status, response.read().decode()
-            finally:
-                connection.close()
-
-        return self.net.run_in(self.net.relay, get)
-
-    def counters(self) -> dict[str, float]:
-        """turn_packets_total and turn_offloaded_packets_total by direction, and their difference: what
-        user space carried."""
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(self.admin("/metrics")[1]):
-            for sample in family.samples:
-                if sample.name in ("turn_packets_total", "turn_offloaded_packets_total"):
-                    values[f"{sample.name}:{sample.labels['direction']}"] = sample.value
-        for direction in ("client_to_peer", "peer_to_client"):
-            offloaded = values[f"turn_offloaded_packets_total:{direction}"]
-            values[f"kernel:{direction}"] = offloaded
-            values[f"user:{direction}"] = values[f"turn_packets_total:{direction}"] - offloaded
-        return values
-
-    def client(self) -> TurnClient:
-        username, password = rest_credentials("alice")
-        return self.net.run_in(
-            self.net.client, lambda: TurnClient((RELAY_IP, 3478), username, password, bind=CLIENT_IP, timeout=1.0)
-        )
-
-    def peer(self, address: str) -> Peer:
-        return Peer(self.net.udp(self.net.peer, (address, 0)))
+def _config(tmp: Path, offload: str, workers: int) -> Path:
+    return relay_conf(tmp, offload, workers, peers=PEERS)
 
 
-@dataclass
-class Peer:
-    sock: object
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.sock.getsockname()[:2]  # type: ignore[attr-defined]
-
-    def recv(self, timeout: float = 2.0) -> tuple[bytes, tuple[str, int]]:
-        self.sock.settimeout(timeout)  # type: ignore[attr-defined]
-        data, address = self.sock.recvfrom(65535)  # type: ignore[attr-defined]
-        return data, address[:2]
-
-    def nothing(self, wait: float = 0.3) -> bool:
-        self.sock.settimeout(wait)  # type: ignore[attr-defined]
-        try:
-            self.sock.recvfrom(65535)  # type: ignore[attr-defined]
-        except TimeoutError:
-            return True
-        return False
-
-    def send(self, data: bytes, address: tuple[str, int]) -> None:
-        self.sock.sendto(data, address)  # type: ignore[attr-defined]
+def _start(topology: Topology, package: Path, conf: Path) -> subprocess.Popen[str]:
+    return start_relay(topology.relay, package, conf)
 
 
-def _config(tmp: Path, offload: str, workers: int, extra: tuple[str, ...] = ()) -> Path:
-    conf = tmp / "relay.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                "realm=relay.test",
-                f"listening-ip={RELAY_IP}",
-                "listening-port=3478",
-                "no-tcp",
-                "no-tls",
-                f"relay-ip={RELAY_IP}",
-                f"min-port={PORTS[0]}",
-                f"max-port={PORTS[1]}",
-                "use-auth-secret",
-                f"static-auth-secret={SECRET}",
-                "nonce-secret=kernel offload process test nonce",
-                f"allowed-peer-ip={PEER_IP}",
-                f"allowed-peer-ip={STRANGER_IP}",
-                f"admin-listen=127.0.0.1:{ADMIN}",
-                "log-format=text",
-                f"kernel-offload={offload}",
-                f"workers={workers}",
-                *extra,
-            ]
-        )
-        + "\n"
-    )
-    return conf
+def _running(
+    topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int, *extra: str
+) -> contextlib.AbstractContextManager[Relay]:
+    return running(topology, package, tmp_path, offload, workers, *extra, peers=PEERS)
 
 
 @pytest.fixture(params=[("on", 1), ("on", 2), ("off", 1)], ids=["on-1-process", "on-2-workers", "off"])
 def relay(request: pytest.FixtureRequest, topology: Topology, package: Path, tmp_path: Path) -> Iterator[Relay]:
     with _running(topology, package, tmp_path, *request.param) as running:
         yield running
-
-
-def _start(topology: Topology, package: Path, conf: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["ip", "netns", "exec", topology.relay, sys.executable, "-m", "relay", "-c", str(conf)],
-        cwd=package,
-        env={"PYTHONPATH": str(package), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-@contextlib.contextmanager
-def _running(
-    topology: Topology, package: Path, tmp_path: Path, offload: str, workers: int, *extra: str
-) -> Iterator[Relay]:
-    process = _start(topology, package, _config(tmp_path, offload, workers, extra))
-    running = Relay(topology, process, tmp_path / "relay.conf", offload, workers)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the relay exited: {process.communicate()[1][-3000:]}")
-        try:
-            if running.admin("/readyz")[0] == 200:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the relay did not become ready"
-        time.sleep(0.1)
-    try:
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
-        running.stderr = stderr
-        assert process.returncode == 0, stderr[-3000:]
-        if offload == "on":  # a clean stop detaches the filter: nothing left forwarding on the interface
-            status = subprocess.run(
-                ["ip", "netns", "exec", topology.relay, "tc", "filter", "show", "dev", "relay0", "ingress"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert "tc_relay" not in status.stdout, status.stdout
 
 
 def _exchanged(relay: Relay, before: dict[str, float], rounds: int) -> None:
