@@ -172,6 +172,21 @@ def test_scalelite_outage_during_the_drain_is_waited_out(bbb: World, capsys: pyt
 
 
 @pytest.mark.slow
+def test_an_idle_server_waits_while_scalelite_cannot_confirm_its_cordon(bbb: World) -> None:
+    """Scalelite down from the drain's start: BBB has no meeting, but Scalelite may still place new ones on the
+    server, so the drain waits for Scalelite instead of finishing on BBB's word alone."""
+    iid = launched(bbb)
+    bbb.fake.fail_status = 502
+    bbb.at(5 * MINUTE, lambda: setattr(bbb.fake, "fail_status", None))
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    terminate(bbb, iid)
+    [execution] = bbb.run_executions().values()
+    assert execution.status == "SUCCEEDED", execution
+    assert bbb.when("scalelite-deleteServer") - bbb.when("execution-start", kind="drain") >= timedelta(minutes=5)
+    assert bbb.fake.servers == {} and bbb.records() == []
+
+
+@pytest.mark.slow
 def test_scalelite_down_at_the_end_still_frees_the_instance_and_fails_loudly(
     world_factory: Any,
 ) -> None:
