@@ -174,8 +174,7 @@ def test_scalelite_outage_during_the_drain_is_waited_out(bbb: World, capsys: pyt
 @pytest.mark.slow
 def test_a_server_scalelite_lists_waits_for_its_meeting_even_without_its_ready_tag(bbb: World) -> None:
     """The "never became ready: nothing to wait for" shortcut only holds for a host Scalelite never listed: one
-    whose ready tag is gone (a warm-pool wake re-tags it) but that Scalelite placed a meeting on is drained like
-    any other."""
+    whose ready tag is missing but that Scalelite placed a meeting on is drained like any other."""
     iid = launched(bbb)
     bbb.fake.start_meeting(bbb.host(iid), "m1", 4)
     boto3.client("ec2").delete_tags(Resources=[iid], Tags=[{"Key": "bbb-on-aws:ready"}])
