@@ -390,6 +390,10 @@ def test_permission_capacity_508() -> None:
     peers = [(Attr.XOR_PEER_ADDRESS, (f"52.1.2.{i}", 1)) for i in range(3)]
     assert error_of(h.send(request(Method.CREATE_PERMISSION, *peers))) == 508
     assert h.send(request(Method.CREATE_PERMISSION, *peers[:2])).message_class == MessageClass.SUCCESS
+    # A ChannelBind installs a permission too: to a third peer it is refused, to a permitted one it is not.
+    bind = Method.CHANNEL_BIND
+    assert error_of(h.send(request(bind, (Attr.CHANNEL_NUMBER, 0x4000), peers[2]))) == 508
+    assert h.send(request(bind, (Attr.CHANNEL_NUMBER, 0x4000), peers[1])).message_class == MessageClass.SUCCESS
 
 
 def test_permission_expires_after_300s_and_refresh_extends(h: Harness) -> None:
