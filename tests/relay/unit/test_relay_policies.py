@@ -345,6 +345,8 @@ def test_rate_limits_refuse_a_rate_or_burst_that_is_not_positive(rate: float, bu
     for slots in (0, -1):
         with pytest.raises(ValueError, match="must be positive"):
             SourceLimiter(rate=1, burst=1, slots=slots)
+    smallest = SourceLimiter(rate=1, burst=1, slots=1)  # the relay's own floor: a burst of 1 (app.py)
+    assert smallest.allow("192.0.2.1", NOW) and not smallest.allow("192.0.2.2", NOW)  # one slot: shared
 
 
 def test_token_bucket() -> None:
