@@ -471,6 +471,18 @@ def test_channel_expiry_and_five_minute_cooldown(h: Harness) -> None:
     assert _bind(h, 0x4001, ("52.1.2.4", 1)).message_class == MessageClass.SUCCESS
 
 
+def test_a_cooling_peer_refuses_a_lower_channel_number_too(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    _bind(h, 0x4001)
+    h.advance(601)
+    assert error_of(_bind(h, 0x4000)) == 400
+
+
+def test_channel_bind_without_a_channel_number_is_400(h: Harness) -> None:
+    h.allocate()
+    assert error_of(h.send(request(Method.CHANNEL_BIND, (Attr.XOR_PEER_ADDRESS, PEER)))) == 400
+
+
 def test_unknown_required_attribute_on_authenticated_request_is_420_with_integrity(h: Harness) -> None:
     h.allocate()
     h.session.nonce = h.session.nonce
