@@ -20,6 +20,9 @@ Affordable on a shared 2-core machine:
   instead of synthesizing the CDK app for every mutant: the template comes from stacks/cdk_constructs, which
   import nothing from lambdas/, so a mutant cannot change it.
 
+Run one module at a time per test area: a session's tests must not import a module another session is mutating
+(the policy tests import every policy module; the drain tests run the launch handler and common/transitions.py).
+
 The report gives killed / run per module, the mutants skipped and those not run (an interrupted run), and every
 survivor as `module:line operator #occurrence` plus its diff line. A module path that no longer exists is an
 error naming it, not a silent skip; the work tree is checked unchanged (restored from HEAD) on the way out.
