@@ -26,6 +26,7 @@ from relay.policy.quotas import SourceLimiter
 from relay.stun import Attr, Message, MessageClass, Method, decode, encode, verify_integrity
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.handler import CHANNEL_COOLDOWN
+from relay.turn.table import AllocationTable
 
 
 @pytest.fixture
@@ -469,6 +470,12 @@ def test_channel_expiry_and_five_minute_cooldown(h: Harness) -> None:
     h.advance(600 + CHANNEL_COOLDOWN + 1)
     assert allocation.cooldown_numbers == {} and allocation.cooldown_peers == {}
     assert _bind(h, 0x4001, ("52.1.2.4", 1)).message_class == MessageClass.SUCCESS
+
+
+def test_allocation_sequence_numbers_are_unique() -> None:
+    """The data plane keys its per-allocation maps by `seq` (udp.py's peers, the kernel mirror)."""
+    table = AllocationTable()
+    assert len({table.next_seq() for _ in range(3)}) == 3
 
 
 def test_a_cooling_peer_refuses_a_lower_channel_number_too(h: Harness) -> None:
