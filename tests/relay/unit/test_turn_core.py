@@ -391,6 +391,8 @@ def test_permission_capacity_508() -> None:
     peers = [(Attr.XOR_PEER_ADDRESS, (f"52.1.2.{i}", 1)) for i in range(3)]
     assert error_of(h.send(request(Method.CREATE_PERMISSION, *peers))) == 508
     assert h.send(request(Method.CREATE_PERMISSION, *peers[:2])).message_class == MessageClass.SUCCESS
+    # At the limit, a request naming a held peer and a new one is refused as a whole (3 peers, not 2).
+    assert error_of(h.send(request(Method.CREATE_PERMISSION, peers[1], peers[2]))) == 508
     # A ChannelBind installs a permission too: to a third peer it is refused, to a permitted one it is not.
     bind = Method.CHANNEL_BIND
     assert error_of(h.send(request(bind, (Attr.CHANNEL_NUMBER, 0x4000), peers[2]))) == 508
@@ -470,6 +472,33 @@ def test_channel_expiry_and_five_minute_cooldown(h: Harness) -> None:
     h.advance(600 + CHANNEL_COOLDOWN + 1)
     assert allocation.cooldown_numbers == {} and allocation.cooldown_peers == {}
     assert _bind(h, 0x4001, ("52.1.2.4", 1)).message_class == MessageClass.SUCCESS
+
+
+def test_channel_capacity_508_counts_new_channels_only() -> None:
+    h = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), max_channels=1))
+    h.allocate()
+    assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS
+    assert error_of(_bind(h, 0x4001, ("52.1.2.4", 1))) == 508
+    assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS  # refreshing the bound one is not a new one
+    assert h.stats.quota_rejections_channels == 1
+
+
+def test_a_bound_channel_or_peer_cannot_be_rebound_either_way(h: Harness) -> None:
+    """RFC 8656 section 11.2: a number stays with its peer and a peer with its number, whichever sorts first."""
+    h.allocate()
+    low, high = ("52.1.2.3", 1), ("52.1.2.9", 1)
+    assert _bind(h, 0x4001, low).message_class == MessageClass.SUCCESS
+    assert _bind(h, 0x4002, high).message_class == MessageClass.SUCCESS
+    assert error_of(_bind(h, 0x4001, high)) == 400 and error_of(_bind(h, 0x4002, low)) == 400
+    assert error_of(_bind(h, 0x4002, ("52.1.2.1", 1))) == 400  # number taken, by a peer sorting after the new one
+    assert error_of(_bind(h, 0x4000, low)) == 400 and error_of(_bind(h, 0x4003, high)) == 400  # peer bound
+
+
+def test_a_cooling_number_refuses_a_peer_that_sorts_higher_or_lower(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    _bind(h, 0x4000, ("52.1.2.5", 1))
+    h.advance(601)
+    assert error_of(_bind(h, 0x4000, ("52.1.2.4", 1))) == 400 and error_of(_bind(h, 0x4000, ("52.1.2.6", 1))) == 400
 
 
 def test_allocation_sequence_numbers_are_unique() -> None:
