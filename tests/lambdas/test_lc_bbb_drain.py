@@ -187,6 +187,25 @@ def test_a_server_scalelite_lists_waits_for_its_meeting_even_without_its_ready_t
 
 
 @pytest.mark.slow
+def test_the_drain_waits_until_scalelite_too_sees_the_meeting_gone(bbb: World) -> None:
+    """BBB's meeting count reaches 0 while Scalelite's poller lags (stalled for a few minutes): Scalelite still
+    counts load on the server, so the drain waits for its next poll instead of finishing on BBB's word."""
+    iid = launched(bbb)
+    bbb.fake.start_meeting(bbb.host(iid), "m1", 5)
+    bbb.fake.poll()
+    poll = bbb.fake.poll
+    bbb.fake.poll = lambda: None  # type: ignore[method-assign]
+    bbb.at(2 * MINUTE, lambda: end_meeting(bbb, iid, "m1"))
+    bbb.at(6 * MINUTE, lambda: setattr(bbb.fake, "poll", poll))
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    terminate(bbb, iid)
+    [execution] = bbb.run_executions().values()
+    assert execution.status == "SUCCEEDED", execution
+    assert bbb.when("scalelite-deleteServer") - bbb.when("execution-start", kind="drain") >= timedelta(minutes=6)
+    assert bbb.fake.servers == {} and bbb.records() == []
+
+
+@pytest.mark.slow
 def test_an_idle_server_waits_while_scalelite_cannot_confirm_its_cordon(bbb: World) -> None:
     """Scalelite down from the drain's start: BBB has no meeting, but Scalelite may still place new ones on the
     server, so the drain waits for Scalelite instead of finishing on BBB's word alone."""
