@@ -501,6 +501,21 @@ def test_a_cooling_number_refuses_a_peer_that_sorts_higher_or_lower(h: Harness) 
     assert error_of(_bind(h, 0x4000, ("52.1.2.4", 1))) == 400 and error_of(_bind(h, 0x4000, ("52.1.2.6", 1))) == 400
 
 
+def test_the_next_deadline_is_the_earliest_of_permission_channel_and_cooldown(h: Harness) -> None:
+    """The allocation table wakes an allocation at `next_deadline()`: a channel or a cooldown ending before every
+    permission must be that deadline, or it would outlive its lifetime."""
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    _bind(h, 0x4000)
+    allocation = h.allocation()
+    h.advance(400)
+    h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, PEER)))  # the permission now outlives it
+    assert allocation.next_deadline() == allocation.channels[0x4000].expires
+    h.advance(201)  # the channel ended: its number cools down
+    h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, PEER)))
+    [(_, until)] = allocation.cooldown_numbers.values()
+    assert allocation.next_deadline() == until < min(allocation.permissions.values())
+
+
 def test_allocation_sequence_numbers_are_unique() -> None:
     """The data plane keys its per-allocation maps by `seq` (udp.py's peers, the kernel mirror)."""
     table = AllocationTable()
