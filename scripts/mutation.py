@@ -186,10 +186,14 @@ def unskip(session: Path, note: str) -> None:
 
 def restore(modules: list[str]) -> None:
     """cosmic-ray edits modules in place: an interrupted run leaves a mutant behind, so put HEAD's back (the
-    modules had no local change when the run started)."""
-    if subprocess.run(["git", "diff", "--quiet", "--", *modules], cwd=ROOT, check=False).returncode != 0:
-        subprocess.run(["git", "checkout", "--", *modules], cwd=ROOT, check=True)
-        print(f"restored {' '.join(modules)} from HEAD (a mutant was left in place)", file=sys.stderr)
+    modules had no local change when the run started). Written from `git show`, not `git checkout`: that takes
+    the index lock, which a session stopping at the same moment may hold."""
+    for module in modules:
+        head = subprocess.run(["git", "show", f"HEAD:{module}"], cwd=ROOT, check=True, capture_output=True).stdout
+        path = ROOT / module
+        if path.read_bytes() != head:
+            path.write_bytes(head)
+            print(f"restored {module} from HEAD (a mutant was left in place)", file=sys.stderr)
 
 
 def _terminated(signum: int, _frame: object) -> None:
