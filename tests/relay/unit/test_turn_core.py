@@ -514,6 +514,10 @@ def test_the_next_deadline_is_the_earliest_of_permission_channel_and_cooldown(h:
     h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, PEER)))
     [(_, until)] = allocation.cooldown_numbers.values()
     assert allocation.next_deadline() == until < min(allocation.permissions.values())
+    h.advance(10)  # a second, later permission: the earliest still decides, whatever the order
+    h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, ("52.1.2.200", 1))))
+    h.advance(289.5)  # past the cooldown (1000), before the first permission ends (1001): now the earliest
+    assert allocation.next_deadline() == min(allocation.permissions.values()) < max(allocation.permissions.values())
 
 
 def test_allocation_sequence_numbers_are_unique() -> None:
