@@ -66,7 +66,11 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     ),
     "lifecycle": (
         Target("lambdas/bbb_termination/index.py", "tests/lambdas/test_bbb_termination.py", 60),
-        Target("lambdas/common/transitions.py", "tests/lambdas/test_lc_warm_pool.py", 90),
+        Target(
+            "lambdas/common/transitions.py",
+            "tests/lambdas/test_lc_transitions.py tests/lambdas/test_lc_warm_pool.py",
+            90,
+        ),
         Target("lambdas/turn_drain/index.py", "tests/lambdas/test_lc_turn_drain.py", 90),
         Target("lambdas/bbb_drain/index.py", "tests/lambdas/test_lc_bbb_drain.py", 150),
         Target("lambdas/lifecycle_launch/index.py", "tests/lambdas/test_lc_launch.py", 90),
