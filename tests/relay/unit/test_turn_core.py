@@ -81,6 +81,16 @@ def test_401_rate_limit_per_source_on_udp_only() -> None:
     assert all(h.core.handle(wire, tcp, CLIENT, h.now, h.wall) is not None for _ in range(10))
 
 
+def test_a_valid_nonce_gives_its_source_ip_one_answer_back() -> None:
+    """The 401 challenge costs the source one answer of its budget (2); the signed Allocate with a valid nonce
+    from the same IP refunds it, so two unauthenticated answers are left, not one."""
+    h = Harness(limiter=SourceLimiter(rate=0.001, burst=2, salt=b"s"))
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    wire = encode(request(Method.ALLOCATE))
+    answers = [h.core.handle(wire, h.origin, CLIENT, h.now, h.wall) for _ in range(3)]
+    assert [a is not None for a in answers] == [True, True, False]
+
+
 def test_missing_username_realm_or_nonce_with_integrity_is_400(h: Harness) -> None:
     message = request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.USERNAME, h.session.username))
     response = h.raw(encode(message, integrity_key=h.session.key))
