@@ -20,6 +20,9 @@ Affordable on a shared 2-core machine:
   instead of synthesizing the CDK app for every mutant: the template comes from stacks/cdk_constructs, which
   import nothing from lambdas/, so a mutant cannot change it.
 
+Run one module at a time per test area: a session's tests must not import a module another session is mutating
+(the policy tests import every policy module; the drain tests run the launch handler and common/transitions.py).
+
 The report gives killed / run per module, the mutants skipped and those not run (an interrupted run), and every
 survivor as `module:line operator #occurrence` plus its diff line. A module path that no longer exists is an
 error naming it, not a silent skip; the work tree is checked unchanged (restored from HEAD) on the way out.
@@ -63,14 +66,19 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     ),
     "lifecycle": (
         Target("lambdas/bbb_termination/index.py", "tests/lambdas/test_bbb_termination.py", 60),
-        Target("lambdas/common/transitions.py", "tests/lambdas/test_lc_warm_pool.py", 90),
+        Target(
+            "lambdas/common/transitions.py",
+            "tests/lambdas/test_lc_transitions.py tests/lambdas/test_lc_warm_pool.py",
+            90,
+        ),
         Target("lambdas/turn_drain/index.py", "tests/lambdas/test_lc_turn_drain.py", 90),
         Target("lambdas/bbb_drain/index.py", "tests/lambdas/test_lc_bbb_drain.py", 150),
         Target("lambdas/lifecycle_launch/index.py", "tests/lambdas/test_lc_launch.py", 90),
     ),
     "relay-core": (
         Target("relay/turn/grants.py", CORE_TESTS, 30),
-        Target("relay/turn/table.py", CORE_TESTS, 30),
+        # The table's heap compaction and expiry only run at the sizes the memory-hardening test builds.
+        Target("relay/turn/table.py", f"{CORE_TESTS} tests/relay/io/test_hardening_memory.py", 120),
         Target("relay/turn/allocation.py", CORE_TESTS, 30),
         Target("relay/turn/handler.py", CORE_TESTS, 30),
     ),
@@ -182,10 +190,14 @@ def unskip(session: Path, note: str) -> None:
 
 def restore(modules: list[str]) -> None:
     """cosmic-ray edits modules in place: an interrupted run leaves a mutant behind, so put HEAD's back (the
-    modules had no local change when the run started)."""
-    if subprocess.run(["git", "diff", "--quiet", "--", *modules], cwd=ROOT, check=False).returncode != 0:
-        subprocess.run(["git", "checkout", "--", *modules], cwd=ROOT, check=True)
-        print(f"restored {' '.join(modules)} from HEAD (a mutant was left in place)", file=sys.stderr)
+    modules had no local change when the run started). Written from `git show`, not `git checkout`: that takes
+    the index lock, which a session stopping at the same moment may hold."""
+    for module in modules:
+        head = subprocess.run(["git", "show", f"HEAD:{module}"], cwd=ROOT, check=True, capture_output=True).stdout
+        path = ROOT / module
+        if path.read_bytes() != head:
+            path.write_bytes(head)
+            print(f"restored {module} from HEAD (a mutant was left in place)", file=sys.stderr)
 
 
 def _terminated(signum: int, _frame: object) -> None:

@@ -259,6 +259,14 @@ def test_cloudwatch_failing_returns_the_suggestion_so_scale_in_and_refreshes_con
     assert answer == {"InstanceIDs": ["i-0a00000000000000a", "i-0b00000000000000b"]}
 
 
+def test_a_missing_namespace_returns_the_suggestion(policy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken deployment must not stall scale-in either: Auto Scaling's own choice, not an empty list."""
+    monkeypatch.delenv("METRICS_NAMESPACE")
+    instances = [("i-0a00000000000000a", "eu-west-1a"), ("i-0b00000000000000b", "eu-west-1b")]
+    answer = invoke(policy, event(instances, [("eu-west-1a", 1)]))
+    assert answer == {"InstanceIDs": ["i-0a00000000000000a", "i-0b00000000000000b"]}
+
+
 def test_the_request_reads_exactly_both_metrics_per_candidate(policy: Any) -> None:
     client = aws.client("cloudwatch")
     with Stubber(client) as stub:

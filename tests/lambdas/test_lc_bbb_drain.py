@@ -172,6 +172,55 @@ def test_scalelite_outage_during_the_drain_is_waited_out(bbb: World, capsys: pyt
 
 
 @pytest.mark.slow
+def test_a_server_scalelite_lists_waits_for_its_meeting_even_without_its_ready_tag(bbb: World) -> None:
+    """The "never became ready: nothing to wait for" shortcut only holds for a host Scalelite never listed: one
+    whose ready tag is missing but that Scalelite placed a meeting on is drained like any other."""
+    iid = launched(bbb)
+    bbb.fake.start_meeting(bbb.host(iid), "m1", 4)
+    boto3.client("ec2").delete_tags(Resources=[iid], Tags=[{"Key": "bbb-on-aws:ready"}])
+    bbb.at(5 * MINUTE, lambda: end_meeting(bbb, iid, "m1"))
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    terminate(bbb, iid)
+    [execution] = bbb.run_executions().values()
+    assert execution.status == "SUCCEEDED", execution
+    _completed_only_after_the_meeting_ended(bbb, iid, "m1")
+
+
+@pytest.mark.slow
+def test_the_drain_waits_until_scalelite_too_sees_the_meeting_gone(bbb: World) -> None:
+    """BBB's meeting count reaches 0 while Scalelite's poller lags (stalled for a few minutes): Scalelite still
+    counts load on the server, so the drain waits for its next poll instead of finishing on BBB's word."""
+    iid = launched(bbb)
+    bbb.fake.start_meeting(bbb.host(iid), "m1", 5)
+    bbb.fake.poll()
+    poll = bbb.fake.poll
+    bbb.fake.poll = lambda: None  # type: ignore[method-assign]
+    bbb.at(2 * MINUTE, lambda: end_meeting(bbb, iid, "m1"))
+    bbb.at(6 * MINUTE, lambda: setattr(bbb.fake, "poll", poll))
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    terminate(bbb, iid)
+    [execution] = bbb.run_executions().values()
+    assert execution.status == "SUCCEEDED", execution
+    assert bbb.when("scalelite-deleteServer") - bbb.when("execution-start", kind="drain") >= timedelta(minutes=6)
+    assert bbb.fake.servers == {} and bbb.records() == []
+
+
+@pytest.mark.slow
+def test_an_idle_server_waits_while_scalelite_cannot_confirm_its_cordon(bbb: World) -> None:
+    """Scalelite down from the drain's start: BBB has no meeting, but Scalelite may still place new ones on the
+    server, so the drain waits for Scalelite instead of finishing on BBB's word alone."""
+    iid = launched(bbb)
+    bbb.fake.fail_status = 502
+    bbb.at(5 * MINUTE, lambda: setattr(bbb.fake, "fail_status", None))
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    terminate(bbb, iid)
+    [execution] = bbb.run_executions().values()
+    assert execution.status == "SUCCEEDED", execution
+    assert bbb.when("scalelite-deleteServer") - bbb.when("execution-start", kind="drain") >= timedelta(minutes=5)
+    assert bbb.fake.servers == {} and bbb.records() == []
+
+
+@pytest.mark.slow
 def test_scalelite_down_at_the_end_still_frees_the_instance_and_fails_loudly(
     world_factory: Any,
 ) -> None:

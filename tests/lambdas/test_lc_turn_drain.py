@@ -104,6 +104,23 @@ def test_relay_that_stops_publishing_counts_as_drained(turn: World) -> None:
 
 
 @pytest.mark.slow
+def test_a_relay_without_a_sample_since_the_signal_is_waited_for(turn: World) -> None:
+    """No Allocations sample since the drain signal yet is not "no allocation left": the drain waits (up to
+    300 s of silence), and the late sample's allocations keep it waiting until they are gone."""
+    iid = launched(turn)
+    relay = Relay(turn, iid, allocations=2)
+    relay.publishing = False
+    turn.every_tick(relay.tick)
+    turn.at(4 * 60, lambda: setattr(relay, "publishing", True))  # about 2 min after the signal: 1 allocation left
+    turn.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    execution = drain(turn, iid)
+    assert execution.status == "SUCCEEDED", execution
+    reasons = [d["reason"] for _t, k, d in turn.events if k == "task" and d["step"] == "check"]
+    assert "no Allocations sample since the drain signal yet" in reasons and "1 allocation(s) left" in reasons
+    assert reasons[-1] == "no allocation left" and relay.allocations == 0
+
+
+@pytest.mark.slow
 def test_turn_drain_maximum(turn: World, capsys: pytest.CaptureFixture[str]) -> None:
     iid = launched(turn)
     relay = Relay(turn, iid, allocations=50, seconds_each=10**6)  # clients that never leave

@@ -316,6 +316,8 @@ def test_allocation_quota_per_user_and_total() -> None:
         quota.release("nobody")
     unlimited = AllocationQuota()
     assert all(unlimited.try_acquire("x") is None for _ in range(1000))
+    unlimited.release("x")  # one of many: exactly one fewer
+    assert (unlimited.user_count("x"), unlimited.total) == (999, 999)
     assert quota.user_count("never-seen") == 0 and quota.users == 3
     for _ in range(3):  # each of a, b and c gives back its last allocation and is forgotten
         quota.release("a" if quota.user_count("a") else "c" if quota.user_count("c") else "b")
@@ -343,6 +345,8 @@ def test_rate_limits_refuse_a_rate_or_burst_that_is_not_positive(rate: float, bu
     for slots in (0, -1):
         with pytest.raises(ValueError, match="must be positive"):
             SourceLimiter(rate=1, burst=1, slots=slots)
+    smallest = SourceLimiter(rate=1, burst=1, slots=1)  # the relay's own floor: a burst of 1 (app.py)
+    assert smallest.allow("192.0.2.1", NOW) and not smallest.allow("192.0.2.2", NOW)  # one slot: shared
 
 
 def test_token_bucket() -> None:
@@ -352,6 +356,8 @@ def test_token_bucket() -> None:
     assert bucket.consume(500, 0.5)
     assert not bucket.consume(600, 0.5)
     assert bucket.consume(1500, 100.0) and not bucket.consume(1, 100.0)  # burst caps idle accrual
+    partial = TokenBucket(rate=1000, burst=1500, now=0.0)  # a packet smaller than the tokens keeps the rest
+    assert partial.consume(100, 0.0) and partial.consume(1400, 0.0) and not partial.consume(1, 0.0)
     slow = TokenBucket(rate=0.5, burst=1, now=0.0)  # any positive rate and burst, below one too
     assert slow.consume(1, 0.0) and not slow.consume(1, 1.0) and slow.consume(1, 2.0)
 

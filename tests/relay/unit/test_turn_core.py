@@ -26,6 +26,7 @@ from relay.policy.quotas import SourceLimiter
 from relay.stun import Attr, Message, MessageClass, Method, decode, encode, verify_integrity
 from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.handler import CHANNEL_COOLDOWN
+from relay.turn.table import AllocationTable
 
 
 @pytest.fixture
@@ -79,6 +80,16 @@ def test_401_rate_limit_per_source_on_udp_only() -> None:
     assert other is not None and error_of(decode(other)) == 401
     tcp = FakeOrigin(transport="tcp", stream=True)  # not limited: a handshake proved the address
     assert [error_of(decode(h.core.handle(wire, tcp, CLIENT, h.now, h.wall))) for _ in range(10)] == [401] * 10
+
+
+def test_a_valid_nonce_gives_its_source_ip_one_answer_back() -> None:
+    """The 401 challenge costs the source one answer of its budget (2); the signed Allocate with a valid nonce
+    from the same IP refunds it, so two unauthenticated answers are left, not one."""
+    h = Harness(limiter=SourceLimiter(rate=0.001, burst=2, salt=b"s"))
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    wire = encode(request(Method.ALLOCATE))
+    answers = [h.core.handle(wire, h.origin, CLIENT, h.now, h.wall) for _ in range(3)]
+    assert [a is not None for a in answers] == [True, True, False]
 
 
 def test_missing_username_realm_or_nonce_with_integrity_is_400(h: Harness) -> None:
@@ -391,6 +402,12 @@ def test_permission_capacity_508() -> None:
     peers = [(Attr.XOR_PEER_ADDRESS, (f"52.1.2.{i}", 1)) for i in range(3)]
     assert error_of(h.send(request(Method.CREATE_PERMISSION, *peers))) == 508
     assert h.send(request(Method.CREATE_PERMISSION, *peers[:2])).message_class == MessageClass.SUCCESS
+    # At the limit, a request naming a held peer and a new one is refused as a whole (3 peers, not 2).
+    assert error_of(h.send(request(Method.CREATE_PERMISSION, peers[1], peers[2]))) == 508
+    # A ChannelBind installs a permission too: to a third peer it is refused, to a permitted one it is not.
+    bind = Method.CHANNEL_BIND
+    assert error_of(h.send(request(bind, (Attr.CHANNEL_NUMBER, 0x4000), peers[2]))) == 508
+    assert h.send(request(bind, (Attr.CHANNEL_NUMBER, 0x4000), peers[1])).message_class == MessageClass.SUCCESS
 
 
 def test_permission_expires_after_300s_and_refresh_extends(h: Harness) -> None:
@@ -466,6 +483,70 @@ def test_channel_expiry_and_five_minute_cooldown(h: Harness) -> None:
     h.advance(600 + CHANNEL_COOLDOWN + 1)
     assert allocation.cooldown_numbers == {} and allocation.cooldown_peers == {}
     assert _bind(h, 0x4001, ("52.1.2.4", 1)).message_class == MessageClass.SUCCESS
+
+
+def test_channel_capacity_508_counts_new_channels_only() -> None:
+    h = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), max_channels=1))
+    h.allocate()
+    assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS
+    assert error_of(_bind(h, 0x4001, ("52.1.2.4", 1))) == 508
+    assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS  # refreshing the bound one is not a new one
+    assert h.stats.quota_rejections_channels == 1
+
+
+def test_a_bound_channel_or_peer_cannot_be_rebound_either_way(h: Harness) -> None:
+    """RFC 8656 section 11.2: a number stays with its peer and a peer with its number, whichever sorts first."""
+    h.allocate()
+    low, high = ("52.1.2.3", 1), ("52.1.2.9", 1)
+    assert _bind(h, 0x4001, low).message_class == MessageClass.SUCCESS
+    assert _bind(h, 0x4002, high).message_class == MessageClass.SUCCESS
+    assert error_of(_bind(h, 0x4001, high)) == 400 and error_of(_bind(h, 0x4002, low)) == 400
+    assert error_of(_bind(h, 0x4002, ("52.1.2.1", 1))) == 400  # number taken, by a peer sorting after the new one
+    assert error_of(_bind(h, 0x4000, low)) == 400 and error_of(_bind(h, 0x4003, high)) == 400  # peer bound
+
+
+def test_a_cooling_number_refuses_a_peer_that_sorts_higher_or_lower(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    _bind(h, 0x4000, ("52.1.2.5", 1))
+    h.advance(601)
+    assert error_of(_bind(h, 0x4000, ("52.1.2.4", 1))) == 400 and error_of(_bind(h, 0x4000, ("52.1.2.6", 1))) == 400
+
+
+def test_the_next_deadline_is_the_earliest_of_permission_channel_and_cooldown(h: Harness) -> None:
+    """The allocation table wakes an allocation at `next_deadline()`: a channel or a cooldown ending before every
+    permission must be that deadline, or it would outlive its lifetime."""
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    _bind(h, 0x4000)
+    allocation = h.allocation()
+    h.advance(400)
+    h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, PEER)))  # the permission now outlives it
+    assert allocation.next_deadline() == allocation.channels[0x4000].expires
+    h.advance(201)  # the channel ended: its number cools down
+    h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, PEER)))
+    [(_, until)] = allocation.cooldown_numbers.values()
+    assert allocation.next_deadline() == until < min(allocation.permissions.values())
+    h.advance(10)  # a second, later permission: the earliest still decides, whatever the order
+    h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, ("52.1.2.200", 1))))
+    h.advance(289.5)  # past the cooldown (1000), before the first permission ends (1001): now the earliest
+    assert allocation.next_deadline() == min(allocation.permissions.values()) < max(allocation.permissions.values())
+
+
+def test_allocation_sequence_numbers_are_unique() -> None:
+    """The data plane keys its per-allocation maps by `seq` (udp.py's peers, the kernel mirror)."""
+    table = AllocationTable()
+    assert len({table.next_seq() for _ in range(3)}) == 3
+
+
+def test_a_cooling_peer_refuses_a_lower_channel_number_too(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    _bind(h, 0x4001)
+    h.advance(601)
+    assert error_of(_bind(h, 0x4000)) == 400
+
+
+def test_channel_bind_without_a_channel_number_is_400(h: Harness) -> None:
+    h.allocate()
+    assert error_of(h.send(request(Method.CHANNEL_BIND, (Attr.XOR_PEER_ADDRESS, PEER)))) == 400
 
 
 def test_unknown_required_attribute_on_authenticated_request_is_420_with_integrity(h: Harness) -> None:
