@@ -88,6 +88,11 @@ def _allocated(relay: Relay) -> tuple[TurnClient, tuple[str, int]]:
 
 
 def test_channel_data_crosses_both_ways(relay: Relay) -> None:
+    _channel_round_trips(relay)
+
+
+def _channel_round_trips(relay: Relay) -> None:
+    """ROUNDS ChannelData messages up and answers down, carried by the path `relay.offload` says."""
     client, relayed = _allocated(relay)
     peer = relay.peer(PEER_IP)
     assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
@@ -275,16 +280,7 @@ def test_auto_on_a_host_that_cannot_serves_from_user_space_with_one_line(
 ) -> None:
     with _running(topology, package_without_program, tmp_path, "auto", workers) as relay:
         relay.offload = "off"  # what it ends up as: _exchanged expects user space
-        client, relayed = _allocated(relay)
-        peer = relay.peer(PEER_IP)
-        assert client.channel_bind(CHANNEL, peer.address).message_class == MessageClass.SUCCESS
-        before = relay.counters()
-        for n in range(ROUNDS):
-            client.channel_data(CHANNEL, b"up %d" % n)
-            assert peer.recv() == (b"up %d" % n, relayed)
-            peer.send(b"down %d" % n, relayed)
-            assert client.receive_data() == (None, CHANNEL, b"down %d" % n)
-        _exchanged(relay, before, ROUNDS)
+        _channel_round_trips(relay)
     lines = [line for line in relay.stderr.splitlines() if "kernel offload" in line]
     assert len(lines) == 1 and "clang was not found when the wheel was built" in lines[0], relay.stderr[-3000:]
 
