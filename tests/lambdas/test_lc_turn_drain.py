@@ -166,3 +166,14 @@ def test_replayed_turn_steps_change_nothing(turn: World) -> None:
         state = turn.invoke_handler("turn_drain.", {**drained, "step": step})
     assert state["removed"] == [] and state["completed"] is False
     assert turn.records() == [] and probe_state(turn) == ([], [])
+
+
+def test_an_instance_ec2_no_longer_knows_is_unreachable(turn: World) -> None:
+    """EC2 forgets a terminated instance after a while: the check reports it gone instead of failing the execution."""
+    iid = launched(turn)
+    unknown = "i-0fedcba9876543210"
+    lifecycle = {"instance_id": unknown, "group": turn.group, "hook": TERMINATE, "token": TOKEN}
+    payload = {"lifecycle": lifecycle, "now": turn.clock.iso(), "started": turn.clock.iso(), "state": {}}
+    state = turn.invoke_handler("turn_drain.", {**payload, "step": "check"})
+    assert (state["status"], state["reason"]) == ("unreachable", "instance is gone")
+    assert (POOL, iid) in turn.record_names()  # the check of another instance touched nothing
