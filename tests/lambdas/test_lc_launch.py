@@ -161,3 +161,26 @@ def test_turn_launch_probes_the_relay_then_joins_the_turn_name(world_factory: An
     assert alarm["Dimensions"] == [{"Name": "InstanceId", "Value": iid}]
     assert alarm["AlarmActions"] == [world.topic_arn] and alarm["TreatMissingData"] == "missing"
     assert world.first("route53", action="UPSERT", set=iid) > world.first("host-ready")
+
+
+def test_replayed_launch_leaves_a_cordoned_server_cordoned(bbb: World) -> None:
+    """Only a drain cordons: a launch step replayed after the drain began (a late duplicate, the reconciler) must
+    not enable the server again, or Scalelite would send new meetings to a host on its way out."""
+    [iid] = bbb.launch_instances(1)
+    bbb.tag_ready(iid)
+    bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
+    bbb.deliver(bbb.lifecycle_event(iid, "launch", TOKEN))
+    bbb.run_executions()
+    server = bbb.fake.server_for_host(bbb.host(iid))
+    assert server is not None and server.state == "enabled"
+    server.state = "cordoned"  # what the drain's first step does
+    payload = {
+        "lifecycle": {"instance_id": iid, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
+        "now": bbb.clock.iso(),
+        "started": bbb.clock.iso(),
+        "state": {},
+    }
+    state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "register"})
+    assert state["status"] == "gone"
+    assert state["reason"] == "Scalelite already has this server cordoned (a drain started)"
+    assert server.state == "cordoned" and bbb.fake.scalelite_actions().count("updateServer") == 1
