@@ -1,0 +1,172 @@
+"""The TURN handler's reports and edges that the mutation run (docs/mutation-testing.md) found untested: what each
+refusal tells the log and the statistics, the shape of unauthenticated answers, the exact life of an EVEN-PORT
+reservation, and what a permission's expiry takes with it. test_turn_core.py has the RFC rules themselves."""
+
+from __future__ import annotations
+
+import pytest
+from relay_testkit import CLIENT, REALM, SECRET, WALL, Session, error_of, request, rest_credentials
+from relay_testkit import CoreHarness as Harness
+
+from relay.config import RelayConfig
+from relay.stun import Attr, MessageClass, Method, encode, verify_integrity
+from relay.turn.handler import RESERVATION_LIFETIME
+
+OTHER = ("198.51.100.21", 40000)
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def _refusal(h: Harness) -> tuple[int, str, dict]:
+    last = h.refused[-1]
+    return last.code, last.cause, dict(last.detail)
+
+
+# --- statistics and refusal reports -----------------------------------------------------------
+
+
+def test_requests_are_counted_by_method_and_result(h: Harness) -> None:
+    assert h.allocate().message_class == MessageClass.SUCCESS  # after the 401 that fetched the nonce
+    assert error_of(h.allocate()) == 437  # a second Allocate on the 5-tuple
+    assert h.raw(encode(request(Method.BINDING))).message_class == MessageClass.SUCCESS
+    s = h.stats
+    assert (s.requests_allocate_success, s.requests_allocate_client_error) == (1, 2)
+    assert (s.requests_binding_success, s.requests_binding_client_error) == (1, 0)
+
+
+def test_the_total_quota_refusal_names_the_total_limit() -> None:
+    """The report names the quota user (the REST name without its expiry) and the limit that refused."""
+    h = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), total_quota=1, user_quota=5))
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    assert error_of(h.allocate(client=OTHER)) == 508
+    assert _refusal(h) == (508, "total_quota", {"user": "alice", "limit": 1})
+    assert (h.stats.quota_rejections_total, h.stats.quota_rejections_user) == (1, 0)
+
+
+def test_the_user_quota_refusal_names_the_user_limit() -> None:
+    h = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), total_quota=10, user_quota=1))
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    assert error_of(h.allocate(client=OTHER)) == 486
+    assert _refusal(h) == (486, "user_quota", {"user": "alice", "limit": 1})
+    assert (h.stats.quota_rejections_total, h.stats.quota_rejections_user) == (0, 1)
+
+
+def test_an_unknown_comprehension_required_attribute_in_a_binding_is_reported_as_420(h: Harness) -> None:
+    wire = bytearray(encode(request(Method.BINDING)))
+    wire[3] += 8
+    wire += b"\x00\x31\x00\x04abcd"
+    assert error_of(h.raw(bytes(wire))) == 420
+    assert _refusal(h) == (420, "unknown_attribute", {"attributes": (0x0031,)})
+
+
+def test_a_realm_that_sorts_after_ours_is_still_the_wrong_realm(h: Harness) -> None:
+    session = Session(*rest_credentials(expiry=int(WALL) + 60))
+    session.nonce = h.core.nonces.issue(CLIENT, h.wall)
+    session.realm = "zz.example"
+    assert error_of(h.allocate(session=session)) == 401
+    assert _refusal(h) == (401, "wrong_realm", {"realm": "zz.example", "expected": REALM})
+    assert h.stats.auth_failures_wrong_realm == 1 and len(h.core.table) == 0
+
+
+def test_the_allocation_owner_with_a_wrong_password_is_challenged_again(h: Harness) -> None:
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    wrong = Session(h.session.username, "not-the-password")
+    response = h.send(request(Method.REFRESH), session=wrong)
+    assert error_of(response) == 401 and response.get(Attr.REALM) == REALM and len(response.get(Attr.NONCE)) == 24
+    assert _refusal(h)[:2] == (401, "allocation_key")
+    assert h.stats.auth_failures_bad_integrity == 1
+    assert h.allocation() is not None
+
+
+def test_another_user_on_the_allocation_gets_441_signed_with_their_own_key(h: Harness) -> None:
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    bob = Session(*rest_credentials("bob", expiry=int(WALL) + 3600))
+    response = h.send(request(Method.REFRESH), session=bob)
+    assert error_of(response) == 441 and verify_integrity(response, bob.key)
+    assert _refusal(h) == (441, "other_user", {"owner": h.session.username})
+
+
+@pytest.mark.parametrize(("transport", "code", "cause"), [(18, 442, "transport"), (0xFF, 442, "transport")])
+def test_only_udp_is_a_transport(h: Harness, transport: int, code: int, cause: str) -> None:
+    """Values on both sides of UDP's 17 are refused (TCP's 6 is in test_turn_core.py)."""
+    assert error_of(h.allocate((Attr.REQUESTED_TRANSPORT, transport))) == code
+    assert _refusal(h) == (code, cause, {"protocol": transport})
+
+
+def test_only_ipv6_may_be_the_additional_family(h: Harness) -> None:
+    """0x03 is neither family: refused like IPv4 (0x01, in test_turn_core.py), whichever side of IPv6 it sorts."""
+    response = h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.ADDITIONAL_ADDRESS_FAMILY, 3))
+    assert error_of(response) == 400 and _refusal(h)[:2] == (400, "additional_family")
+    assert len(h.core.table) == 0 and h.quota.total == 0
+
+
+# --- what unauthenticated answers carry ---------------------------------------------------------
+
+
+def test_unauthenticated_answers_carry_fingerprint_only_when_the_request_did(h: Harness) -> None:
+    assert h.raw(encode(request(Method.BINDING), fingerprint=True)).fingerprint_offset > 0
+    assert h.raw(encode(request(Method.BINDING))).fingerprint_offset < 0
+    assert h.raw(encode(request(Method.ALLOCATE))).fingerprint_offset < 0  # the 401
+    quiet = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), fingerprint=False))
+    assert quiet.raw(encode(request(Method.BINDING), fingerprint=True)).fingerprint_offset < 0
+
+
+def test_software_is_announced_to_authenticated_clients_only() -> None:
+    h = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), software="bbb-turn-relay"))
+    assert h.raw(encode(request(Method.ALLOCATE))).get(Attr.SOFTWARE) is None  # the 401
+    assert h.raw(encode(request(Method.BINDING))).get(Attr.SOFTWARE) is None
+    assert h.allocate().get(Attr.SOFTWARE) == "bbb-turn-relay"
+
+
+# --- EVEN-PORT reservations ---------------------------------------------------------------------
+
+
+def _reserve(h: Harness) -> bytes:
+    response = h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.EVEN_PORT, True))
+    token = response.get(Attr.RESERVATION_TOKEN)
+    assert len(token) == 8
+    return token
+
+
+def _use(h: Harness, token: bytes):
+    bob = Session(*rest_credentials("bob", expiry=int(WALL) + 3600))
+    return h.send(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.RESERVATION_TOKEN, token)),
+                  session=bob, client=OTHER)  # fmt: skip
+
+
+def test_a_reservation_is_held_thirty_seconds_and_survives_ticks_before_that(h: Harness) -> None:
+    assert RESERVATION_LIFETIME == 30.0  # RFC 8656 section 7.2 ("approximately 30 seconds")
+    token = _reserve(h)
+    h.advance(10)  # a tick with the reservation still live keeps it
+    assert token in h.core.reservations
+    h.now += 19.5  # 29.5 s after the Allocate, no tick in between
+    assert _use(h, token).message_class == MessageClass.SUCCESS
+
+
+def test_a_reservation_is_refused_at_its_expiry_even_before_the_tick_removes_it(h: Harness) -> None:
+    token = _reserve(h)
+    h.now += 30.0  # exactly its expiry; the tick has not run
+    assert token in h.core.reservations
+    assert error_of(_use(h, token)) == 508 and _refusal(h)[:2] == (508, "reservation")
+
+
+# --- what a permission's expiry takes with it --------------------------------------------------
+
+
+def test_a_permission_that_expires_takes_its_data_indication_headers_and_only_those(h: Harness) -> None:
+    early, late = "52.1.2.5", "52.1.2.9"  # the expiring host sorts first
+    h.allocate()
+    permit = lambda host: h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, (host, 0))))  # noqa: E731
+    assert permit(early).message_class == MessageClass.SUCCESS
+    h.advance(200)
+    assert permit(late).message_class == MessageClass.SUCCESS
+    allocation = h.allocation()
+    # The packet path caches a Data indication's header per peer, keyed by the address it read (a new string).
+    heads = {(".".join(host.split(".")), port): b"head" for host in (early, late) for port in (6000, 6001)}
+    allocation.data_heads.update(heads)
+    h.advance(101)  # the early permission (300 s) is over, the late one has 199 s left
+    assert list(allocation.permissions) == [late]
+    assert sorted(allocation.data_heads) == [(late, 6000), (late, 6001)]
