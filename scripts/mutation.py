@@ -55,7 +55,9 @@ class Target:
 
 
 POLICY_TESTS = "tests/relay/unit/test_relay_policies.py"
-CORE_TESTS = "tests/relay/unit/test_turn_core.py tests/relay/unit/test_turn_core_reports.py tests/relay/unit/test_packet_path.py"
+CORE_TESTS = " ".join(
+    f"tests/relay/unit/{name}.py" for name in ("test_turn_core", "test_turn_core_reports", "test_packet_path")
+)
 TARGETS: dict[str, tuple[Target, ...]] = {
     "relay-policy": (
         Target("relay/policy/auth.py", f"{POLICY_TESTS} tests/relay/unit/test_turn_core.py", 30),
