@@ -64,7 +64,11 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         Target("relay/policy/nonce.py", f"{POLICY_TESTS} tests/relay/unit/test_turn_core.py", 30),
         Target("relay/policy/peers.py", POLICY_TESTS, 30),
         Target("relay/policy/quotas.py", f"{POLICY_TESTS} tests/relay/unit/test_turn_core.py", 30),
-        Target("relay/policy/shared_quotas.py", "tests/relay/workers/test_workers_parts.py", 30),
+        Target(
+            "relay/policy/shared_quotas.py",
+            "tests/relay/workers/test_shared_quota_layout.py tests/relay/workers/test_workers_parts.py",
+            30,
+        ),
     ),
     "lifecycle": (
         Target("lambdas/bbb_termination/index.py", "tests/lambdas/test_bbb_termination.py", 60),
