@@ -171,10 +171,6 @@ class Allocation:
         self.scheduled = float("inf")
         self.closed = False
 
-    @property
-    def families(self) -> tuple[int, ...]:
-        return tuple(self.relays)
-
     def next_deadline(self) -> float:
         deadline = self.expires
         for expires in self.permissions.values():

@@ -10,6 +10,7 @@ from relay_testkit import CoreHarness as Harness
 
 from relay.config import RelayConfig
 from relay.stun import Attr, MessageClass, Method, encode, verify_integrity
+from relay.turn.allocation import Channel
 from relay.turn.handler import RESERVATION_LIFETIME
 
 OTHER = ("198.51.100.21", 40000)
@@ -170,3 +171,22 @@ def test_a_permission_that_expires_takes_its_data_indication_headers_and_only_th
     h.advance(101)  # the early permission (300 s) is over, the late one has 199 s left
     assert list(allocation.permissions) == [late]
     assert sorted(allocation.data_heads) == [(late, 6000), (late, 6001)]
+
+
+# --- the allocation's next deadline -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [(500.0, 400.0), (400.0, 500.0)])
+def test_the_earliest_of_several_channels_or_cooldowns_is_the_next_deadline(h: Harness, order) -> None:
+    """Two channels (or two cooling numbers) ending at different times, in either order: the earlier decides."""
+    h.allocate()
+    allocation = h.allocation()
+    allocation.permissions.clear()
+    allocation.expires = 1000.0
+    allocation.channels.update(
+        {0x4000 + i: Channel(0x4000 + i, ("52.1.2.3", 6000 + i), t) for i, t in enumerate(order)}
+    )
+    assert allocation.next_deadline() == 400.0
+    allocation.channels.clear()
+    allocation.cooldown_numbers.update({0x4000 + i: (("52.1.2.3", 6000 + i), t) for i, t in enumerate(order)})
+    assert allocation.next_deadline() == 400.0
