@@ -4,12 +4,17 @@ reservation, and what a permission's expiry takes with it. test_turn_core.py has
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from relay_testkit import CLIENT, REALM, SECRET, WALL, Session, error_of, request, rest_credentials
+from relay_testkit import CLIENT, REALM, SECRET, WALL, FakeOrigin, Session, error_of, request, rest_credentials
 from relay_testkit import CoreHarness as Harness
 
 from relay.config import RelayConfig
+from relay.config.model import AMPLIFICATION_BOUND
+from relay.policy.quotas import SourceLimiter
 from relay.stun import Attr, MessageClass, Method, encode, verify_integrity
+from relay.stun.constants import FAMILY_IPV4, FAMILY_IPV6
 from relay.turn.allocation import Channel
 from relay.turn.handler import RESERVATION_LIFETIME
 
@@ -190,3 +195,126 @@ def test_the_earliest_of_several_channels_or_cooldowns_is_the_next_deadline(h: H
     allocation.channels.clear()
     allocation.cooldown_numbers.update({0x4000 + i: (("52.1.2.3", 6000 + i), t) for i, t in enumerate(order)})
     assert allocation.next_deadline() == 400.0
+
+
+# --- more edges: mapped addresses, families, quotas on the way out, logs ------------------------
+
+
+def test_an_ipv4_client_seen_on_a_dual_stack_socket_is_reported_as_ipv4(h: Harness) -> None:
+    response = h.raw(encode(request(Method.BINDING)), client=("::ffff:198.51.100.20", 40000))
+    assert response.get(Attr.XOR_MAPPED_ADDRESS) == ("198.51.100.20", 40000)
+    response = h.raw(encode(request(Method.BINDING)), client=("2001:db8::20", 40000))
+    assert response.get(Attr.XOR_MAPPED_ADDRESS) == ("2001:db8::20", 40000)
+
+
+def test_a_signed_request_without_a_nonce_is_400_and_says_nothing_more(h: Harness) -> None:
+    message = request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.USERNAME, h.session.username))
+    message.attributes.append((Attr.REALM, REALM))
+    response = h.raw(encode(message, integrity_key=h.session.key))
+    assert error_of(response) == 400 and response.get(Attr.NONCE) is None and response.get(Attr.REALM) is None
+    assert _refusal(h)[:2] == (400, "missing_credentials") and h.stats.auth_failures_malformed == 1
+
+
+def test_the_wrong_realm_answer_carries_our_realm_and_a_nonce(h: Harness) -> None:
+    session = Session(*rest_credentials(expiry=int(WALL) + 60), realm="other.example")
+    session.nonce = h.core.nonces.issue(CLIENT, h.wall)
+    response = h.allocate(session=session)
+    assert error_of(response) == 401 and response.get(Attr.REALM) == REALM and len(response.get(Attr.NONCE)) == 24
+
+
+def test_binding_answers_do_not_spend_the_reflection_budget() -> None:
+    h = Harness(limiter=SourceLimiter(rate=0.001, burst=1, salt=b"s"))
+    answers = [h.raw(encode(request(Method.BINDING))) for _ in range(5)]
+    assert all(a is not None and a.message_class == MessageClass.SUCCESS for a in answers)
+    assert h.raw(encode(request(Method.ALLOCATE))) is not None  # the one 401 of the budget is still there
+    assert h.raw(encode(request(Method.ALLOCATE))) is None and h.stats.rate_limited == 1
+
+
+def test_an_answer_over_the_amplification_bound_is_dropped_whatever_the_budget() -> None:
+    """A realm long enough to make the 401 more than AMPLIFICATION_BOUND x a bare 20-byte request."""
+    realm = "r" * (AMPLIFICATION_BOUND * 20)
+    h = Harness(RelayConfig(realm=realm, auth_secrets=(SECRET,)))
+    assert h.raw(encode(request(Method.ALLOCATE))) is None and h.stats.rate_limited == 1
+    tcp = FakeOrigin(transport="tcp", stream=True)  # a handshake proved the address: answered
+    assert error_of(h.raw(encode(request(Method.ALLOCATE)), origin=tcp)) == 401
+
+
+def test_an_even_port_request_without_room_for_its_spare_port_gives_its_unit_back() -> None:
+    h = Harness(RelayConfig(realm=REALM, auth_secrets=(SECRET,), user_quota=1))
+    assert error_of(h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.EVEN_PORT, True))) == 486
+    assert h.quota.total == 0 and h.binder.endpoints == []
+    assert h.allocate().message_class == MessageClass.SUCCESS
+
+
+def test_even_port_asks_the_binder_for_an_even_port(h: Harness) -> None:
+    h.binder.next_port = 50001
+    response = h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.EVEN_PORT, False))
+    assert response.get(Attr.XOR_RELAYED_ADDRESS)[1] == 50002 and response.get(Attr.RESERVATION_TOKEN) is None
+
+
+def _refresh(h: Harness, client, *attrs):
+    h.session.nonce = h.core.nonces.issue(client, h.wall)
+    return h.raw(h.session.sign(request(Method.REFRESH, *attrs)), client)
+
+
+def test_refresh_zero_naming_the_only_family_ends_the_allocation(h: Harness) -> None:
+    assert h.allocate().message_class == MessageClass.SUCCESS
+    h.send(request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, 0x4000), (Attr.XOR_PEER_ADDRESS, ("52.1.2.3", 1))))
+    allocation = h.allocation()
+    assert list(allocation.channels) == [0x4000] and list(allocation.channel_out) == [0x4000]
+    assert _refresh(h, CLIENT, (Attr.LIFETIME, 0), (Attr.REQUESTED_ADDRESS_FAMILY, FAMILY_IPV4)).get(Attr.LIFETIME) == 0
+    assert h.allocation() is None and allocation.closed and h.quota.total == 0 and h.binder.endpoints[0].closed
+    h.core.delete(allocation)  # ended once: a second delete gives nothing back twice
+    assert h.quota.total == 0 and h.stats.allocations == 0
+    # Everything it held goes at once, not when the last reference to the object does.
+    assert (allocation.permissions, allocation.channels, allocation.channel_out, allocation.channel_in) == ({},) * 4
+    assert allocation.allocate_response == b""
+
+
+def test_dropping_a_family_withdraws_that_familys_permissions_only(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV6))
+    for peer in (("52.1.2.3", 0), ("2600:1f18::1", 0)):
+        assert (
+            h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, peer))).message_class
+            == MessageClass.SUCCESS
+        )
+    assert _refresh(h, CLIENT, (Attr.LIFETIME, 0), (Attr.REQUESTED_ADDRESS_FAMILY, FAMILY_IPV6)).get(Attr.LIFETIME) == 0
+    assert list(h.allocation().permissions) == ["52.1.2.3"] and set(h.allocation().relays) == {FAMILY_IPV4}
+
+
+def test_lifetimes_end_at_their_exact_second(h: Harness) -> None:
+    """The tick at an expiry's own time ends it (600 s allocation, 300 s permission, 300 s cooldown)."""
+    h.allocate()
+    allocation = h.allocation()
+    h.send(request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, 0x4000), (Attr.XOR_PEER_ADDRESS, ("52.1.2.3", 1))))
+    h.advance(300)  # the permission ChannelBind installed ends now; the channel (600 s) does not
+    assert allocation.permissions == {} and list(allocation.channels) == [0x4000]
+    lifetime = 600 - 300
+    h.advance(lifetime)  # the allocation (600 s) ends now
+    assert h.allocation() is None and allocation.closed
+
+
+def test_the_channel_cooldown_ends_at_its_exact_second(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    h.send(request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, 0x4000), (Attr.XOR_PEER_ADDRESS, ("52.1.2.3", 1))))
+    allocation = h.allocation()
+    h.advance(600)  # the channel ends: the number and the peer cool down for 300 s
+    assert list(allocation.cooldown_numbers) == [0x4000] and list(allocation.cooldown_peers) == [("52.1.2.3", 1)]
+    h.advance(300)
+    assert allocation.cooldown_numbers == {} and allocation.cooldown_peers == {}
+
+
+def test_allocations_are_logged_at_debug_with_client_and_relayed_address(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="relay.turn"):
+        h.allocate()
+        _refresh(h, CLIENT, (Attr.LIFETIME, 0))
+    assert [r.getMessage() for r in caplog.records if r.name == "relay.turn"] == [
+        "allocation created for 198.51.100.20:40000 relayed ('203.0.113.10', 50000)",
+        "allocation for 198.51.100.20:40000 ended",
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="relay.turn"):
+        h.allocate(client=OTHER)
+    assert [r for r in caplog.records if r.name == "relay.turn"] == []
