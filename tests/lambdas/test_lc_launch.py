@@ -184,3 +184,55 @@ def test_replayed_launch_leaves_a_cordoned_server_cordoned(bbb: World) -> None:
     assert state["status"] == "gone"
     assert state["reason"] == "Scalelite already has this server cordoned (a drain started)"
     assert server.state == "cordoned" and bbb.fake.scalelite_actions().count("updateServer") == 1
+
+
+def _abandon(world: World, iid: str) -> dict[str, Any]:
+    world.expect_complete(iid, LAUNCH_HOOK, "ABANDON", TOKEN, active=False)
+    payload = {
+        "lifecycle": {"instance_id": iid, "group": world.group, "hook": LAUNCH_HOOK, "token": TOKEN},
+        "now": world.clock.iso(),
+        "started": world.clock.iso(),
+        "state": {},
+    }
+    return world.invoke_handler("lifecycle_launch.", {**payload, "step": "abandon"})
+
+
+@pytest.mark.parametrize("state", ["enabled", "cordoned"])
+def test_an_abandoned_launch_leaves_a_server_scalelite_may_send_meetings_to(bbb: World, state: str) -> None:
+    """Abandon's cleanup (a replay after the launch registered, the reconciler) must not delete a server that may
+    hold meetings, nor the DNS name its drain needs: that is the drain's job."""
+    [iid] = bbb.launch_instances(1)
+    bbb.tag_ready(iid)
+    bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
+    bbb.deliver(bbb.lifecycle_event(iid, "launch", TOKEN))
+    bbb.run_executions()
+    server = bbb.fake.server_for_host(bbb.host(iid))
+    assert server is not None
+    server.state = state
+    assert _abandon(bbb, iid)["cleaned"] == []
+    assert bbb.fake.server_for_host(bbb.host(iid)) is server and "deleteServer" not in bbb.fake.scalelite_actions()
+    assert [r["Name"].rstrip(".") for r in bbb.records()] == [bbb.host(iid)]
+
+
+def test_an_abandoned_launch_removes_a_disabled_server_and_its_name(bbb: World) -> None:
+    [iid] = bbb.launch_instances(1)
+    bbb.tag_ready(iid)
+    bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
+    bbb.deliver(bbb.lifecycle_event(iid, "launch", TOKEN))
+    bbb.run_executions()
+    bbb.fake.server_for_host(bbb.host(iid)).state = "disabled"
+    assert _abandon(bbb, iid)["cleaned"] == ["scalelite server", "instance record"]
+    assert bbb.fake.servers == {} and bbb.records() == []
+
+
+def test_a_launch_for_an_instance_ec2_no_longer_knows_stops_at_once(bbb: World) -> None:
+    unknown = "i-0fedcba9876543210"
+    payload = {
+        "lifecycle": {"instance_id": unknown, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
+        "now": bbb.clock.iso(),
+        "started": bbb.clock.iso(),
+        "state": {},
+    }
+    state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "prepare"})
+    assert (state["proceed"], state["status"], state["reason"]) == (False, "gone", "instance is unknown to EC2")
+    assert bbb.records() == []
