@@ -148,3 +148,17 @@ def test_each_release_gives_back_exactly_one(three_workers: SharedQuota) -> None
         assert worker._held == {}  # nothing kept per user who once allocated: a long-lived worker must not grow
     finally:
         worker.close()
+
+
+def test_a_release_comes_off_the_releasing_workers_own_row(three_workers: SharedQuota) -> None:
+    """Taken off another row, the sum would still look right until that row's worker died and was reset."""
+    worker = SharedQuota(three_workers.fd, 1, total=10, per_user=10)
+    try:
+        assert worker.try_acquire("alice") is None and worker.try_acquire("alice") is None
+        worker.release("alice")
+        slot = worker._slot("alice")
+        assert [_read(three_workers.fd, "<i", HEADER + 24 + 4 * (row * 5 + slot)) for row in range(3)] == [0, 1, 0]
+        three_workers.reset_worker(0)  # worker 0 died: alice's count is worker 1's one allocation
+        assert three_workers.user_count("alice") == 1
+    finally:
+        worker.close()
