@@ -18,7 +18,16 @@ from relay.stun import Attr, Message, MessageClass, Method, StunDecodeError, dec
 from relay.turn.wire import parse_send_indication, stream_frame_length
 
 FUZZ = settings(max_examples=2000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-FUZZ_CORE = settings(max_examples=1200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+# The TURN core's fuzzers assert what they reached (a ChannelBind, a Refresh... succeeded). Drawn at random, a run
+# reached no successful ChannelBind about once in 30 (1 to 29 of them in 30 seeded runs; one full-suite run failed
+# on it), so they draw the same inputs every run. RELAY_FUZZ_RANDOM=1 draws new ones, to explore.
+FUZZ_CORE = settings(
+    max_examples=1200,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=os.environ.get("RELAY_FUZZ_RANDOM") != "1",
+)
 
 
 def _count(record_property, target: str, counter: list[int], budget: settings) -> None:
