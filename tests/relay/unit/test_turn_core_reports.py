@@ -38,9 +38,13 @@ def test_requests_are_counted_by_method_and_result(h: Harness) -> None:
     assert h.allocate().message_class == MessageClass.SUCCESS  # after the 401 that fetched the nonce
     assert error_of(h.allocate()) == 437  # a second Allocate on the 5-tuple
     assert h.raw(encode(request(Method.BINDING))).message_class == MessageClass.SUCCESS
+    permit = request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, ("52.1.2.3", 0)))
+    assert h.send(permit).message_class == MessageClass.SUCCESS  # type 0x0108: its low byte's bit 0 is clear
+    assert h.send(request(Method.REFRESH)).message_class == MessageClass.SUCCESS  # 0x0104 likewise
     s = h.stats
     assert (s.requests_allocate_success, s.requests_allocate_client_error) == (1, 2)
     assert (s.requests_binding_success, s.requests_binding_client_error) == (1, 0)
+    assert (s.requests_create_permission_success, s.requests_refresh_success) == (1, 1)
 
 
 def test_the_total_quota_refusal_names_the_total_limit() -> None:
@@ -87,12 +91,25 @@ def test_the_allocation_owner_with_a_wrong_password_is_challenged_again(h: Harne
     assert h.allocation() is not None
 
 
-def test_another_user_on_the_allocation_gets_441_signed_with_their_own_key(h: Harness) -> None:
+@pytest.mark.parametrize("name", ["bob", "aaron"])  # sorting after and before the owner's "alice"
+def test_another_user_on_the_allocation_gets_441_signed_with_their_own_key(h: Harness, name: str) -> None:
     assert h.allocate().message_class == MessageClass.SUCCESS
-    bob = Session(*rest_credentials("bob", expiry=int(WALL) + 3600))
-    response = h.send(request(Method.REFRESH), session=bob)
-    assert error_of(response) == 441 and verify_integrity(response, bob.key)
+    other = Session(*rest_credentials(name, expiry=int(WALL) + 3600))
+    response = h.send(request(Method.REFRESH), session=other)
+    assert error_of(response) == 441 and verify_integrity(response, other.key)
     assert _refusal(h) == (441, "other_user", {"owner": h.session.username})
+
+
+def test_a_wrong_password_is_challenged_again(h: Harness) -> None:
+    response = h.allocate(session=Session(h.session.username, "not-the-password"))
+    assert error_of(response) == 401 and response.get(Attr.REALM) == REALM and len(response.get(Attr.NONCE)) == 24
+
+
+def test_a_signed_request_without_a_username_is_400(h: Harness) -> None:
+    message = request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17), (Attr.REALM, REALM))
+    message.attributes.append((Attr.NONCE, h.core.nonces.issue(CLIENT, h.wall)))
+    response = h.raw(encode(message, integrity_key=h.session.key))
+    assert error_of(response) == 400 and _refusal(h)[:2] == (400, "missing_credentials")
 
 
 @pytest.mark.parametrize(("transport", "code", "cause"), [(18, 442, "transport"), (0xFF, 442, "transport")])
@@ -318,3 +335,51 @@ def test_allocations_are_logged_at_debug_with_client_and_relayed_address(
     with caplog.at_level(logging.INFO, logger="relay.turn"):
         h.allocate(client=OTHER)
     assert [r for r in caplog.records if r.name == "relay.turn"] == []
+
+
+def test_a_cooldown_lasts_the_full_five_minutes(h: Harness) -> None:
+    h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.LIFETIME, 3600))
+    h.send(request(Method.CHANNEL_BIND, (Attr.CHANNEL_NUMBER, 0x4000), (Attr.XOR_PEER_ADDRESS, ("52.1.2.3", 1))))
+    allocation = h.allocation()
+    h.advance(600 + 299.5)  # the channel ended at 600: 299.5 s of its 300 s cooldown are over
+    assert list(allocation.cooldown_numbers) == [0x4000]
+
+
+def test_dropping_either_family_stops_sending_to_and_permitting_that_family_only(h: Harness) -> None:
+    for family, client in ((FAMILY_IPV6, CLIENT), (FAMILY_IPV4, OTHER)):
+        h.allocate((Attr.REQUESTED_TRANSPORT, 17), (Attr.ADDITIONAL_ADDRESS_FAMILY, FAMILY_IPV6), client=client)
+        allocation = h.allocation(client)
+        assert allocation.send_v4 is not None and allocation.send_v6 is not None
+        for peer in (("52.1.2.3", 0), ("2600:1f18::1", 0)):
+            permit = request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, peer))
+            assert h.send(permit, client=client).message_class == MessageClass.SUCCESS
+        assert _refresh(h, client, (Attr.LIFETIME, 0), (Attr.REQUESTED_ADDRESS_FAMILY, family)).get(Attr.LIFETIME) == 0
+        kept = FAMILY_IPV4 if family == FAMILY_IPV6 else FAMILY_IPV6
+        assert set(allocation.relays) == {kept}
+        assert list(allocation.permissions) == ["52.1.2.3" if kept == FAMILY_IPV4 else "2600:1f18::1"]
+        assert (allocation.send_v4 is None, allocation.send_v6 is None) == (kept == FAMILY_IPV6, kept == FAMILY_IPV4)
+
+
+def test_one_tick_ends_every_allocation_due_at_once(h: Harness) -> None:
+    for client in (CLIENT, OTHER, ("198.51.100.22", 40000)):
+        assert h.allocate(client=client).message_class == MessageClass.SUCCESS
+    h.advance(600)
+    assert len(h.core.table) == 0 and h.quota.total == 0
+
+
+def test_a_permission_that_expires_leaves_the_headers_of_a_host_that_sorts_before_it(h: Harness) -> None:
+    h.allocate()
+    permit = lambda host: h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, (host, 0))))  # noqa: E731
+    permit("52.1.2.9")
+    h.advance(200)
+    permit("52.1.2.1")  # sorts before the one that expires first
+    allocation = h.allocation()
+    allocation.data_heads.update({(".".join(["52", "1", "2", last]), 6000): b"head" for last in ("1", "9")})
+    h.advance(101)
+    assert list(allocation.data_heads) == [("52.1.2.1", 6000)]
+
+
+def test_a_reservation_used_after_its_expiry_is_refused_before_any_tick(h: Harness) -> None:
+    token = _reserve(h)
+    h.now += 31.0  # no tick since
+    assert error_of(_use(h, token)) == 508
