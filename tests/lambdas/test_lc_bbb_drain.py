@@ -246,6 +246,20 @@ def test_instance_that_never_became_ready_drains_at_once(bbb: World) -> None:
     [execution] = bbb.run_executions().values()
     assert execution.status == "SUCCEEDED"
     assert execution.visited().count("CheckDrained") == 1
+    assert "bbb-getMeetings" not in bbb.kinds()  # drained on the missing ready tag alone, not on a count of 0
+
+
+def test_a_ready_server_scalelite_never_listed_drains_on_the_meeting_count(bbb: World) -> None:
+    """Its registration never happened (say the launch was abandoned before it): no Scalelite load to wait for,
+    only BBB's meeting count and the recordings."""
+    [iid] = bbb.launch_instances(1, state="Terminating:Wait")
+    bbb.tag_ready(iid)
+    bbb.expect_complete(iid, TERMINATE, "CONTINUE", TOKEN)
+    bbb.deliver(bbb.lifecycle_event(iid, "terminate", TOKEN))
+    [execution] = bbb.run_executions().values()
+    assert execution.status == "SUCCEEDED"
+    assert execution.visited().count("CheckDrained") == 1 and "bbb-getMeetings" in bbb.kinds()
+    assert bbb.fake.servers == {}
 
 
 def test_replayed_drain_steps_change_nothing(bbb: World) -> None:
