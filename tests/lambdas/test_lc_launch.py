@@ -236,3 +236,28 @@ def test_a_launch_for_an_instance_ec2_no_longer_knows_stops_at_once(bbb: World) 
     state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "prepare"})
     assert (state["proceed"], state["status"], state["reason"]) == (False, "gone", "instance is unknown to EC2")
     assert bbb.records() == []
+
+
+@pytest.mark.parametrize("transition", ["launch", "prewarm"])
+@pytest.mark.parametrize("where", ["another group", "no group"])
+def test_an_instance_that_is_not_in_this_group_is_not_launched(bbb: World, transition: str, where: str) -> None:
+    """The handler serves one group: an instance Auto Scaling lists in another group (here: the function serves
+    "<group>-a", which sorts after the instance's own) or no longer lists at all is left alone."""
+    [iid] = bbb.launch_instances(1, state="Warmed:Pending:Wait" if transition == "prewarm" else "Pending:Wait")
+    launch = bbb.functions[bbb.function_id("lifecycle_launch.")]
+    if where == "another group":
+        launch["env"]["AUTO_SCALING_GROUP_NAME"] = bbb.group + "-a"
+    else:
+        boto3.client("autoscaling").detach_instances(
+            InstanceIds=[iid], AutoScalingGroupName=bbb.group, ShouldDecrementDesiredCapacity=True
+        )
+    payload = {
+        "lifecycle": {"instance_id": iid, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
+        "now": bbb.clock.iso(),
+        "started": bbb.clock.iso(),
+        "state": {"transition": transition},
+    }
+    state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "prepare"})
+    assert (state["proceed"], state["status"]) == (False, "gone")
+    assert state["reason"] == "instance is not (any more) in this Auto Scaling group"
+    assert bbb.records() == []
