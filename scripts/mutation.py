@@ -79,7 +79,12 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         ),
         Target("lambdas/turn_drain/index.py", "tests/lambdas/test_lc_turn_drain.py", 90),
         Target("lambdas/bbb_drain/index.py", "tests/lambdas/test_lc_bbb_drain.py", 150),
-        Target("lambdas/lifecycle_launch/index.py", "tests/lambdas/test_lc_launch.py", 90),
+        # The warm-pool test runs the prewarm and wake paths of the launch handler (11 s).
+        Target(
+            "lambdas/lifecycle_launch/index.py",
+            "tests/lambdas/test_lc_launch.py tests/lambdas/test_lc_warm_pool.py",
+            120,
+        ),
     ),
     "relay-core": (
         Target("relay/turn/grants.py", CORE_TESTS, 30),
