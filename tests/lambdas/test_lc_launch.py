@@ -20,6 +20,18 @@ def bbb(world_factory: Any) -> World:
     return world_factory("bbb")
 
 
+def invoke_step(world: World, iid: str, name: str, **state: Any) -> dict[str, Any]:
+    """One launch step invoked directly, as the state machine (or a replay of it) would."""
+    payload = {
+        "lifecycle": {"instance_id": iid, "group": world.group, "hook": LAUNCH_HOOK, "token": TOKEN},
+        "now": world.clock.iso(),
+        "started": world.clock.iso(),
+        "state": state,
+        "step": name,
+    }
+    return world.invoke_handler("lifecycle_launch.", payload)
+
+
 @pytest.fixture
 def responder() -> Iterator[StunResponder]:
     server = StunResponder().start()
@@ -174,13 +186,7 @@ def test_replayed_launch_leaves_a_cordoned_server_cordoned(bbb: World) -> None:
     server = bbb.fake.server_for_host(bbb.host(iid))
     assert server is not None and server.state == "enabled"
     server.state = "cordoned"  # what the drain's first step does
-    payload = {
-        "lifecycle": {"instance_id": iid, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
-        "now": bbb.clock.iso(),
-        "started": bbb.clock.iso(),
-        "state": {},
-    }
-    state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "register"})
+    state = invoke_step(bbb, iid, "register")
     assert state["status"] == "gone"
     assert state["reason"] == "Scalelite already has this server cordoned (a drain started)"
     assert server.state == "cordoned" and bbb.fake.scalelite_actions().count("updateServer") == 1
@@ -188,13 +194,7 @@ def test_replayed_launch_leaves_a_cordoned_server_cordoned(bbb: World) -> None:
 
 def _abandon(world: World, iid: str) -> dict[str, Any]:
     world.expect_complete(iid, LAUNCH_HOOK, "ABANDON", TOKEN, active=False)
-    payload = {
-        "lifecycle": {"instance_id": iid, "group": world.group, "hook": LAUNCH_HOOK, "token": TOKEN},
-        "now": world.clock.iso(),
-        "started": world.clock.iso(),
-        "state": {},
-    }
-    return world.invoke_handler("lifecycle_launch.", {**payload, "step": "abandon"})
+    return invoke_step(world, iid, "abandon")
 
 
 @pytest.mark.parametrize("state", ["enabled", "cordoned"])
@@ -226,14 +226,7 @@ def test_an_abandoned_launch_removes_a_disabled_server_and_its_name(bbb: World) 
 
 
 def test_a_launch_for_an_instance_ec2_no_longer_knows_stops_at_once(bbb: World) -> None:
-    unknown = "i-0fedcba9876543210"
-    payload = {
-        "lifecycle": {"instance_id": unknown, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
-        "now": bbb.clock.iso(),
-        "started": bbb.clock.iso(),
-        "state": {},
-    }
-    state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "prepare"})
+    state = invoke_step(bbb, "i-0fedcba9876543210", "prepare")
     assert (state["proceed"], state["status"], state["reason"]) == (False, "gone", "instance is unknown to EC2")
     assert bbb.records() == []
 
@@ -251,13 +244,7 @@ def test_an_instance_that_is_not_in_this_group_is_not_launched(bbb: World, trans
         boto3.client("autoscaling").detach_instances(
             InstanceIds=[iid], AutoScalingGroupName=bbb.group, ShouldDecrementDesiredCapacity=True
         )
-    payload = {
-        "lifecycle": {"instance_id": iid, "group": bbb.group, "hook": LAUNCH_HOOK, "token": TOKEN},
-        "now": bbb.clock.iso(),
-        "started": bbb.clock.iso(),
-        "state": {"transition": transition},
-    }
-    state = bbb.invoke_handler("lifecycle_launch.", {**payload, "step": "prepare"})
+    state = invoke_step(bbb, iid, "prepare", transition=transition)
     assert (state["proceed"], state["status"]) == (False, "gone")
     assert state["reason"] == "instance is not (any more) in this Auto Scaling group"
     assert bbb.records() == []
