@@ -175,16 +175,22 @@ def test_turn_launch_probes_the_relay_then_joins_the_turn_name(world_factory: An
     assert world.first("route53", action="UPSERT", set=iid) > world.first("host-ready")
 
 
+def registered(world: World) -> tuple[str, Any]:
+    """One instance taken through the real launch flow: ready, enabled in Scalelite. Returns it and its server."""
+    [iid] = world.launch_instances(1)
+    world.tag_ready(iid)
+    world.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
+    world.deliver(world.lifecycle_event(iid, "launch", TOKEN))
+    world.run_executions()
+    server = world.fake.server_for_host(world.host(iid))
+    assert server is not None and server.state == "enabled"
+    return iid, server
+
+
 def test_replayed_launch_leaves_a_cordoned_server_cordoned(bbb: World) -> None:
     """Only a drain cordons: a launch step replayed after the drain began (a late duplicate, the reconciler) must
     not enable the server again, or Scalelite would send new meetings to a host on its way out."""
-    [iid] = bbb.launch_instances(1)
-    bbb.tag_ready(iid)
-    bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
-    bbb.deliver(bbb.lifecycle_event(iid, "launch", TOKEN))
-    bbb.run_executions()
-    server = bbb.fake.server_for_host(bbb.host(iid))
-    assert server is not None and server.state == "enabled"
+    iid, server = registered(bbb)
     server.state = "cordoned"  # what the drain's first step does
     state = invoke_step(bbb, iid, "register")
     assert state["status"] == "gone"
@@ -201,13 +207,7 @@ def _abandon(world: World, iid: str) -> dict[str, Any]:
 def test_an_abandoned_launch_leaves_a_server_scalelite_may_send_meetings_to(bbb: World, state: str) -> None:
     """Abandon's cleanup (a replay after the launch registered, the reconciler) must not delete a server that may
     hold meetings, nor the DNS name its drain needs: that is the drain's job."""
-    [iid] = bbb.launch_instances(1)
-    bbb.tag_ready(iid)
-    bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
-    bbb.deliver(bbb.lifecycle_event(iid, "launch", TOKEN))
-    bbb.run_executions()
-    server = bbb.fake.server_for_host(bbb.host(iid))
-    assert server is not None
+    iid, server = registered(bbb)
     server.state = state
     assert _abandon(bbb, iid)["cleaned"] == []
     assert bbb.fake.server_for_host(bbb.host(iid)) is server and "deleteServer" not in bbb.fake.scalelite_actions()
@@ -215,12 +215,8 @@ def test_an_abandoned_launch_leaves_a_server_scalelite_may_send_meetings_to(bbb:
 
 
 def test_an_abandoned_launch_removes_a_disabled_server_and_its_name(bbb: World) -> None:
-    [iid] = bbb.launch_instances(1)
-    bbb.tag_ready(iid)
-    bbb.expect_complete(iid, LAUNCH_HOOK, "CONTINUE", TOKEN)
-    bbb.deliver(bbb.lifecycle_event(iid, "launch", TOKEN))
-    bbb.run_executions()
-    bbb.fake.server_for_host(bbb.host(iid)).state = "disabled"
+    iid, server = registered(bbb)
+    server.state = "disabled"
     assert _abandon(bbb, iid)["cleaned"] == ["scalelite server", "instance record"]
     assert bbb.fake.servers == {} and bbb.records() == []
 
