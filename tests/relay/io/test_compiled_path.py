@@ -406,7 +406,15 @@ def test_send_indications_forwarded_in_c_are_exactly_what_python_would_forward(
                 message = message[:at] + bytes([message[at] ^ draw(st.integers(1, 255))]) + message[at + 1 :]
             return message
 
-        @settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        # The same inputs every run: the forwarding branch is asserted reached below, and a random draw once
+        # reached it 39 times of the 40 asserted (a full-suite tally run failed on it).
+        @settings(
+            max_examples=400,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
         @given(datagram=send_indications())
         def run(datagram: bytes) -> None:
             handed.clear()
