@@ -124,11 +124,12 @@ def allocate(client: TurnClient) -> int:
 
 def map_ports(relay: WorkersRelay, count: int) -> dict[int, list[int]]:
     """`count` UDP client ports per worker that the kernel sends to it: bind a port, allocate once to
-    learn the worker, free the allocation."""
+    learn the worker, free the allocation. The ports are leased (tests/servers.free_port), not ephemeral:
+    the test binds them again later, and an ephemeral port closed in between may be given to any socket."""
     found: dict[int, list[int]] = {0: [], 1: []}
     for i in range(count * 12):
-        with relay.client(f"probe{i}") as client:
-            port = client.sock.getsockname()[1]
+        port = free_port()
+        with relay.client(f"probe{i}", port=port) as client:
             worker = allocate(client)
             assert client.refresh(0).message_class == MessageClass.SUCCESS
         found[worker].append(port)
