@@ -72,7 +72,10 @@ class StunResponder:
             self.udp_requests += 1
             answer = binding_success(data, addr)
             if answer and self.udp_enabled:
-                self._udp.sendto(answer, addr)
+                try:
+                    self._udp.sendto(answer, addr)
+                except OSError:  # stop() closed the socket between this request and its answer
+                    return
 
     def _serve_tcp(self) -> None:
         while not self._stop.is_set():
