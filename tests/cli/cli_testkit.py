@@ -143,7 +143,10 @@ class EchoPeer:
             except OSError:
                 return
             self.received += 1
-            self.sock.sendto(data, source)
+            try:
+                self.sock.sendto(data, source)
+            except OSError:  # __exit__ closed the socket between this datagram and its echo
+                return
 
 
 def coturn(
