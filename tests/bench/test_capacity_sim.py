@@ -3,7 +3,6 @@ school day through the deployment's defaults."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,11 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("capacity_sim", ROOT / "bench" / "capacity_sim.py")
-assert _spec is not None and _spec.loader is not None
-sim = importlib.util.module_from_spec(_spec)
-sys.modules["capacity_sim"] = sim
-_spec.loader.exec_module(sim)
+sys.path.insert(0, str(ROOT / "bench"))
+import capacity_sim as sim  # noqa: E402
 
 MODEL = sim.Model()  # metric lag 1 min, scale-out on 3 datapoints, scale-in on 15 below 90 % of the target
 FLEET = sim.Fleet(target=10, min_instances=1, max_instances=3, boot_min=30, wake_min=5, drain_max_min=240)
