@@ -53,25 +53,25 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
+from netns_drops import DropCounter
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
+from netns_report import SERVERS, Row, report
 from relay_servers import CLOCK_TICKS, Coturn, OurRelay, Server, coturn_version, cpu_seconds
 from relay_uclient import Scenario, UclientResult, run
 from relay_vs_coturn import (
     CLIENTS_PER_UCLIENT,
-    MAX_LOSS,
     REALM,
     RELAY_RANGE,
     SECRET,
     UCLIENT_CHANNEL_COLLISION,
     raise_fd_limit,
-    ratio,
     split_cores,
 )
 
@@ -80,9 +80,9 @@ from relay.server.kernel.loader import OBJECT_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT, PEER_PORT, ADMIN = 3478, 3480, 9641  # in their own namespaces: nothing else listens there
-SERVERS = ("ours-on", "ours-off", "coturn")
 TOOLS = ("turnserver", "turnutils_uclient", "turnutils_peer", "taskset", "ip", "ethtool", "clang")
 SAMPLE_SECONDS = 0.5
+METHOD = "Where the CPU goes." + __doc__.split("Where the CPU goes.")[1]  # printed under the table
 OFFLOAD_FLAG = 50.0  # percent: below this, an offload-on UDP row is flagged
 NOISY_BACKGROUND = 25.0  # percent of the server cores busy idle before a row (others' work): sys us/pkt is noise
 
@@ -157,31 +157,6 @@ class Sampler(threading.Thread):
         return self.samples
 
 
-@dataclass
-class Row:
-    scenario: Scenario
-    server: str
-    sent: float = 0.0
-    delivered: float = 0.0
-    loss: float = 0.0
-    relayed: int = 0  # relay interface tx packets over the steady seconds
-    seconds: float = 0.0  # the steady seconds
-    sys_us: float = float("nan")  # server cores' busy time - their idle rate, per packet
-    host_us: float = float("nan")  # the server processes + the softirq/irq time not charged to them
-    proc_us: float = float("nan")  # the server processes' utime + stime
-    softirq_us: float = float("nan")  # server cores' irq + softirq - their idle rate
-    server_busy: float = 0.0  # percent of the server cores
-    load_busy: float = 0.0  # percent of the load cores
-    background: float = 0.0  # percent of the server cores busy before the row, idle
-    rss_per_allocation_kib: float = float("nan")
-    offloaded: float = float("nan")  # percent of turn_packets_total (ours)
-    offloaded_packets: int = 0
-    offloaded_to_peer: float = float("nan")  # percent, client -> peer
-    offloaded_to_client: float = float("nan")  # percent, peer -> client
-    error: str = ""
-    notes: list[str] = field(default_factory=list)
-
-
 class Bench:
     """The three servers, configured for the relay namespace (ours from a source copy with the program
     compiled here, where the wheel ships it), and one measurement: one server on one row."""
@@ -197,6 +172,8 @@ class Bench:
         coturn_threads: int = 0,
     ) -> None:
         self.net, self.server_cores, self.load_cores = net, server_cores, load_cores
+        load = {net.client: "client", net.peer: "peer", net.router: "router"}
+        self.drops = DropCounter(net.relay, load, server_cores)
         self.idle = 0.5 if quick else 2.0  # seconds of idle baseline before each row
         # uclient sets its clients up 0.1 s apart: fewer per process starts a small row sooner
         self.per_uclient = 10 if quick else CLIENTS_PER_UCLIENT
@@ -242,6 +219,7 @@ class Bench:
             time.sleep(self.idle)
             background = _rate(before, cpu_ticks(), self.idle)
             counters = _counters(server)
+            dropped = self.drops.take()
             sampler = Sampler(server)
             sampler.start()
             try:
@@ -259,9 +237,15 @@ class Bench:
             finally:
                 samples = sampler.stop()
             after = _counters(server)
+            host_drops, load_drops, where = self.drops.split(dropped, self.drops.take())
         finally:
             server.stop()
-        return self.row(server.name, scenario, result, samples, background, counters, after)
+        row = self.row(server.name, scenario, result, samples, background, counters, after)
+        row.host_drops, row.load_drops = host_drops, load_drops
+        if where:
+            row.notes.append("load drops: " + ", ".join(f"{label} {n}" for label, n in where.items()))
+        row.relayed_total = samples[-1].tx - samples[0].tx
+        return row
 
     def row(
         self,
@@ -363,117 +347,6 @@ def steer(net: Topology, server_cores: list[int], load_cores: list[int]) -> None
         subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {mask(cores)} > {path}"], check=True)
 
 
-def sustained(rows: list[Row]) -> dict[str, dict[str, tuple[float, bool]]]:
-    """Per family and server: the highest offered load with <= MAX_LOSS loss, and whether that was the
-    highest step run (then the server's own limit is higher still)."""
-    out: dict[str, dict[str, tuple[float, bool]]] = {}
-    for family in dict.fromkeys(r.scenario.family for r in rows):
-        top = max(r.scenario.offered for r in rows if r.scenario.family == family)
-        for name in SERVERS:
-            ok = [r.scenario.offered for r in rows if r.scenario.family == family and r.server == name
-                  and r.loss <= MAX_LOSS and not r.error]  # fmt: skip
-            best = max(ok, default=0.0)
-            out.setdefault(family, {})[name] = (best, best == top)
-    return out
-
-
-def targets(rows: list[Row]) -> list[str]:
-    best = sustained(rows)
-    by_key = {(r.scenario, r.server): r for r in rows}
-    lines = []
-
-    def cpu_ratios(name: str, family: str | None) -> list[float]:
-        """ours/coturn host us/pkt at each load both carried without loss (all rows if there are none)."""
-        pairs = [(by_key[(s, name)], by_key[(s, "coturn")]) for s, n in by_key
-                 if n == "coturn" and (s, name) in by_key and (family is None or s.family == family)]  # fmt: skip
-        lossless = [(o, t) for o, t in pairs if o.loss <= MAX_LOSS and t.loss <= MAX_LOSS]
-        return [o.host_us / t.host_us for o, t in (lossless or pairs) if t.host_us > 0 and o.host_us == o.host_us]
-
-    def line(
-        text: str, value: float | None, bound: float, at_least: bool, open_ended: bool = False, why: str = ""
-    ) -> str:
-        if value is None:
-            return f"  {text:<58} -      {why}"
-        met = value >= bound if at_least else value <= bound
-        verdict = "met" if met else "MISSED"
-        if at_least and not met and open_ended:
-            verdict = "not shown (both lossless at the highest load run: the load generator's limit)"
-        return f"  {text:<58} {value:5.2f}x  {verdict}"
-
-    for family in best:
-        if not family.startswith("UDP"):
-            continue
-        on, coturn = best[family]["ours-on"], best[family]["coturn"]
-        value, why = _load_ratio(on[0], coturn[0])
-        lines.append(line(f"offload on, {family}: lossless load >= 3x", value, 3.0, True, on[1] and coturn[1], why))
-        cpu = cpu_ratios("ours-on", family)
-        lines.append(line(f"offload on, {family}: CPU/packet <= 0.35x", max(cpu, default=None), 0.35, False))
-    for family in best:
-        off, coturn = best[family]["ours-off"], best[family]["coturn"]
-        value, why = _load_ratio(off[0], coturn[0])
-        lines.append(line(f"user space, {family}: lossless load >= 1.0x", value, 1.0, True, off[1] and coturn[1], why))
-    cpu = cpu_ratios("ours-off", None)
-    lines.append(line("user space, every row: CPU/packet <= 1.0x (worst row*)", max(cpu, default=None), 1.0, False))
-    rss = {n: [r.rss_per_allocation_kib for r in rows if r.server == n and r.scenario.clients >= 100] for n in SERVERS}
-    if rss["coturn"] and rss["ours-off"]:
-        theirs = max(rss["coturn"])
-        value = max(rss["ours-off"]) / theirs if theirs > 0 else None
-        lines.append(line("RSS per allocation <= 0.2x (largest over the rows)", value, 0.2, False))
-    return lines
-
-
-def _load_ratio(ours: float, coturn: float) -> tuple[float | None, str]:
-    if coturn:
-        return ours / coturn, ""
-    return None, f"(coturn lost > {MAX_LOSS} % at every load run; ours sustained {ours:.0f} msg/s)"
-
-
-def report(rows: list[Row], info: dict[str, str], mode: str) -> str:
-    lines = [f"TURN relay in network namespaces ({mode}): offload on / off / coturn, the same load", ""]
-    lines += [f"  {key:<24} {value}" for key, value in info.items()]
-    header = (
-        f"{'scenario':<22} {'clients':>7} {'nominal':>7} {'server':<8} {'sent/s':>7} {'msg/s':>7} {'loss %':>7} "
-        f"{'host':>6} {'proc':>6} {'softirq':>7} {'sys':>6} {'srv busy':>8} {'load busy':>9} "
-        f"{'idle bg':>7} {'KiB/alloc':>9} {'offloaded c>p/p>c':>17} {'x coturn host':>13}"
-    )
-    lines += ["", header, "-" * len(header)]
-    by_key = {(r.scenario, r.server): r for r in rows}
-    for row in rows:
-        theirs = by_key.get((row.scenario, "coturn"))
-        compare = ratio(row.host_us, theirs.host_us) if theirs is not None and row.server != "coturn" else ""
-        offloaded = (
-            f"{row.offloaded_to_peer:.1f}/{row.offloaded_to_client:.1f}%" if row.offloaded == row.offloaded else "-"
-        )
-        lines.append(
-            f"{row.scenario.family:<22} {row.scenario.clients:>7} {row.scenario.offered:>7.0f} {row.server:<8} "
-            f"{row.sent:>7.0f} {row.delivered:>7.0f} {row.loss:>7.3f} {row.host_us:>6.2f} {row.proc_us:>6.2f} "
-            f"{row.softirq_us:>7.2f} {row.sys_us:>6.2f} {row.server_busy:>7.0f}% {row.load_busy:>8.0f}% "
-            f"{row.background:>6.0f}% {row.rss_per_allocation_kib:>9.1f} {offloaded:>17} {compare:>13}"
-            + (f"  ERROR {row.error}" if row.error else "")
-            + "".join(f"  ({note})" for note in row.notes)
-        )
-    lines += [
-        "",
-        f"Highest offered load sustained with <= {MAX_LOSS} % loss (messages/s; + = at the highest step run):",
-    ]
-    for family, servers in sustained(rows).items():
-        cells = "   ".join(f"{n} {v:>7.0f}{'+' if top else ' '}" for n, (v, top) in servers.items())
-        lines.append(f"  {family:<22} {cells}")
-    lines += ["", "Targets (issue 12), ratios against coturn in this run; printed, never asserted:", *targets(rows)]
-    lines.append("  * CPU/packet: host us/pkt over coturn's, the worst of the loads both carried with <= "
-                 f"{MAX_LOSS} % loss (of all loads when there is none)")  # fmt: skip
-    method = "Where the CPU goes." + __doc__.split("Where the CPU goes.")[1]
-    lines += ["", *(line.rstrip() for line in method.strip("\n").splitlines())]
-    lines += [
-        "msg/s, sent/s and loss from turnutils_uclient (its seconds of peak sending); srv/load busy = share of",
-        "the server/load cores busy over the steady seconds; idle bg = the server cores' busy share idle before",
-        "the row; KiB/alloc = (peak - idle RSS) / clients; offloaded = turn_offloaded_packets_total /",
-        "turn_packets_total over the row (ours), client->peer / peer->client; x coturn host = host us/pkt over",
-        "coturn's at the same load (the targets use host us/pkt).",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="one small row per server (under a minute)")
@@ -494,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_from:  # print a saved run's table again (after a change to the report)
         saved = json.loads(args.report_from.read_text())
         rows = [Row(**{**r, "scenario": Scenario(**r["scenario"])}) for r in saved["rows"]]
-        print(report(rows, saved["info"], saved.get("mode", "saved")))
+        print(report(rows, saved["info"], saved.get("mode", "saved"), METHOD))
         return 0
     mode = "quick" if args.quick else "full"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -559,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         "fd limit": str(fd_limit),
         "duration": f"{time.monotonic() - started:.0f} s",
     }
-    print(report(rows, info, mode))
+    print(report(rows, info, mode, METHOD))
     if args.json:
         saved = {"info": info, "mode": mode, "rows": [asdict(r) for r in rows]}
         args.json.write_text(json.dumps(saved, indent=2, default=str))

@@ -19,7 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["scenario", "clients", "nominal", "server", "sent/s", "msg/s", "loss %", "host", "proc", "softirq", "sys",
-           "srv busy", "load busy", "idle bg", "KiB/alloc", "offloaded c>p/p>c", "x coturn host"]  # fmt: skip
+           "srv busy", "load busy", "idle bg", "KiB/alloc", "offloaded c>p/p>c", "x coturn host",
+           "drops host/load"]  # fmt: skip
 SERVERS = ["ours-on", "ours-off", "coturn"]
 FLAG_BELOW = 50.0  # percent (relay_netns.OFFLOAD_FLAG)
 
@@ -59,16 +60,18 @@ def test_quick_run_prints_one_row_per_server_with_every_column(quick_run: tuple[
     table = [line for line in lines if line.startswith("UDP ")]
     assert [line.split()[7] for line in table] == SERVERS, table  # family (5 words), clients, nominal
     assert [row["server"] for row in data["rows"]] == SERVERS
-    for section in ("Highest offered load sustained", "Targets (issue 12)", "lossless load >= 3x",
-                    "CPU/packet <= 0.35x", "lossless load >= 1.0x", "every row: CPU/packet <= 1.0x"):  # fmt: skip
+    for section in ("Highest offered load sustained", "dropped on the relay host itself", "Targets (issue 12)",
+                    "lossless load >= 3x", "CPU/packet <= 0.35x", "lossless load >= 1.0x",
+                    "every row: CPU/packet <= 1.0x"):  # fmt: skip
         assert section in text, section
     for row in data["rows"]:
         assert row["error"] == "", row
         assert row["relayed"] > 0 and row["seconds"] > 0 and row["delivered"] > 0, row
+        assert row["relayed_total"] >= row["relayed"] and row["host_drops"] >= 0 and row["load_drops"] >= 0, row
         for key in ("host_us", "proc_us", "softirq_us", "sys_us"):
             assert not math.isnan(row[key]), (key, row)
         # With offload on the kernel may carry every packet of the row: the relay process then spends ~0
-        assert (row["proc_us"] >= 0 if row["server"] == "ours-on" else row["proc_us"] > 0), row
+        assert row["proc_us"] >= 0 if row["server"] == "ours-on" else row["proc_us"] > 0, row
         assert row["host_us"] >= row["proc_us"], row
 
 
