@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,12 +24,23 @@ def templates(folder):
     return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.template.json"))}
 
 
-def test_python_app_alone_writes_the_same_templates_as_the_cli(tmp_path):
-    alone, cli = tmp_path / "alone", tmp_path / "cli"
+@pytest.fixture(scope="module")
+def offline_cli_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`cdk synth` in a network namespace with no interface but a downed loopback: no credentials, no DNS, no
+    internet. One run (about 15 s) serves both tests that need a good CLI synth."""
+    out = tmp_path_factory.mktemp("cli")
+    result = run(["unshare", "--net", "--", "npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(out)],
+                 {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    return result, out
+
+
+def test_python_app_alone_writes_the_same_templates_as_the_cli(tmp_path, offline_cli_synth):
+    alone = tmp_path / "alone"
     first = run([sys.executable, "app.py"], {"CDK_OUTDIR": str(alone)})
     assert first.returncode == 0, first.stderr
-    second = run(["npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(cli)])
-    assert second.returncode == 0, second.stderr
+    second, cli = offline_cli_synth
+    assert second.returncode == 0, second.stdout + second.stderr
     assert templates(alone) and templates(alone) == templates(cli)
 
 
@@ -52,17 +64,14 @@ def test_app_reports_every_problem_and_builds_nothing(tmp_path):
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
 
-def test_cli_synth_needs_no_network_and_no_context_lookup(tmp_path):
-    """`cdk synth` in a network namespace with no interface but a downed loopback: no credentials, no DNS, no
-    internet. It must still succeed, and the assembly must not ask for any context lookup."""
-    result = run(["unshare", "--net", "--", "npx", "cdk", "synth", "--quiet", "--no-notices", "-o", str(tmp_path)],
-                 {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
-                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+def test_cli_synth_needs_no_network_and_no_context_lookup(offline_cli_synth):
+    """Synth must succeed offline (the fixture's namespace), and the assembly must not ask for any context lookup."""
+    result, out = offline_cli_synth
     assert result.returncode == 0, result.stdout + result.stderr
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
     assert "missing" not in manifest, manifest.get("missing")
     assert not (ROOT / "cdk.context.json").exists()
-    assert len(list(tmp_path.glob("*.template.json"))) >= 5
+    assert len(list(out.glob("*.template.json"))) >= 5
 
 
 def test_instance_type_typo_and_arm64_type_fail_synth_naming_key_value_and_fix(tmp_path):
