@@ -2,15 +2,16 @@
 """Our relay with the in-kernel path on, with it off, and Debian's coturn, in network namespaces joined
 by veth pairs (tests/relay/kernel/netns_kit.py's layout), so the TC program runs on a real interface:
 
-    client ns (turnutils_uclient) -- router ns -- peer ns (turnutils_peer, echo)
+    client ns (turnutils_uclient) -- router ns -- peer ns (turnutils_peer, or --peer kernel: peer_echo.py)
                                         |
                                     relay ns (the server under test, interface relay0)
 
     sudo .venv/bin/python bench/relay_netns.py            # full run (about 25 minutes on 2 cores)
     sudo .venv/bin/python bench/relay_netns.py --quick    # one small row per server (under a minute)
+    sudo .venv/bin/python bench/relay_netns.py --peer kernel   # the echo in the kernel: more load per core
 
 Needs root (namespaces, the BPF program), clang (the program is compiled here, as the wheel build does),
-coturn (turnserver, turnutils_uclient, turnutils_peer) and taskset.
+coturn (turnserver, turnutils_uclient, turnutils_peer), taskset and tc (iproute2, for --peer kernel).
 
 The three servers take turns on the same load, row by row, each started fresh for its row and stopped
 after it (so the program is attached only while offload-on is measured). Rows: UDP ChannelData 120 and
@@ -60,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
+import peer_echo
 from netns_drops import DropCounter
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
 from netns_report import SERVERS, Row, report
@@ -80,7 +82,8 @@ from relay.server.kernel.loader import OBJECT_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT, PEER_PORT, ADMIN = 3478, 3480, 9641  # in their own namespaces: nothing else listens there
-TOOLS = ("turnserver", "turnutils_uclient", "turnutils_peer", "taskset", "ip", "ethtool", "clang")
+TOOLS = ("turnserver", "turnutils_uclient", "turnutils_peer", "taskset", "ip", "ethtool", "clang", "tc")
+PEER_DEVICE = "pe0"  # the peer namespace's interface (netns_kit)
 SAMPLE_SECONDS = 0.5
 METHOD = "Where the CPU goes." + __doc__.split("Where the CPU goes.")[1]  # printed under the table
 OFFLOAD_FLAG = 50.0  # percent: below this, an offload-on UDP row is flagged
@@ -347,6 +350,19 @@ def steer(net: Topology, server_cores: list[int], load_cores: list[int]) -> None
         subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {mask(cores)} > {path}"], check=True)
 
 
+def start_peer(kind: str, net: Topology, load_cores: list[int], workdir: Path) -> subprocess.Popen | None:
+    """The echo peer: turnutils_peer on the load cores, or the kernel echo (None: nothing to stop; it goes
+    with the namespace)."""
+    if kind == "kernel":
+        peer_echo.attach(net.peer, PEER_DEVICE, peer_echo.build(workdir / "echo", PEER_PORT))
+        return None
+    return subprocess.Popen(
+        ["taskset", "-c", ",".join(map(str, load_cores)), "ip", "netns", "exec", net.peer,
+         "turnutils_peer", "-L", PEER_IP, "-p", str(PEER_PORT)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="one small row per server (under a minute)")
@@ -361,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
                         "other jobs: all three servers and the load get the same; default 0)")  # fmt: skip
     parser.add_argument("--coturn-threads", type=int, default=0, metavar="N",
                         help="coturn's --relay-threads (default: coturn's own default)")  # fmt: skip
+    parser.add_argument("--peer", choices=("turnutils", "kernel"), default="turnutils",
+                        help="the echo peer: turnutils_peer (default) or a TC program in the peer namespace "
+                        "(peer_echo.py: no process, so the load core offers more)")  # fmt: skip
     parser.add_argument("--quick-method", choices=("channel", "send"), default="send",
                         help="--quick's row: UDP Send indications (default) or ChannelData")  # fmt: skip
     args = parser.parse_args(argv)
@@ -398,11 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(net, server_cores, load_cores, Path(tmp), quick=args.quick, coturn_threads=threads)
             per_uclient = bench.per_uclient
             print(f"relay_netns ({mode}): servers on CPU {server_cores}, load on CPU {load_cores}", file=sys.stderr)
-            peer = subprocess.Popen(
-                ["taskset", "-c", ",".join(map(str, load_cores)), "ip", "netns", "exec", net.peer,
-                 "turnutils_peer", "-L", PEER_IP, "-p", str(PEER_PORT)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            peer = start_peer(args.peer, net, load_cores, Path(tmp))
             try:
                 for i, scenario in enumerate(planned):
                     turn = bench.servers[i % 3 :] + bench.servers[: i % 3]  # each goes first in turn
@@ -415,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
                               f"offloaded {row.offloaded:5.1f} %  ({time.monotonic() - began:.0f} s)",
                               file=sys.stderr, flush=True)  # fmt: skip
             finally:
-                peer.terminate()
-                peer.wait(5)
+                if peer is not None:
+                    peer.terminate()
+                    peer.wait(5)
         finally:
             net.destroy()
     order = list(dict.fromkeys(r.scenario for r in rows))
@@ -426,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         "ours": f"workers={len(server_cores)}, kernel-offload on / off, Python {sys.version.split()[0]}",
         "coturn": f"{coturn_version()}, "
         + (f"--relay-threads={args.coturn_threads}" if args.coturn_threads else "default --relay-threads"),
-        "load": f"turnutils_uclient (-c, REST -W, up to {per_uclient} clients each) -> turnutils_peer echo",
+        "load": f"turnutils_uclient (-c, REST -W, up to {per_uclient} clients each) -> "
+        + ("turnutils_peer echo" if args.peer == "turnutils" else "echo in the kernel (peer_echo.bpf.c on the peer)"),
         "interfaces": "veth, tx checksum offload off on the senders (full checksums, as from a NIC)",
         "niceness": f"{os.nice(0)} (servers and load alike); other jobs shared the machine: see idle bg",
         "fd limit": str(fd_limit),

@@ -1,8 +1,8 @@
 """bench/relay_netns.py --quick for real (root, network namespaces, the BPF program, coturn): the three
-servers carry uclient's traffic through the namespaces, the table and the targets are printed, the
-offload-on row's packets were forwarded by the kernel (turn_offloaded_packets_total grew) while the
-offload-off row's were not, and a direction the kernel did not carry is flagged. No timing is asserted
-(the targets are printed by the benchmark, never tested)."""
+servers carry uclient's traffic through the namespaces to the kernel echo peer (--peer kernel), the table
+and the targets are printed, the offload-on row's packets were forwarded by the kernel
+(turn_offloaded_packets_total grew) while the offload-off row's were not, and a direction the kernel did
+not carry is flagged. No timing is asserted (the targets are printed by the benchmark, never tested)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
         pytest.fail("the namespace benchmark needs root (network namespaces, the BPF program)")
     out = tmp_path_factory.mktemp("netns") / "bench.json"
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "relay_netns.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / "relay_netns.py"), "--quick", "--peer", "kernel", "--json", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -57,6 +57,7 @@ def test_quick_run_prints_one_row_per_server_with_every_column(quick_run: tuple[
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("scenario"))
     assert all(column in header for column in COLUMNS), header
+    assert "echo in the kernel (peer_echo.bpf.c on the peer)" in text  # --peer kernel: the peer's echoes came back
     table = [line for line in lines if line.startswith("UDP ")]
     assert [line.split()[7] for line in table] == SERVERS, table  # family (5 words), clients, nominal
     assert [row["server"] for row in data["rows"]] == SERVERS
