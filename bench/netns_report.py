@@ -77,20 +77,30 @@ def targets(rows: list[Row]) -> list[str]:
         return [o.host_us / t.host_us for o, t in (lossless or pairs) if t.host_us > 0 and o.host_us == o.host_us]
 
     def line(
-        text: str, value: float | None, bound: float, at_least: bool, open_ended: bool = False, why: str = ""
+        text: str,
+        value: float | None,
+        bound: float,
+        at_least: bool,
+        tops: tuple[bool, bool] = (False, False),
+        why: str = "",
     ) -> str:
+        """`tops`: (ours, coturn's) lossless load was the highest step run, so the limit is above it."""
         if value is None:
             return f"  {text:<58} -      {why}"
         met = value >= bound if at_least else value <= bound
         verdict = "met" if met else "MISSED"
-        if at_least and not met and open_ended:
-            verdict = "not shown (both lossless at the highest load run: the load generator's limit)"
+        if at_least and not met and tops[0]:
+            verdict = (
+                "not shown (both lossless at the highest load run: the load generator's limit)"
+                if tops[1]
+                else "or more: not shown (ours lossless at the highest load run: the load generator's limit)"
+            )
         return f"  {text:<58} {value:5.2f}x  {verdict}"
 
     def load_line(text: str, family: str, ours: str, bound: float) -> str:
         """A lossless-load target; not judged when the loss that limits it was the load's, not the host's."""
         value, why = _load_ratio(best[family][ours][0], best[family]["coturn"][0])
-        shown = line(text, value, bound, True, best[family][ours][1] and best[family]["coturn"][1], why)
+        shown = line(text, value, bound, True, (best[family][ours][1], best[family]["coturn"][1]), why)
         host_best, host_top = on_host[family][ours]
         if host_top and host_best > best[family][ours][0] and (value is None or value < bound):
             return (
