@@ -29,6 +29,7 @@ class Row:
     host_us: float = float("nan")  # the server processes + the softirq/irq time not charged to them
     proc_us: float = float("nan")  # the server processes' utime + stime
     softirq_us: float = float("nan")  # server cores' irq + softirq - their idle rate
+    soak_us: float = float("nan")  # server cores' busy share by the soaker (cycle_soak), per packet
     server_busy: float = 0.0  # percent of the server cores
     load_busy: float = 0.0  # percent of the load cores
     background: float = 0.0  # percent of the server cores busy before the row, idle
@@ -42,6 +43,12 @@ class Row:
     load_drops: int = 0  # ... in the load: the client's and peer's namespaces, the router, the load cores
     error: str = ""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_us(self) -> float:
+        """The CPU per relayed packet the targets use: the soaker's (every cycle the server cores gave to
+        anything else) when it ran, else `host` (the process's own time plus the softirq share ticks saw)."""
+        return self.soak_us if self.soak_us == self.soak_us else self.host_us
 
     @property
     def host_loss(self) -> float:
@@ -70,11 +77,11 @@ def targets(rows: list[Row]) -> list[str]:
     lines = []
 
     def cpu_ratios(name: str, family: str | None) -> list[float]:
-        """ours/coturn host us/pkt at each load both carried without loss (all rows if there are none)."""
+        """ours/coturn CPU per packet (Row.cpu_us) at each load both carried without loss (all rows if none)."""
         pairs = [(by_key[(s, name)], by_key[(s, "coturn")]) for s, n in by_key
                  if n == "coturn" and (s, name) in by_key and (family is None or s.family == family)]  # fmt: skip
         lossless = [(o, t) for o, t in pairs if o.loss <= MAX_LOSS and t.loss <= MAX_LOSS]
-        return [o.host_us / t.host_us for o, t in (lossless or pairs) if t.host_us > 0 and o.host_us == o.host_us]
+        return [o.cpu_us / t.cpu_us for o, t in (lossless or pairs) if t.cpu_us > 0 and o.cpu_us == o.cpu_us]
 
     def line(
         text: str,
@@ -139,22 +146,23 @@ def report(rows: list[Row], info: dict[str, str], mode: str, method: str) -> str
     lines += [f"  {key:<24} {value}" for key, value in info.items()]
     header = (
         f"{'scenario':<22} {'clients':>7} {'nominal':>7} {'server':<8} {'sent/s':>7} {'msg/s':>7} {'loss %':>7} "
-        f"{'host':>6} {'proc':>6} {'softirq':>7} {'sys':>6} {'srv busy':>8} {'load busy':>9} "
-        f"{'idle bg':>7} {'KiB/alloc':>9} {'offloaded c>p/p>c':>17} {'x coturn host':>13} {'drops host/load':>15}"
+        f"{'host':>6} {'proc':>6} {'softirq':>7} {'sys':>6} {'soak':>6} {'srv busy':>8} {'load busy':>9} "
+        f"{'idle bg':>7} {'KiB/alloc':>9} {'offloaded c>p/p>c':>17} {'x coturn cpu':>13} {'drops host/load':>15}"
     )
     lines += ["", header, "-" * len(header)]
     by_key = {(r.scenario, r.server): r for r in rows}
     for row in rows:
         theirs = by_key.get((row.scenario, "coturn"))
-        compare = ratio(row.host_us, theirs.host_us) if theirs is not None and row.server != "coturn" else ""
+        compare = ratio(row.cpu_us, theirs.cpu_us) if theirs is not None and row.server != "coturn" else ""
         offloaded = (
             f"{row.offloaded_to_peer:.1f}/{row.offloaded_to_client:.1f}%" if row.offloaded == row.offloaded else "-"
         )
         lines.append(
             f"{row.scenario.family:<22} {row.scenario.clients:>7} {row.scenario.offered:>7.0f} {row.server:<8} "
             f"{row.sent:>7.0f} {row.delivered:>7.0f} {row.loss:>7.3f} {row.host_us:>6.2f} {row.proc_us:>6.2f} "
-            f"{row.softirq_us:>7.2f} {row.sys_us:>6.2f} {row.server_busy:>7.0f}% {row.load_busy:>8.0f}% "
-            f"{row.background:>6.0f}% {row.rss_per_allocation_kib:>9.1f} {offloaded:>17} {compare:>13} "
+            f"{row.softirq_us:>7.2f} {row.sys_us:>6.2f} {row.soak_us:>6.2f} {row.server_busy:>7.0f}% "
+            f"{row.load_busy:>8.0f}% {row.background:>6.0f}% {row.rss_per_allocation_kib:>9.1f} {offloaded:>17} "
+            f"{compare:>13} "
             f"{f'{row.host_drops}/{row.load_drops}':>15}"
             + (f"  ERROR {row.error}" if row.error else "")
             + "".join(f"  ({note})" for note in row.notes)
@@ -171,15 +179,17 @@ def report(rows: list[Row], info: dict[str, str], mode: str, method: str) -> str
         cells = "   ".join(f"{n} {v:>7.0f}{'+' if top else ' '}" for n, (v, top) in servers.items())
         lines.append(f"  {family:<22} {cells}")
     lines += ["", "Targets (issue 12), ratios against coturn in this run; printed, never asserted:", *targets(rows)]
-    lines.append("  * CPU/packet: host us/pkt over coturn's, the worst of the loads both carried with <= "
+    lines.append("  * CPU/packet: soak (else host) us/pkt over coturn's, the worst of the loads both carried with <= "
                  f"{MAX_LOSS} % loss (of all loads when there is none)")  # fmt: skip
     lines += ["", *(line.rstrip() for line in method.strip("\n").splitlines())]
     lines += [
         "msg/s, sent/s and loss from turnutils_uclient (its seconds of peak sending); srv/load busy = share of",
         "the server/load cores busy over the steady seconds; idle bg = the server cores' busy share idle before",
         "the row; KiB/alloc = (peak - idle RSS) / clients; offloaded = turn_offloaded_packets_total /",
-        "turn_packets_total over the row (ours), client->peer / peer->client; x coturn host = host us/pkt over",
-        "coturn's at the same load (the targets use host us/pkt); drops host/load = packets the kernel",
+        "turn_packets_total over the row (ours), client->peer / peer->client; soak = us/pkt of the server cores",
+        "taken from a SCHED_IDLE soaker (bench/cycle_soak.py; while it runs, srv busy is its figure and /proc/stat",
+        "sees the cores busy: sys and idle bg are then meaningless); x coturn cpu = soak (else host) us/pkt over",
+        "coturn's at the same load, the figure the targets use; drops host/load = packets the kernel",
         "dropped over the row on the relay host / in the load (client, peer, router namespaces and the load",
         "cores' backlog: UDP InErrors and SndbufErrors, interface drops; bench/netns_drops.py).",
     ]

@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
 import peer_echo
+from cycle_soak import Soaker, busy_share
 from netns_drops import DropCounter
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
 from netns_report import SERVERS, Row, report
@@ -128,15 +129,16 @@ class Sample:
     tx: int
     server_cpu: float
     rss_kib: int
+    soak: tuple[float, int] | None = None  # cycle_soak.Soaker.read() on the server cores
 
 
 class Sampler(threading.Thread):
     """Samples every SAMPLE_SECONDS while uclient runs, so the figures can be taken over the steady
     seconds only (not the set-up and the tail)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, soaker: Soaker | None = None) -> None:
         super().__init__(daemon=True)
-        self.server, self.samples, self.done = server, [], threading.Event()
+        self.server, self.soaker, self.samples, self.done = server, soaker, [], threading.Event()
 
     def take(self) -> Sample:
         pids = self.server.pids()
@@ -146,6 +148,7 @@ class Sampler(threading.Thread):
             tx_packets(pids[0]),
             cpu_seconds(pids),
             self.server.rss_kib(),
+            self.soaker.read() if self.soaker else None,
         )
 
     def run(self) -> None:
@@ -173,8 +176,10 @@ class Bench:
         *,
         quick: bool,
         coturn_threads: int = 0,
+        soaker: Soaker | None = None,
     ) -> None:
         self.net, self.server_cores, self.load_cores = net, server_cores, load_cores
+        self.soaker, self.idle_soak_rate = soaker, 0.0
         load = {net.client: "client", net.peer: "peer", net.router: "router"}
         self.drops = DropCounter(net.relay, load, server_cores)
         self.idle = 0.5 if quick else 2.0  # seconds of idle baseline before each row
@@ -218,12 +223,15 @@ class Bench:
     def measure_once(self, server: Server, scenario: Scenario) -> Row:
         server.start()
         try:
-            before = cpu_ticks()
+            before, soaked = cpu_ticks(), self.soaker.read() if self.soaker else None
             time.sleep(self.idle)
             background = _rate(before, cpu_ticks(), self.idle)
+            if soaked is not None and self.soaker is not None:
+                now = self.soaker.read()
+                self.idle_soak_rate = (now[1] - soaked[1]) / (now[0] - soaked[0])
             counters = _counters(server)
             dropped = self.drops.take()
-            sampler = Sampler(server)
+            sampler = Sampler(server, self.soaker)
             sampler.start()
             try:
                 result = run(
@@ -282,8 +290,13 @@ class Bench:
         row.softirq_us = softirq / relayed * 1e6
         row.host_us = row.proc_us + max(0.0, row.softirq_us) * (1 - running)
         row.server_busy = 100 * server_busy / (seconds * server_cores)
+        soaks = [(a.soak, b.soak) for a, b in steady if a.soak and b.soak]
+        if soaks:  # the cores' busy share from the soaker, times the steady seconds
+            soaked = sum(busy_share(self.idle_soak_rate, a, b) * (b[0] - a[0]) for a, b in soaks)
+            row.soak_us = soaked * server_cores / relayed * 1e6
+            row.server_busy = 100 * soaked / sum(b[0] - a[0] for a, b in soaks)  # /proc/stat saw the soaker
         row.load_busy = 100 * sum(busy[c] for c in self.load_cores) / (seconds * len(self.load_cores))
-        if row.background > NOISY_BACKGROUND:
+        if row.background > NOISY_BACKGROUND and not soaks:
             row.notes.append(f"sys us/pkt unreliable: the server cores were {row.background:.0f} % busy idle")
         peak_rss = max(s.rss_kib for s in samples)
         row.rss_per_allocation_kib = (peak_rss - samples[0].rss_kib) / scenario.clients
@@ -407,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     per_uclient = 0
     net = Topology()
+    soaker = Soaker(server_cores)  # forked before any thread of this script starts
     with tempfile.TemporaryDirectory(prefix="relay-netns-") as scratch:
         tmp = args.workdir or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -414,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
             net.create()
             steer(net, server_cores, load_cores)
             threads = args.coturn_threads
-            bench = Bench(net, server_cores, load_cores, Path(tmp), quick=args.quick, coturn_threads=threads)
+            soaker.start()
+            bench = Bench(net, server_cores, load_cores, Path(tmp), quick=args.quick, coturn_threads=threads,
+                          soaker=soaker)  # fmt: skip
             per_uclient = bench.per_uclient
             print(f"relay_netns ({mode}): servers on CPU {server_cores}, load on CPU {load_cores}", file=sys.stderr)
             peer = start_peer(args.peer, net, load_cores, Path(tmp))
@@ -434,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                     peer.terminate()
                     peer.wait(5)
         finally:
+            soaker.stop()
             net.destroy()
     order = list(dict.fromkeys(r.scenario for r in rows))
     rows.sort(key=lambda r: (order.index(r.scenario), SERVERS.index(r.server)))
@@ -445,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         "load": f"turnutils_uclient (-c, REST -W, up to {per_uclient} clients each) -> "
         + ("turnutils_peer echo" if args.peer == "turnutils" else "echo in the kernel (peer_echo.bpf.c on the peer)"),
         "interfaces": "veth, tx checksum offload off on the senders (full checksums, as from a NIC)",
-        "niceness": f"{os.nice(0)} (servers and load alike); other jobs shared the machine: see idle bg",
+        "niceness": f"{os.nice(0)} (servers and load alike)",
+        "server cores' load": "a SCHED_IDLE soaker on each (bench/cycle_soak.py): soak us/pkt, srv busy",
         "fd limit": str(fd_limit),
         "duration": f"{time.monotonic() - started:.0f} s",
     }
