@@ -5,7 +5,7 @@ of turnutils_peer.
 Why: on a 2-core machine the load core (uclient, turnutils_peer, the router) saturates before a fast
 server does, and turnutils_peer's receive buffer is where the loss then shows (bench/netns_drops.py). The
 kernel echo costs no socket, no wake-up and no system call per datagram, so the same core offers more load;
-it is the same for all three servers. uclient still checks every echo (count and content).
+it is the same for all three servers. uclient still counts every echo.
 
 Compiled here with clang (as the relay's program is at wheel build time) and attached with `tc` from
 iproute2, which loads a map-less object without libbpf's help.

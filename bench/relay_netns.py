@@ -38,7 +38,10 @@ the seconds the relay sent at >= 90 % of its peak rate:
            no IRQ_TIME_ACCOUNTING: a tick in softirq is charged to whichever task it interrupts, so
            softirq time during the server's own time is already in proc; that share is estimated
            from the server's share of the cores, as if softirq work arrived independently of it); the
-           figure the targets use, since it holds up when other programs share the cores
+           figure the targets used before the soaker
+  soak     what the server cores gave to anything but a SCHED_IDLE soaker pinned there (bench/cycle_soak.py):
+           the only figure that sees the in-kernel path's softirq bursts, which tick accounting on an
+           idle (NO_HZ) core misses; the targets use it
 """
 
 from __future__ import annotations
