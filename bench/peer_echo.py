@@ -7,27 +7,27 @@ server does, and turnutils_peer's receive buffer is where the loss then shows (b
 kernel echo costs no socket, no wake-up and no system call per datagram, so the same core offers more load;
 it is the same for all three servers. uclient still counts every echo.
 
-Compiled here with clang (as the relay's program is at wheel build time) and attached with `tc` from
-iproute2, which loads a map-less object without libbpf's help.
+Compiled here with clang, by the relay program's own command line (relay/server/kernel/build.py), and
+attached with `tc` from iproute2, which loads a map-less object without libbpf's help.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sysconfig
 from pathlib import Path
+
+from relay.server.kernel import build as kernel_build
 
 SOURCE = Path(__file__).with_name("peer_echo.bpf.c")
 
 
 def build(directory: Path, port: int) -> Path:
-    """Compile for echo port `port` into `directory`; raises CalledProcessError with clang's output."""
+    """Compile for echo port `port` into `directory` (the relay program's clang command line, this source);
+    raises CalledProcessError with clang's output."""
     directory.mkdir(parents=True, exist_ok=True)
     output = directory / f"peer_echo_{port}.bpf.o"
-    arch = sysconfig.get_config_var("MULTIARCH")
-    include = [f"-I/usr/include/{arch}"] if arch else []
-    subprocess.run(["clang", "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", *include, f"-DECHO_PORT={port}",
-                    "-c", str(SOURCE), "-o", str(output)], check=True, capture_output=True, text=True)  # fmt: skip
+    compile_command = kernel_build.command(output, source=SOURCE, defines=(f"ECHO_PORT={port}",))
+    subprocess.run(compile_command, check=True, capture_output=True, text=True)
     return output
 
 

@@ -36,14 +36,16 @@ def compiler_identity() -> str:
     return run.stdout.splitlines()[0].strip() if run.returncode == 0 and run.stdout else "unusable"
 
 
-def command(output: Path, clang: str = CLANG) -> list[str]:
+def command(output: Path, clang: str = CLANG, source: Path | None = None, defines: tuple[str, ...] = ()) -> list[str]:
+    """clang's command line for a TC program (`source`, SOURCE by default; `defines` as -D NAME=VALUE)."""
+    source = source or SOURCE  # read when called: tests point SOURCE at a broken copy
     include = (
         [f"-I/usr/include/{sysconfig.get_config_var('MULTIARCH')}"] if sysconfig.get_config_var("MULTIARCH") else []
     )
     # -g: BTF, which libbpf needs for the map definitions; no host-specific flag, so one object serves
     # x86-64 and arm64 hosts alike (BPF is little-endian on both). The prefix maps keep the build folder
     # out of the debug info: the same source and compiler give the same bytes wherever they are built.
-    reproducible = [f"-fdebug-prefix-map={SOURCE.parent}=.", "-fdebug-compilation-dir=."]
+    reproducible = [f"-fdebug-prefix-map={source.parent}=.", "-fdebug-compilation-dir=."]
     return [
         clang,
         "-target",
@@ -54,8 +56,9 @@ def command(output: Path, clang: str = CLANG) -> list[str]:
         "-Werror",
         *reproducible,
         *include,
+        *(f"-D{define}" for define in defines),
         "-c",
-        str(SOURCE),
+        str(source),
         "-o",
         str(output),
     ]
