@@ -38,25 +38,31 @@ def _snmp6(text: str) -> int:
     return sum(int(values.get(name, 0)) for name in UDP6_FIELDS)
 
 
+def interfaces(dev: str) -> dict[str, list[int]]:
+    """/proc/net/dev's counters by interface (receive: bytes, packets, errs, drop, ...; transmit from the 9th)."""
+    out = {}
+    for line in dev.splitlines()[2:]:
+        name, _, counters = line.partition(":")
+        if counters.split():
+            out[name.strip()] = [int(field) for field in counters.split()]
+    return out
+
+
 def _dev(text: str) -> int:
     """rx dropped + tx dropped of every interface in /proc/net/dev."""
-    total = 0
-    for line in text.splitlines()[2:]:
-        _, _, counters = line.partition(":")
-        fields = counters.split()
-        if len(fields) >= 12:
-            total += int(fields[3]) + int(fields[11])
-    return total
+    return sum(fields[3] + fields[11] for fields in interfaces(text).values() if len(fields) >= 12)
+
+
+def proc_net(ns: str, name: str) -> str:
+    """/proc/net/`name` as namespace `ns` sees it ("" when it cannot be read)."""
+    done = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/proc/net/{name}"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout if done.returncode == 0 else ""
 
 
 def namespace_drops(ns: str) -> int:
     """Packets namespace `ns` dropped so far: UDP errors (v4 and v6) and interface drops."""
-    parts = []
-    for name in ("snmp", "snmp6", "dev"):
-        done = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/proc/net/{name}"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        parts.append(done.stdout if done.returncode == 0 else "")
-    return _snmp(parts[0]) + _snmp6(parts[1]) + _dev(parts[2])
+    return _snmp(proc_net(ns, "snmp")) + _snmp6(proc_net(ns, "snmp6")) + _dev(proc_net(ns, "dev"))
 
 
 def backlog_drops(softnet: str | None = None) -> dict[int, int]:

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # relay (peer_echo compiles with its command)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
 import peer_echo
 from cycle_soak import Soaker, busy_share
+from netns_drops import interfaces, proc_net
 from netns_kit import CLIENT_IP, RELAY_INTERFACE, RELAY_IP, Topology
 from relay_netns import steer
 from relay_vs_coturn import split_cores
@@ -35,13 +36,10 @@ RATES = (20_000, 40_000, 70_000, 140_000)  # packets per second offered (a relay
 
 
 def tx(ns: str) -> int:
-    text = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/dev"], capture_output=True, text=True,
-                          check=True).stdout  # fmt: skip
-    for line in text.splitlines():
-        name, _, counters = line.partition(":")
-        if name.strip() == RELAY_INTERFACE:
-            return int(counters.split()[9])
-    raise RuntimeError(f"{RELAY_INTERFACE} not found in {ns}")
+    counters = interfaces(proc_net(ns, "dev")).get(RELAY_INTERFACE)
+    if counters is None:
+        raise RuntimeError(f"{RELAY_INTERFACE} not found in {ns}")
+    return counters[9]
 
 
 def offer(sock: object, rate: int, seconds: float) -> None:

@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay
 
 import peer_echo
 from cycle_soak import Soaker, busy_share
-from netns_drops import DropCounter
+from netns_drops import DropCounter, interfaces
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
 from netns_report import SERVERS, Row, report
 from relay_servers import CLOCK_TICKS, Coturn, OurRelay, Server, coturn_version, cpu_seconds
@@ -118,11 +118,10 @@ def cpu_ticks() -> dict[int, tuple[int, int]]:
 def tx_packets(pid: int) -> int:
     """Packets the relay interface sent (the namespace of process `pid`): the relayed packets, whichever
     way each left (TC redirect or a socket)."""
-    for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines():
-        name, _, counters = line.partition(":")
-        if name.strip() == RELAY_INTERFACE:
-            return int(counters.split()[9])
-    raise RuntimeError(f"{RELAY_INTERFACE} not found in /proc/{pid}/net/dev")
+    counters = interfaces(Path(f"/proc/{pid}/net/dev").read_text()).get(RELAY_INTERFACE)
+    if counters is None:
+        raise RuntimeError(f"{RELAY_INTERFACE} not found in /proc/{pid}/net/dev")
+    return counters[9]
 
 
 @dataclass
