@@ -60,9 +60,14 @@ class Soaker:
             process.join(5)
 
 
+def rate(before: tuple[float, int], after: tuple[float, int]) -> float:
+    """Rounds per second between two readings (0 when no time passed)."""
+    seconds = after[0] - before[0]
+    return (after[1] - before[1]) / seconds if seconds > 0 else 0.0
+
+
 def busy_share(idle_rate: float, before: tuple[float, int], after: tuple[float, int]) -> float:
     """The share of the soaked cores that other work took between two readings (0 when idle_rate is 0)."""
-    seconds = after[0] - before[0]
-    if idle_rate <= 0 or seconds <= 0:
+    if idle_rate <= 0 or after[0] <= before[0]:
         return 0.0
-    return max(0.0, 1.0 - (after[1] - before[1]) / seconds / idle_rate)
+    return max(0.0, 1.0 - rate(before, after) / idle_rate)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # relay (peer_e
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
 import peer_echo
-from cycle_soak import Soaker, busy_share
+from cycle_soak import Soaker, busy_share, rate
 from netns_drops import interfaces, proc_net
 from netns_kit import CLIENT_IP, RELAY_INTERFACE, RELAY_IP, Topology
 from relay_netns import steer
@@ -42,17 +42,15 @@ def tx(ns: str) -> int:
     return counters[9]
 
 
-def offer(sock: object, rate: int, seconds: float) -> None:
-    """`rate` datagrams a second for `seconds`, in batches every millisecond."""
-    payload, target, batch = b"x" * 124, (RELAY_IP, PORT), max(1, rate // 1000)
-    start = time.monotonic()
-    sent = 0
+def offer(sock: object, per_second: int, seconds: float) -> None:
+    """`per_second` datagrams a second for `seconds`: every millisecond, the ones due by then."""
+    payload, target = b"x" * 124, (RELAY_IP, PORT)
+    start, sent = time.monotonic(), 0
     while (now := time.monotonic()) - start < seconds:
-        due = int((now - start) * rate)
-        while sent < due:
-            for _ in range(min(batch, due - sent)):
-                sock.sendto(payload, target)  # type: ignore[attr-defined]
-            sent += min(batch, due - sent)
+        due = int((now - start) * per_second)
+        for _ in range(due - sent):
+            sock.sendto(payload, target)  # type: ignore[attr-defined]
+        sent = due
         time.sleep(0.001)
 
 
@@ -74,19 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             sock = net.udp(net.client, (CLIENT_IP, 0))
             print(f"netns_floor: reflect on {RELAY_INTERFACE}, server cores {server_cores}, load {load_cores}")
             print(f"{'offered/s':>10} {'reflected/s':>11} {'server core busy':>16} {'us per packet':>13}")
-            for rate in args.rate or RATES:
-                a = soaker.read()
+            for offered in args.rate or RATES:
+                idle_start = soaker.read()
                 time.sleep(2.0)
-                b = soaker.read()
-                idle = (b[1] - a[1]) / (b[0] - a[0])
+                idle = rate(idle_start, soaker.read())
                 before, start = tx(net.relay), soaker.read()
-                offer(sock, rate, args.seconds)
+                offer(sock, offered, args.seconds)
                 end, after = soaker.read(), tx(net.relay)
                 share = busy_share(idle, start, end)
                 reflected = after - before
                 seconds = end[0] - start[0]
                 us = share * seconds * len(server_cores) / reflected * 1e6 if reflected else float("nan")
-                print(f"{rate:>10} {reflected / seconds:>11.0f} {100 * share:>15.1f}% {us:>13.2f}", flush=True)
+                print(f"{offered:>10} {reflected / seconds:>11.0f} {100 * share:>15.1f}% {us:>13.2f}", flush=True)
         finally:
             soaker.stop()
             net.destroy()

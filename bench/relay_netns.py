@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
 import peer_echo
-from cycle_soak import Soaker, busy_share
+from cycle_soak import Soaker, busy_share, rate
 from netns_drops import DropCounter, interfaces
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
 from netns_report import SERVERS, Row, report
@@ -91,7 +91,6 @@ PEER_DEVICE = "pe0"  # the peer namespace's interface (netns_kit)
 SAMPLE_SECONDS = 0.5
 METHOD = "Where the CPU goes." + __doc__.split("Where the CPU goes.")[1]  # printed under the table
 OFFLOAD_FLAG = 50.0  # percent: below this, an offload-on UDP row is flagged
-NOISY_BACKGROUND = 25.0  # percent of the server cores busy idle before a row (others' work): sys us/pkt is noise
 
 
 def scenarios(quick: bool, method: str) -> list[Scenario]:
@@ -131,14 +130,14 @@ class Sample:
     tx: int
     server_cpu: float
     rss_kib: int
-    soak: tuple[float, int] | None = None  # cycle_soak.Soaker.read() on the server cores
+    soak: tuple[float, int]  # cycle_soak.Soaker.read() on the server cores
 
 
 class Sampler(threading.Thread):
     """Samples every SAMPLE_SECONDS while uclient runs, so the figures can be taken over the steady
     seconds only (not the set-up and the tail)."""
 
-    def __init__(self, server: Server, soaker: Soaker | None = None) -> None:
+    def __init__(self, server: Server, soaker: Soaker) -> None:
         super().__init__(daemon=True)
         self.server, self.soaker, self.samples, self.done = server, soaker, [], threading.Event()
 
@@ -150,7 +149,7 @@ class Sampler(threading.Thread):
             tx_packets(pids[0]),
             cpu_seconds(pids),
             self.server.rss_kib(),
-            self.soaker.read() if self.soaker else None,
+            self.soaker.read(),
         )
 
     def run(self) -> None:
@@ -178,10 +177,10 @@ class Bench:
         *,
         quick: bool,
         coturn_threads: int = 0,
-        soaker: Soaker | None = None,
+        soaker: Soaker,
     ) -> None:
         self.net, self.server_cores, self.load_cores = net, server_cores, load_cores
-        self.soaker, self.idle_soak_rate = soaker, 0.0
+        self.soaker = soaker
         load = {net.client: "client", net.peer: "peer", net.router: "router"}
         self.drops = DropCounter(net.relay, load, server_cores)
         self.idle = 0.5 if quick else 2.0  # seconds of idle baseline before each row
@@ -225,12 +224,10 @@ class Bench:
     def measure_once(self, server: Server, scenario: Scenario) -> Row:
         server.start()
         try:
-            before, soaked = cpu_ticks(), self.soaker.read() if self.soaker else None
+            before, soaked = cpu_ticks(), self.soaker.read()
             time.sleep(self.idle)
             background = _rate(before, cpu_ticks(), self.idle)
-            if soaked is not None and self.soaker is not None:
-                now = self.soaker.read()
-                self.idle_soak_rate = (now[1] - soaked[1]) / (now[0] - soaked[0])
+            idle_soak_rate = rate(soaked, self.soaker.read())
             counters = _counters(server)
             dropped = self.drops.take()
             sampler = Sampler(server, self.soaker)
@@ -253,7 +250,7 @@ class Bench:
             host_drops, load_drops, where = self.drops.split(dropped, self.drops.take())
         finally:
             server.stop()
-        row = self.row(server.name, scenario, result, samples, background, counters, after)
+        row = self.row(server.name, scenario, result, samples, background, idle_soak_rate, counters, after)
         row.host_drops, row.load_drops = host_drops, load_drops
         if where:
             row.notes.append("load drops: " + ", ".join(f"{label} {n}" for label, n in where.items()))
@@ -267,6 +264,7 @@ class Bench:
         result: UclientResult,
         samples: list[Sample],
         background: dict[int, tuple[float, float]],
+        idle_soak_rate: float,
         counters: dict[str, int],
         after: dict[str, int],
     ) -> Row:
@@ -291,15 +289,11 @@ class Bench:
         row.proc_us = server_cpu / relayed * 1e6
         row.softirq_us = softirq / relayed * 1e6
         row.host_us = row.proc_us + max(0.0, row.softirq_us) * (1 - running)
-        row.server_busy = 100 * server_busy / (seconds * server_cores)
-        soaks = [(a.soak, b.soak) for a, b in steady if a.soak and b.soak]
-        if soaks:  # the cores' busy share from the soaker, times the steady seconds
-            soaked = sum(busy_share(self.idle_soak_rate, a, b) * (b[0] - a[0]) for a, b in soaks)
-            row.soak_us = soaked * server_cores / relayed * 1e6
-            row.server_busy = 100 * soaked / sum(b[0] - a[0] for a, b in soaks)  # /proc/stat saw the soaker
+        # the cores' busy share from the soaker (/proc/stat sees the soaker there), times the steady seconds
+        soaked = sum(busy_share(idle_soak_rate, a.soak, b.soak) * (b.soak[0] - a.soak[0]) for a, b in steady)
+        row.soak_us = soaked * server_cores / relayed * 1e6
+        row.server_busy = 100 * soaked / sum(b.soak[0] - a.soak[0] for a, b in steady)
         row.load_busy = 100 * sum(busy[c] for c in self.load_cores) / (seconds * len(self.load_cores))
-        if row.background > NOISY_BACKGROUND and not soaks:
-            row.notes.append(f"sys us/pkt unreliable: the server cores were {row.background:.0f} % busy idle")
         peak_rss = max(s.rss_kib for s in samples)
         row.rss_per_allocation_kib = (peak_rss - samples[0].rss_kib) / scenario.clients
         if counters:
