@@ -83,17 +83,17 @@ def targets(rows: list[Row]) -> list[str]:
         lossless = [(o, t) for o, t in pairs if o.loss <= MAX_LOSS and t.loss <= MAX_LOSS]
         return [o.cpu_us / t.cpu_us for o, t in (lossless or pairs) if t.cpu_us > 0 and o.cpu_us == o.cpu_us]
 
-    def line(
-        text: str,
+    def result(
         value: float | None,
         bound: float,
         at_least: bool,
         tops: tuple[bool, bool] = (False, False),
         why: str = "",
     ) -> str:
-        """`tops`: (ours, coturn's) lossless load was the highest step run, so the limit is above it."""
+        """The ratio and its verdict. `tops`: (ours, coturn's) lossless load was the highest step run, so
+        the limit is above it."""
         if value is None:
-            return f"  {text:<58} -      {why}"
+            return f"-      {why}"
         met = value >= bound if at_least else value <= bound
         verdict = "met" if met else "MISSED"
         if at_least and not met and tops[0]:
@@ -102,19 +102,22 @@ def targets(rows: list[Row]) -> list[str]:
                 if tops[1]
                 else "or more: not shown (ours lossless at the highest load run: the load generator's limit)"
             )
-        return f"  {text:<58} {value:5.2f}x  {verdict}"
+        return f"{value:5.2f}x  {verdict}"
+
+    def line(text: str, value: float | None, bound: float, at_least: bool) -> str:
+        return f"  {text:<58} {result(value, bound, at_least)}"
 
     def load_line(text: str, family: str, ours: str, bound: float) -> str:
         """A lossless-load target; not judged when the loss that limits it was the load's, not the host's."""
         value, why = _load_ratio(best[family][ours][0], best[family]["coturn"][0])
-        shown = line(text, value, bound, True, (best[family][ours][1], best[family]["coturn"][1]), why)
+        shown = result(value, bound, True, (best[family][ours][1], best[family]["coturn"][1]), why)
         host_best, host_top = on_host[family][ours]
         if host_top and host_best > best[family][ours][0] and (value is None or value < bound):
             return (
                 f"  {text:<58} -      not shown: the load's loss (ours dropped <= {MAX_LOSS} % on the relay "
-                f"host up to the highest step, {host_best:.0f} msg/s; end to end: {shown.split(text)[1].strip()})"
+                f"host up to the highest step, {host_best:.0f} msg/s; end to end: {shown.strip()})"
             )
-        return shown
+        return f"  {text:<58} {shown}"
 
     for family in best:
         if not family.startswith("UDP"):
