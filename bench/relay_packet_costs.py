@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -58,10 +59,10 @@ def _drain(sock: socket.socket) -> int:
 
 
 class Setup:
-    def __init__(self, payload: int, *, fast: bool, packet_path: str = "python") -> None:
+    def __init__(self, payload: int, *, fast: bool, packet_path: str = "python", tcp: bool = False) -> None:
         config = RelayConfig(
             realm=REALM,
-            listeners=(Listener("udp", "127.0.0.1", 0),),
+            listeners=(Listener("tcp" if tcp else "udp", "127.0.0.1", 0),),
             relay_ip="127.0.0.1",
             min_port=40000,
             max_port=59999,
@@ -74,19 +75,36 @@ class Setup:
         self.stats = RelayStats()
         self.server = RelayServer(config, stats=self.stats, fast=fast, packet_path=packet_path)
         self.loop.run_until_complete(self.server.start())
-        self.listener = self.server.udp[0]
-        self.client, self.peer = _socket(), _socket()
-        self.client.connect(self.listener.local)
+        self.peer = _socket()
+        self.connection: Any = None
+        if tcp:
+            address = self.server.stream_servers[0][1].sockets[0].getsockname()
+            self.client = socket.create_connection(address)
+            self.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self._run_loop()
+            self.connection = next(iter(self.server.connections))
+        else:
+            self.listener = self.server.udp[0]
+            self.client = _socket()
+            self.client.connect(self.listener.local)
         self.payload = b"m" * payload
         self.relayed = self._allocate_and_bind()
         self.endpoint = next(iter(self.server.core.table)).relays[1]
+
+    def _run_loop(self) -> None:
+        self.loop.run_until_complete(asyncio.sleep(0.05))
 
     def _request(self, method: int, attributes: list, nonce: str, username: str, key: bytes) -> Message:
         tid = os.urandom(12)
         message = Message(method, MessageClass.REQUEST, tid, attributes)
         if nonce:
             message.attributes += [(Attr.USERNAME, username), (Attr.REALM, REALM), (Attr.NONCE, nonce)]
-        self.listener.on_datagram(encode(message, integrity_key=key if nonce else None), self.client.getsockname())
+        wire = encode(message, integrity_key=key if nonce else None)
+        if self.connection is not None:
+            self.client.sendall(wire)
+            self._run_loop()
+            return decode(self.client.recv(2048))
+        self.listener.on_datagram(wire, self.client.getsockname())
         return decode(self.client.recv(2048))
 
     def _allocate_and_bind(self) -> tuple[str, int]:
@@ -161,6 +179,48 @@ def _relay_paths(setup: Setup, frame: bytes, fast: bool, rounds: int) -> list[tu
     ]
 
 
+def _drain_stream(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        sock.setblocking(True)
+
+
+def _stream_paths(setup: Setup, frame: bytes, rounds: int) -> list[tuple[str, float]]:
+    """A TCP client's packets, one frame per read as at low load (each chunk the event loop hands over
+    holds one ChannelData frame; the relay socket holds one datagram per readiness event)."""
+    connection, endpoint = setup.connection, setup.endpoint
+    handler = setup.server.plane._handlers[endpoint.sock.fileno()]
+
+    def client_to_peer() -> None:
+        for _ in range(BATCH):
+            connection.data_received(frame)
+
+    def peer_to_client() -> None:
+        for _ in range(BATCH):
+            handler()
+
+    return [
+        (
+            "client->peer ChannelData, TCP connection (one frame per chunk)",
+            _time(lambda: None, client_to_peer, lambda: _drain(setup.peer), rounds),
+        ),
+        (
+            "peer->client ChannelData, TCP client's relay socket",
+            _time(
+                lambda: [setup.peer.sendto(setup.payload, setup.relayed) for _ in range(BATCH)],
+                peer_to_client,
+                lambda: _drain_stream(setup.client),
+                rounds,
+            ),
+        ),
+    ]
+
+
 def _compiled_paths(setup: Setup, frame: bytes, rounds: int) -> list[tuple[str, float]]:
     """The compiled path (relay.server._fastpath): its Engine's poll serves the listener and relay socket."""
     poll = setup.server.plane.engine.poll
@@ -222,6 +282,9 @@ def measure(payload: int, rounds: int) -> list[tuple[str, float]]:
         setup = Setup(payload, fast=fast)
         results += _relay_paths(setup, frame, fast, rounds)
         setup.close()
+    setup = Setup(payload, fast=True, tcp=True)
+    results += _stream_paths(setup, frame + bytes(-payload % 4), rounds)
+    setup.close()
 
     from relay.stun.attributes import encode_xor_address
 

@@ -2,9 +2,10 @@
 advertised as the external address (an EC2 instance sits behind 1:1 NAT).
 
 Each endpoint is a non-blocking socket in the process's data plane (relay.server.dataplane), which
-calls its handler once per ready datagram. The handler for IPv4 relay sockets of UDP clients is the
-hot path and does the forwarding itself, in place in one shared buffer; the others hand the datagram
-to `Forwarder.peer_datagram`. Both apply the same rules (channel -> ChannelData, permission -> Data
+calls its handler once per ready datagram. The handler for IPv4 relay sockets is the hot path and does
+the forwarding itself, in place in one shared buffer (sent from it to a UDP client; copied once into the
+connection's write for a TCP/TLS client, whose ChannelData is padded); IPv6 relay sockets hand the
+datagram to `Forwarder.peer_datagram`. Both apply the same rules (channel -> ChannelData, permission -> Data
 indication, else drop) and tests/relay/unit/test_fast_path.py runs them side by side. With the compiled
 packet path (relay.server.cpath) the IPv4 relay sockets of UDP clients are read by its C loop, which hands
 datagrams from peers it has no entry for to `Forwarder.peer_datagram`.
@@ -110,6 +111,7 @@ class UdpRelayEndpoint:
         "_clock",
         "_deliver",
         "_in_place",
+        "_pad",
         "_permissions",
         "_plane",
         "_pool",
@@ -150,6 +152,7 @@ class UdpRelayEndpoint:
         self._permissions: dict[str, float] = {}
         self._client: Address | None = None
         self._client_sendto: Any = None
+        self._pad = False  # ChannelData padded to 4 bytes (RFC 8656 section 12.5: stream clients)
         self._in_place = in_place  # False: always the general handler (the portable path, for tests)
         self._reading = False
         self.compiled = False  # read by the compiled path (relay.server.cpath), which may hold entries for it
@@ -161,9 +164,13 @@ class UdpRelayEndpoint:
         self._channel_in = allocation.channel_in
         self._permissions = allocation.permissions
         origin = allocation.origin
-        udp_socket = getattr(origin, "sock", None) if not origin.stream else None
-        if udp_socket is not None and self.family == FAMILY_IPV4 and self._in_place:
-            self._client, self._client_sendto = allocation.client, udp_socket.sendto
+        if self.family == FAMILY_IPV4 and self._in_place:
+            if origin.stream:
+                write = getattr(origin, "write_view", None)
+                if write is not None:
+                    self._client, self._client_sendto, self._pad = allocation.client, write, True
+            elif (udp_socket := getattr(origin, "sock", None)) is not None:
+                self._client, self._client_sendto = allocation.client, udp_socket.sendto
         if not self._reading:
             # The compiled path reads it only for a client of a compiled listener (it holds no entries for others).
             compiled = self._client_sendto is not None and getattr(allocation.origin, "compiled", False)
@@ -201,10 +208,10 @@ class UdpRelayEndpoint:
         self._client_sendto = None
 
     def _on_readable(self) -> int:
-        """IPv4 relay socket of a UDP client: one datagram per readiness event (relay.server.dataplane),
-        received behind a 48-byte headroom so the ChannelData or Data-indication header is written in
-        front of it and the datagram leaves without being copied. Returns the payload size relayed
-        (the data plane counts it) or -1."""
+        """IPv4 relay socket: one datagram per readiness event (relay.server.dataplane), received behind a
+        48-byte headroom so the ChannelData or Data-indication header is written in front of it and the
+        datagram leaves without being copied (a UDP client) or copied once (a stream client's write).
+        Returns the payload size relayed (the data plane counts it) or -1."""
         try:
             size, address = self._recv(_RECV_VIEW)
         except OSError:
@@ -214,6 +221,9 @@ class UdpRelayEndpoint:
             _PACK_CHANNEL(_BUFFER, _HEADROOM - 4, header, size)
             start = _HEADROOM - 4
             end = _HEADROOM + size
+            if self._pad and size & 3:
+                _BUFFER[end : end + 4 - (size & 3)] = PADDING[size & 3]
+                end += 4 - (size & 3)
         elif address[0] in self._permissions:
             head = self._allocation.data_heads.get(address)
             if head is None:
@@ -250,7 +260,8 @@ class UdpRelayEndpoint:
             report_internal_error("relay datagram")
 
     def _on_readable_any(self) -> int:
-        """IPv6 relay sockets and stream (TCP/TLS) clients: the general `Forwarder.peer_datagram`."""
+        """IPv6 relay sockets (and any client when the in-place handler is off, for tests): the general
+        `Forwarder.peer_datagram`."""
         try:
             size, address = self._recv(_RECV_VIEW)
         except OSError:

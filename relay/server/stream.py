@@ -198,6 +198,14 @@ class StreamConnection(asyncio.Protocol):
 
         return send
 
+    def write_view(self, view: memoryview, client: Address) -> None:
+        """The relay socket's in-place handler (relay.server.relays): `view` is of a buffer reused for the
+        next datagram, so it is copied here (a transport may keep what it cannot send at once)."""
+        transport = self._transport
+        if transport is None or self._paused:
+            raise BlockingIOError("client connection is not keeping up")
+        transport.write(bytes(view))
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -234,42 +242,60 @@ class StreamConnection(asyncio.Protocol):
                 return
             self.client = header.source or self._peer
             data = self._proxy.remainder
-        self._buffer += data
-        self._process()
+        if self._buffer or self._paused:
+            self._buffer += data
+            self._process()
+            return
+        # Nothing held back (the usual case): frames are taken from the chunk itself, the rest is kept.
+        consumed = self._frames(data)
+        if consumed < len(data) and self._transport is not None:
+            self._buffer += data[consumed:]
 
     def _process(self) -> None:
-        """Handle the complete frames in the buffer, up to the point where writing pauses."""
-        buffer = self._buffer
+        """Handle the complete frames held in the buffer, up to the point where writing pauses."""
+        consumed = self._frames(self._buffer)
+        if consumed and self._transport is not None:
+            del self._buffer[:consumed]
+
+    def _frames(self, buffer: bytes | bytearray) -> int:
+        """Handle the complete frames at the start of `buffer` until writing pauses; returns the bytes
+        consumed. ChannelData of an allocated client is forwarded here without another call."""
         offset = 0
+        end = len(buffer)
+        forward = self.forwarder.client_channel_data
         try:
-            while not self._paused:
+            while not self._paused and end - offset >= 4:
+                if buffer[offset] & 0xC0 == 0x40:  # ChannelData: 4 + length, padded to 4
+                    length = (buffer[offset + 2] << 8) | buffer[offset + 3]
+                    size = 4 + length + (-length & 3)
+                    allocation = self.allocations.get(self.client)
+                    if size > PREAUTH_MAX_FRAME and not self.allocations:
+                        self._close("frame_too_large")
+                        return offset
+                    if end - offset < size:
+                        break
+                    if allocation is not None:
+                        forward(allocation, buffer[offset : offset + size])
+                    offset += size
+                    continue
                 length = stream_frame_length(buffer, offset)
-                if length is None:
-                    break
+                assert length is not None  # four bytes or more are there
                 if length > PREAUTH_MAX_FRAME and not self.allocations:
                     self._close("frame_too_large")
-                    return
-                if len(buffer) - offset < length:
+                    return offset
+                if end - offset < length:
                     break
                 self._frame(bytes(buffer[offset : offset + length]))
                 offset += length
                 if self._transport is None:
-                    return
+                    return offset
         except ValueError:
             self._malformed()
-            return
-        finally:
-            if offset and self._transport is not None:
-                del buffer[:offset]
+        return offset
 
     def _frame(self, frame: bytes) -> None:
-        first = frame[0]
-        if first & 0xC0 == 0x40:
-            allocation = self.allocations.get(self.client)
-            if allocation is not None:
-                self.forwarder.client_channel_data(allocation, frame)
-            return
-        if first == 0 and frame[1] == 0x16:
+        """A STUN message: a Send indication goes to the forwarder, anything else to the core."""
+        if frame[0] == 0 and frame[1] == 0x16:
             allocation = self.allocations.get(self.client)
             if allocation is not None:
                 self.forwarder.client_send_indication(allocation, frame)

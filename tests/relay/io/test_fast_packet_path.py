@@ -34,12 +34,17 @@ def _counters(relay: RunningRelay) -> tuple[int, int, int, int]:
     )
 
 
-def _exchange(relay: RunningRelay) -> list[object]:
+def _exchange(relay: RunningRelay, transport: str = "udp") -> list[object]:
     """One client, two peers: Send/Data indications with one, a channel with the other, every payload
     size (padding), FINGERPRINT and DONT-FRAGMENT variants, and a peer without a permission. Returns
     what arrived where (payloads, channels, "from the expected peer") and the relay's counters."""
     seen: list[object] = []
-    with relay.client() as client, Peer() as by_indication, Peer() as by_channel, Peer("127.0.0.2") as stranger:
+    with (
+        relay.client(transport) as client,
+        Peer() as by_indication,
+        Peer() as by_channel,
+        Peer("127.0.0.2") as stranger,
+    ):
         relayed = client.relayed(client.allocate())
         assert client.create_permission(by_indication.address).message_class == MessageClass.SUCCESS
         assert client.channel_bind(0x4001, by_channel.address).message_class == MessageClass.SUCCESS
@@ -100,6 +105,42 @@ def test_compiled_fast_and_portable_paths_relay_the_same_bytes() -> None:
     packets_up, bytes_up, packets_down, bytes_down = fast_result[-1]  # type: ignore[misc]
     assert packets_up == 3 * len(SIZES) and packets_down == 2 * len(SIZES) + 1
     assert bytes_up == 3 * sum(SIZES) and bytes_down == 2 * sum(SIZES) + 4
+
+
+def test_a_tcp_clients_packets_are_the_same_on_every_path_and_as_over_udp() -> None:
+    """A TCP client's relay socket is read by the in-place handler on the fast paths (Forwarder on the
+    portable one); what arrives, and the counters, are what a UDP client gets."""
+    results = []
+    for path in PATHS:
+        with _relay(path) as relay:
+            results.append(_exchange(relay, "tcp"))
+    with _relay("python") as relay:
+        over_udp = _exchange(relay)
+    assert results[0] == results[1] == results[2] == over_udp
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_channel_data_to_a_tcp_client_is_padded_on_the_wire(path: str) -> None:
+    """RFC 8656 section 12.5: over TCP, ChannelData is padded to a multiple of 4 bytes. Checked on the raw
+    stream (the test client's framing would skip padding whatever it was)."""
+    with _relay(path) as relay, relay.client("tcp") as client, Peer() as peer:
+        relayed = client.relayed(client.allocate())
+        client.channel_bind(0x4003, peer.address)
+        if path != "portable":
+            endpoint = relay.call(lambda: next(iter(relay.server.core.table)).relays[1])
+            assert endpoint._client_sendto is not None  # the in-place handler serves this client
+        expected = b""
+        for size in (0, 1, 2, 3, 4, 5, 6, 7, 121):
+            payload = bytes(range(7, 7 + size))
+            peer.send(payload, relayed)
+            expected += b"\x40\x03" + size.to_bytes(2, "big") + payload + b"\x00" * (-size % 4)
+        received = client._buffer
+        client.sock.settimeout(2)
+        while len(received) < len(expected):
+            chunk = client.sock.recv(65535)
+            assert chunk, "the relay closed the connection"
+            received += chunk
+        assert received == expected
 
 
 @pytest.mark.parametrize("path", ["compiled", "python"])
@@ -250,3 +291,37 @@ def test_tcp_clients_on_uvloop() -> None:
         assert peer.recv() == (b"over tcp", relayed)
         peer.send(b"back over tcp", relayed)
         assert client.receive_data() == (None, 0x4006, b"back over tcp")
+
+
+def _stream_of_frames(peer: tuple[str, int]) -> tuple[bytes, list[bytes]]:
+    """ChannelData of every padding, a Send indication and a Binding request in one TCP byte stream, and
+    the payloads the peer must get from it, in order."""
+    payloads = [b"a", b"bb", b"ccc", b"dddd", b"", b"e" * 121]
+    stream = b""
+    for payload in payloads[:3]:
+        stream += b"\x40\x01" + len(payload).to_bytes(2, "big") + payload + b"\x00" * (-len(payload) % 4)
+    stream += encode(indication(Method.SEND, (Attr.XOR_PEER_ADDRESS, peer), (Attr.DATA, payloads[3])))
+    stream += encode(request(Method.BINDING))
+    for payload in payloads[4:]:
+        stream += b"\x40\x01" + len(payload).to_bytes(2, "big") + payload + b"\x00" * (-len(payload) % 4)
+    return stream, payloads
+
+
+@pytest.mark.parametrize("step", [0, 1, 3, 5, 7, 64])
+def test_a_tcp_stream_is_relayed_the_same_however_it_is_chunked(step: int) -> None:
+    """Chunks end anywhere: inside a header, a payload or its padding, between frames. ChannelData taken
+    straight from a chunk, frames held back for the next one and STUN in between come out in order."""
+    with _relay("python") as relay, relay.client("tcp") as client, Peer() as peer:
+        client.relayed(client.allocate())
+        client.channel_bind(0x4001, peer.address)
+        client.create_permission(peer.address)
+        connection = relay.call(lambda: next(iter(relay.server.connections)))
+        stream, payloads = _stream_of_frames(peer.address)
+        chunks = [stream] if step == 0 else [stream[i : i + step] for i in range(0, len(stream), step)]
+        for chunk in chunks:
+            relay.call(lambda chunk=chunk: connection.on_bytes(chunk))
+        assert [peer.recv()[0] for _ in payloads] == payloads
+        response = decode(client.recv_frame())
+        assert (response.method, response.message_class) == (Method.BINDING, MessageClass.SUCCESS)
+        assert relay.call(lambda: len(connection._buffer)) == 0
+        assert peer.nothing_received(0.05)
