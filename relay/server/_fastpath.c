@@ -107,12 +107,20 @@ static int parse_send(const unsigned char *d, size_t n, uint32_t *ip, uint16_t *
     return peer && data && off == n && *port;
 }
 
+/* Where a received datagram of n bytes starts: its dense slot, or, when its tail went to the large slot's
+   second iovec, the large slot, once the head was copied in front of that tail (rare: over SMALL bytes). */
+static unsigned char *joined(unsigned char *dense, unsigned char *large, size_t n) {
+    if (n <= SMALL) return dense;
+    memcpy(large, dense, SMALL);
+    return large;
+}
+
 static void on_listener(Engine *e, int fd) {
     for (int i = 0; i < BATCH; i++) e->rmsg[i].msg_hdr.msg_namelen = sizeof e->rname[i];
     int count = recvmmsg(fd, e->rmsg, BATCH, MSG_DONTWAIT, NULL);
     for (int i = 0; i < count; i++) {
-        const unsigned char *d = e->riov[i].iov_base;
         size_t n = e->rmsg[i].msg_len;
+        const unsigned char *d = joined(e->riov[2 * i].iov_base, e->rx + (size_t)i * SLOT, n);
         const struct sockaddr_in *from = &e->rname[i];
         uint64_t client;
         memcpy(&client, from, 8);
@@ -189,22 +197,23 @@ static int queue_for_client(Engine *e, int fd, unsigned char *slot, size_t n, co
 static void on_relay(Engine *e, int fd) {
     if (e->slots == BATCH) flush(e);
     int base = e->slots, back[BATCH], nback = 0;
+    unsigned char *slot[BATCH];
     for (int i = base; i < BATCH; i++) e->pmsg[i].msg_hdr.msg_namelen = sizeof e->pfrom[i];
     int got = recvmmsg(fd, &e->pmsg[base], (unsigned)(BATCH - base), MSG_DONTWAIT, NULL);
     if (got <= 0) return; /* nothing after all, or a queued ICMP error */
     e->slots += got;
     for (int i = base; i < base + got; i++) {
-        unsigned char *slot = e->tx + (size_t)i * QSLOT;
         const struct sockaddr_in *from = &e->pfrom[i];
+        slot[i] = joined(e->piov[2 * i].iov_base, e->tx + (size_t)i * QSLOT + HEADROOM, e->pmsg[i].msg_len) - HEADROOM;
         if (from->sin_family != AF_INET || e->pmsg[i].msg_hdr.msg_namelen < sizeof *from ||
-            !queue_for_client(e, fd, slot, e->pmsg[i].msg_len, from))
+            !queue_for_client(e, fd, slot[i], e->pmsg[i].msg_len, from))
             back[nback++] = i;
     }
     if (!nback) return;
     flush(e);
     for (int j = 0; j < nback && e->fds[fd].type == FD_RELAY; j++) {
         int i = back[j];
-        hand_back(e, e->fds[fd].callback, e->tx + (size_t)i * QSLOT + HEADROOM, e->pmsg[i].msg_len, &e->pfrom[i]);
+        hand_back(e, e->fds[fd].callback, slot[i] + HEADROOM, e->pmsg[i].msg_len, &e->pfrom[i]);
     }
 }
 
@@ -433,7 +442,8 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwargs) {
     self->buckets = calloc(self->nbuckets, sizeof *self->buckets);
     self->rx = mmap(NULL, (size_t)BATCH * SLOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     self->tx = mmap(NULL, (size_t)BATCH * QSLOT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (self->epfd < 0 || self->rx == MAP_FAILED || self->tx == MAP_FAILED) {
+    self->dense = mmap(NULL, DENSE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (self->epfd < 0 || self->rx == MAP_FAILED || self->tx == MAP_FAILED || self->dense == MAP_FAILED) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
@@ -442,14 +452,19 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     for (int i = 0; i < BATCH; i++) {
-        self->riov[i].iov_base = self->rx + (size_t)i * SLOT, self->riov[i].iov_len = SLOT;
+        unsigned char *rdense = self->dense + (size_t)i * SMALL;
+        unsigned char *pdense = self->dense + (size_t)BATCH * SMALL + (size_t)i * QSMALL + HEADROOM;
+        self->riov[2 * i].iov_base = rdense, self->riov[2 * i].iov_len = SMALL;
+        self->riov[2 * i + 1].iov_base = self->rx + (size_t)i * SLOT + SMALL, self->riov[2 * i + 1].iov_len = SLOT - SMALL;
         self->rmsg[i].msg_hdr.msg_name = &self->rname[i];
         self->rmsg[i].msg_hdr.msg_namelen = sizeof self->rname[i];
-        self->rmsg[i].msg_hdr.msg_iov = &self->riov[i], self->rmsg[i].msg_hdr.msg_iovlen = 1;
+        self->rmsg[i].msg_hdr.msg_iov = &self->riov[2 * i], self->rmsg[i].msg_hdr.msg_iovlen = 2;
         self->qmsg[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
-        self->piov[i].iov_base = self->tx + (size_t)i * QSLOT + HEADROOM, self->piov[i].iov_len = SLOT;
+        self->piov[2 * i].iov_base = pdense, self->piov[2 * i].iov_len = SMALL;
+        self->piov[2 * i + 1].iov_base = self->tx + (size_t)i * QSLOT + HEADROOM + SMALL;
+        self->piov[2 * i + 1].iov_len = SLOT - SMALL;
         self->pmsg[i].msg_hdr.msg_name = &self->pfrom[i];
-        self->pmsg[i].msg_hdr.msg_iov = &self->piov[i], self->pmsg[i].msg_hdr.msg_iovlen = 1;
+        self->pmsg[i].msg_hdr.msg_iov = &self->piov[2 * i], self->pmsg[i].msg_hdr.msg_iovlen = 2;
         self->qmsg[i].msg_hdr.msg_iov = &self->qiov[i], self->qmsg[i].msg_hdr.msg_iovlen = 1;
     }
     return 0;
@@ -458,7 +473,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwargs) {
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
     Engine *self = (Engine *)alloc(type, 0);
-    if (self) self->epfd = -1, self->rx = self->tx = MAP_FAILED;
+    if (self) self->epfd = -1, self->rx = self->tx = self->dense = MAP_FAILED;
     return (PyObject *)self;
 }
 
@@ -468,6 +483,7 @@ static void Engine_dealloc(Engine *self) {
     free(self->buckets), free(self->fds);
     if (self->rx != MAP_FAILED) munmap(self->rx, (size_t)BATCH * SLOT);
     if (self->tx != MAP_FAILED) munmap(self->tx, (size_t)BATCH * QSLOT);
+    if (self->dense != MAP_FAILED) munmap(self->dense, DENSE);
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
     tp_free(self);
     Py_DECREF(type);

@@ -34,7 +34,7 @@ def _counters(relay: RunningRelay) -> tuple[int, int, int, int]:
     )
 
 
-def _exchange(relay: RunningRelay, transport: str = "udp") -> list[object]:
+def _exchange(relay: RunningRelay, transport: str = "udp", sizes: list[int] = SIZES) -> list[object]:
     """One client, two peers: Send/Data indications with one, a channel with the other, every payload
     size (padding), FINGERPRINT and DONT-FRAGMENT variants, and a peer without a permission. Returns
     what arrived where (payloads, channels, "from the expected peer") and the relay's counters."""
@@ -58,8 +58,8 @@ def _exchange(relay: RunningRelay, transport: str = "udp") -> list[object]:
             source, channel, data = client.receive_data()
             return (source == peer.address if source else None), channel, data
 
-        for size in SIZES:
-            payload = (bytes(range(256)) * 6)[:size]
+        for size in sizes:
+            payload = (bytes(range(256)) * (1 + size // 256))[:size]
             client.send_indication(by_indication.address, payload)
             seen.append(at(by_indication))
             extras = ((Attr.DONT_FRAGMENT, True),) if size % 2 else ()
@@ -105,6 +105,17 @@ def test_compiled_fast_and_portable_paths_relay_the_same_bytes() -> None:
     packets_up, bytes_up, packets_down, bytes_down = fast_result[-1]  # type: ignore[misc]
     assert packets_up == 3 * len(SIZES) and packets_down == 2 * len(SIZES) + 1
     assert bytes_up == 3 * sum(SIZES) and bytes_down == 2 * sum(SIZES) + 4
+
+
+def test_datagrams_longer_than_the_compiled_paths_dense_slots_arrive_whole() -> None:
+    """The C loop receives into 1,536-byte slots and only a longer datagram's tail into a 64 KiB one, joined
+    before use: sizes around that edge and far past it, both directions, channels and indications."""
+    sizes = [1531, 1532, 1533, 1536, 1537, 1540, 4000, 9000, 60000]
+    with _relay("compiled") as relay:
+        compiled_result = _exchange(relay, sizes=sizes)
+    with _relay("portable") as relay:
+        assert compiled_result == _exchange(relay, sizes=sizes)
+    assert (True, None, (bytes(range(256)) * 235)[:60000]) in compiled_result
 
 
 def test_a_tcp_clients_packets_are_the_same_on_every_path_and_as_over_udp() -> None:
