@@ -121,7 +121,7 @@ class Forwarder:
             self.stats.quota_rejections_bandwidth += 1
             return False
         try:
-            allocation.to_client(packet)
+            allocation.origin.send(packet, allocation.client)
         except OSError:
             return False
         stats = self.stats

@@ -26,7 +26,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from relay.ops.logs import RateLimitedLog
 from relay.server.forwarding import Forwarder, report_internal_error
@@ -189,14 +188,11 @@ class StreamConnection(asyncio.Protocol):
             self._close("write_stalled")
 
     # Origin
-    def sender(self, client: Address) -> Callable[[bytes], Any]:
-        def send(data: bytes) -> None:
-            transport = self._transport
-            if transport is None or self._paused:
-                raise BlockingIOError("client connection is not keeping up")
-            transport.write(data)
-
-        return send
+    def send(self, data: bytes, client: Address) -> None:
+        transport = self._transport
+        if transport is None or self._paused:
+            raise BlockingIOError("client connection is not keeping up")
+        transport.write(data)
 
     def write_view(self, view: memoryview, client: Address) -> None:
         """The relay socket's in-place handler (relay.server.relays): `view` is of a buffer reused for the

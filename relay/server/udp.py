@@ -131,13 +131,8 @@ class UdpListener:
     def bind(cls, host: str, port: int, **kwargs: Any) -> UdpListener:
         return cls(bind_udp(host, port), **kwargs)
 
-    def sender(self, client: Address) -> Callable[[bytes], Any]:
-        sendto = self.sock.sendto
-
-        def send(data: bytes) -> Any:
-            return sendto(data, client)
-
-        return send
+    def send(self, data: bytes, client: Address) -> Any:
+        return self.sock.sendto(data, client)
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:

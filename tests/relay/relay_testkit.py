@@ -131,8 +131,8 @@ class FakeOrigin:
     def key(self) -> int:
         return id(self)
 
-    def sender(self, client: Address):
-        return lambda data: self.to_clients.append((client, bytes(data)))
+    def send(self, data: bytes, client: Address) -> None:
+        self.to_clients.append((client, bytes(data)))
 
 
 def error_of(message: Message) -> int | None:
