@@ -106,7 +106,6 @@ class Allocation:
         "allocate_tid",
         "bucket_from_client",
         "bucket_to_client",
-        "channel_by_peer",
         "channel_in",
         "channel_out",
         "channels",
@@ -155,7 +154,6 @@ class Allocation:
         self.expires = expires
         self.permissions: dict[str, float] = {}
         self.channels: dict[int, Channel] = {}
-        self.channel_by_peer: dict[Address, Channel] = {}
         self.channel_out: dict[int, tuple[SendTo, Address]] = {}
         self.channel_in: dict[Address, bytes] = {}
         # RFC 8656 section 12: a channel number / peer stays reserved 5 minutes after its binding ends.

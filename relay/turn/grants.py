@@ -86,7 +86,8 @@ class PeerGrants:
         bound = allocation.channels.get(number)
         if bound is not None and bound.peer != peer:
             raise _Reject(ErrorCode.BAD_REQUEST, "channel_taken", number=number)
-        by_peer = allocation.channel_by_peer.get(peer)
+        # A scan, not a second dictionary per allocation: at most max_channels, on a request, never per packet.
+        by_peer = next((channel for channel in allocation.channels.values() if channel.peer == peer), None)
         if by_peer is not None and by_peer.number != number:
             raise _Reject(ErrorCode.BAD_REQUEST, "peer_bound", peer=peer[0])
         cooling = allocation.cooldown_numbers.get(number)
@@ -104,7 +105,6 @@ class PeerGrants:
         if bound is None:
             channel = Channel(number, peer, expires)
             allocation.channels[number] = channel
-            allocation.channel_by_peer[peer] = channel
             allocation.cooldown_numbers.pop(number, None)
             allocation.cooldown_peers.pop(peer, None)
         else:

@@ -480,7 +480,6 @@ class TurnCore(PeerGrants):
             allocation.channel_in,
             allocation.permissions,
             allocation.channels,
-            allocation.channel_by_peer,
             allocation.cooldown_numbers,
             allocation.cooldown_peers,
             allocation.data_heads,
@@ -500,7 +499,6 @@ class TurnCore(PeerGrants):
                 continue
             for number, channel in [(n, c) for n, c in allocation.channels.items() if c.expires <= now]:
                 del allocation.channels[number]
-                allocation.channel_by_peer.pop(channel.peer, None)
                 allocation.sync_channel(channel)
                 until = channel.expires + CHANNEL_COOLDOWN
                 allocation.cooldown_numbers[number] = (channel.peer, until)
