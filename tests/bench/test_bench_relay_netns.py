@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["scenario", "clients", "nominal", "server", "sent/s", "msg/s", "loss %", "host", "proc", "softirq", "sys",
-           "soak", "srv busy", "load busy", "idle bg", "KiB/alloc", "offloaded c>p/p>c", "x coturn cpu",
+           "soak", "srv busy", "load busy", "idle bg", "KiB/client", "offloaded c>p/p>c", "x coturn cpu",
            "drops host/load"]  # fmt: skip
 SERVERS = ["ours-on", "ours-off", "coturn"]
 FLAG_BELOW = 50.0  # percent (relay_netns.OFFLOAD_FLAG)

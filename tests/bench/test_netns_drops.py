@@ -142,3 +142,14 @@ def test_a_ratio_capped_by_the_highest_step_is_a_lower_bound_not_a_miss() -> Non
     assert "1.75x  or more: not shown (ours lossless at the highest load run" in line, line
     assert "MISSED" not in line
     assert "1.75x  met" in _target(rows, "user space, UDP channels 120 B: lossless load >= 1.0x")
+
+
+def test_the_rss_target_takes_the_larger_of_offload_on_and_off() -> None:
+    rows = _rows({"ours-on": (0.0, 0, 0), "ours-off": (0.0, 0, 0), "coturn": (0.0, 0, 0)})
+    for row, kib in zip(rows, (12.0, 6.0, 50.0), strict=True):  # ours-on, ours-off, coturn
+        row.rss_per_allocation_kib = kib
+        row.allocations_per_client = 2.0 if row.server != "coturn" else float("nan")
+    assert "0.24x  MISSED" in _target(rows, "RSS per allocation <= 0.2x")
+    rows[0].rss_per_allocation_kib = 9.0
+    assert "0.18x  met" in _target(rows, "RSS per allocation <= 0.2x")
+    assert "(each made 2 allocations on ours)" in netns_report.report(rows, {}, "t", "")
