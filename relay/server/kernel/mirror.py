@@ -3,12 +3,14 @@ only authority) and the kernel (which only forwards).
 
 `sync(allocation)` derives the entries an allocation should have from the same dictionaries the
 userspace packet path reads (`permissions`, `channel_out`), compares them with what this mirror
-installed for it, and applies the difference; `forget(allocation)` removes everything. The control
-plane calls `sync` after anything that changes those dictionaries (CreatePermission, ChannelBind, the
-expiry tick, a dropped family, revalidated peers) and `forget` when the allocation ends; data packets
-never call it, so nothing the kernel forwards refreshes anything (RFC 8656). Because the entries follow
-`channel_out` (a channel is there only while its peer is permitted) and `permissions` (expired ones are
-deleted by `tick`), the kernel can never forward what the userspace path would not.
+installed for it, and applies the difference (the record of what was installed is kept pickled: one bytes
+object per allocation, a third of the dictionary of tuples it holds, read back only by `sync`/`forget`);
+`forget(allocation)` removes everything. The control plane calls `sync` after anything that changes
+those dictionaries (CreatePermission, ChannelBind, the expiry tick, a dropped family, revalidated peers)
+and `forget` when the allocation ends; data packets never call it, so nothing the kernel forwards
+refreshes anything (RFC 8656). Because the entries follow `channel_out` (a channel is there only while
+its peer is permitted) and `permissions` (expired ones are deleted by `tick`), the kernel can never
+forward what the userspace path would not.
 
 An allocation stays entirely in user space when the kernel cannot do the same job: TCP/TLS clients
 (ChannelData padding and stream framing), a listener bound to a wildcard address (the program needs the
@@ -23,6 +25,7 @@ the interface, where they would be lost).
 from __future__ import annotations
 
 import ipaddress
+import pickle
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -54,7 +57,7 @@ class KernelMirror:
     def __init__(self, program: Program, *, relay_address: Callable[[Any], maps.Endpoint] = socket_address) -> None:
         self.program = program
         self.relay_address = relay_address
-        self._installed: dict[int, Entries] = {}
+        self._installed: dict[int, bytes] = {}  # allocation.seq -> pickled Entries
 
     def __len__(self) -> int:
         """Allocations with at least one entry in the kernel."""
@@ -101,7 +104,7 @@ class KernelMirror:
         withdrawn permission stops forwarding before anything else changes. An unchanged entry is left
         alone (rewriting it would zero its counters). If the kernel refuses an entry the error propagates
         and that entry is simply not there: its packets go to user space."""
-        installed = self._installed.pop(allocation.seq, {})
+        installed = _entries(self._installed.pop(allocation.seq, None))
         wanted = self.desired(allocation)
         try:
             for slot in installed.keys() - wanted.keys():
@@ -113,12 +116,12 @@ class KernelMirror:
                     installed[slot] = value
         finally:  # a failed update (a full map) leaves the record equal to what the kernel holds
             if installed:
-                self._installed[allocation.seq] = installed
+                self._installed[allocation.seq] = pickle.dumps(installed, pickle.HIGHEST_PROTOCOL)
 
     def forget(self, allocation: Any) -> None:
         """Remove every entry of `allocation`; one refusal does not leave the others forwarding."""
         failure: OSError | None = None
-        for slot in self._installed.pop(allocation.seq, {}):
+        for slot in _entries(self._installed.pop(allocation.seq, None)):
             try:
                 self.program.remove(slot)
             except OSError as error:
@@ -127,4 +130,9 @@ class KernelMirror:
             raise failure
 
     def installed(self, allocation: Any) -> Entries:
-        return dict(self._installed.get(allocation.seq, {}))
+        return _entries(self._installed.get(allocation.seq))
+
+
+def _entries(record: bytes | None) -> Entries:
+    """A record of installed entries back as a dictionary (our own pickle, never data from outside)."""
+    return pickle.loads(record) if record else {}
