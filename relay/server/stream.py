@@ -47,6 +47,15 @@ UNALLOCATED_IDLE = 30.0  # seconds a connection may stay open without an allocat
 PROXY_LOG_INTERVAL = 10.0  # at most one log line per interval for refused PROXY headers
 
 
+_LOCAL_ADDRESSES: dict[Address, Address] = {}  # this host's own addresses: one tuple each, not one per connection
+
+
+def _shared(local: Address) -> Address:
+    if len(_LOCAL_ADDRESSES) > 256:  # a wildcard listener on a host with very many addresses
+        return local
+    return _LOCAL_ADDRESSES.setdefault(local, local)
+
+
 class _ProxyRefusals:
     """Rate-limited reporting of refused PROXY headers (relay.ops.logs.RateLimitedLog, one key): one line
     per interval with the count since; `flush` reports a count left at the end of a burst."""
@@ -83,6 +92,29 @@ PROXY_REFUSALS = _ProxyRefusals()
 
 class StreamConnection(asyncio.Protocol):
     stream = True
+    # A slotted object (asyncio.Protocol has empty slots): no per-connection dictionary on Python 3.10, the
+    # TURN hosts' version, where it is the largest part of a connection's own memory.
+    __slots__ = (
+        "_buffer",
+        "_on_close",
+        "_paused",
+        "_peer",
+        "_proxy",
+        "_stall",
+        "_transport",
+        "allocations",
+        "client",
+        "clock",
+        "core",
+        "forwarder",
+        "key",
+        "local",
+        "opened_at",
+        "stats",
+        "transport_name",
+        "unallocated_since",
+        "wall_clock",
+    )
 
     def __init__(
         self,
@@ -134,7 +166,7 @@ class StreamConnection(asyncio.Protocol):
             self._close("reset")
             self._on_close(self)  # the gauge drops now, not when asyncio gets round to connection_lost
             return
-        self.local = (local[0], local[1]) if local else ("0.0.0.0", 0)
+        self.local = _shared((local[0], local[1])) if local else ("0.0.0.0", 0)
         self._peer = (peer[0], peer[1])
         if self._proxy is None:
             self.client = self._peer
