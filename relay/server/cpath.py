@@ -143,7 +143,7 @@ class _EngineEntries:
 
 
 class CMirror(KernelMirror):
-    """The Engine's entries follow each allocation's `permissions` and `channel_out` (what the Python path
+    """The Engine's entries follow each allocation's `permissions` and live channels (what the Python path
     reads), synced by the control plane after each change and forgotten when the allocation ends; data never
     calls it. Same diffing as the kernel's mirror: unchanged entries keep their counters."""
 
@@ -172,8 +172,9 @@ class CMirror(KernelMirror):
         for host in allocation.permissions:
             if ":" not in host:
                 entries[("permission", listener, client, relay, host)] = b""
-        for number, (_, peer) in allocation.channel_out.items():
-            if ":" not in peer[0] and peer[0] in allocation.permissions:
+        for number, channel in allocation.channels.items():
+            peer = channel.peer
+            if channel.sendto is not None and ":" not in peer[0] and peer[0] in allocation.permissions:
                 entries[("channel", listener, client, number, relay, tuple(peer[:2]))] = b""
         return entries
 

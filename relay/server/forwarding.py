@@ -43,8 +43,8 @@ class Forwarder:
 
     def client_channel_data(self, allocation: Allocation, data: bytes | memoryview) -> bool:
         """ChannelData from the client (RFC 8656 section 12.6): relay the payload to the bound peer."""
-        target = allocation.channel_out.get((data[0] << 8) | data[1])
-        if target is None:
+        channel = allocation.channels.get((data[0] << 8) | data[1])
+        if channel is None or channel.sendto is None:
             return False
         length = (data[2] << 8) | data[3]
         if length > len(data) - 4:
@@ -54,7 +54,7 @@ class Forwarder:
             self.stats.quota_rejections_bandwidth += 1
             return False
         try:
-            target[0](data[4 : 4 + length], target[1])
+            channel.sendto(data[4 : 4 + length], channel.peer)
         except OSError:
             return False
         stats = self.stats

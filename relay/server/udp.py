@@ -186,8 +186,8 @@ class UdpListener:
                     allocation = clients.get(keys[2 * i])
                     if allocation is None:
                         continue
-                    target = allocation.channel_out.get((data[0] << 8) | data[1])
-                    if target is None:
+                    channel = allocation.channels.get((data[0] << 8) | data[1])
+                    if channel is None or channel.sendto is None:
                         continue
                     length = (data[2] << 8) | data[3]
                     if length > size - 4:
@@ -197,7 +197,7 @@ class UdpListener:
                         self.stats.quota_rejections_bandwidth += 1
                         continue
                     try:
-                        target[0](data[4 : 4 + length], target[1])
+                        channel.sendto(data[4 : 4 + length], channel.peer)
                     except OSError:
                         continue
                     packets += 1

@@ -4,15 +4,17 @@ An `Allocation` keeps both the control-plane state (lifetimes, permissions, chan
 times) and small precomputed dictionaries the per-packet path reads directly:
 
     permissions   {peer host text: expiry}           peer -> client: is this source permitted?
-    channel_out   {channel number: (sendto, peer)}    client ChannelData -> peer, one lookup
+    channels      {channel number: Channel}           client ChannelData -> peer: one lookup, then the
+                                                      channel's `sendto` (None unless live) and `peer`
     channel_in    {(peer host, port): b"\\x40\\x01"}    peer datagram -> ChannelData header, one lookup
     send_v4/v6    relay socket sendto for the family  Send indication -> peer
 
 What reaches the client goes through `origin.send(data, client)` (UDP sendto / TCP write): nothing per
 allocation is kept for it (a closure per allocation was ~350 bytes of its ~3-5 KiB).
 
-The control plane keeps these in step: a channel is present in `channel_out`/`channel_in` only while
-both the binding and a permission for its peer are live, so the data path never checks an expiry.
+The control plane keeps these in step: a channel has a `sendto` and is present in `channel_in` only while
+both the binding and a permission for its peer are live, so the data path never checks an expiry (the
+mark is on the Channel, not in a second number-keyed dictionary: one dictionary less per allocation).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class RelayBinder(Protocol):
 class AllocationMirror(Protocol):
     """Something that must follow each allocation's permissions and channels: the in-kernel forwarding
     path (relay.server.kernel.KernelMirror). `TurnCore` calls `sync` after every change to
-    `permissions` or `channel_out` and `forget` when the allocation ends; data packets never call it."""
+    `permissions` or a channel's liveness and `forget` when the allocation ends; data packets never call it."""
 
     def sync(self, allocation: Allocation) -> None: ...
 
@@ -91,13 +93,14 @@ class Origin(Protocol):
 
 
 class Channel:
-    __slots__ = ("expires", "header", "number", "peer")
+    __slots__ = ("expires", "header", "number", "peer", "sendto")
 
     def __init__(self, number: int, peer: Address, expires: float) -> None:
         self.number = number
         self.peer = peer
         self.expires = expires
         self.header = number.to_bytes(2, "big")
+        self.sendto: SendTo | None = None  # the relay socket's, while the channel is live (sync_channel)
 
 
 class Allocation:
@@ -107,7 +110,6 @@ class Allocation:
         "bucket_from_client",
         "bucket_to_client",
         "channel_in",
-        "channel_out",
         "channels",
         "client",
         "closed",
@@ -154,7 +156,6 @@ class Allocation:
         self.expires = expires
         self.permissions: dict[str, float] = {}
         self.channels: dict[int, Channel] = {}
-        self.channel_out: dict[int, tuple[SendTo, Address]] = {}
         self.channel_in: dict[Address, bytes] = {}
         # RFC 8656 section 12: a channel number / peer stays reserved 5 minutes after its binding ends.
         self.cooldown_numbers: dict[int, tuple[Address, float]] = {}
@@ -186,10 +187,10 @@ class Allocation:
         peer = channel.peer
         sendto = self.send_v6 if ":" in peer[0] else self.send_v4
         if peer[0] in self.permissions and self.channels.get(channel.number) is channel and sendto:
-            self.channel_out[channel.number] = (sendto, peer)
+            channel.sendto = sendto
             self.channel_in[peer] = channel.header
         else:
-            self.channel_out.pop(channel.number, None)
+            channel.sendto = None
             if self.channel_in.get(peer) == channel.header:
                 del self.channel_in[peer]
 

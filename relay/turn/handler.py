@@ -476,7 +476,6 @@ class TurnCore(PeerGrants):
             endpoint.close()
         # Everything it holds goes now, not when the last reference to the object does.
         for table in (
-            allocation.channel_out,
             allocation.channel_in,
             allocation.permissions,
             allocation.channels,

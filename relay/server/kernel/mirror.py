@@ -2,13 +2,13 @@
 only authority) and the kernel (which only forwards).
 
 `sync(allocation)` derives the entries an allocation should have from the same dictionaries the
-userspace packet path reads (`permissions`, `channel_out`), compares them with what this mirror
+userspace packet path reads (`permissions`, the live channels), compares them with what this mirror
 installed for it, and applies the difference (the record of what was installed is kept pickled: one bytes
 object per allocation, a third of the dictionary of tuples it holds, read back only by `sync`/`forget`);
 `forget(allocation)` removes everything. The control plane calls `sync` after anything that changes
 those dictionaries (CreatePermission, ChannelBind, the expiry tick, a dropped family, revalidated peers)
 and `forget` when the allocation ends; data packets never call it, so nothing the kernel forwards
-refreshes anything (RFC 8656). Because the entries follow `channel_out` (a channel is there only while
+refreshes anything (RFC 8656). Because the entries follow the live channels (a channel is live only while
 its peer is permitted) and `permissions` (expired ones are deleted by `tick`), the kernel can never
 forward what the userspace path would not.
 
@@ -93,8 +93,10 @@ class KernelMirror:
             if _version(host) == version and host not in own:
                 entries[maps.permission_key(client, server, host)] = maps.out_value(relay)
                 entries[maps.peer_key(relay, host)] = maps.peer_value(client, server)
-        for number, (_, peer) in allocation.channel_out.items():
-            if _version(peer[0]) == version and peer[0] in allocation.permissions and peer[0] not in own:
+        for number, channel in allocation.channels.items():
+            peer = channel.peer
+            live = channel.sendto is not None and peer[0] in allocation.permissions
+            if live and _version(peer[0]) == version and peer[0] not in own:
                 entries[maps.channel_key(client, server, number)] = maps.out_value(relay, peer)
                 entries[maps.peer_key(relay, peer[0], peer[1])] = maps.peer_value(client, server, number)
         return entries

@@ -312,19 +312,20 @@ def test_unspecified_relay_address_without_external_ip_is_refused_clearly() -> N
 
 def test_an_internal_error_costs_one_datagram_not_the_listener() -> None:
     """Defence in depth: if the packet path ever raises, the rest of the batch and the listener survive
-    (the pure-Python path: the compiled one never calls channel_out's sendto, see the next test)."""
+    (the pure-Python path: the compiled one never calls a channel's sendto, see the next test)."""
     with RunningRelay(loopback_config(), packet_path="python") as relay, relay.client() as client, Peer() as peer:
         relayed = client.relayed(client.allocate())
         client.channel_bind(0x4000, peer.address)
         allocation = relay.call(lambda: next(iter(relay.server.udp[0].allocations.values())))
-        sendto, target = allocation.channel_out[0x4000]
+        channel = allocation.channels[0x4000]
+        sendto = channel.sendto
 
         def broken(data, address):  # the send to the peer, reached by every ChannelData reader
             if bytes(data) == b"boom":
                 raise RuntimeError("simulated bug")
             return sendto(data, address)
 
-        relay.call(lambda: allocation.channel_out.__setitem__(0x4000, (broken, target)))
+        relay.call(lambda: setattr(channel, "sendto", broken))
         client.channel_data(0x4000, b"boom")
         client.channel_data(0x4000, b"fine")
         assert peer.recv() == (b"fine", relayed)

@@ -451,7 +451,8 @@ def test_channel_bind_installs_fast_paths_and_permission(h: Harness) -> None:
     assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS
     allocation = h.allocation()
     endpoint = allocation.relays[FAMILY_IPV4]
-    assert allocation.channel_out[0x4000] == (endpoint.sendto, PEER)
+    channel = allocation.channels[0x4000]
+    assert (channel.sendto, channel.peer) == (endpoint.sendto, PEER)
     assert allocation.channel_in[PEER] == b"\x40\x00"
     assert PEER[0] in allocation.permissions
     assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS  # refresh of the same binding
@@ -466,9 +467,9 @@ def test_permission_expiry_withdraws_channel_fast_path_until_refreshed(h: Harnes
     _bind(h, 0x4000)
     allocation = h.allocation()
     h.advance(301)  # permission (300 s) gone, channel (600 s) still bound
-    assert 0x4000 in allocation.channels and 0x4000 not in allocation.channel_out and PEER not in allocation.channel_in
+    assert allocation.channels[0x4000].sendto is None and PEER not in allocation.channel_in
     h.send(request(Method.CREATE_PERMISSION, (Attr.XOR_PEER_ADDRESS, PEER)))
-    assert 0x4000 in allocation.channel_out and PEER in allocation.channel_in
+    assert allocation.channels[0x4000].sendto is not None and PEER in allocation.channel_in
 
 
 def test_channel_expiry_and_five_minute_cooldown(h: Harness) -> None:
@@ -476,7 +477,7 @@ def test_channel_expiry_and_five_minute_cooldown(h: Harness) -> None:
     _bind(h, 0x4000)
     allocation = h.allocation()
     h.advance(601)
-    assert allocation.channels == {} and allocation.channel_out == {}
+    assert allocation.channels == {} and allocation.channel_in == {}
     assert error_of(_bind(h, 0x4000, ("52.1.2.4", 1))) == 400  # number cooling down
     assert error_of(_bind(h, 0x4001)) == 400  # peer cooling down
     assert _bind(h, 0x4000).message_class == MessageClass.SUCCESS  # the same pair may come back
@@ -587,7 +588,8 @@ def test_reload_revokes_permissions_the_new_policy_denies(h: Harness) -> None:
     h.peers.update((), [ipaddress.ip_network("52.0.0.0/8")])
     assert h.core.revalidate_peers() == 1
     allocation = h.allocation()
-    assert allocation.permissions == {} and allocation.channel_out == {}
+    assert allocation.permissions == {} and allocation.channel_in == {}
+    assert all(channel.sendto is None for channel in allocation.channels.values())
 
 
 def test_internal_error_is_500_not_a_crash(h: Harness) -> None:
