@@ -118,7 +118,7 @@ class KernelMirror:
                     installed[slot] = value
         finally:  # a failed update (a full map) leaves the record equal to what the kernel holds
             if installed:
-                self._installed[allocation.seq] = pickle.dumps(installed, pickle.HIGHEST_PROTOCOL)
+                self._installed[allocation.seq] = _record(installed)
 
     def forget(self, allocation: Any) -> None:
         """Remove every entry of `allocation`; one refusal does not leave the others forwarding."""
@@ -133,6 +133,14 @@ class KernelMirror:
 
     def installed(self, allocation: Any) -> Entries:
         return _entries(self._installed.get(allocation.seq))
+
+
+def _record(entries: Entries) -> bytes:
+    """`entries` pickled, in a bytes object of its own size. pickle writes into a 4 KiB buffer and shrinks it,
+    which leaves the record in the C heap where that buffer was: hundreds of them kept each pin a hole of
+    ~3.7 KiB behind it (measured: +850 KiB of heap at 400 uclient clients with offload on). A copy of a few
+    hundred bytes comes from Python's small-object allocator, and the buffer is freed whole."""
+    return memoryview(pickle.dumps(entries, pickle.HIGHEST_PROTOCOL)).tobytes()
 
 
 def _entries(record: bytes | None) -> Entries:
