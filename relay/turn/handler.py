@@ -422,8 +422,9 @@ class TurnCore(PeerGrants):
         if address_error is not None:
             attrs.append((Attr.ADDRESS_ERROR_CODE, (*address_error[:2], REASONS[address_error[1]])))
         response = self._encode(request, MessageClass.SUCCESS, attrs, credential.key)
-        allocation.allocate_tid = request.transaction_id
-        allocation.allocate_response = response
+        if not origin.stream:  # over TCP/TLS nothing is retransmitted (RFC 8489 section 6.2.2): nothing kept
+            allocation.allocate_tid = request.transaction_id
+            allocation.allocate_response = response
         self.table.add(allocation)
         for endpoint in relays.values():
             endpoint.attach(allocation)

@@ -171,6 +171,19 @@ def test_allocate_retransmission_gets_same_answer_and_new_transaction_gets_437(h
     assert len(h.binder.endpoints) == 1
 
 
+def test_an_allocate_over_tcp_keeps_no_answer_for_retransmissions(h: Harness) -> None:
+    """A stream is reliable: a client never retransmits over it (RFC 8489 section 6.2.2), so the allocation keeps
+    no copy of its Allocate's answer, and the same transaction again is a second Allocate (437)."""
+    h.origin = FakeOrigin(transport="tcp", stream=True)
+    h.session.nonce = h.core.nonces.issue(CLIENT, h.wall)
+    wire = h.session.sign(request(Method.ALLOCATE, (Attr.REQUESTED_TRANSPORT, 17)))
+    assert h.core.handle(wire, h.origin, CLIENT, h.now, h.wall) is not None
+    allocation = h.allocation()
+    assert allocation is not None and (allocation.allocate_tid, allocation.allocate_response) == (b"", b"")
+    assert error_of(decode(h.core.handle(wire, h.origin, CLIENT, h.now, h.wall))) == 437
+    assert len(h.binder.endpoints) == 1
+
+
 @pytest.mark.parametrize(
     ("attrs", "code"),
     [
