@@ -160,3 +160,13 @@ def test_the_rss_target_is_the_worst_rows_ratio_offload_on_or_off() -> None:
         row.relayed_total, row.rss_per_allocation_kib = 1_000_000, kib
         rows.append(row)
     assert "0.22x  MISSED" in _target(rows, "RSS per allocation <= 0.2x")
+
+
+def test_the_cpu_figure_is_never_below_the_servers_own_time() -> None:
+    row = netns_report.Row(Scenario("udp", "channel", 1000, 100, 10, 600), "coturn", 10000, 10000, 0.0)
+    row.soak_us, row.proc_us, row.host_us = 4.5, 11.4, 11.5  # the soaker's baseline drifted up during the row
+    assert row.cpu_us == 11.4
+    row.soak_us = 13.8  # more than the process: softirq and everything else the core did for it
+    assert row.cpu_us == 13.8
+    row.soak_us = float("nan")  # no soaker: host
+    assert row.cpu_us == 11.5
