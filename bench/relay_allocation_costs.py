@@ -25,38 +25,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.config import Listener, RelayConfig
+from inprocess import REALM, credentials, loopback_config
+
 from relay.ops.metrics import RelayStats
-from relay.policy.auth import rest_password
 from relay.server import relays
 from relay.server.app import RelayServer
-from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long_term_key
+from relay.stun import Attr, Message, MessageClass, Method, decode, encode
 from relay.turn import handler
 
-SECRET = "allocation-costs-secret-0123"
-REALM = "costs.test"
 Cycle = tuple[tuple[str, int], bytes, bytes, bytes]
 
 
 class Setup:
     def __init__(self) -> None:
-        config = RelayConfig(
-            realm=REALM,
-            listeners=(Listener("udp", "127.0.0.1", 0),),
-            relay_ip="127.0.0.1",
-            min_port=40000,
-            max_port=59999,
-            auth_secrets=(SECRET,),
-            nonce_secret=b"allocation-costs-nonce-key",
-            unauthenticated_rate=0,
-        )
+        config = loopback_config()
         self.loop = asyncio.new_event_loop()
         self.server = RelayServer(config, stats=RelayStats())
         self.loop.run_until_complete(self.server.start())
         self.listener = self.server.udp[0]
         self.core = self.server.core
-        self.username = f"{int(time.time()) + 3600}:costs"
-        self.key = long_term_key(self.username, REALM, rest_password(SECRET, self.username))
+        self.username, self.key = credentials("costs")
         # Answers go to these ports on 127.0.0.1: bound, so loopback delivers them like to a client.
         self.sinks: list[socket.socket] = []
 

@@ -33,14 +33,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.config import Listener, RelayConfig
+from inprocess import REALM, credentials, loopback_config
+
 from relay.ops.metrics import RelayStats
-from relay.policy.auth import rest_password
 from relay.server.app import RelayServer
 from relay.server.kernel.mirror import KernelMirror
-from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long_term_key
+from relay.stun import Attr, Message, MessageClass, Method, decode, encode
 
-SECRET, REALM = "allocation-memory-secret-0123", "memory.test"
 PEER = ("127.0.0.2", 3480)
 WARM_UP = 50
 
@@ -64,19 +63,7 @@ def _status(field: str, path: str = "/proc/self/status") -> int:
 
 class Allocations:
     def __init__(self, method: str, mirror: bool) -> None:
-        config = RelayConfig(
-            realm=REALM,
-            listeners=(Listener("udp", "127.0.0.1", 0),),
-            relay_ip="127.0.0.1",
-            min_port=20000,
-            max_port=59999,
-            auth_secrets=(SECRET,),
-            nonce_secret=b"allocation-memory-nonce",
-            unauthenticated_rate=0,
-            allow_loopback_peers=True,
-            total_quota=0,
-            user_quota=0,
-        )
+        config = loopback_config(allow_loopback_peers=True, total_quota=0, user_quota=0)
         self.method = method
         self.loop = asyncio.new_event_loop()
         self.server = RelayServer(
@@ -86,8 +73,7 @@ class Allocations:
         self.listener = self.server.udp[0]
         # the compiled path hands what it does not forward to this callback; the Python path reads it itself
         self.entry = self.listener._handed_back if self.listener.compiled else self.listener.on_datagram
-        self.username = f"{int(time.time()) + 3600}:memory"
-        self.key = long_term_key(self.username, REALM, rest_password(SECRET, self.username))
+        self.username, self.key = credentials("memory")
         self.sockets: list[socket.socket] = []
 
     def _request(self, method: int, attributes: list, nonce: str | None) -> bytes:

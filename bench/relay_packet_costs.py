@@ -27,16 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.config import Listener, RelayConfig
+from inprocess import REALM, credentials, loopback_config
+
 from relay.ops.metrics import RelayStats
-from relay.policy.auth import rest_password
 from relay.server.app import RelayServer
 from relay.server.fastwire import parse_send
-from relay.stun import Attr, Message, MessageClass, Method, decode, encode, long_term_key
+from relay.stun import Attr, Message, MessageClass, Method, decode, encode
 from relay.turn.wire import parse_send_indication
 
-SECRET = "packet-costs-secret-0123"
-REALM = "costs.test"
 BATCH = 200  # datagrams waiting per round (a relay socket's default buffer holds a few hundred)
 
 
@@ -60,17 +58,7 @@ def _drain(sock: socket.socket) -> int:
 
 class Setup:
     def __init__(self, payload: int, *, fast: bool, packet_path: str = "python", tcp: bool = False) -> None:
-        config = RelayConfig(
-            realm=REALM,
-            listeners=(Listener("tcp" if tcp else "udp", "127.0.0.1", 0),),
-            relay_ip="127.0.0.1",
-            min_port=40000,
-            max_port=59999,
-            auth_secrets=(SECRET,),
-            nonce_secret=b"packet-costs-nonce-key",
-            allow_loopback_peers=True,
-            unauthenticated_rate=0,
-        )
+        config = loopback_config("tcp" if tcp else "udp", allow_loopback_peers=True)
         self.loop = asyncio.new_event_loop()
         self.stats = RelayStats()
         self.server = RelayServer(config, stats=self.stats, fast=fast, packet_path=packet_path)
@@ -108,8 +96,7 @@ class Setup:
         return decode(self.client.recv(2048))
 
     def _allocate_and_bind(self) -> tuple[str, int]:
-        username = f"{int(time.time()) + 3600}:costs"
-        key = long_term_key(username, REALM, rest_password(SECRET, username))
+        username, key = credentials("costs")
         allocate = [(Attr.REQUESTED_TRANSPORT, 17)]
         nonce = self._request(Method.ALLOCATE, allocate, "", username, key).get(Attr.NONCE)
         relayed = self._request(Method.ALLOCATE, allocate, nonce, username, key).get(Attr.XOR_RELAYED_ADDRESS)
