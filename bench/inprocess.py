@@ -3,6 +3,7 @@ relay on loopback whose entry points the script calls itself, and the credential
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relay.config import Listener, RelayConfig
 from relay.policy.auth import rest_password
-from relay.stun import long_term_key
+from relay.stun import Attr, Message, MessageClass, encode, long_term_key
 
 SECRET = "in-process-bench-secret-0123"
 REALM = "bench.test"
@@ -33,6 +34,15 @@ def loopback_config(transport: str = "udp", **overrides: Any) -> RelayConfig:
     }
     settings.update(overrides)
     return RelayConfig(**settings)
+
+
+def request(method: int, attributes: list[tuple[int, Any]], nonce: str | None, username: str, key: bytes) -> bytes:
+    """A request on the wire: bare without a nonce (the 401 round), else signed as `username` with a FINGERPRINT."""
+    message = Message(method, MessageClass.REQUEST, os.urandom(12), attributes)
+    if nonce is None:
+        return encode(message)
+    message.attributes += [(Attr.USERNAME, username), (Attr.REALM, REALM), (Attr.NONCE, nonce)]
+    return encode(message, integrity_key=key, fingerprint=True)
 
 
 def credentials(name: str) -> tuple[str, bytes]:

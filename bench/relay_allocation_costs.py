@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import socket
 import sys
 import time
@@ -25,12 +24,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inprocess import REALM, credentials, loopback_config
+from inprocess import credentials, loopback_config, request
 
 from relay.ops.metrics import RelayStats
 from relay.server import relays
 from relay.server.app import RelayServer
-from relay.stun import Attr, Message, MessageClass, Method, decode, encode
+from relay.stun import Attr, Method, decode
 from relay.turn import handler
 
 Cycle = tuple[tuple[str, int], bytes, bytes, bytes]
@@ -59,31 +58,20 @@ class Setup:
             sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
             self.sinks.append(sink)
             client = sink.getsockname()
-            first = self._request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17)], None)
+            first = request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17)], None, self.username, self.key)
             nonce = decode(self.core.handle(first, self.listener, client, time.monotonic(), time.time())).get(
                 Attr.NONCE
             )
-            allocate = self._request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17)], nonce)
-            refresh = self._request(Method.REFRESH, [(Attr.LIFETIME, 0)], nonce)
+            allocate = request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17)], nonce, self.username, self.key)
+            refresh = request(Method.REFRESH, [(Attr.LIFETIME, 0)], nonce, self.username, self.key)
             prepared.append((client, first, allocate, refresh))
         return prepared
-
-    def _request(self, method: int, attributes: list[tuple[int, Any]], nonce: str | None) -> bytes:
-        message = Message(method, MessageClass.REQUEST, _tid(), attributes)
-        if nonce is None:
-            return encode(message)
-        message.attributes += [(Attr.USERNAME, self.username), (Attr.REALM, REALM), (Attr.NONCE, nonce)]
-        return encode(message, integrity_key=self.key, fingerprint=True)
 
     def close(self) -> None:
         for sock in self.sinks:
             sock.close()
         self.loop.run_until_complete(self.server.close())
         self.loop.close()
-
-
-def _tid() -> bytes:
-    return os.urandom(12)
 
 
 def per_request(setup: Setup, count: int) -> dict[str, float]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import socket
 import subprocess
 import sys
@@ -33,12 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inprocess import REALM, credentials, loopback_config
+from inprocess import credentials, loopback_config, request
 
 from relay.ops.metrics import RelayStats
 from relay.server.app import RelayServer
 from relay.server.kernel.mirror import KernelMirror
-from relay.stun import Attr, Message, MessageClass, Method, decode, encode
+from relay.stun import Attr, Method, decode
 
 PEER = ("127.0.0.2", 3480)
 WARM_UP = 50
@@ -76,30 +75,24 @@ class Allocations:
         self.username, self.key = credentials("memory")
         self.sockets: list[socket.socket] = []
 
-    def _request(self, method: int, attributes: list, nonce: str | None) -> bytes:
-        message = Message(method, MessageClass.REQUEST, os.urandom(12), attributes)
-        if nonce is None:
-            return encode(message)
-        message.attributes += [(Attr.USERNAME, self.username), (Attr.REALM, REALM), (Attr.NONCE, nonce)]
-        return encode(message, integrity_key=self.key, fingerprint=True)
-
     def one(self, index: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         self.sockets.append(sock)
         client = sock.getsockname()[:2]
-        core = self.server.core
+        signed = {"username": self.username, "key": self.key}
         allocate = [(Attr.REQUESTED_TRANSPORT, 17)]
-        challenge = core.handle(self._request(Method.ALLOCATE, allocate, None), self.listener, client, time.monotonic(),
-                                time.time())  # fmt: skip
-        nonce = decode(challenge).get(Attr.NONCE)
-        self.entry(self._request(Method.ALLOCATE, allocate, nonce), client)
+        challenge = request(Method.ALLOCATE, allocate, None, **signed)
+        nonce = decode(self.server.core.handle(challenge, self.listener, client, time.monotonic(), time.time())).get(
+            Attr.NONCE
+        )
+        self.entry(request(Method.ALLOCATE, allocate, nonce, **signed), client)
         if self.method == "channel":
             bind = [(Attr.CHANNEL_NUMBER, 0x4000 + index % 0x1000), (Attr.XOR_PEER_ADDRESS, PEER)]
-            self.entry(self._request(Method.CHANNEL_BIND, bind, nonce), client)
+            self.entry(request(Method.CHANNEL_BIND, bind, nonce, **signed), client)
         else:
-            self.entry(self._request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, PEER)], nonce), client)
+            self.entry(request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, PEER)], nonce, **signed), client)
         try:
             while sock.recv(2048):  # the responses: the client's receive buffer is not the relay's memory
                 pass
