@@ -48,6 +48,14 @@ def interfaces(dev: str) -> dict[str, list[int]]:
     return out
 
 
+def tx_packets(dev: str, interface: str, where: str) -> int:
+    """Packets `interface` sent, from /proc/net/dev's text as read `where` (named when it is missing)."""
+    counters = interfaces(dev).get(interface)
+    if counters is None:
+        raise RuntimeError(f"{interface} not found in {where}")
+    return counters[9]
+
+
 def _dev(text: str) -> int:
     """rx dropped + tx dropped of every interface in /proc/net/dev."""
     return sum(fields[3] + fields[11] for fields in interfaces(text).values() if len(fields) >= 12)

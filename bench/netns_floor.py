@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay
 
 import peer_echo
 from cycle_soak import Soaker, busy_share, rate
-from netns_drops import interfaces, proc_net
+from netns_drops import proc_net, tx_packets
 from netns_kit import CLIENT_IP, RELAY_INTERFACE, RELAY_IP, Topology
 from relay_netns import steer
 from relay_vs_coturn import split_cores
@@ -36,10 +36,7 @@ RATES = (20_000, 40_000, 70_000, 140_000)  # packets per second offered (a relay
 
 
 def tx(ns: str) -> int:
-    counters = interfaces(proc_net(ns, "dev")).get(RELAY_INTERFACE)
-    if counters is None:
-        raise RuntimeError(f"{RELAY_INTERFACE} not found in {ns}")
-    return counters[9]
+    return tx_packets(proc_net(ns, "dev"), RELAY_INTERFACE, ns)
 
 
 def offer(sock: object, per_second: int, seconds: float) -> None:

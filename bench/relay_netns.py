@@ -65,9 +65,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay" / "kernel"))  # netns_kit
 
+import netns_drops
 import peer_echo
 from cycle_soak import Soaker, busy_share, rate
-from netns_drops import DropCounter, interfaces
+from netns_drops import DropCounter
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
 from netns_report import SERVERS, Row, report
 from relay_servers import CLOCK_TICKS, Coturn, OurRelay, Server, coturn_version, cpu_seconds
@@ -119,10 +120,8 @@ def cpu_ticks() -> dict[int, tuple[int, int]]:
 def tx_packets(pid: int) -> int:
     """Packets the relay interface sent (the namespace of process `pid`): the relayed packets, whichever
     way each left (TC redirect or a socket)."""
-    counters = interfaces(Path(f"/proc/{pid}/net/dev").read_text()).get(RELAY_INTERFACE)
-    if counters is None:
-        raise RuntimeError(f"{RELAY_INTERFACE} not found in /proc/{pid}/net/dev")
-    return counters[9]
+    dev = f"/proc/{pid}/net/dev"
+    return netns_drops.tx_packets(Path(dev).read_text(), RELAY_INTERFACE, dev)
 
 
 @dataclass

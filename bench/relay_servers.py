@@ -222,7 +222,8 @@ class OurRelay(Server):
 
         total = 0.0
         for line in self.inside(get).splitlines():
-            if (line.startswith(name + "{") and label in line.partition("}")[0]) or line.startswith(name + " "):
+            labelled = line.startswith(name + "{") and label in line.partition("}")[0]
+            if labelled or (not label and line.startswith(name + " ")):
                 total += float(line.rsplit(" ", 1)[1])
         return int(total)
 
