@@ -229,10 +229,7 @@ class StreamConnection(asyncio.Protocol):
     def write_view(self, view: memoryview, client: Address) -> None:
         """The relay socket's in-place handler (relay.server.relays): `view` is of a buffer reused for the
         next datagram, so it is copied here (a transport may keep what it cannot send at once)."""
-        transport = self._transport
-        if transport is None or self._paused:
-            raise BlockingIOError("client connection is not keeping up")
-        transport.write(bytes(view))
+        self.send(bytes(view), client)
 
     def close(self) -> None:
         if self._transport is not None:
