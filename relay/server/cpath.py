@@ -172,10 +172,10 @@ class CMirror(KernelMirror):
         for host in allocation.permissions:
             if ":" not in host:
                 entries[("permission", listener, client, relay, host)] = b""
-        for number, channel in allocation.channels.items():
+        for channel in allocation.live_channels():
             peer = channel.peer
-            if channel.sendto is not None and ":" not in peer[0] and peer[0] in allocation.permissions:
-                entries[("channel", listener, client, number, relay, tuple(peer[:2]))] = b""
+            if ":" not in peer[0] and peer[0] in allocation.permissions:
+                entries[("channel", listener, client, channel.number, relay, tuple(peer[:2]))] = b""
         return entries
 
 

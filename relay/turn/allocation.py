@@ -20,7 +20,7 @@ mark is on the Channel, not in a second number-keyed dictionary: one dictionary 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Protocol
 
 from relay.stun.attributes import Address
@@ -193,6 +193,10 @@ class Allocation:
             channel.sendto = None
             if self.channel_in.get(peer) == channel.header:
                 del self.channel_in[peer]
+
+    def live_channels(self) -> Iterator[Channel]:
+        """The channels the packet path forwards on: those `sync_channel` gave a `sendto`."""
+        return (channel for channel in self.channels.values() if channel.sendto is not None)
 
     def sync_channels_for_host(self, host: str) -> None:
         for channel in self.channels.values():

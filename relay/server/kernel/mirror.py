@@ -93,10 +93,9 @@ class KernelMirror:
             if _version(host) == version and host not in own:
                 entries[maps.permission_key(client, server, host)] = maps.out_value(relay)
                 entries[maps.peer_key(relay, host)] = maps.peer_value(client, server)
-        for number, channel in allocation.channels.items():
-            peer = channel.peer
-            live = channel.sendto is not None and peer[0] in allocation.permissions
-            if live and _version(peer[0]) == version and peer[0] not in own:
+        for channel in allocation.live_channels():
+            peer, number = channel.peer, channel.number
+            if _version(peer[0]) == version and peer[0] in allocation.permissions and peer[0] not in own:
                 entries[maps.channel_key(client, server, number)] = maps.out_value(relay, peer)
                 entries[maps.peer_key(relay, peer[0], peer[1])] = maps.peer_value(client, server, number)
         return entries

@@ -144,7 +144,7 @@ def test_fuzz_core_authenticated(record_property) -> None:
         assert len(h.core.table) == h.stats.allocations
         for allocation in h.core.table:
             assert all(e.allocation is allocation and not e.closed for e in allocation.relays.values())
-            live = [channel for channel in allocation.channels.values() if channel.sendto is not None]
+            live = list(allocation.live_channels())
             assert all(channel.peer[0] in allocation.permissions for channel in live)
             assert {channel.peer for channel in live} == set(allocation.channel_in)
 
