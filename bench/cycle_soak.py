@@ -1,7 +1,8 @@
 """How busy a core is, measured by what it leaves to a soaker (Andrew Morton's cyclesoak method): one process
 per server core, pinned there at SCHED_IDLE, counts loop rounds; whatever else runs on the core (the server,
 its system calls, softirq: the in-kernel path's TC program and the transmit after it) takes rounds away. Busy
-share = 1 - (rounds per second during the row) / (rounds per second measured idle just before it).
+share = 1 - (rounds per second during the row) / (rounds per second measured idle: relay_netns takes the
+mean of before and after the row).
 
 Why not /proc/stat alone: this kernel has tick accounting without IRQ_TIME_ACCOUNTING and stops the tick on
 an idle core (NO_HZ). Softirq work in short bursts between idle periods (the in-kernel path at moderate load)

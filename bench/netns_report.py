@@ -8,7 +8,7 @@ first, the end-to-end loss is the load's, and the server's own limit is above th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from relay_uclient import Scenario
 from relay_vs_coturn import MAX_LOSS, ratio
@@ -42,6 +42,8 @@ class Row:
     relayed_total: int = 0  # relay interface tx packets over the whole row
     host_drops: int = 0  # packets dropped on the relay host over the row (netns_drops)
     load_drops: int = 0  # ... in the load: the client's and peer's namespaces, the router, the load cores
+    soak_drift: float = float("nan")  # percent the soaker's idle rate moved from before the row to after it
+    runs: int = 1  # with --repeat: how many runs this row is the median of
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -61,6 +63,37 @@ class Row:
         return 100.0 * self.host_drops / self.relayed_total if self.relayed_total else 0.0
 
 
+def medians(rows: list[Row]) -> list[Row]:
+    """One row per scenario and server: with `--repeat`, the run whose CPU per packet (Row.cpu_us) is the
+    median (the lower middle one of an even count; runs that failed or measured nothing rank last), a note
+    giving the spread of all runs. One run: the row itself."""
+    groups: dict[tuple[Scenario, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.scenario, row.server), []).append(row)
+    out = []
+    for runs in groups.values():
+        if len(runs) == 1:
+            out.append(runs[0])
+            continue
+        measured = sorted((r for r in runs if not r.error and r.cpu_us == r.cpu_us), key=lambda r: r.cpu_us)
+        failed = [r for r in runs if r not in measured]
+        ranked = measured + failed
+        chosen = ranked[(len(measured) - 1) // 2 if measured else 0]
+        row = replace(chosen, runs=len(runs), notes=list(chosen.notes))
+        if measured:
+            cpu = [r.cpu_us for r in measured]
+            loss = [r.loss for r in measured]
+            row.notes.append(
+                f"median of {len(runs)} runs: cpu {min(cpu):.2f}-{max(cpu):.2f} us/pkt, "
+                f"loss {min(loss):.3f}-{max(loss):.3f} %"
+                + (f", {len(failed)} failed or measured nothing" if failed else "")
+            )
+        else:
+            row.notes.append(f"none of {len(runs)} runs measured anything")
+        out.append(row)
+    return out
+
+
 def sustained(rows: list[Row], *, host: bool = False) -> dict[str, dict[str, tuple[float, bool]]]:
     """Per family and server: the highest offered load with <= MAX_LOSS loss (end to end, or with `host`
     the relay host's own drops), and whether that was the highest step run (then the server's own limit
@@ -77,6 +110,7 @@ def sustained(rows: list[Row], *, host: bool = False) -> dict[str, dict[str, tup
 
 
 def targets(rows: list[Row]) -> list[str]:
+    rows = medians(rows)
     best, on_host = sustained(rows), sustained(rows, host=True)
     by_key = {(r.scenario, r.server): r for r in rows}
     lines = []
@@ -149,7 +183,9 @@ def _load_ratio(ours: float, coturn: float) -> tuple[float | None, str]:
 
 
 def report(rows: list[Row], info: dict[str, str], mode: str, method: str) -> str:
-    """The whole printout; `method` is the measuring script's own account of where the CPU goes."""
+    """The whole printout; `method` is the measuring script's own account of where the CPU goes. Repeated
+    runs of a row (--repeat) are shown and judged by their medians."""
+    rows = medians(rows)
     lines = [f"TURN relay in network namespaces ({mode}): offload on / off / coturn, the same load", ""]
     lines += [f"  {key:<24} {value}" for key, value in info.items()]
     header = (

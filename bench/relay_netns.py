@@ -41,7 +41,13 @@ the seconds the relay sent at >= 90 % of its peak rate:
            figure the targets used before the soaker
   soak     what the server cores gave to anything but a SCHED_IDLE soaker pinned there (bench/cycle_soak.py):
            the only figure that sees the in-kernel path's softirq bursts, which tick accounting on an
-           idle (NO_HZ) core misses; the targets use it
+           idle (NO_HZ) core misses; the targets use it. Its idle rate is taken before the row (server up,
+           no load) and after it (server stopped), and the mean is the baseline: the soaker runs slower or
+           faster as the host's other guests come and go, and a move of more than 3 % is noted on the row
+
+Run to run, the same row's CPU per packet moves by up to ~20 % on a shared VM (the same code, minutes
+apart); `--repeat N` measures each row N times with the servers interleaved and shows each server's
+median run, with the spread of all N beside it.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ SAMPLE_SECONDS = 0.5
 WARM_MESSAGES = 5  # the one-client exchange before each row's idle RSS (Bench.measure_once)
 METHOD = "Where the CPU goes." + __doc__.split("Where the CPU goes.")[1]  # printed under the table
 OFFLOAD_FLAG = 50.0  # percent: below this, an offload-on UDP row is flagged
+SOAK_DRIFT_NOTE = 3.0  # percent: a soaker baseline that moved more over a row is noted beside it
 
 
 def scenarios(quick: bool, method: str) -> list[Scenario]:
@@ -231,7 +238,7 @@ class Bench:
             before, soaked = cpu_ticks(), self.soaker.read()
             time.sleep(self.idle)
             background = _rate(before, cpu_ticks(), self.idle)
-            idle_soak_rate = rate(soaked, self.soaker.read())
+            idle_before = rate(soaked, self.soaker.read())
             counters = _counters(server)
             dropped = self.drops.take()
             sampler = Sampler(server, self.soaker)
@@ -244,7 +251,16 @@ class Bench:
             host_drops, load_drops, where = self.drops.split(dropped, self.drops.take())
         finally:
             server.stop()
+        # the soaker's idle rate again once the server is gone: the host's other guests change how fast it
+        # runs (the baseline drifts); the row uses the mean of both and says when they differ
+        soaked = self.soaker.read()
+        time.sleep(self.idle)
+        idle_after = rate(soaked, self.soaker.read())
+        idle_soak_rate = (idle_before + idle_after) / 2
         row = self.row(server.name, scenario, result, samples, background, idle_soak_rate, counters, after)
+        row.soak_drift = 100 * (idle_after - idle_before) / idle_before if idle_before > 0 else float("nan")
+        if abs(row.soak_drift) > SOAK_DRIFT_NOTE:
+            row.notes.append(f"soak baseline moved {row.soak_drift:+.1f} % over the row")
         row.host_drops, row.load_drops = host_drops, load_drops
         if where:
             row.notes.append("load drops: " + ", ".join(f"{label} {n}" for label, n in where.items()))
@@ -399,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", choices=("turnutils", "kernel"), default="turnutils",
                         help="the echo peer: turnutils_peer (default) or a TC program in the peer namespace "
                         "(peer_echo.py: no process, so the load core offers more)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure every row N times, the servers interleaved; the table shows each server's "
+                        "median run and the spread (default 1)")  # fmt: skip
     parser.add_argument("--quick-method", choices=("channel", "send"), default="send",
                         help="--quick's row: UDP Send indications (default) or ChannelData")  # fmt: skip
     args = parser.parse_args(argv)
@@ -407,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [Row(**{**r, "scenario": Scenario(**r["scenario"])}) for r in saved["rows"]]
         print(report(rows, saved["info"], saved.get("mode", "saved"), METHOD))
         return 0
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: give 1 or more runs per row")
     mode = "quick" if args.quick else "full"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
@@ -442,15 +463,16 @@ def main(argv: list[str] | None = None) -> int:
             peer = start_peer(args.peer, net, load_cores, Path(tmp))
             try:
                 for i, scenario in enumerate(planned):
-                    turn = bench.servers[i % 3 :] + bench.servers[: i % 3]  # each goes first in turn
-                    for server in turn:
-                        began = time.monotonic()
-                        row = bench.measure(server, scenario)
-                        rows.append(row)
-                        print(f"  {scenario.family:<22} {scenario.clients:>4} clients  {server.name:<8} "
-                              f"{row.delivered:>7.0f} msg/s  loss {row.loss:6.3f} %  sys {row.sys_us:6.2f} us/pkt  "
-                              f"offloaded {row.offloaded:5.1f} %  ({time.monotonic() - began:.0f} s)",
-                              file=sys.stderr, flush=True)  # fmt: skip
+                    for k in range(i, i + args.repeat):  # the servers interleaved, each going first in turn
+                        turn = bench.servers[k % 3 :] + bench.servers[: k % 3]
+                        for server in turn:
+                            began = time.monotonic()
+                            row = bench.measure(server, scenario)
+                            rows.append(row)
+                            print(f"  {scenario.family:<22} {scenario.clients:>4} clients  {server.name:<8} "
+                                  f"{row.delivered:>7.0f} msg/s  loss {row.loss:6.3f} %  cpu {row.cpu_us:6.2f} us/pkt "
+                                  f" offloaded {row.offloaded:5.1f} %  ({time.monotonic() - began:.0f} s)",
+                                  file=sys.stderr, flush=True)  # fmt: skip
             finally:
                 if peer is not None:
                     peer.terminate()
@@ -471,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
         "niceness": f"{os.nice(0)} (servers and load alike)",
         "server cores' load": "a SCHED_IDLE soaker on each (bench/cycle_soak.py): soak us/pkt, srv busy",
         "fd limit": str(fd_limit),
+        "runs per row": f"{args.repeat} (servers interleaved; the table: each server's median run by CPU/packet)"
+        if args.repeat > 1
+        else "1",
         "duration": f"{time.monotonic() - started:.0f} s",
     }
     print(report(rows, info, mode, METHOD))
