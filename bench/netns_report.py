@@ -42,6 +42,8 @@ class Row:
     relayed_total: int = 0  # relay interface tx packets over the whole row
     host_drops: int = 0  # packets dropped on the relay host over the row (netns_drops)
     load_drops: int = 0  # ... in the load: the client's and peer's namespaces, the router, the load cores
+    ipis_to_server: float = float("nan")  # function-call IPIs the server cores received, per relayed packet
+    ipis_to_load: float = float("nan")  # ... the load cores received (mostly sent by the server cores' RPS)
     soak_drift: float = float("nan")  # percent the soaker's idle rate moved from before the row to after it
     runs: int = 1  # with --repeat: how many runs this row is the median of
     error: str = ""
@@ -191,7 +193,8 @@ def report(rows: list[Row], info: dict[str, str], mode: str, method: str) -> str
     header = (
         f"{'scenario':<22} {'clients':>7} {'nominal':>7} {'server':<8} {'sent/s':>7} {'msg/s':>7} {'loss %':>7} "
         f"{'host':>6} {'proc':>6} {'softirq':>7} {'sys':>6} {'soak':>6} {'srv busy':>8} {'load busy':>9} "
-        f"{'idle bg':>7} {'KiB/client':>10} {'offloaded c>p/p>c':>17} {'x coturn cpu':>13} {'drops host/load':>15}"
+        f"{'idle bg':>7} {'KiB/client':>10} {'offloaded c>p/p>c':>17} {'x coturn cpu':>13} {'drops host/load':>15} "
+        f"{'IPIs s/l':>9}"
     )
     lines += ["", header, "-" * len(header)]
     by_key = {(r.scenario, r.server): r for r in rows}
@@ -207,7 +210,8 @@ def report(rows: list[Row], info: dict[str, str], mode: str, method: str) -> str
             f"{row.softirq_us:>7.2f} {row.sys_us:>6.2f} {row.soak_us:>6.2f} {row.server_busy:>7.0f}% "
             f"{row.load_busy:>8.0f}% {row.background:>6.0f}% {row.rss_per_allocation_kib:>10.1f} {offloaded:>17} "
             f"{compare:>13} "
-            f"{f'{row.host_drops}/{row.load_drops}':>15}"
+            f"{f'{row.host_drops}/{row.load_drops}':>15} "
+            f"{f'{row.ipis_to_server:.2f}/{row.ipis_to_load:.2f}':>9}"
             + (f"  ERROR {row.error}" if row.error else "")
             + "".join(f"  ({note})" for note in row.notes)
         )
@@ -238,6 +242,8 @@ def report(rows: list[Row], info: dict[str, str], mode: str, method: str) -> str
         "sees the cores busy: sys and idle bg are then meaningless); x coturn cpu = soak (>= proc; else host)",
         "us/pkt over coturn's at the same load, the figure the targets use; drops host/load = packets the kernel",
         "dropped over the row on the relay host / in the load (client, peer, router namespaces and the load",
-        "cores' backlog: UDP InErrors and SndbufErrors, interface drops; bench/netns_drops.py).",
+        "cores' backlog: UDP InErrors and SndbufErrors, interface drops; bench/netns_drops.py); IPIs s/l =",
+        "function-call interrupts per relayed packet received by the server / load cores (RPS handing packets",
+        "between them).",
     ]
     return "\n".join(lines)

@@ -44,6 +44,11 @@ the seconds the relay sent at >= 90 % of its peak rate:
            idle (NO_HZ) core misses; the targets use it. Its idle rate is taken before the row (server up,
            no load) and after it (server stopped), and the mean is the baseline: the soaker runs slower or
            faster as the host's other guests come and go, and a move of more than 3 % is noted on the row
+  IPIs     function-call interrupts (the CAL line of /proc/interrupts) per relayed packet, received by the
+           server cores / by the load cores: RPS hands a packet to the other core with one when that core's
+           backlog was empty. The sender pays for it in its own time (on this VM a write to the x2APIC, a
+           VM exit: ~7 of ours' 30 us per TCP message in perf, bench/PROFILE.md). A cost of the emulated
+           network, not of a relay host with a NIC; printed so that rows can be told apart by it
 
 Run to run, the same row's CPU per packet moves by up to ~20 % on a shared VM (the same code, minutes
 apart); `--repeat N` measures each row N times with the servers interleaved and shows each server's
@@ -124,6 +129,19 @@ def cpu_ticks() -> dict[int, tuple[int, int]]:
     return out
 
 
+def call_interrupts(text: str | None = None) -> dict[int, int]:
+    """Per CPU, the function-call IPIs it received (the CAL line of /proc/interrupts): how RPS hands a
+    packet to another core's backlog when that backlog was empty (net_rps_send_ipi)."""
+    text = Path("/proc/interrupts").read_text() if text is None else text
+    lines = text.splitlines()
+    cpus = [int(name[3:]) for name in lines[0].split()]
+    for line in lines[1:]:
+        name, *counts = line.split()
+        if name == "CAL:":
+            return {cpu: int(n) for cpu, n in zip(cpus, counts, strict=False)}
+    return {}
+
+
 def tx_packets(pid: int) -> int:
     """Packets the relay interface sent (the namespace of process `pid`): the relayed packets, whichever
     way each left (TC redirect or a socket)."""
@@ -139,6 +157,7 @@ class Sample:
     server_cpu: float
     rss_kib: int
     soak: tuple[float, int]  # cycle_soak.Soaker.read() on the server cores
+    ipis: dict[int, int]  # call_interrupts()
 
 
 class Sampler(threading.Thread):
@@ -158,6 +177,7 @@ class Sampler(threading.Thread):
             cpu_seconds(pids),
             self.server.rss_kib(),
             self.soaker.read(),
+            call_interrupts(),
         )
 
     def run(self) -> None:
@@ -317,6 +337,10 @@ class Bench:
         row.soak_us = soaked * server_cores / relayed * 1e6
         row.server_busy = 100 * soaked / sum(b.soak[0] - a.soak[0] for a, b in steady)
         row.load_busy = 100 * sum(busy[c] for c in self.load_cores) / (seconds * len(self.load_cores))
+        row.ipis_to_server, row.ipis_to_load = (
+            sum(b.ipis.get(c, 0) - a.ipis.get(c, 0) for a, b in steady for c in cores) / relayed
+            for cores in (self.server_cores, self.load_cores)
+        )
         peak_rss = max(s.rss_kib for s in samples)
         row.rss_per_allocation_kib = (peak_rss - samples[0].rss_kib) / scenario.clients
         if counters:

@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))  # the benchmark and its sibling modules import one another by name
+import relay_netns  # noqa: E402
+
 COLUMNS = ["scenario", "clients", "nominal", "server", "sent/s", "msg/s", "loss %", "host", "proc", "softirq", "sys",
            "soak", "srv busy", "load busy", "idle bg", "KiB/client", "offloaded c>p/p>c", "x coturn cpu",
-           "drops host/load"]  # fmt: skip
+           "drops host/load", "IPIs s/l"]  # fmt: skip
 SERVERS = ["ours-on", "ours-off", "coturn"]
 FLAG_BELOW = 50.0  # percent (relay_netns.OFFLOAD_FLAG)
 
@@ -69,7 +72,7 @@ def test_quick_run_prints_one_row_per_server_with_every_column(quick_run: tuple[
         assert row["error"] == "", row
         assert row["relayed"] > 0 and row["seconds"] > 0 and row["delivered"] > 0, row
         assert row["relayed_total"] >= row["relayed"] and row["host_drops"] >= 0 and row["load_drops"] >= 0, row
-        for key in ("host_us", "proc_us", "softirq_us", "sys_us", "soak_us"):
+        for key in ("host_us", "proc_us", "softirq_us", "sys_us", "soak_us", "ipis_to_server", "ipis_to_load"):
             assert not math.isnan(row[key]), (key, row)
         # With offload on the kernel may carry every packet of the row: the relay process then spends ~0
         assert row["proc_us"] >= 0 if row["server"] == "ours-on" else row["proc_us"] > 0, row
@@ -77,6 +80,20 @@ def test_quick_run_prints_one_row_per_server_with_every_column(quick_run: tuple[
         # the soaker ran and was read (its figure is noise at the quick row's few thousand packets a second:
         # a few percent of a core from second to second; cycle_soak's own test checks the method)
         assert row["soak_us"] >= 0, row
+
+
+def test_call_interrupts_are_read_per_cpu_from_the_cal_line() -> None:
+    text = (
+        "           CPU0       CPU1       CPU2\n"
+        "  0:         36          0          0  IR-IO-APIC    2-edge      timer\n"
+        "NMI:          0          0          0   Non-maskable interrupts\n"
+        "CAL:     771175    8964858         12   Function call interrupts\n"
+        "TLB:       4090       3871          1   TLB shootdowns\n"
+    )
+    assert relay_netns.call_interrupts(text) == {0: 771175, 1: 8964858, 2: 12}
+    assert relay_netns.call_interrupts(text.replace("CAL:", "XYZ:")) == {}
+    real = relay_netns.call_interrupts()  # this machine's: one count per online CPU
+    assert set(real) == {int(cpu) for cpu in os.sched_getaffinity(0)} and all(n >= 0 for n in real.values())
 
 
 @pytest.mark.slow
