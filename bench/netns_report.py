@@ -65,10 +65,15 @@ class Row:
         return 100.0 * self.host_drops / self.relayed_total if self.relayed_total else 0.0
 
 
+LOSS_FIELDS = ("sent", "delivered", "loss", "relayed_total", "host_drops", "load_drops")
+
+
 def medians(rows: list[Row]) -> list[Row]:
     """One row per scenario and server: with `--repeat`, the run whose CPU per packet (Row.cpu_us) is the
-    median (the lower middle one of an even count; runs that failed or measured nothing rank last), a note
-    giving the spread of all runs. One run: the row itself."""
+    median (the lower middle one of an even count; runs that failed or measured nothing rank last), with the
+    loss columns (LOSS_FIELDS) of the run whose loss is the median and the median KiB/client: each figure is
+    its own median, so one lossy run at a load's edge neither decides nor hides the lossless load. A note
+    gives the spread of all runs. One run: the row itself."""
     groups: dict[tuple[Scenario, str], list[Row]] = {}
     for row in rows:
         groups.setdefault((row.scenario, row.server), []).append(row)
@@ -83,6 +88,11 @@ def medians(rows: list[Row]) -> list[Row]:
         chosen = ranked[(len(measured) - 1) // 2 if measured else 0]
         row = replace(chosen, runs=len(runs), notes=list(chosen.notes))
         if measured:
+            by_loss = sorted(measured, key=lambda r: r.loss)[(len(measured) - 1) // 2]
+            for name in LOSS_FIELDS:
+                setattr(row, name, getattr(by_loss, name))
+            rss = sorted(r.rss_per_allocation_kib for r in measured)
+            row.rss_per_allocation_kib = rss[(len(rss) - 1) // 2]
             cpu = [r.cpu_us for r in measured]
             loss = [r.loss for r in measured]
             row.notes.append(

@@ -63,3 +63,19 @@ def test_repeat_below_one_is_refused_with_the_option_named(capsys: pytest.Captur
         relay_netns.main(["--repeat", "0", "--quick"])
     assert exit_.value.code == 2
     assert "--repeat 0: give 1 or more runs per row" in capsys.readouterr().err
+
+
+def test_loss_and_memory_are_each_their_own_median_not_the_median_cpu_runs() -> None:
+    # coturn at a load's edge: one run of three lost 8 % on its own host; that run had the median CPU
+    runs = [_run("coturn", 10.0, loss=0.0), _run("coturn", 11.0, loss=8.0), _run("coturn", 12.0, loss=0.0)]
+    runs[1].host_drops = 40_000
+    for run, kib in zip(runs, (30.0, 20.0, 25.0), strict=True):
+        run.rss_per_allocation_kib = kib
+    [row] = netns_report.medians(runs)
+    assert row.cpu_us == 11.0  # the CPU columns: the median CPU run's
+    assert row.loss == 0.0 and row.host_drops == 0  # the loss columns: the run with the median loss
+    assert row.rss_per_allocation_kib == 25.0
+    # and the other way round: a lossy majority is lossy whichever run has the median CPU
+    runs = [_run("coturn", 10.0, loss=5.0), _run("coturn", 11.0, loss=0.0), _run("coturn", 12.0, loss=3.0)]
+    [row] = netns_report.medians(runs)
+    assert row.cpu_us == 11.0 and row.loss == 3.0
