@@ -3,11 +3,14 @@
 
     .venv/bin/python bench/relay_allocation_memory.py [--allocations 2000] [--trace 25]
 
-A `RelayServer` on the compiled packet path is started on a private event loop (never run: this script
-calls the listener's entry points itself). Each allocation comes from its own client socket, as a uclient
-client's: Allocate (401, then authenticated), then ChannelBind or CreatePermission to one peer. After 50
-allocations of warm-up (first-use pages, caches), the process's RSS and anonymous memory before and after
-the measured ones give the bytes per allocation; rows with the kernel mirror use the real
+A `RelayServer` on the compiled packet path is started on a private event loop (uvloop's when installed, as
+`relay.process.cli` runs it). Each allocation comes from its own client socket, as a uclient client's:
+Allocate (401, then authenticated), then ChannelBind or CreatePermission to one peer. UDP rows call the
+listener's entry point themselves (the loop never runs); TCP rows connect a real TCP socket to a TCP
+listener and turn the loop until each answer is back, so the connection's transport and `StreamConnection`
+are counted. After 50 allocations of warm-up (first-use pages, caches), the process's RSS and anonymous
+memory before and after the measured ones give the bytes per allocation (the client sockets' Python objects,
+~100 B, included); rows with the kernel mirror use the real
 `relay.server.kernel.mirror.KernelMirror` over a program that accepts every entry (its records, not the
 kernel's maps, are what the process holds). `--trace N` adds the N source lines that allocated the most
 (tracemalloc), per allocation. bench/relay_netns.py measures the same end to end against coturn; this
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import socket
 import subprocess
@@ -37,10 +41,20 @@ from inprocess import credentials, loopback_config, request
 from relay.ops.metrics import RelayStats
 from relay.server.app import RelayServer
 from relay.server.kernel.mirror import KernelMirror
-from relay.stun import Attr, Method, decode
+from relay.stun import Attr, MessageClass, Method, decode
 
 PEER = ("127.0.0.2", 3480)
 WARM_UP = 50
+ANSWER_SECONDS = 5.0  # a TCP answer not back by then fails the row (the relay's log says why)
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the relay runs on in production: uvloop's when installed (relay.process.cli)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class AcceptingProgram:
@@ -61,43 +75,78 @@ def _status(field: str, path: str = "/proc/self/status") -> int:
 
 
 class Allocations:
-    def __init__(self, method: str, mirror: bool) -> None:
-        config = loopback_config(allow_loopback_peers=True, total_quota=0, user_quota=0)
-        self.method = method
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, method: str, mirror: bool, transport: str = "udp") -> None:
+        config = loopback_config(transport, allow_loopback_peers=True, total_quota=0, user_quota=0)
+        self.method, self.transport = method, transport
+        self.loop = new_loop()
         self.server = RelayServer(
             config, stats=RelayStats(), mirror=KernelMirror(AcceptingProgram()) if mirror else None, packet_path="auto"
         )
         self.loop.run_until_complete(self.server.start())
-        self.listener = self.server.udp[0]
-        # the compiled path hands what it does not forward to this callback; the Python path reads it itself
-        self.entry = self.listener._handed_back if self.listener.compiled else self.listener.on_datagram
+        if transport == "udp":
+            self.listener = self.server.udp[0]
+            # the compiled path hands what it does not forward to this callback; the Python path reads it itself
+            self.entry = self.listener._handed_back if self.listener.compiled else self.listener.on_datagram
+        else:
+            self.address = self.server.stream_servers[0][1].sockets[0].getsockname()[:2]
         self.username, self.key = credentials("memory")
         self.sockets: list[socket.socket] = []
 
     def one(self, index: int) -> None:
+        signed = {"username": self.username, "key": self.key}
+        allocate = [(Attr.REQUESTED_TRANSPORT, 17)]
+        if self.transport != "udp":
+            self._over_tcp(index, signed, allocate)
+            return
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         self.sockets.append(sock)
         client = sock.getsockname()[:2]
-        signed = {"username": self.username, "key": self.key}
-        allocate = [(Attr.REQUESTED_TRANSPORT, 17)]
         challenge = request(Method.ALLOCATE, allocate, None, **signed)
         nonce = decode(self.server.core.handle(challenge, self.listener, client, time.monotonic(), time.time())).get(
             Attr.NONCE
         )
-        self.entry(request(Method.ALLOCATE, allocate, nonce, **signed), client)
-        if self.method == "channel":
-            bind = [(Attr.CHANNEL_NUMBER, 0x4000 + index % 0x1000), (Attr.XOR_PEER_ADDRESS, PEER)]
-            self.entry(request(Method.CHANNEL_BIND, bind, nonce, **signed), client)
-        else:
-            self.entry(request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, PEER)], nonce, **signed), client)
+        for message in self._signed(index, nonce, signed, allocate):
+            self.entry(message, client)
         try:
             while sock.recv(2048):  # the responses: the client's receive buffer is not the relay's memory
                 pass
         except BlockingIOError:
             pass
+
+    def _signed(self, index: int, nonce: str, signed: dict[str, Any], allocate: list[Any]) -> list[bytes]:
+        """The authenticated Allocate and the ChannelBind or CreatePermission after it."""
+        if self.method == "channel":
+            then = [(Attr.CHANNEL_NUMBER, 0x4000 + index % 0x1000), (Attr.XOR_PEER_ADDRESS, PEER)]
+            second = request(Method.CHANNEL_BIND, then, nonce, **signed)
+        else:
+            second = request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, PEER)], nonce, **signed)
+        return [request(Method.ALLOCATE, allocate, nonce, **signed), second]
+
+    def _over_tcp(self, index: int, signed: dict[str, Any], allocate: list[Any]) -> None:
+        sock = socket.create_connection(self.address)
+        sock.setblocking(False)
+        self.sockets.append(sock)
+        answer = self._ask(sock, request(Method.ALLOCATE, allocate, None, **signed))
+        nonce = decode(answer).get(Attr.NONCE)
+        for message in self._signed(index, nonce, signed, allocate):
+            answer = self._ask(sock, message)
+            if decode(answer).message_class != MessageClass.SUCCESS:
+                raise RuntimeError(f"allocation {index} over TCP was refused: {decode(answer)}")
+
+    def _ask(self, sock: socket.socket, message: bytes) -> bytes:
+        """Send one request over the TCP connection and turn the loop until its answer is back."""
+        sock.sendall(message)
+        answer = b""
+        deadline = time.monotonic() + ANSWER_SECONDS
+        while len(answer) < 20 or len(answer) < 20 + int.from_bytes(answer[2:4], "big"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer over TCP within {ANSWER_SECONDS} s: see the relay's log")
+            self.loop.run_until_complete(asyncio.sleep(0))
+            with contextlib.suppress(BlockingIOError):
+                answer += sock.recv(4096)
+        return answer
 
     def close(self) -> None:
         self.loop.run_until_complete(self.server.close())
@@ -106,8 +155,8 @@ class Allocations:
             sock.close()
 
 
-def measure(method: str, mirror: bool, count: int, trace: int) -> list[str]:
-    allocations = Allocations(method, mirror)
+def measure(method: str, mirror: bool, transport: str, count: int, trace: int) -> list[str]:
+    allocations = Allocations(method, mirror, transport)
     try:
         for index in range(WARM_UP):
             allocations.one(index)
@@ -124,7 +173,7 @@ def measure(method: str, mirror: bool, count: int, trace: int) -> list[str]:
         rss = (_status("VmRSS:") - rss) * 1024 / count
         anon = (_status("Anonymous:", "/proc/self/smaps_rollup") - anon) * 1024 / count
         request = "ChannelBind" if method == "channel" else "CreatePermission"
-        label = f"{request}, kernel mirror {'on' if mirror else 'off'}"
+        label = f"{request}, kernel mirror {'on' if mirror else 'off'}" if transport == "udp" else f"{request}, TCP"
         lines = [f"  {label:<40} {rss:8.0f} {anon:8.0f}"]
         if trace:
             snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
@@ -137,7 +186,14 @@ def measure(method: str, mirror: bool, count: int, trace: int) -> list[str]:
         allocations.close()
 
 
-ROWS = (("channel", False), ("channel", True), ("send", False), ("send", True))
+ROWS = (
+    ("channel", False, "udp"),
+    ("channel", True, "udp"),
+    ("send", False, "udp"),
+    ("send", True, "udp"),
+    ("channel", False, "tcp"),  # a TCP client's allocation is never mirrored (user space by design)
+    ("send", False, "tcp"),
+)
 
 
 def main() -> int:
