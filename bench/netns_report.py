@@ -66,6 +66,7 @@ class Row:
 
 
 LOSS_FIELDS = ("sent", "delivered", "loss", "relayed_total", "host_drops", "load_drops")
+LOAD_DROPS_NOTE = "load drops: "  # a row's note naming where the load dropped (relay_netns)
 
 
 def medians(rows: list[Row]) -> list[Row]:
@@ -91,6 +92,9 @@ def medians(rows: list[Row]) -> list[Row]:
             by_loss = sorted(measured, key=lambda r: r.loss)[(len(measured) - 1) // 2]
             for name in LOSS_FIELDS:
                 setattr(row, name, getattr(by_loss, name))
+            # where the drops were is told by the run whose drops are shown
+            row.notes = [n for n in row.notes if not n.startswith(LOAD_DROPS_NOTE)]
+            row.notes += [n for n in by_loss.notes if n.startswith(LOAD_DROPS_NOTE)]
             rss = sorted(r.rss_per_allocation_kib for r in measured)
             row.rss_per_allocation_kib = rss[(len(rss) - 1) // 2]
             cpu = [r.cpu_us for r in measured]

@@ -81,7 +81,7 @@ import peer_echo
 from cycle_soak import Soaker, busy_share, rate
 from netns_drops import DropCounter
 from netns_kit import PEER_IP, RELAY_INTERFACE, RELAY_IP, Topology, relay_source
-from netns_report import SERVERS, Row, report
+from netns_report import LOAD_DROPS_NOTE, SERVERS, Row, report
 from relay_servers import CLOCK_TICKS, Coturn, OurRelay, Server, coturn_version, cpu_seconds
 from relay_uclient import Scenario, UclientResult, run
 from relay_vs_coturn import (
@@ -283,7 +283,7 @@ class Bench:
             row.notes.append(f"soak baseline moved {row.soak_drift:+.1f} % over the row")
         row.host_drops, row.load_drops = host_drops, load_drops
         if where:
-            row.notes.append("load drops: " + ", ".join(f"{label} {n}" for label, n in where.items()))
+            row.notes.append(LOAD_DROPS_NOTE + ", ".join(f"{label} {n}" for label, n in where.items()))
         row.relayed_total = samples[-1].tx - samples[0].tx
         return row
 

@@ -69,12 +69,14 @@ def test_loss_and_memory_are_each_their_own_median_not_the_median_cpu_runs() -> 
     # coturn at a load's edge: one run of three lost 8 % on its own host; that run had the median CPU
     runs = [_run("coturn", 10.0, loss=0.0), _run("coturn", 11.0, loss=8.0), _run("coturn", 12.0, loss=0.0)]
     runs[1].host_drops = 40_000
+    runs[1].notes.append("load drops: peer 12")  # the median-CPU run's, whose drops are not the ones shown
     for run, kib in zip(runs, (30.0, 20.0, 25.0), strict=True):
         run.rss_per_allocation_kib = kib
     [row] = netns_report.medians(runs)
     assert row.cpu_us == 11.0  # the CPU columns: the median CPU run's
     assert row.loss == 0.0 and row.host_drops == 0  # the loss columns: the run with the median loss
     assert row.rss_per_allocation_kib == 25.0
+    assert not any(note.startswith("load drops") for note in row.notes), row.notes
     # and the other way round: a lossy majority is lossy whichever run has the median CPU
     runs = [_run("coturn", 10.0, loss=5.0), _run("coturn", 11.0, loss=0.0), _run("coturn", 12.0, loss=3.0)]
     [row] = netns_report.medians(runs)
