@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ def loopback_config(transport: str = "udp", **overrides: Any) -> RelayConfig:
     return RelayConfig(**settings)
 
 
-def request(method: int, attributes: list[tuple[int, Any]], nonce: str | None, username: str, key: bytes) -> bytes:
-    """A request on the wire: bare without a nonce (the 401 round), else signed as `username` with a FINGERPRINT."""
-    message = Message(method, MessageClass.REQUEST, os.urandom(12), attributes)
+def request(method: int, attributes: Sequence[tuple[int, Any]], nonce: str | None, username: str, key: bytes) -> bytes:
+    """A request on the wire: bare without a nonce (the 401 round), else signed as `username` with a FINGERPRINT.
+    `attributes` is copied, not extended: a caller may reuse it for the next request."""
+    message = Message(method, MessageClass.REQUEST, os.urandom(12), list(attributes))
     if nonce is None:
         return encode(message)
     message.attributes += [(Attr.USERNAME, username), (Attr.REALM, REALM), (Attr.NONCE, nonce)]
