@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from relay.server.kernel.mirror import KernelMirror
 from relay.stun import Attr, MessageClass, Method, decode
 
 PEER = ("127.0.0.2", 3480)
+ALLOCATE = ((Attr.REQUESTED_TRANSPORT, 17),)  # UDP relaying, as uclient asks
 WARM_UP = 50
 ANSWER_SECONDS = 5.0  # a TCP answer not back by then fails the row (the relay's log says why)
 
@@ -93,21 +95,19 @@ class Allocations:
         self.sockets: list[socket.socket] = []
 
     def one(self, index: int) -> None:
-        signed = {"username": self.username, "key": self.key}
-        allocate = [(Attr.REQUESTED_TRANSPORT, 17)]
         if self.transport != "udp":
-            self._over_tcp(index, signed, allocate)
+            self._over_tcp(index)
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         self.sockets.append(sock)
         client = sock.getsockname()[:2]
-        challenge = request(Method.ALLOCATE, allocate, None, **signed)
+        challenge = self._request(Method.ALLOCATE, ALLOCATE, None)
         nonce = decode(self.server.core.handle(challenge, self.listener, client, time.monotonic(), time.time())).get(
             Attr.NONCE
         )
-        for message in self._signed(index, nonce, signed, allocate):
+        for message in self._signed(index, nonce):
             self.entry(message, client)
         try:
             while sock.recv(2048):  # the responses: the client's receive buffer is not the relay's memory
@@ -115,22 +115,25 @@ class Allocations:
         except BlockingIOError:
             pass
 
-    def _signed(self, index: int, nonce: str, signed: dict[str, Any], allocate: list[Any]) -> list[bytes]:
+    def _request(self, method: int, attributes: Sequence[tuple[int, Any]], nonce: str | None) -> bytes:
+        return request(method, attributes, nonce, self.username, self.key)
+
+    def _signed(self, index: int, nonce: str) -> list[bytes]:
         """The authenticated Allocate and the ChannelBind or CreatePermission after it."""
         if self.method == "channel":
             then = [(Attr.CHANNEL_NUMBER, 0x4000 + index % 0x1000), (Attr.XOR_PEER_ADDRESS, PEER)]
-            second = request(Method.CHANNEL_BIND, then, nonce, **signed)
+            second = self._request(Method.CHANNEL_BIND, then, nonce)
         else:
-            second = request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, PEER)], nonce, **signed)
-        return [request(Method.ALLOCATE, allocate, nonce, **signed), second]
+            second = self._request(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, PEER)], nonce)
+        return [self._request(Method.ALLOCATE, ALLOCATE, nonce), second]
 
-    def _over_tcp(self, index: int, signed: dict[str, Any], allocate: list[Any]) -> None:
+    def _over_tcp(self, index: int) -> None:
         sock = socket.create_connection(self.address)
         sock.setblocking(False)
         self.sockets.append(sock)
-        answer = self._ask(sock, request(Method.ALLOCATE, allocate, None, **signed))
+        answer = self._ask(sock, self._request(Method.ALLOCATE, ALLOCATE, None))
         nonce = decode(answer).get(Attr.NONCE)
-        for message in self._signed(index, nonce, signed, allocate):
+        for message in self._signed(index, nonce):
             answer = self._ask(sock, message)
             if decode(answer).message_class != MessageClass.SUCCESS:
                 raise RuntimeError(f"allocation {index} over TCP was refused: {decode(answer)}")
