@@ -27,12 +27,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inprocess import REALM, credentials, loopback_config
+from inprocess import credentials, loopback_config, request
 
 from relay.ops.metrics import RelayStats
 from relay.server.app import RelayServer
 from relay.server.fastwire import parse_send
-from relay.stun import Attr, Message, MessageClass, Method, decode, encode
+from relay.stun import Attr, Message, MessageClass, Method, decode
 from relay.turn.wire import parse_send_indication
 
 BATCH = 200  # datagrams waiting per round (a relay socket's default buffer holds a few hundred)
@@ -83,11 +83,7 @@ class Setup:
         self.loop.run_until_complete(asyncio.sleep(0.05))
 
     def _request(self, method: int, attributes: list, nonce: str, username: str, key: bytes) -> Message:
-        tid = os.urandom(12)
-        message = Message(method, MessageClass.REQUEST, tid, attributes)
-        if nonce:
-            message.attributes += [(Attr.USERNAME, username), (Attr.REALM, REALM), (Attr.NONCE, nonce)]
-        wire = encode(message, integrity_key=key if nonce else None)
+        wire = request(method, attributes, nonce or None, username, key)
         if self.connection is not None:
             self.client.sendall(wire)
             self._run_loop()
