@@ -73,7 +73,7 @@ def _missing_tools() -> str | None:
 FASTPATH = Extension(
     "relay.server._fastpath",
     sources=["server/_fastpath.c"],
-    depends=["server/_fastpath_table.h"],
+    depends=["server/_fastpath_table.h", "server/_fastpath_stream.h"],
     define_macros=[("Py_LIMITED_API", LIMITED_API)],
     py_limited_api=True,
     extra_compile_args=["-O2", "-Wall", "-Werror", "-fno-strict-aliasing"],

@@ -39,6 +39,8 @@ Built against the limited API (abi3, Python >= 3.10); Linux only.
 
 /* --- the packet path -------------------------------------------------------------------------------- */
 
+static void flush_streams(Engine *e);
+
 static void flush(Engine *e) {
     int i = 0, n = e->queued;
     while (i < n) {
@@ -53,6 +55,7 @@ static void flush(Engine *e) {
         i += sent;
     }
     e->queued = e->slots = 0;
+    if (e->dirty) flush_streams(e);
 }
 
 static PyObject *address_tuple(const struct sockaddr_in *sa) {
@@ -115,6 +118,8 @@ static unsigned char *joined(unsigned char *dense, unsigned char *large, size_t 
     return large;
 }
 
+#include "_fastpath_stream.h"
+
 static void on_listener(Engine *e, int fd) {
     for (int i = 0; i < BATCH; i++) e->rmsg[i].msg_hdr.msg_namelen = sizeof e->rname[i];
     int count = recvmmsg(fd, e->rmsg, BATCH, MSG_DONTWAIT, NULL);
@@ -162,9 +167,11 @@ static int queue_for_client(Engine *e, int fd, unsigned char *slot, size_t n, co
     memcpy(&peer, from, 8);
     Key k = make_key(K_CHANNEL_IN, fd, peer, 0, 0);
     Entry *x = find(e, &k);
+    int stream = x && e->fds[x->out_fd].type == FD_STREAM;
     if (x) {
         start = HEADROOM - 4;
         put16(slot + start, x->number), put16(slot + start + 2, (unsigned)n);
+        if (stream) memset(slot + end, 0, -n & 3), end += -n & 3; /* padded over TCP (RFC 8656 section 12.5) */
     } else {
         k = make_key(K_PERMIT_IN, fd, 0, from->sin_addr.s_addr, 0);
         x = find(e, &k);
@@ -183,7 +190,9 @@ static int queue_for_client(Engine *e, int fd, unsigned char *slot, size_t n, co
         put16(h + 32, 0x0013), put16(h + 34, (unsigned)n);
         memset(slot + end, 0, pad);
         end += pad;
+        stream = e->fds[x->out_fd].type == FD_STREAM;
     }
+    if (stream) return stream_relayed(e, x, slot + start, end - start, n);
     int q = e->queued++;
     e->qiov[q].iov_base = slot + start, e->qiov[q].iov_len = end - start;
     e->qmsg[q].msg_hdr.msg_name = &x->dest;
@@ -274,6 +283,9 @@ static void forget_fd(Engine *self, int fd) {
     flush(self);
     purge_fd(self, fd);
     self->fds[fd].type = FD_NONE;
+    self->fds[fd].gen++;
+    stream_free(self->fds[fd].stream);
+    self->fds[fd].stream = NULL;
     Py_CLEAR(self->fds[fd].callback);
 }
 
@@ -383,6 +395,9 @@ static PyObject *Engine_poll(Engine *self, PyObject *args) {
             case FD_RELAY:
                 on_relay(self, fd);
                 break;
+            case FD_STREAM:
+                on_stream(self, fd, events[i].events);
+                break;
             case FD_PYTHON: {
                 flush(self);
                 Py_INCREF(callback);
@@ -418,9 +433,12 @@ static void Engine_release(Engine *self) {
     for (size_t i = 0; i < self->nbuckets; i++)
         for (Entry *x = self->buckets ? self->buckets[i] : NULL, *next; x; x = next) next = x->next, free(x);
     self->count = 0;
+    self->dirty = NULL;
     for (size_t i = 0; i < self->nfds; i++) {
         Py_CLEAR(self->fds[i].callback);
-        self->fds[i].type = FD_NONE, self->fds[i].refs = 0;
+        stream_free(self->fds[i].stream);
+        self->fds[i].stream = NULL;
+        self->fds[i].type = FD_NONE, self->fds[i].refs = 0, self->fds[i].gen++;
     }
     if (self->epfd >= 0) close(self->epfd), self->epfd = -1;
 }
@@ -494,6 +512,11 @@ static PyMethodDef Engine_methods[] = {
     {"add", (PyCFunction)Engine_add, METH_VARARGS, "add(fd, handler): handler() -> payload bytes or -1"},
     {"add_listener", (PyCFunction)Engine_add_listener, METH_VARARGS, "add_listener(fd, callback(data, address))"},
     {"add_relay", (PyCFunction)Engine_add_relay, METH_VARARGS, "add_relay(fd, callback(data, address))"},
+    {"add_stream", (PyCFunction)Engine_add_stream, METH_VARARGS,
+     "add_stream(fd, callback(frame bytes | STREAM_* code), client, initial, max_frame, high, low)"},
+    {"stream_write", (PyCFunction)Engine_stream_write, METH_VARARGS, "stream_write(fd, data, always) -> queued"},
+    {"stream_state", (PyCFunction)Engine_stream_state, METH_VARARGS, "stream_state(fd) -> (paused, held, pending)"},
+    {"stream_limit", (PyCFunction)Engine_stream_limit, METH_VARARGS, "stream_limit(fd, max_frame)"},
     {"remove", (PyCFunction)Engine_remove, METH_VARARGS, "remove(fd): stop watching, forget its entries"},
     {"closing", (PyCFunction)Engine_closing, METH_VARARGS, "closing(fd): about to be closed"},
     {"channel", (PyCFunction)Engine_channel, METH_VARARGS, "channel(install, lfd, client, number, rfd, peer)"},
@@ -522,7 +545,10 @@ static int module_exec(PyObject *module) {
     return PyModule_AddIntConstant(module, "CHANNEL_OUT", K_CHANNEL_OUT) ||
            PyModule_AddIntConstant(module, "PERMIT_OUT", K_PERMIT_OUT) ||
            PyModule_AddIntConstant(module, "CHANNEL_IN", K_CHANNEL_IN) ||
-           PyModule_AddIntConstant(module, "PERMIT_IN", K_PERMIT_IN);
+           PyModule_AddIntConstant(module, "PERMIT_IN", K_PERMIT_IN) ||
+           PyModule_AddIntConstant(module, "STREAM_EOF", STREAM_EOF) ||
+           PyModule_AddIntConstant(module, "STREAM_MALFORMED", STREAM_MALFORMED) ||
+           PyModule_AddIntConstant(module, "STREAM_TOO_LARGE", STREAM_TOO_LARGE);
 }
 
 static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};

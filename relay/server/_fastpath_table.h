@@ -18,7 +18,7 @@
 #define MAGIC 0x2112A442u
 
 enum { K_CHANNEL_OUT = 1, K_PERMIT_OUT, K_CHANNEL_IN, K_PERMIT_IN };
-enum { FD_NONE = 0, FD_PYTHON, FD_LISTENER, FD_RELAY };
+enum { FD_NONE = 0, FD_PYTHON, FD_LISTENER, FD_RELAY, FD_STREAM };
 
 typedef struct {
     uint64_t a;      /* client or peer: the first 8 bytes of its sockaddr_in */
@@ -39,10 +39,14 @@ typedef struct Entry {
     unsigned long long packets, bytes;
 } Entry;
 
+struct Stream; /* a TCP client connection (_fastpath_stream.h) */
+
 typedef struct {
     int type;
     unsigned refs; /* entries naming this descriptor */
+    unsigned gen;  /* bumped whenever the descriptor is forgotten: a callback may close what is being read */
     PyObject *callback;
+    struct Stream *stream; /* FD_STREAM only */
 } FdInfo;
 
 typedef struct {
@@ -69,6 +73,7 @@ typedef struct {
     struct mmsghdr pmsg[BATCH];
     struct iovec piov[2 * BATCH];
     struct sockaddr_in pfrom[BATCH];
+    struct Stream *dirty; /* streams with output queued in this round, written by flush() */
     /* per poll call */
     unsigned long long up_packets, up_bytes, down_packets, down_bytes;
 } Engine;

@@ -31,6 +31,7 @@ from relay.policy.nonce import Nonces
 from relay.policy.peers import PeerPolicy
 from relay.policy.quotas import AllocationQuota, QuotaBackend, SourceLimiter
 from relay.server import cpath, stream
+from relay.server.cstream import CompiledStream, CompiledStreamServer, bind_stream
 from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
 from relay.server.refusals import RefusalLog
@@ -97,8 +98,8 @@ class RelayServer:
         self.refusals = RefusalLog()  # why requests were refused, rate-limited (relay.server.refusals)
         self.core: TurnCore | None = None
         self.udp: list[UdpListener] = []
-        self.stream_servers: list[tuple[str, asyncio.AbstractServer]] = []
-        self.connections: set[StreamConnection] = set()
+        self.stream_servers: list[tuple[str, asyncio.AbstractServer | CompiledStreamServer]] = []
+        self.connections: set[StreamConnection | CompiledStream] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.plane: DataPlane | cpath.CDataPlane | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,6 +172,14 @@ class RelayServer:
                     "a tls listener cannot take it"
                 )
             ssl_context = self._tls.listener_context
+        if ssl_context is None and isinstance(self.plane, cpath.CDataPlane):
+            # Plain TCP on the compiled path: the Engine reads and writes each connection (relay.server.cstream).
+            for bound in [sock] if sock is not None else bind_stream(listener.host, listener.port, STREAM_BACKLOG):
+                self.stream_servers.append(
+                    (listener.transport, CompiledStreamServer(bound, lambda s, peer: self._compiled(listener, s, peer)))
+                )
+                _log.info("listening %s %s (compiled packet path)", listener.transport, bound.getsockname()[:2])
+            return
         if sock is not None:
             server = await self._loop.create_server(
                 lambda: self._connection(listener),
@@ -201,14 +210,30 @@ class RelayServer:
             proxy_protocol=listener.proxy_protocol,
             on_close=self._connection_closed,
         )
+        self._admit(connection, listener)
+        return connection
+
+    def _compiled(self, listener: Listener, sock: socket.socket, peer: Address) -> None:
+        assert self.core is not None and isinstance(self.plane, cpath.CDataPlane)
+        connection = CompiledStream(
+            self.core,
+            self.forwarder,
+            self.plane.engine,
+            self.plane.module,
+            listener.label,
+            on_close=self._connection_closed,
+        )
+        self._admit(connection, listener)
+        connection.accepted(sock, peer, proxy_protocol=listener.proxy_protocol)
+
+    def _admit(self, connection: StreamConnection | CompiledStream, listener: Listener) -> None:
         self.connections.add(connection)
         name = f"connections_{listener.label}"
         setattr(self.stats, name, getattr(self.stats, name) + 1)
         if len(self.connections) > MAX_STREAM_CONNECTIONS:
             asyncio.get_running_loop().call_soon(connection.close)
-        return connection
 
-    def _connection_closed(self, connection: StreamConnection) -> None:
+    def _connection_closed(self, connection: StreamConnection | CompiledStream) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
             name = f"connections_{connection.transport_name}"
@@ -222,6 +247,7 @@ class RelayServer:
             self.refusals.flush(now)
             stream.PROXY_REFUSALS.flush(now)  # the module's, which tests may replace
             for connection in list(self.connections):
+                connection.tick(now)
                 if connection.has_allocation:
                     connection.unallocated_since = None
                 elif connection.unallocated_since is None:

@@ -10,9 +10,9 @@ Which path a process uses: `RelayServer(packet_path=...)`, else the environment 
 
 The Engine forwards only what an installed entry allows and hands everything else back to the Python
 handlers unchanged (STUN requests, unknown channels or peers, odd lengths, DONT-FRAGMENT, IPv6): the control
-plane stays the only authority. Entries exist for UDP clients over IPv4 with an IPv4 relayed address; TCP/TLS
-clients and allocations under `max-bps` stay entirely on the Python path (their token buckets are Python's,
-so CMirror installs nothing for them and the Engine hands their datagrams back).
+plane stays the only authority. Entries exist for IPv4 clients over UDP and plain TCP (relay.server.cstream)
+with an IPv4 relayed address; TLS clients and allocations under `max-bps` stay on the Python path (their
+token buckets are Python's, so CMirror installs nothing for them and the Engine hands their datagrams back).
 
 Counting is as on the Python path: each `Engine.poll` returns the packets and payload bytes it relayed per
 direction, which `CDataPlane` adds to the process's RelayStats (turn_packets_total, turn_bytes_total);
@@ -154,7 +154,9 @@ class CMirror(KernelMirror):
         if allocation.closed:
             return "the allocation has ended"
         if not getattr(allocation.origin, "compiled", False):
-            return "the client does not use a compiled UDP listener (TCP, TLS or IPv6)"
+            return "the client does not use a compiled UDP listener or TCP connection (TLS, or an IPv6 listener)"
+        if ":" in str(allocation.client[0]):
+            return "the client's address is IPv6 (a PROXY header or an IPv6 listener)"
         if allocation.bucket_from_client is not None or allocation.bucket_to_client is not None:
             return "a bandwidth limit applies (max-bps is policed on the Python path)"
         endpoint = allocation.relays.get(FAMILY_IPV4)
@@ -165,7 +167,8 @@ class CMirror(KernelMirror):
     def desired(self, allocation: Any) -> dict[Any, bytes]:
         if self.reason(allocation) is not None:
             return {}
-        listener = allocation.origin.sock.fileno()
+        origin = allocation.origin
+        listener = origin.fd if origin.stream else origin.sock.fileno()  # a TCP connection, or the UDP listener
         relay = allocation.relays[FAMILY_IPV4].sock.fileno()
         client = tuple(allocation.client[:2])
         entries: dict[Any, bytes] = {}

@@ -239,6 +239,14 @@ class StreamConnection(asyncio.Protocol):
         """The app's idle timer: no allocation for UNALLOCATED_IDLE."""
         self._close("idle")
 
+    def tick(self, now: float) -> None:
+        """The app's tick: nothing to do here (the event loop's transport times a stall, `pause_writing`)."""
+
+    @property
+    def paused(self) -> bool:
+        """Writing paused: the client is not reading its answers."""
+        return self._paused
+
     @property
     def has_allocation(self) -> bool:
         return bool(self.allocations)

@@ -1,5 +1,6 @@
 """Fuzz the server's real packet entry points with hypothesis: `UdpListener.on_datagram` (where every
-client datagram enters) and `StreamConnection.on_bytes` (where every TCP chunk enters), on a started
+client datagram enters) and `StreamConnection.on_bytes` (where every TCP chunk enters; on the compiled path
+the chunks go over the connection to the Engine's framing), on a started
 `RelayServer` with real sockets. Responses are read back from real client sockets.
 
 Properties: no exception escapes; answers to unauthenticated input are at most 5x its size; no
@@ -20,6 +21,8 @@ from relay_testkit import TEST_PORT_RANGE, RunningRelay, loopback_config
 
 from relay.ops.metrics import RelayStats
 from relay.server.app import RelayServer
+from relay.server.cstream import CompiledStream
+from relay.server.stream import StreamConnection
 from tests.servers import until
 
 ENTRY = settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -29,10 +32,10 @@ STREAM = settings(max_examples=300, deadline=None, database=None, suppress_healt
 class Harness:
     """A started RelayServer on a private (not running) loop: the test thread calls the entry points."""
 
-    def __init__(self) -> None:
+    def __init__(self, packet_path: str | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.stats = RelayStats()
-        self.server = RelayServer(loopback_config(), stats=self.stats)
+        self.server = RelayServer(loopback_config(), stats=self.stats, packet_path=packet_path)
         self.loop.run_until_complete(self.server.start())
         self.pools = self._pools()
 
@@ -96,15 +99,26 @@ def test_fuzz_udp_entry_point(record_property) -> None:
     assert counter[0] >= ENTRY.max_examples  # the whole budget ran (draws that overran count here too)
 
 
+def _open(connection: StreamConnection | CompiledStream) -> bool:
+    if isinstance(connection, CompiledStream):
+        return connection.fd >= 0
+    return connection._transport is not None
+
+
 @pytest.mark.slow
-def test_fuzz_tcp_entry_point(record_property) -> None:
-    harness = Harness()
+@pytest.mark.parametrize("packet_path", ["python", "compiled"])
+def test_fuzz_tcp_entry_point(record_property, packet_path: str) -> None:
+    """Python path: chunks go straight into `StreamConnection.on_bytes`. Compiled path: the Engine frames the
+    byte stream itself (relay.server._fastpath_stream.h), so the chunks are sent over the connection."""
+    if packet_path == "compiled":
+        pytest.importorskip("relay.server._fastpath", reason="tests/relay/conftest.py builds it in place")
+    harness = Harness(packet_path)
     server_address = harness.server.address("tcp")
     counter = [0]
     state: dict = {}
 
     def connection():
-        if state.get("conn") is None or state["conn"]._transport is None:
+        if state.get("conn") is None or not _open(state["conn"]):
             if state.get("sock"):
                 state["sock"].close()
             sock = socket.create_connection(server_address)
@@ -114,6 +128,16 @@ def test_fuzz_tcp_entry_point(record_property) -> None:
             state.update(sock=sock, conn=new, seen=state.get("seen", set()) | {new}, sent=0, received=0)
         return state["conn"], state["sock"]
 
+    def feed(conn: StreamConnection | CompiledStream, sock: socket.socket, chunk: bytes) -> None:
+        if isinstance(conn, StreamConnection):
+            conn.on_bytes(chunk)
+            return
+        try:
+            sock.send(chunk)  # small chunks: the socket buffer takes them whole
+        except OSError:  # the relay closed this connection on an earlier chunk
+            return
+        harness.spin()
+
     @STREAM
     @given(chunks=stream_chunks)
     def run(chunks: list[bytes]) -> None:
@@ -121,7 +145,7 @@ def test_fuzz_tcp_entry_point(record_property) -> None:
         conn, sock = connection()
         for chunk in chunks:
             state["sent"] = state.get("sent", 0) + len(chunk)
-            conn.on_bytes(chunk)
+            feed(conn, sock, chunk)
         harness.spin()
         state["received"] = state.get("received", 0) + sum(len(b) for b in _drain(sock))
         # Frames may span examples on one connection, so compare the connection's totals.
@@ -133,6 +157,7 @@ def test_fuzz_tcp_entry_point(record_property) -> None:
         # Garbage closed some connections; none of them leaked into the server's set (at most the open one).
         harness.spin_until(lambda: len(harness.server.connections) <= 1, "closed connections to leave the set")
         assert sum(v for k, v in harness.stats.snapshot().items() if k.endswith("server_error")) == 0
+        assert any(isinstance(c, CompiledStream) for c in state["seen"]) == (packet_path == "compiled")
     finally:
         if state.get("sock"):
             state["sock"].close()

@@ -89,7 +89,7 @@ def test_2_a_client_that_never_reads_is_paused_then_closed(
         if authenticated:
             assert client.allocate().message_class == MessageClass.SUCCESS
         sent = _flood_without_reading(
-            client.sock, 24_000_000, lambda: relay.call(lambda: all(c._paused for c in relay.server.connections))
+            client.sock, 24_000_000, lambda: relay.call(lambda: all(c.paused for c in relay.server.connections))
         )
         held = relay.call(lambda: sum(c.buffered for c in relay.server.connections))
         grown = rss_bytes() - rss_before
@@ -118,7 +118,7 @@ def test_2_the_same_over_tls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         context = ssl.create_default_context(cafile=cert)
         client = context.wrap_socket(raw, server_hostname="relay.test")
         sent = _flood_without_reading(
-            client, 24_000_000, lambda: relay.call(lambda: all(c._paused for c in relay.server.connections))
+            client, 24_000_000, lambda: relay.call(lambda: all(c.paused for c in relay.server.connections))
         )
         held = relay.call(lambda: sum(c.buffered for c in relay.server.connections))
         wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "the stalled client closed", 5)
