@@ -54,8 +54,8 @@ static void flush(Engine *e) {
         }
         i += sent;
     }
+    if (e->squeued) flush_streams(e);
     e->queued = e->slots = 0;
-    if (e->dirty) flush_streams(e);
 }
 
 static PyObject *address_tuple(const struct sockaddr_in *sa) {
@@ -433,7 +433,7 @@ static void Engine_release(Engine *self) {
     for (size_t i = 0; i < self->nbuckets; i++)
         for (Entry *x = self->buckets ? self->buckets[i] : NULL, *next; x; x = next) next = x->next, free(x);
     self->count = 0;
-    self->dirty = NULL;
+    self->squeued = 0;
     for (size_t i = 0; i < self->nfds; i++) {
         Py_CLEAR(self->fds[i].callback);
         stream_free(self->fds[i].stream);

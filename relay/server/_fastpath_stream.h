@@ -5,9 +5,10 @@
      * input is split into frames (RFC 8656 section 3.1: STUN 20 + length, ChannelData 4 + length padded to 4);
        ChannelData on an installed channel and Send indications to a permitted peer are sent from the relay
        socket here, every other frame is handed to the connection's callback(bytes) as one whole frame;
-     * a datagram from an installed peer becomes ChannelData (padded) or a Data indication appended to the
-       connection's output, which is written once per round for all packets queued in it (flush), so a busy
-       connection gets few large writes instead of one per packet;
+     * a datagram from an installed peer becomes ChannelData (padded) or a Data indication in the slot it was
+       received into, and each connection's datagrams of a round leave in one writev at its end (flush): a
+       busy connection gets few large writes instead of one per packet (as coturn's libevent buffers do), and
+       nothing is copied unless the socket takes less than all;
      * the same bounds as the Python path (relay.server.stream): above `high` bytes of unsent output reading
        stops, no held frame is processed and relayed data is dropped, until the client has read back to `low`;
        a frame longer than `max_frame` (Python raises it once the connection holds an allocation) or bytes that
@@ -19,18 +20,16 @@
 
 enum { STREAM_EOF = 0, STREAM_MALFORMED = 1, STREAM_TOO_LARGE = 2 };
 #define STREAM_READ SLOT   /* bytes read per readiness event (level-triggered: the rest comes next round) */
-#define STREAM_KEEP 4096   /* an output buffer up to this size is kept once empty, larger ones are freed */
 #define GONE ((size_t)-1) /* the connection was ended or removed while its input was being processed */
 
 typedef struct Stream {
-    struct Stream *next_dirty;
     unsigned char *in, *out;
     size_t inlen, incap, outoff, outlen, outcap;
     size_t high, low, max_frame;
     uint64_t client; /* the client's sockaddr_in key (0: not IPv4, no entry can name it) */
     int fd;
     uint32_t events;                  /* the epoll mask in force */
-    unsigned char paused, held, dirty; /* held: processing stopped with input left because output was full */
+    unsigned char paused, held; /* held: processing stopped with input left because output was full */
 } Stream;
 
 static inline size_t pending(const Stream *s) { return s->outlen - s->outoff; }
@@ -62,8 +61,20 @@ static void stream_watch(Engine *e, Stream *s) {
     if (!epoll_ctl(e->epfd, EPOLL_CTL_MOD, s->fd, &ev)) s->events = want;
 }
 
-/* Write what is pending; pause above `high`, resume at `low`. An error other than a full buffer drops the
-   output: the connection is broken, and its end is reported by the read side (EPOLLERR/EPOLLHUP). */
+/* Pause above `high` bytes pending, resume at `low`; an idle connection holds no buffer (malloc < a send). */
+static void stream_pace(Stream *s) {
+    if (!pending(s)) {
+        s->outoff = s->outlen = 0;
+        free(s->out), s->out = NULL, s->outcap = 0;
+    }
+    if (!s->paused && pending(s) > s->high)
+        s->paused = 1;
+    else if (s->paused && pending(s) <= s->low)
+        s->paused = 0;
+}
+
+/* Write what is pending. An error other than a full buffer drops the output: the connection is broken, and
+   its end is reported by the read side (EPOLLERR/EPOLLHUP). */
 static void stream_send(Stream *s) {
     while (pending(s)) {
         ssize_t n = send(s->fd, s->out + s->outoff, pending(s), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -74,20 +85,44 @@ static void stream_send(Stream *s) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
         s->outoff = s->outlen;
     }
-    if (!pending(s)) {
-        s->outoff = s->outlen = 0;
-        if (s->outcap > STREAM_KEEP) free(s->out), s->out = NULL, s->outcap = 0;
-    }
-    if (!s->paused && pending(s) > s->high)
-        s->paused = 1;
-    else if (s->paused && pending(s) <= s->low)
-        s->paused = 0;
+    stream_pace(s);
 }
 
+/* The round's datagrams for stream clients, still in their send slots: one writev per connection, in order
+   (nothing is copied unless the socket takes less than all, or output from before is still pending). */
 static void flush_streams(Engine *e) {
-    for (Stream *s; (s = e->dirty);) {
-        e->dirty = s->next_dirty, s->next_dirty = NULL, s->dirty = 0;
-        stream_send(s);
+    struct iovec iov[BATCH];
+    int n = e->squeued;
+    e->squeued = 0;
+    for (int i = 0; i < n; i++) {
+        Stream *s = e->sq_stream[i];
+        if (!s) continue;
+        int k = 0;
+        size_t total = 0;
+        for (int j = i; j < n; j++)
+            if (e->sq_stream[j] == s) {
+                iov[k++] = e->sq_iov[j], total += e->sq_iov[j].iov_len, e->sq_stream[j] = NULL;
+                Entry *x = e->sq_entry[j];
+                x->packets++, x->bytes += e->sq_size[j], e->down_packets++, e->down_bytes += e->sq_size[j];
+            }
+        size_t done = 0;
+        if (!pending(s)) {
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+            ssize_t sent = sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (sent >= 0)
+                done = (size_t)sent;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                done = total; /* broken: dropped, as stream_send drops */
+        }
+        for (int j = 0; j < k && done < total; j++) { /* what the socket did not take, in order */
+            size_t skip = done > iov[j].iov_len ? iov[j].iov_len : done;
+            done -= skip, total -= skip;
+            if (append(&s->out, &s->outlen, &s->outcap, (unsigned char *)iov[j].iov_base + skip, iov[j].iov_len - skip))
+                break; /* out of memory: the rest is dropped (the stream is then broken for the client) */
+            total -= iov[j].iov_len - skip;
+        }
+        if (pending(s)) stream_send(s);
+        stream_pace(s);
         stream_watch(e, s);
     }
 }
@@ -179,7 +214,7 @@ static void stream_process_held(Engine *e, int fd, Stream *s) {
     if (used == GONE) return;
     memmove(s->in, s->in + used, s->inlen - used);
     s->inlen -= used;
-    if (!s->inlen && s->incap > STREAM_KEEP) free(s->in), s->in = NULL, s->incap = 0;
+    if (!s->inlen) free(s->in), s->in = NULL, s->incap = 0;
 }
 
 static void stream_input(Engine *e, int fd, Stream *s, const unsigned char *d, size_t n) {
@@ -214,13 +249,14 @@ static void on_stream(Engine *e, int fd, uint32_t events) {
     if (e->fds[fd].gen == gen && e->fds[fd].type == FD_STREAM) stream_watch(e, s);
 }
 
-/* A datagram from a peer for a stream client, its header in front (queue_for_client): appended to the
-   connection's output (written at the end of the round), or dropped while the client is not reading. */
-static int stream_relayed(Engine *e, Entry *x, const unsigned char *d, size_t n, size_t payload) {
+/* A datagram from a peer for a stream client, its header in front (queue_for_client): left in its send slot
+   and written at the end of the round (flush_streams), or dropped while the client is not reading. */
+static int stream_relayed(Engine *e, Entry *x, unsigned char *d, size_t n, size_t payload) {
     Stream *s = e->fds[x->out_fd].stream;
-    if (s->paused || append(&s->out, &s->outlen, &s->outcap, d, n)) return 1;
-    x->packets++, x->bytes += payload, e->down_packets++, e->down_bytes += payload;
-    if (!s->dirty) s->dirty = 1, s->next_dirty = e->dirty, e->dirty = s;
+    if (s->paused) return 1;
+    int q = e->squeued++;
+    e->sq_stream[q] = s, e->sq_entry[q] = x, e->sq_size[q] = (unsigned)payload;
+    e->sq_iov[q].iov_base = d, e->sq_iov[q].iov_len = n;
     return 1;
 }
 

@@ -73,7 +73,12 @@ typedef struct {
     struct mmsghdr pmsg[BATCH];
     struct iovec piov[2 * BATCH];
     struct sockaddr_in pfrom[BATCH];
-    struct Stream *dirty; /* streams with output queued in this round, written by flush() */
+    /* peer -> stream client queue: datagrams left in their send slots, header in front, written by flush() */
+    struct Stream *sq_stream[BATCH];
+    struct iovec sq_iov[BATCH];
+    Entry *sq_entry[BATCH];
+    unsigned sq_size[BATCH];
+    int squeued;
     /* per poll call */
     unsigned long long up_packets, up_bytes, down_packets, down_bytes;
 } Engine;

@@ -7,8 +7,8 @@ the forwarding itself, in place in one shared buffer (sent from it to a UDP clie
 connection's write for a TCP/TLS client, whose ChannelData is padded); IPv6 relay sockets hand the
 datagram to `Forwarder.peer_datagram`. Both apply the same rules (channel -> ChannelData, permission -> Data
 indication, else drop) and tests/relay/unit/test_fast_path.py runs them side by side. With the compiled
-packet path (relay.server.cpath) the IPv4 relay sockets of UDP clients are read by its C loop, which hands
-datagrams from peers it has no entry for to `Forwarder.peer_datagram`.
+packet path (relay.server.cpath) the IPv4 relay sockets of UDP and plain TCP clients (relay.server.cstream) are
+read by its C loop, which hands datagrams from peers it has no entry for to `Forwarder.peer_datagram`.
 """
 
 from __future__ import annotations

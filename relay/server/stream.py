@@ -1,4 +1,6 @@
-"""TCP and TLS client connections (RFC 8656 section 3.1): one `Origin` per connection.
+"""TCP and TLS client connections (RFC 8656 section 3.1) on the event loop's transports: one `Origin` per
+connection. With the compiled packet path, plain TCP connections are relay.server.cstream's instead (the same
+bounds, from this module's constants); TLS connections are always these.
 
 Framing: the byte stream carries STUN messages (20 + length bytes) and ChannelData (4 + length,
 padded to 4). `on_bytes` is the entry point of every chunk a connection receives. A connection on a

@@ -5,6 +5,7 @@ Refresh(0); framing errors, oversized frames, PROXY headers and bandwidth limits
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -260,3 +261,28 @@ def _credentials() -> tuple[str, str]:
     from relay_testkit import rest_credentials
 
     return rest_credentials()
+
+
+def test_partial_writes_keep_every_frame_whole_and_in_order() -> None:
+    """A client with a small receive window: the socket takes part of a round's writev, the rest is queued and
+    written later, before anything newer; every frame arrives whole (the framing never desynchronises), in
+    order, and what is dropped is dropped whole while the client is not reading."""
+    with RunningRelay(loopback_config(), packet_path="compiled") as relay, Peer() as peer:
+        client = relay.client("tcp", receive_buffer=4096)
+        relayed = client.relayed(client.allocate())
+        assert client.channel_bind(0x4001, peer.address).message_class == MessageClass.SUCCESS
+        connection = relay.call(lambda: next(iter(relay.server.connections)))
+        with socket.socket(fileno=os.dup(connection.fd)) as server_side:  # the relay's end of the connection
+            server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a round's writev will not fit
+        count, size = 3000, 333  # an odd size: every frame carries padding
+        for number in range(count):
+            peer.send(number.to_bytes(4, "big") + bytes([number % 251]) * (size - 4), relayed)
+        client.handled()  # the answer queues behind everything relayed before it
+        numbers = []
+        for frame in [*client.pending]:
+            assert frame[:4] == b"\x40\x01" + size.to_bytes(2, "big"), frame[:8]
+            number = int.from_bytes(frame[4:8], "big")
+            assert frame[8:] == bytes([number % 251]) * (size - 4)
+            numbers.append(number)
+        assert numbers == sorted(set(numbers)) and len(numbers) > 100, numbers[:10]
+        client.close()
