@@ -216,6 +216,22 @@ def _compiled_paths(setup: Setup, frame: bytes, rounds: int) -> list[tuple[str, 
 
         return run
 
+    if setup.connection is not None:  # a TCP client: its BATCH frames arrive in one or a few reads
+        return [
+            (
+                "client->peer ChannelData, compiled TCP connection (frames of one read)",
+                _time(lambda: setup.client.sendall(frame * BATCH), drain(0), lambda: _drain(setup.peer), rounds),
+            ),
+            (
+                "peer->client ChannelData, compiled TCP client (recvmmsg + one writev)",
+                _time(
+                    lambda: [setup.peer.sendto(setup.payload, setup.relayed) for _ in range(BATCH)],
+                    drain(2),
+                    lambda: _drain_stream(setup.client),
+                    rounds,
+                ),
+            ),
+        ]
     return [
         (
             "client->peer ChannelData, compiled path (recvmmsg + sendto in C)",
@@ -267,6 +283,9 @@ def measure(payload: int, rounds: int) -> list[tuple[str, float]]:
         setup.close()
     setup = Setup(payload, fast=True, tcp=True)
     results += _stream_paths(setup, frame + bytes(-payload % 4), rounds)
+    setup.close()
+    setup = Setup(payload, fast=True, tcp=True, packet_path="compiled")
+    results += _compiled_paths(setup, frame + bytes(-payload % 4), rounds)
     setup.close()
 
     from relay.stun.attributes import encode_xor_address

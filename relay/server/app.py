@@ -31,7 +31,7 @@ from relay.policy.nonce import Nonces
 from relay.policy.peers import PeerPolicy
 from relay.policy.quotas import AllocationQuota, QuotaBackend, SourceLimiter
 from relay.server import cpath, stream
-from relay.server.cstream import CompiledStream, CompiledStreamServer, bind_stream
+from relay.server.cstream import CompiledStream, CompiledStreamServer, StreamContext, bind_stream
 from relay.server.dataplane import DataPlane, data_plane
 from relay.server.forwarding import Forwarder
 from relay.server.refusals import RefusalLog
@@ -103,6 +103,7 @@ class RelayServer:
         self._timer: asyncio.TimerHandle | None = None
         self.plane: DataPlane | cpath.CDataPlane | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._streams: StreamContext | None = None  # what the compiled TCP connections share
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -215,14 +216,11 @@ class RelayServer:
 
     def _compiled(self, listener: Listener, sock: socket.socket, peer: Address) -> None:
         assert self.core is not None and isinstance(self.plane, cpath.CDataPlane)
-        connection = CompiledStream(
-            self.core,
-            self.forwarder,
-            self.plane.engine,
-            self.plane.module,
-            listener.label,
-            on_close=self._connection_closed,
-        )
+        if self._streams is None:
+            self._streams = StreamContext(
+                self.core, self.forwarder, self.plane.engine, self.plane.module, on_close=self._connection_closed
+            )
+        connection = CompiledStream(self._streams, listener.label)
         self._admit(connection, listener)
         connection.accepted(sock, peer, proxy_protocol=listener.proxy_protocol)
 
@@ -280,6 +278,7 @@ class RelayServer:
         if self.plane is not None:
             self.plane.close()
             self.plane = None
+            self._streams = None
         self._loop = None
 
     # --- introspection ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from relay.server import stream
@@ -45,34 +45,11 @@ def _v4(address: Address | None) -> Address | None:
     return (address[0], address[1])
 
 
-class CompiledStream:
-    """One TCP client connection whose socket the Engine reads and writes (an Origin for the TurnCore)."""
+class StreamContext:
+    """What every compiled TCP connection of one server shares: one reference per connection instead of eight
+    (a connection's own memory is what TCP's RSS per allocation is made of, bench/PROFILE.md)."""
 
-    stream = True
-    compiled = True  # cpath.CMirror installs entries for its allocations
-    __slots__ = (
-        "_engine",
-        "_limit",
-        "_on_close",
-        "_paused_since",
-        "_peer",
-        "_proxy",
-        "_sock",
-        "allocations",
-        "client",
-        "clock",
-        "core",
-        "fd",
-        "forwarder",
-        "key",
-        "local",
-        "module",
-        "opened_at",
-        "stats",
-        "transport_name",
-        "unallocated_since",
-        "wall_clock",
-    )
+    __slots__ = ("clock", "core", "engine", "forwarder", "module", "on_close", "stats", "wall_clock")
 
     def __init__(
         self,
@@ -80,33 +57,107 @@ class CompiledStream:
         forwarder: Forwarder,
         engine: Any,
         module: Any,
-        transport_name: str,
         *,
         on_close: Callable[[Any], None],
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.core = core
-        self.forwarder = forwarder
-        self._engine = engine
-        self.module = module
+        self.core, self.forwarder, self.engine, self.module = core, forwarder, engine, module
+        self.stats, self.on_close, self.clock, self.wall_clock = core.stats, on_close, clock, wall_clock
+
+
+class OneAllocation(MutableMapping[Address, Any]):
+    """A connection's allocations by client address, as the AllocationTable fills it (`by_origin`): a TCP
+    connection has one client, so one allocation at most. 56 bytes where a dict of one item takes 224."""
+
+    __slots__ = ("_allocation", "_client", "_more")
+
+    def __init__(self) -> None:
+        self._client: Address | None = None
+        self._allocation: Any = None
+        self._more: dict[Address, Any] | None = None  # never used by a TCP client; kept correct all the same
+
+    def __getitem__(self, client: Address) -> Any:
+        if self._client is not None and client == self._client:
+            return self._allocation
+        if self._more is not None:
+            return self._more[client]
+        raise KeyError(client)
+
+    def get(self, client: Address, default: Any = None) -> Any:  # the per-frame lookup: no exception
+        if self._client is not None and client == self._client:
+            return self._allocation
+        return default if self._more is None else self._more.get(client, default)
+
+    def __setitem__(self, client: Address, allocation: Any) -> None:
+        if self._client is None or client == self._client:
+            self._client, self._allocation = client, allocation
+        else:
+            self._more = self._more or {}
+            self._more[client] = allocation
+
+    def __delitem__(self, client: Address) -> None:
+        if self._client is not None and client == self._client:
+            self._client = self._allocation = None
+            if self._more:
+                self._client, self._allocation = self._more.popitem()
+        elif self._more is not None:
+            del self._more[client]
+        else:
+            raise KeyError(client)
+
+    def __iter__(self) -> Iterator[Address]:
+        if self._client is not None:
+            yield self._client
+        if self._more:
+            yield from list(self._more)
+
+    def __len__(self) -> int:
+        return (self._client is not None) + len(self._more or ())
+
+    def __bool__(self) -> bool:
+        return self._client is not None
+
+
+class CompiledStream:
+    """One TCP client connection whose socket the Engine reads and writes (an Origin for the TurnCore). The
+    object itself is the Engine's callback (`__call__`): no bound method is kept per connection."""
+
+    stream = True
+    compiled = True  # cpath.CMirror installs entries for its allocations
+    __slots__ = (
+        "_ctx",
+        "_limit",
+        "_open",
+        "_paused_since",
+        "_peer",
+        "_proxy",
+        "allocations",
+        "client",
+        "fd",
+        "local",
+        "transport_name",
+        "unallocated_since",
+    )
+
+    def __init__(self, context: StreamContext, transport_name: str) -> None:
+        self._ctx = context
         self.transport_name = transport_name
-        self.key = self
-        self.stats = core.stats
-        self.clock = clock
-        self.wall_clock = wall_clock
         self.client: Address | None = None
         self.local: Address = ("0.0.0.0", 0)
-        self.opened_at = clock()
-        self.unallocated_since: float | None = self.opened_at
+        self.unallocated_since: float | None = context.clock()
         self.fd = -1  # the Engine's descriptor once handed over
-        self._sock: socket.socket | None = None  # held until the hand-over (PROXY header read in Python)
-        self._proxy: ProxyHeaderBuffer | None = None
+        self._proxy: tuple[socket.socket, ProxyHeaderBuffer] | None = None  # while a PROXY header is read
         self._peer: Address | None = None
-        self._on_close = on_close
+        self._open = True
         self._limit = stream.PREAUTH_MAX_FRAME
         self._paused_since: float | None = None
-        self.allocations = core.table.origin_index(self)
+        self.allocations = OneAllocation()
+        context.core.table.by_origin[self] = self.allocations  # the table fills it, the frames read it
+
+    @property
+    def key(self) -> CompiledStream:  # the Origin attribute: the table's key for this connection
+        return self
 
     @property
     def transport(self) -> str:  # the Origin attribute
@@ -132,14 +183,13 @@ class CompiledStream:
             self.client = self._peer
             self._hand_over(sock, b"")
             return
-        self._sock = sock
-        self._proxy = ProxyHeaderBuffer()
+        self._proxy = (sock, ProxyHeaderBuffer())
         asyncio.get_running_loop().add_reader(sock.fileno(), self._read_proxy_header)
 
     def _read_proxy_header(self) -> None:
-        sock, proxy = self._sock, self._proxy
-        if sock is None or proxy is None:
+        if self._proxy is None:
             return
+        sock, proxy = self._proxy
         try:
             data = sock.recv(PROXY_READ)
         except (BlockingIOError, InterruptedError):
@@ -152,7 +202,7 @@ class CompiledStream:
         try:
             header = proxy.feed(data)
         except ProxyProtocolError as refused:
-            stream.PROXY_REFUSALS.report(self._peer, str(refused), self.clock())
+            stream.PROXY_REFUSALS.report(self._peer, str(refused), self._ctx.clock())
             self._count("stream_closes_proxy_header")
             self.close()
             return
@@ -160,21 +210,15 @@ class CompiledStream:
             return
         self.client = header.source or self._peer
         asyncio.get_running_loop().remove_reader(sock.fileno())
-        self._sock = self._proxy = None
+        self._proxy = None
         self._hand_over(sock, bytes(proxy.remainder))
 
     def _hand_over(self, sock: socket.socket, initial: bytes) -> None:
         fd = sock.detach()
         self.fd = fd
         try:
-            self._engine.add_stream(
-                fd,
-                self._on_frame,
-                _v4(self.client),
-                initial,
-                self._limit,
-                stream.WRITE_HIGH_WATER,
-                stream.WRITE_LOW_WATER,
+            self._ctx.engine.add_stream(
+                fd, self, _v4(self.client), initial, self._limit, stream.WRITE_HIGH_WATER, stream.WRITE_LOW_WATER
             )
         except Exception:
             report_internal_error("stream hand-over")
@@ -182,7 +226,7 @@ class CompiledStream:
 
     # --- from the Engine ---------------------------------------------------------------------------
 
-    def _on_frame(self, frame: bytes | int) -> None:
+    def __call__(self, frame: bytes | int) -> None:
         """A whole frame the Engine did not forward, or (an int) the code of the connection's end."""
         if frame.__class__ is int:
             self._ended(frame)  # type: ignore[arg-type]
@@ -198,25 +242,26 @@ class CompiledStream:
         allocation = self.allocations.get(self.client)
         if frame[0] & 0xC0 == 0x40:  # ChannelData without an entry (unknown channel, or a bandwidth limit)
             if allocation is not None:
-                self.forwarder.client_channel_data(allocation, frame)
+                self._ctx.forwarder.client_channel_data(allocation, frame)
             return
         if frame[0] == 0 and frame[1] == 0x16:  # a Send indication the Engine did not forward
             if allocation is not None:
-                self.forwarder.client_send_indication(allocation, frame)
+                self._ctx.forwarder.client_send_indication(allocation, frame)
             return
         assert self.client is not None
-        response = self.core.handle(frame, self, self.client, self.clock(), self.wall_clock())
+        ctx = self._ctx
+        response = ctx.core.handle(frame, self, self.client, ctx.clock(), ctx.wall_clock())
         if self.fd < 0:
             return
         if response is not None:
-            self._engine.stream_write(self.fd, response, True)
+            ctx.engine.stream_write(self.fd, response, True)
         limit = ALLOCATED_MAX_FRAME if self.allocations else stream.PREAUTH_MAX_FRAME
         if limit != self._limit:
             self._limit = limit
-            self._engine.stream_limit(self.fd, limit)
+            ctx.engine.stream_limit(self.fd, limit)
 
     def _ended(self, code: int) -> None:
-        module = self.module
+        module = self._ctx.module
         if code == module.STREAM_MALFORMED:
             self._count(f"malformed_{self.transport_name}")
         elif code == module.STREAM_TOO_LARGE:
@@ -229,7 +274,7 @@ class CompiledStream:
     # --- Origin ------------------------------------------------------------------------------------
 
     def send(self, data: bytes, client: Address) -> None:
-        if self.fd < 0 or not self._engine.stream_write(self.fd, data, False):
+        if self.fd < 0 or not self._ctx.engine.stream_write(self.fd, data, False):
             raise BlockingIOError("client connection is not keeping up")
 
     def write_view(self, view: memoryview, client: Address) -> None:
@@ -239,7 +284,7 @@ class CompiledStream:
         """Close now (what is queued is dropped, as an aborted transport's)."""
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            self._engine.remove(fd)
+            self._ctx.engine.remove(fd)
             os.close(fd)
         self._end()
 
@@ -260,7 +305,7 @@ class CompiledStream:
 
     @property
     def paused(self) -> bool:
-        return self.fd >= 0 and bool(self._engine.stream_state(self.fd)[0])
+        return self.fd >= 0 and bool(self._ctx.engine.stream_state(self.fd)[0])
 
     @property
     def has_allocation(self) -> bool:
@@ -271,25 +316,27 @@ class CompiledStream:
         """Bytes held for this connection: unprocessed input plus output not yet written."""
         if self.fd < 0:
             return 0
-        _, held, pending = self._engine.stream_state(self.fd)
+        _, held, pending = self._ctx.engine.stream_state(self.fd)
         return int(held) + int(pending)
 
     # --- helpers -----------------------------------------------------------------------------------
 
     def _end(self) -> None:
         """Forget the connection (once): the socket read for a PROXY header, allocations, the app's gauge."""
-        sock, self._sock, self._proxy = self._sock, None, None
-        if sock is not None:
+        if self._proxy is not None:
+            sock, _ = self._proxy
+            self._proxy = None
             asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
-        if self._on_close is None:
+        if not self._open:
             return
-        on_close, self._on_close = self._on_close, None
-        self.core.close_origin(self)
-        on_close(self)
+        self._open = False
+        self._ctx.core.close_origin(self)
+        self._ctx.on_close(self)
 
     def _count(self, name: str) -> None:
-        setattr(self.stats, name, getattr(self.stats, name) + 1)
+        stats = self._ctx.stats
+        setattr(stats, name, getattr(stats, name) + 1)
 
 
 class CompiledStreamServer:
