@@ -73,9 +73,20 @@ def check_session(outcome: dict, relay: RunningRelay, protocol: str) -> None:
     assert stats["allocations_created"] >= 2 and stats["auth_failures_bad_integrity"] == 0
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_chromium_data_channel_through_relay(transport: str) -> None:
-    with RunningRelay(loopback_config()) as relay:
+@pytest.mark.parametrize(
+    ("transport", "packet_path"),
+    [("udp", None), ("tcp", "compiled"), ("tcp", "python")],
+    ids=["udp", "tcp", "tcp-python"],
+)
+def test_chromium_data_channel_through_relay(transport: str, packet_path: str | None) -> None:
+    """Over TCP on both packet paths: the compiled one (relay.server.cstream, the default when it builds) and
+    the pure-Python fallback (relay.server.stream)."""
+    if packet_path == "compiled":
+        pytest.importorskip("relay.server._fastpath", reason="tests/relay/conftest.py builds it in place")
+    with RunningRelay(loopback_config(), packet_path=packet_path) as relay:
+        if transport == "tcp":
+            servers = relay.call(lambda: [type(server).__name__ for _, server in relay.server.stream_servers])
+            assert ("CompiledStreamServer" in servers) == (packet_path == "compiled"), servers
         username, password = rest_credentials("chromium")
         port = relay.address(transport)[1]
         server = {"urls": f"turn:127.0.0.1:{port}?transport={transport}", "username": username, "credential": password}
