@@ -118,6 +118,33 @@ static unsigned char *joined(unsigned char *dense, unsigned char *large, size_t 
     return large;
 }
 
+/* Client -> peer, for a UDP client's datagram or a TCP client's frame: ChannelData on an installed channel, or
+   a Send indication to a permitted peer, sent from the relay socket. 1 when an entry covered it (sent, or lost
+   to a failed send as a datagram may be), 0 when it is for Python to judge. */
+static int forward_up(Engine *e, int fd, uint64_t client, const unsigned char *d, size_t n) {
+    if (n >= 4 && (d[0] & 0xC0) == 0x40) {
+        Key k = make_key(K_CHANNEL_OUT, fd, client, 0, be16(d));
+        Entry *x = find(e, &k);
+        size_t length = be16(d + 2);
+        if (!x || length > n - 4) return 0;
+        if (sendto(x->out_fd, d + 4, length, MSG_DONTWAIT, (struct sockaddr *)&x->dest, sizeof x->dest) >= 0)
+            x->packets++, x->bytes += length, e->up_packets++, e->up_bytes += length;
+        return 1;
+    }
+    uint32_t ip = 0;
+    uint16_t port = 0;
+    size_t start = 0, length = 0;
+    if (n < 20 || d[0] != 0 || d[1] != 0x16 || !parse_send(d, n, &ip, &port, &start, &length)) return 0;
+    Key k = make_key(K_PERMIT_OUT, fd, client, ip, 0);
+    Entry *x = find(e, &k);
+    if (!x) return 0;
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    to.sin_addr.s_addr = ip;
+    if (sendto(x->out_fd, d + start, length, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) >= 0)
+        x->packets++, x->bytes += length, e->up_packets++, e->up_bytes += length;
+    return 1;
+}
+
 #include "_fastpath_stream.h"
 
 static void on_listener(Engine *e, int fd) {
@@ -129,31 +156,7 @@ static void on_listener(Engine *e, int fd) {
         const struct sockaddr_in *from = &e->rname[i];
         uint64_t client;
         memcpy(&client, from, 8);
-        if (n >= 4 && (d[0] & 0xC0) == 0x40 && from->sin_family == AF_INET) {
-            Key k = make_key(K_CHANNEL_OUT, fd, client, 0, be16(d));
-            Entry *x = find(e, &k);
-            size_t length = be16(d + 2);
-            if (x && length <= n - 4) {
-                if (sendto(x->out_fd, d + 4, length, MSG_DONTWAIT, (struct sockaddr *)&x->dest, sizeof x->dest) >= 0)
-                    x->packets++, x->bytes += length, e->up_packets++, e->up_bytes += length;
-                continue;
-            }
-        } else if (n >= 20 && d[0] == 0 && d[1] == 0x16 && from->sin_family == AF_INET) {
-            uint32_t ip = 0;
-            uint16_t port = 0;
-            size_t start = 0, length = 0;
-            if (parse_send(d, n, &ip, &port, &start, &length)) {
-                Key k = make_key(K_PERMIT_OUT, fd, client, ip, 0);
-                Entry *x = find(e, &k);
-                if (x) {
-                    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
-                    to.sin_addr.s_addr = ip;
-                    if (sendto(x->out_fd, d + start, length, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) >= 0)
-                        x->packets++, x->bytes += length, e->up_packets++, e->up_bytes += length;
-                    continue;
-                }
-            }
-        }
+        if (from->sin_family == AF_INET && forward_up(e, fd, client, d, n)) continue;
         if (e->fds[fd].type != FD_LISTENER) return; /* removed by an earlier callback of this batch */
         hand_back(e, e->fds[fd].callback, d, n, from);
     }

@@ -177,30 +177,7 @@ static size_t stream_frames(Engine *e, int fd, Stream *s, const unsigned char *d
         }
         if (len - off < size) break;
         off += size;
-        if ((d[0] & 0xC0) == 0x40) {
-            Key k = make_key(K_CHANNEL_OUT, fd, s->client, 0, be16(d));
-            Entry *x = s->client ? find(e, &k) : NULL;
-            if (x) {
-                if (sendto(x->out_fd, d + 4, length, MSG_DONTWAIT, (struct sockaddr *)&x->dest, sizeof x->dest) >= 0)
-                    x->packets++, x->bytes += length, e->up_packets++, e->up_bytes += length;
-                continue;
-            }
-        } else if (d[1] == 0x16 && d[0] == 0 && s->client) {
-            uint32_t ip = 0;
-            uint16_t port = 0;
-            size_t start = 0, n = 0;
-            if (size >= 20 && parse_send(d, size, &ip, &port, &start, &n)) {
-                Key k = make_key(K_PERMIT_OUT, fd, s->client, ip, 0);
-                Entry *x = find(e, &k);
-                if (x) {
-                    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
-                    to.sin_addr.s_addr = ip;
-                    if (sendto(x->out_fd, d + start, n, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) >= 0)
-                        x->packets++, x->bytes += n, e->up_packets++, e->up_bytes += n;
-                    continue;
-                }
-            }
-        }
+        if (s->client && forward_up(e, fd, s->client, d, size)) continue;
         hand_frame(e, fd, d, size);
         if (e->fds[fd].gen != gen || e->fds[fd].type != FD_STREAM) return GONE;
     }
