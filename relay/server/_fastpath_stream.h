@@ -274,8 +274,9 @@ static PyObject *Engine_add_stream(Engine *self, PyObject *args) {
     }
     self->fds[fd].stream = s;
     if (size > 0) {
+        unsigned gen = self->fds[fd].gen;
         stream_input(self, fd, s, (const unsigned char *)initial, (size_t)size);
-        if (self->fds[fd].type == FD_STREAM && self->fds[fd].stream == s) stream_watch(self, s);
+        if (self->fds[fd].gen == gen) stream_watch(self, s); /* else ended by what it held, and freed */
     }
     Py_RETURN_NONE;
 }

@@ -211,6 +211,20 @@ def test_a_proxy_header_gives_the_client_address_and_what_follows_it_is_served()
         wait_until(lambda: _stats(relay, "stream_closes_proxy_header") == (1,), "the refused header counted")
 
 
+def test_garbage_in_the_segment_of_the_proxy_header_ends_the_connection_at_the_hand_over() -> None:
+    """The bytes after the header are the Engine's first input (add_stream's `initial`): garbage there ends the
+    connection inside the hand-over itself, which must neither crash nor leave the connection counted."""
+    listeners = (Listener("udp", "127.0.0.1", 0), Listener("tcp", "127.0.0.1", 0, proxy_protocol=True))
+    with RunningRelay(loopback_config(listeners=listeners), packet_path="compiled") as relay:
+        address = relay.address("tcp")
+        with socket.create_connection(address) as raw:
+            raw.sendall(proxy_v2_header(("127.0.0.1", 4242), address) + b"\x80\x00\x00\x00")
+            assert raw.recv(10) == b""
+        wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "the connection closed")
+        assert _stats(relay, "malformed_tcp", "connections_tcp") == (1, 0)
+        assert relay.call(lambda: relay.server.plane.engine.sizes()[0]) == 1  # the UDP listener alone
+
+
 def test_a_bandwidth_limited_tcp_allocation_stays_on_python_and_is_policed() -> None:
     config = loopback_config(max_bps=8000)
     with RunningRelay(config, packet_path="compiled") as relay, relay.client("tcp") as client, Peer() as peer:
