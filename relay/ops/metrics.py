@@ -94,6 +94,7 @@ STREAM_CLOSE_REASONS = (
     "frame_too_large",  # a frame over the limit before the connection holds an allocation
     "write_stalled",  # the client did not read its responses within the stall timeout
     "idle",  # no allocation (never, or not any more) for the idle timeout
+    "out_of_memory",  # output could not be queued (the compiled path shuts the connection: no gap in a stream)
 )
 
 

@@ -551,14 +551,27 @@ static int module_exec(PyObject *module) {
            PyModule_AddIntConstant(module, "PERMIT_IN", K_PERMIT_IN) ||
            PyModule_AddIntConstant(module, "STREAM_EOF", STREAM_EOF) ||
            PyModule_AddIntConstant(module, "STREAM_MALFORMED", STREAM_MALFORMED) ||
-           PyModule_AddIntConstant(module, "STREAM_TOO_LARGE", STREAM_TOO_LARGE);
+           PyModule_AddIntConstant(module, "STREAM_TOO_LARGE", STREAM_TOO_LARGE) ||
+           PyModule_AddIntConstant(module, "STREAM_OUT_OF_MEMORY", STREAM_OUT_OF_MEMORY);
 }
+
+/* _fail_growth(n): for tests, the n-th next growth of a stream buffer fails as if memory ran out (-1: none). */
+static PyObject *fail_growth(PyObject *module, PyObject *args) {
+    (void)module;
+    if (!PyArg_ParseTuple(args, "n", &growths_before_failure)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"_fail_growth", fail_growth, METH_VARARGS, "_fail_growth(n): tests only, the n-th next buffer growth fails"},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "relay.server._fastpath", "The relay's UDP forwarding loop in C (see the source).", 0,
-    NULL, module_slots, NULL, NULL, NULL,
+    module_methods, module_slots, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) { return PyModuleDef_Init(&module_def); }

@@ -14,11 +14,13 @@
        a frame longer than `max_frame` (Python raises it once the connection holds an allocation) or bytes that
        are neither STUN nor ChannelData end the connection;
      * the end (EOF, error, garbage) forgets the descriptor, then calls callback(code) with STREAM_*: Python
-       closes the socket and does its bookkeeping. Python's own close calls remove(fd) first. */
+       closes the socket and does its bookkeeping. Python's own close calls remove(fd) first;
+     * output that cannot be queued (out of memory) would leave a gap in the client's byte stream: the
+       connection is shut down instead (stream_break), and ends with STREAM_OUT_OF_MEMORY on its next round. */
 #ifndef RELAY_FASTPATH_STREAM_H
 #define RELAY_FASTPATH_STREAM_H
 
-enum { STREAM_EOF = 0, STREAM_MALFORMED = 1, STREAM_TOO_LARGE = 2 };
+enum { STREAM_EOF = 0, STREAM_MALFORMED = 1, STREAM_TOO_LARGE = 2, STREAM_OUT_OF_MEMORY = 3 };
 #define STREAM_READ SLOT   /* bytes read per readiness event (level-triggered: the rest comes next round) */
 #define GONE ((size_t)-1) /* the connection was ended or removed while its input was being processed */
 
@@ -30,12 +32,17 @@ typedef struct Stream {
     int fd;
     uint32_t events;                  /* the epoll mask in force */
     unsigned char paused, held; /* held: processing stopped with input left because output was full */
+    unsigned char broken;       /* shut down by stream_break: its end is reported as STREAM_OUT_OF_MEMORY */
 } Stream;
 
 static inline size_t pending(const Stream *s) { return s->outlen - s->outoff; }
 
+/* Tests make the n-th next buffer growth fail as if memory ran out (_fail_growth); -1: never. */
+static Py_ssize_t growths_before_failure = -1;
+
 static int append(unsigned char **buf, size_t *len, size_t *cap, const unsigned char *d, size_t n) {
     if (*len + n > *cap) {
+        if (growths_before_failure >= 0 && growths_before_failure-- == 0) return -1;
         size_t c = *cap ? *cap : 256;
         while (c < *len + n) c *= 2;
         unsigned char *b = realloc(*buf, c);
@@ -71,6 +78,15 @@ static void stream_pace(Stream *s) {
         s->paused = 1;
     else if (s->paused && pending(s) <= s->low)
         s->paused = 0;
+}
+
+/* Output that could not be queued: what is pending is dropped and the connection shut down (a client must
+   never receive a stream with a gap in it). Its end comes from the read side on the next round, where Python
+   may be called: this runs inside a flush, which may not. */
+static void stream_break(Stream *s) {
+    s->outoff = s->outlen;
+    s->broken = 1;
+    shutdown(s->fd, SHUT_RDWR);
 }
 
 /* Write what is pending. An error other than a full buffer drops the output: the connection is broken, and
@@ -117,8 +133,10 @@ static void flush_streams(Engine *e) {
         for (int j = 0; j < k && done < total; j++) { /* what the socket did not take, in order */
             size_t skip = done > iov[j].iov_len ? iov[j].iov_len : done;
             done -= skip, total -= skip;
-            if (append(&s->out, &s->outlen, &s->outcap, (unsigned char *)iov[j].iov_base + skip, iov[j].iov_len - skip))
-                break; /* out of memory: the rest is dropped (the stream is then broken for the client) */
+            if (append(&s->out, &s->outlen, &s->outcap, (unsigned char *)iov[j].iov_base + skip, iov[j].iov_len - skip)) {
+                stream_break(s);
+                break;
+            }
             total -= iov[j].iov_len - skip;
         }
         if (pending(s)) stream_send(s);
@@ -196,12 +214,12 @@ static void stream_process_held(Engine *e, int fd, Stream *s) {
 
 static void stream_input(Engine *e, int fd, Stream *s, const unsigned char *d, size_t n) {
     if (s->inlen) {
-        if (append(&s->in, &s->inlen, &s->incap, d, n)) return stream_end(e, fd, STREAM_EOF);
+        if (append(&s->in, &s->inlen, &s->incap, d, n)) return stream_end(e, fd, STREAM_OUT_OF_MEMORY);
         stream_process_held(e, fd, s);
     } else {
         size_t used = stream_frames(e, fd, s, d, n);
         if (used != GONE && used < n && append(&s->in, &s->inlen, &s->incap, d + used, n - used))
-            stream_end(e, fd, STREAM_EOF);
+            stream_end(e, fd, STREAM_OUT_OF_MEMORY);
     }
 }
 
@@ -221,7 +239,7 @@ static void on_stream(Engine *e, int fd, uint32_t events) {
     }
     ssize_t n = recv(fd, e->rx, STREAM_READ, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    if (n <= 0) return stream_end(e, fd, STREAM_EOF);
+    if (n <= 0 || s->broken) return stream_end(e, fd, s->broken ? STREAM_OUT_OF_MEMORY : STREAM_EOF);
     stream_input(e, fd, s, e->rx, (size_t)n);
     if (e->fds[fd].gen == gen && e->fds[fd].type == FD_STREAM) stream_watch(e, s);
 }
@@ -282,7 +300,8 @@ static PyObject *Engine_add_stream(Engine *self, PyObject *args) {
 }
 
 /* stream_write(fd, data, always): queue and write now; False when the client is not reading and `always`
-   is false (relayed data is dropped then; STUN answers are always queued). */
+   is false (relayed data is dropped then; STUN answers are always queued), or when it could not be queued
+   (the connection is then shut down and ends on its next round). */
 static PyObject *Engine_stream_write(Engine *self, PyObject *args) {
     int fd, always;
     const char *data;
@@ -292,7 +311,12 @@ static PyObject *Engine_stream_write(Engine *self, PyObject *args) {
     if (!s) return NULL;
     if (s->paused && !always) Py_RETURN_FALSE;
     flush(self); /* what was queued earlier in this round goes first */
-    if (append(&s->out, &s->outlen, &s->outcap, (const unsigned char *)data, (size_t)size)) return PyErr_NoMemory();
+    if (s->broken || append(&s->out, &s->outlen, &s->outcap, (const unsigned char *)data, (size_t)size)) {
+        stream_break(s); /* not queued: nothing after it may be either */
+        stream_pace(s);
+        stream_watch(self, s);
+        Py_RETURN_FALSE;
+    }
     stream_send(s);
     stream_watch(self, s);
     Py_RETURN_TRUE;

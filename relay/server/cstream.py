@@ -266,6 +266,8 @@ class CompiledStream:
             self._count(f"malformed_{self.transport_name}")
         elif code == module.STREAM_TOO_LARGE:
             self._count("stream_closes_frame_too_large")
+        elif code == module.STREAM_OUT_OF_MEMORY:
+            self._count("stream_closes_out_of_memory")
         fd, self.fd = self.fd, -1  # the Engine has forgotten it already
         if fd >= 0:
             os.close(fd)

@@ -12,7 +12,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from relay_testkit import Peer, RunningRelay, TurnClient, indication, loopback_config, proxy_v2_header, wait_until
+from relay_testkit import (
+    Peer,
+    RunningRelay,
+    TurnClient,
+    indication,
+    loopback_config,
+    proxy_v2_header,
+    request,
+    wait_until,
+)
 
 from relay.config import Listener
 from relay.server import stream
@@ -299,4 +308,62 @@ def test_partial_writes_keep_every_frame_whole_and_in_order() -> None:
             assert frame[8:] == bytes([number % 251]) * (size - 4)
             numbers.append(number)
         assert numbers == sorted(set(numbers)) and len(numbers) > 100, numbers[:10]
+        client.close()
+
+
+@pytest.fixture()
+def failing_growth() -> Iterator[Callable[[int], None]]:
+    """Make the n-th next stream buffer growth fail as if memory ran out; always reset afterwards."""
+    try:
+        yield fastpath._fail_growth
+    finally:
+        fastpath._fail_growth(-1)
+
+
+def _read_until_closed(client: TurnClient) -> list[bytes]:
+    frames = []
+    while True:
+        try:
+            frames.append(client.recv_frame(timeout=5))
+        except ConnectionError:  # the relay's FIN (a frame cut short by it is discarded)
+            return frames
+
+
+def test_relayed_output_that_cannot_be_queued_ends_the_connection_without_a_gap(
+    failing_growth: Callable[[int], None],
+) -> None:
+    """Out of memory for the rest of a partly written round: a client must never receive a stream with a gap
+    in it, so the connection is shut down (after what was written) and counted, and its allocation ends."""
+    with RunningRelay(loopback_config(), packet_path="compiled") as relay, Peer() as peer:
+        client = relay.client("tcp", receive_buffer=4096)
+        relayed = client.relayed(client.allocate())
+        assert client.channel_bind(0x4001, peer.address).message_class == MessageClass.SUCCESS
+        connection = relay.call(lambda: next(iter(relay.server.connections)))
+        with socket.socket(fileno=os.dup(connection.fd)) as server_side:
+            server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a round's writev will not fit
+        failing_growth(0)  # the first remainder to queue cannot be
+        count, size = 2000, 333
+        for number in range(count):
+            peer.send(number.to_bytes(4, "big") + bytes([number % 251]) * (size - 4), relayed)
+        numbers = []
+        for frame in _read_until_closed(client):
+            assert frame[:4] == b"\x40\x01" + size.to_bytes(2, "big"), frame[:8]
+            numbers.append(int.from_bytes(frame[4:8], "big"))
+            assert frame[8:] == bytes([numbers[-1] % 251]) * (size - 4)
+        assert numbers == list(range(len(numbers))) and 0 < len(numbers) < count, numbers[:5]
+        wait_until(lambda: _stats(relay, "stream_closes_out_of_memory") == (1,), "the close counted")
+        wait_until(lambda: relay.allocations == 0, "the allocation of the closed connection to go")
+        assert _entries(relay) == 0
+        client.close()
+
+
+def test_an_answer_that_cannot_be_queued_ends_the_connection(failing_growth: Callable[[int], None]) -> None:
+    with RunningRelay(loopback_config(), packet_path="compiled") as relay:
+        client = relay.client("tcp")
+        client.handled()  # an answer queues and is written
+        failing_growth(0)
+        client.send_raw(encode(request(Method.BINDING)))
+        assert _read_until_closed(client) == []
+        wait_until(lambda: _stats(relay, "stream_closes_out_of_memory") == (1,), "the close counted")
+        wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "the connection closed")
         client.close()
