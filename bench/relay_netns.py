@@ -9,6 +9,8 @@ by veth pairs (tests/relay/kernel/netns_kit.py's layout), so the TC program runs
     sudo .venv/bin/python bench/relay_netns.py            # full run (about 25 minutes on 2 cores)
     sudo .venv/bin/python bench/relay_netns.py --quick    # one small row per server (under a minute)
     sudo .venv/bin/python bench/relay_netns.py --peer kernel   # the echo in the kernel: more load per core
+    sudo .venv/bin/python bench/relay_netns.py --peer kernel --server-cores 1 --clients 100,700,1400,2100
+        # a machine with more CPUs: the load on the rest, steps past what one load core offers
 
 Needs root (namespaces, the BPF program), clang (the program is compiled here, as the wheel build does),
 coturn (turnserver, turnutils_uclient, turnutils_peer), taskset and tc (iproute2, for --peer kernel).
@@ -19,14 +21,14 @@ after it (so the program is attached only while offload-on is measured). Rows: U
 
 Where the CPU goes. With the in-kernel path a relayed packet costs softirq time that no process is
 charged for, so the figures come from /proc/stat (per core: user, nice, system, irq, softirq; idle,
-iowait and steal are not work, guest time is inside user) as well as from the processes. The servers
-run pinned to the upper half of the CPUs and the load (uclient, peer) to the lower half, and receive
-packet steering (RPS) puts the relay interface's receive processing on the server cores and the
-router's on the load cores: what the relay host does for a packet (its TC program or its socket path,
-the server process, the send) lands on the server cores; the emulated network (router forwarding,
-delivery to the client's and peer's sockets) and the load generator on the load cores. Per relayed
-packet (a packet the relay interface transmitted: counted the same way for all three servers), over
-the seconds the relay sent at >= 90 % of its peak rate:
+iowait and steal are not work, guest time is inside user) as well as from the processes. The servers run
+pinned to the upper half of the CPUs (--server-cores N: the upper N) and the load (uclient, peer) to the
+rest, and receive packet steering (RPS) puts the relay interface's receive processing on the server
+cores and the router's on the load cores: what the relay host does for a packet (its TC program or its
+socket path, the server process, the send) lands on the server cores; the emulated network (router
+forwarding, delivery to the client's and peer's sockets) and the load generator on the load cores. Per
+relayed packet (a packet the relay interface transmitted: counted the same way for all three servers),
+over the seconds the relay sent at >= 90 % of its peak rate:
 
   sys      the server cores' busy time (user+nice+system+irq+softirq) minus their busy rate measured
            idle just before the row: system-wide accounting, right on an otherwise idle machine; when
@@ -108,14 +110,31 @@ OFFLOAD_FLAG = 50.0  # percent: below this, an offload-on UDP row is flagged
 SOAK_DRIFT_NOTE = 3.0  # percent: a soaker baseline that moved more over a row is noted beside it
 
 
-def scenarios(quick: bool, method: str) -> list[Scenario]:
+STEPS = (100, 250, 400, 550, 700)  # clients (100 msg/s each): the top step is what one load core offers
+SHORT_STEPS = STEPS[:3]  # 1000-B channels and TCP: every server is lossless there at the top step already
+
+
+def scenarios(quick: bool, method: str, clients: tuple[int, ...] | None = None) -> list[Scenario]:
+    """The rows; `clients` (--clients) replaces every family's steps (a machine with more load cores)."""
     if quick:
         return [Scenario("udp", method, 120, 30, 10, 250)]
-    rows = [Scenario("udp", "channel", 120, n, 10, 600) for n in (100, 250, 400, 550, 700)]
-    rows += [Scenario("udp", "channel", 1000, n, 10, 600) for n in (100, 250, 400)]
-    rows += [Scenario("udp", "send", 120, n, 10, 600) for n in (100, 250, 400, 550, 700)]
-    rows += [Scenario("tcp", "channel", 120, n, 10, 600) for n in (100, 250, 400)]
+    long, short = (clients, clients) if clients else (STEPS, SHORT_STEPS)
+    rows = [Scenario("udp", "channel", 120, n, 10, 600) for n in long]
+    rows += [Scenario("udp", "channel", 1000, n, 10, 600) for n in short]
+    rows += [Scenario("udp", "send", 120, n, 10, 600) for n in long]
+    rows += [Scenario("tcp", "channel", 120, n, 10, 600) for n in short]
     return rows
+
+
+def client_steps(text: str) -> tuple[int, ...]:
+    """--clients: comma-separated client counts, each 1 or more, e.g. 100,700,1400,2100."""
+    try:
+        steps = tuple(int(word) for word in text.split(","))
+    except ValueError:
+        steps = ()
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give client counts separated by commas, e.g. 100,700,1400")
+    return steps
 
 
 def cpu_ticks() -> dict[int, tuple[int, int]]:
@@ -444,6 +463,13 @@ def main(argv: list[str] | None = None) -> int:
                         "median run and the spread (default 1)")  # fmt: skip
     parser.add_argument("--quick-method", choices=("channel", "send"), default="send",
                         help="--quick's row: UDP Send indications (default) or ChannelData")  # fmt: skip
+    parser.add_argument("--server-cores", type=int, metavar="N",
+                        help="the servers on the upper N CPUs, the load on the rest (default: half each); "
+                        "on a machine with more CPUs, 1 or 2 leave the load enough to pass the servers' "
+                        "limits")  # fmt: skip
+    parser.add_argument("--clients", type=client_steps, metavar="N,N,...",
+                        help=f"the client steps of every family (100 msg/s each; default {','.join(map(str, STEPS))}"
+                        f", {','.join(map(str, SHORT_STEPS))} for 1000-B channels and TCP)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.report_from:  # print a saved run's table again (after a change to the report)
         saved = json.loads(args.report_from.read_text())
@@ -457,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"missing: {', '.join(missing)} (./scripts/install.sh --test-tools)", file=sys.stderr)
         return 2
-    planned = [s for s in scenarios(args.quick, args.quick_method) if not args.only or any(
+    planned = [s for s in scenarios(args.quick, args.quick_method, args.clients) if not args.only or any(
         word.lower() in f"{s.family} {s.clients}".lower() for word in args.only)]  # fmt: skip
     if not planned:
         print(f"--only {', '.join(args.only)} matches none of the rows", file=sys.stderr)
@@ -465,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the namespaces and servers are cleaned up
     if args.nice:
         os.nice(args.nice)  # inherited by every server, uclient and turnutils_peer this script starts
-    server_cores, load_cores = split_cores()
+    server_cores, load_cores = split_cores(args.server_cores)
     fd_limit = raise_fd_limit()
     started = time.monotonic()
     rows: list[Row] = []

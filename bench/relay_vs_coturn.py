@@ -174,12 +174,17 @@ def free_port() -> int:
 PEER_PORT = free_port()
 
 
-def split_cores() -> tuple[list[int], list[int]]:
-    cores = sorted(os.sched_getaffinity(0))
+def split_cores(servers: int | None = None, cores: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """(server cores, load cores): the upper `servers` CPUs (default half) for the servers, the rest for the
+    load. A machine with more CPUs than the servers need gives the load the rest (bench/PROFILE.md: one load
+    core caps the offered load)."""
+    cores = sorted(os.sched_getaffinity(0)) if cores is None else sorted(cores)
     if len(cores) < 2:
         raise SystemExit("the benchmark needs at least 2 CPUs (one for the servers, one for the load)")
-    half = len(cores) // 2
-    return cores[half:], cores[:half]  # servers on the upper half, load on the lower
+    count = len(cores) // 2 if servers is None else servers
+    if not 1 <= count < len(cores):
+        raise SystemExit(f"--server-cores {count}: give 1 to {len(cores) - 1} (this machine has {len(cores)} CPUs)")
+    return cores[len(cores) - count :], cores[: len(cores) - count]  # servers on the upper CPUs, load below
 
 
 def raise_fd_limit() -> int:

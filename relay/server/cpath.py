@@ -32,6 +32,7 @@ from relay.server.dataplane import ROUNDS, Handler
 from relay.server.forwarding import report_internal_error
 from relay.server.kernel.mirror import KernelMirror
 from relay.stun.constants import FAMILY_IPV4
+from relay.turn.grants import family_of
 
 ENV = "RELAY_PACKET_PATH"
 MODES = ("auto", "compiled", "python")
@@ -155,7 +156,7 @@ class CMirror(KernelMirror):
             return "the allocation has ended"
         if not getattr(allocation.origin, "compiled", False):
             return "the client does not use a compiled UDP listener or TCP connection (TLS, or an IPv6 listener)"
-        if ":" in str(allocation.client[0]):
+        if family_of(str(allocation.client[0])) != FAMILY_IPV4:
             return "the client's address is IPv6 (a PROXY header or an IPv6 listener)"
         if allocation.bucket_from_client is not None or allocation.bucket_to_client is not None:
             return "a bandwidth limit applies (max-bps is policed on the Python path)"

@@ -29,6 +29,8 @@ from relay.server import stream
 from relay.server.forwarding import Forwarder, report_internal_error
 from relay.server.proxy_protocol import ProxyHeaderBuffer, ProxyProtocolError
 from relay.stun.attributes import Address
+from relay.stun.constants import FAMILY_IPV4
+from relay.turn.grants import family_of
 from relay.turn.handler import TurnCore
 
 _log = logging.getLogger("relay.server.stream")
@@ -40,7 +42,7 @@ _SOFT_ACCEPT_ERRORS = {errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGA
 
 def _v4(address: Address | None) -> Address | None:
     """The client address the Engine may key entries by (IPv4 only), else None."""
-    if address is None or ":" in str(address[0]):
+    if address is None or family_of(str(address[0])) != FAMILY_IPV4:
         return None
     return (address[0], address[1])
 

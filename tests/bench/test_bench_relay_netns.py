@@ -6,6 +6,7 @@ not carry is flagged. No timing is asserted (the targets are printed by the benc
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -118,3 +119,31 @@ def test_the_offload_on_row_was_forwarded_by_the_kernel_and_the_others_were_not(
 
 def _row_line(text: str, server: str) -> int:
     return next(i for i, line in enumerate(text.splitlines()) if line.startswith("UDP ") and f" {server} " in line)
+
+
+def test_server_cores_takes_the_upper_cpus_and_leaves_the_rest_to_the_load() -> None:
+    from relay_vs_coturn import split_cores
+
+    assert split_cores(cores=[0, 1]) == ([1], [0])
+    assert split_cores(cores=[3, 0, 2, 1, 5, 4]) == ([3, 4, 5], [0, 1, 2])  # default: half each
+    assert split_cores(1, cores=list(range(8))) == ([7], [0, 1, 2, 3, 4, 5, 6])
+    assert split_cores(2, cores=list(range(8))) == ([6, 7], [0, 1, 2, 3, 4, 5])
+    for wrong in (0, 8):
+        with pytest.raises(SystemExit, match=f"--server-cores {wrong}: give 1 to 7 .this machine has 8 CPUs"):
+            split_cores(wrong, cores=list(range(8)))
+
+
+def test_clients_replaces_every_familys_steps() -> None:
+    default = relay_netns.scenarios(False, "send")
+    assert [(s.family, s.clients) for s in default if s.family == "UDP channels 120 B"] == [
+        ("UDP channels 120 B", n) for n in relay_netns.STEPS
+    ]
+    steps = relay_netns.client_steps("100,1400,2100")
+    rows = relay_netns.scenarios(False, "send", steps)
+    families = list(dict.fromkeys(s.family for s in default))
+    assert [(s.family, s.clients) for s in rows] == [(f, n) for f in families for n in steps]
+    for wrong in ("", "100,,200", "100,0", "a lot"):
+        with pytest.raises(argparse.ArgumentTypeError, match="give client counts separated by commas"):
+            relay_netns.client_steps(wrong)
+    with pytest.raises(SystemExit):  # argparse names the option and the problem
+        relay_netns.main(["--clients", "100,x"])
