@@ -8,8 +8,8 @@ supervisor calls once, before it starts its workers (they are passed the program
 
 The program goes on the interface that holds the listening address, which must also hold the relay
 address (one interface, as on an EC2 instance: clients and peers arrive and leave through it). The
-interface's MTU bounds what the program sends; both are read with ioctls from the calling thread's
-network namespace, so a relay in a container or a test namespace sees its own interfaces.
+interface's MTU, at most INTERNET_MTU, bounds what the program sends; both are read with ioctls from the
+calling thread's network namespace, so a relay in a container or a test namespace sees its own interfaces.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ _DIRECTIONS = {
     "client_to_peer": ("channel_to_peer", "send_to_peer"),
     "peer_to_client": ("channel_to_client", "data_to_client"),
 }
+# The largest IPv4 packet the program sends, whatever the interface allows. An EC2 interface has MTU 9001,
+# but traffic through an internet gateway is limited to 1500 and dropped above it with DF set (which the
+# program sets, as the kernel does for UDP); a socket learns that from ICMP (path MTU discovery), the program
+# bypasses that cache. Larger results go to user space, whose socket follows it.
+INTERNET_MTU = 1500
 _SIOCGIFADDR = 0x8915
 _SIOCGIFMTU = 0x8921
 _log = logging.getLogger("relay.kernel")
@@ -114,7 +119,7 @@ def _prepare(listening_ip: str, relay_ip: str, obj: bytes | None) -> Offload:
             f"the relay address {relay_ip} is not on {interface}, the listening address's interface "
             "(the in-kernel path sends through the interface a packet came in on)"
         )
-    mtu = interface_mtu(interface)
+    mtu = min(interface_mtu(interface), INTERNET_MTU)
     program = TcRelay(obj)
     try:
         program.attach(interface)

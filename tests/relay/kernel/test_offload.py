@@ -24,7 +24,11 @@ class _Namespace(Topology):
 
     def create(self) -> None:
         subprocess.run(["ip", "netns", "add", self.relay], check=True)
-        for name, address, mtu in (("d0", "10.72.0.2/24", "1400"), ("d1", "10.72.1.2/24", "1500")):
+        for name, address, mtu in (
+            ("d0", "10.72.0.2/24", "1400"),
+            ("d1", "10.72.1.2/24", "1500"),
+            ("d2", "10.72.2.2/24", "9001"),  # an EC2 interface's
+        ):
             for command in (
                 ["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"],
                 ["ip", "link", "set", name, "mtu", mtu, "up"],
@@ -58,6 +62,13 @@ def test_auto_attaches_to_the_listening_interface_with_its_mtu(host: _Namespace,
     finally:
         host.run_in(host.relay, started.stop)
     assert host.run_in(host.relay, lambda: attached_program("d0")) is None
+
+
+def test_an_interface_with_jumbo_frames_gets_the_internets_mtu(host: _Namespace, bpf_object: bytes) -> None:
+    """EC2's 9001: the program never builds a packet an internet gateway would drop (DF is set)."""
+    started = host.run_in(host.relay, lambda: offload.start("auto", "10.72.2.2", "10.72.2.2", obj=bpf_object))
+    assert started is not None and (started.interface, started.mtu) == ("d2", offload.INTERNET_MTU) == ("d2", 1500)
+    host.run_in(host.relay, started.stop)
 
 
 @pytest.mark.parametrize(
