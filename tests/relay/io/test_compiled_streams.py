@@ -20,6 +20,7 @@ from relay_testkit import (
     loopback_config,
     proxy_v2_header,
     request,
+    rest_credentials,
     wait_until,
 )
 
@@ -208,7 +209,7 @@ def test_a_proxy_header_gives_the_client_address_and_what_follows_it_is_served()
             wait_until(lambda: clients() == [source], "the client from the header")
         wait_until(lambda: relay.call(lambda: len(relay.server.connections)) == 0, "the connection closed")
         header = proxy_v2_header(source, address)
-        with TurnClient(address, *_credentials(), transport="tcp", proxy_header=header) as client:
+        with TurnClient(address, *rest_credentials(), transport="tcp", proxy_header=header) as client:
             relayed = client.relayed(client.allocate())
             assert client.channel_bind(0x4001, peer.address).message_class == MessageClass.SUCCESS
             assert _entries(relay) == 4  # channel and permission both ways, keyed by the header's client address
@@ -280,10 +281,35 @@ def test_relayed_data_is_dropped_while_a_client_does_not_read_and_answers_are_no
         client.close()
 
 
-def _credentials() -> tuple[str, str]:
-    from relay_testkit import rest_credentials
+SIZE = 333  # the relayed datagrams' size: odd, so every ChannelData frame carries padding
 
-    return rest_credentials()
+
+def _small_window(relay: RunningRelay, peer: Peer) -> tuple[TurnClient, Any]:
+    """A TCP client with a 4 KiB receive window and a channel (0x4001) to `peer`, the relay's send buffer
+    for it shrunk to 4 KiB (a round's writev will not fit). Returns the client and its relayed address."""
+    client = relay.client("tcp", receive_buffer=4096)
+    relayed = client.relayed(client.allocate())
+    assert client.channel_bind(0x4001, peer.address).message_class == MessageClass.SUCCESS
+    connection = relay.call(lambda: next(iter(relay.server.connections)))
+    with socket.socket(fileno=os.dup(connection.fd)) as server_side:  # the relay's end of the connection
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return client, relayed
+
+
+def _send_numbered(peer: Peer, relayed: Any, count: int) -> None:
+    for number in range(count):
+        peer.send(number.to_bytes(4, "big") + bytes([number % 251]) * (SIZE - 4), relayed)
+
+
+def _numbers(frames: list[bytes]) -> list[int]:
+    """The numbers of `_send_numbered`'s datagrams in the order they arrived, each frame checked whole."""
+    numbers = []
+    for frame in frames:
+        assert frame[:4] == b"\x40\x01" + SIZE.to_bytes(2, "big"), frame[:8]
+        number = int.from_bytes(frame[4:8], "big")
+        assert frame[8:] == bytes([number % 251]) * (SIZE - 4)
+        numbers.append(number)
+    return numbers
 
 
 def test_partial_writes_keep_every_frame_whole_and_in_order() -> None:
@@ -291,22 +317,10 @@ def test_partial_writes_keep_every_frame_whole_and_in_order() -> None:
     written later, before anything newer; every frame arrives whole (the framing never desynchronises), in
     order, and what is dropped is dropped whole while the client is not reading."""
     with RunningRelay(loopback_config(), packet_path="compiled") as relay, Peer() as peer:
-        client = relay.client("tcp", receive_buffer=4096)
-        relayed = client.relayed(client.allocate())
-        assert client.channel_bind(0x4001, peer.address).message_class == MessageClass.SUCCESS
-        connection = relay.call(lambda: next(iter(relay.server.connections)))
-        with socket.socket(fileno=os.dup(connection.fd)) as server_side:  # the relay's end of the connection
-            server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a round's writev will not fit
-        count, size = 3000, 333  # an odd size: every frame carries padding
-        for number in range(count):
-            peer.send(number.to_bytes(4, "big") + bytes([number % 251]) * (size - 4), relayed)
+        client, relayed = _small_window(relay, peer)
+        _send_numbered(peer, relayed, 3000)
         client.handled()  # the answer queues behind everything relayed before it
-        numbers = []
-        for frame in [*client.pending]:
-            assert frame[:4] == b"\x40\x01" + size.to_bytes(2, "big"), frame[:8]
-            number = int.from_bytes(frame[4:8], "big")
-            assert frame[8:] == bytes([number % 251]) * (size - 4)
-            numbers.append(number)
+        numbers = _numbers(client.pending)
         assert numbers == sorted(set(numbers)) and len(numbers) > 100, numbers[:10]
         client.close()
 
@@ -335,21 +349,11 @@ def test_relayed_output_that_cannot_be_queued_ends_the_connection_without_a_gap(
     """Out of memory for the rest of a partly written round: a client must never receive a stream with a gap
     in it, so the connection is shut down (after what was written) and counted, and its allocation ends."""
     with RunningRelay(loopback_config(), packet_path="compiled") as relay, Peer() as peer:
-        client = relay.client("tcp", receive_buffer=4096)
-        relayed = client.relayed(client.allocate())
-        assert client.channel_bind(0x4001, peer.address).message_class == MessageClass.SUCCESS
-        connection = relay.call(lambda: next(iter(relay.server.connections)))
-        with socket.socket(fileno=os.dup(connection.fd)) as server_side:
-            server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a round's writev will not fit
+        client, relayed = _small_window(relay, peer)
         failing_growth(0)  # the first remainder to queue cannot be
-        count, size = 2000, 333
-        for number in range(count):
-            peer.send(number.to_bytes(4, "big") + bytes([number % 251]) * (size - 4), relayed)
-        numbers = []
-        for frame in _read_until_closed(client):
-            assert frame[:4] == b"\x40\x01" + size.to_bytes(2, "big"), frame[:8]
-            numbers.append(int.from_bytes(frame[4:8], "big"))
-            assert frame[8:] == bytes([numbers[-1] % 251]) * (size - 4)
+        count = 2000
+        _send_numbered(peer, relayed, count)
+        numbers = _numbers(_read_until_closed(client))
         assert numbers == list(range(len(numbers))) and 0 < len(numbers) < count, numbers[:5]
         wait_until(lambda: _stats(relay, "stream_closes_out_of_memory") == (1,), "the close counted")
         wait_until(lambda: relay.allocations == 0, "the allocation of the closed connection to go")
